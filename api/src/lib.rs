@@ -1,0 +1,12 @@
+//! Trellis's wire protocol and the names every binary must agree on.
+//!
+//! This crate owns the re-export of the Linkerd proxy API (`linkerd2_proxy_api`), the
+//! conversions between wire messages and Trellis's domain types, and [`well_known`]: ports,
+//! the proxy uid, annotation keys and the identity name format. It must stay free of `kube`,
+//! `k8s-openapi` and every other Trellis crate, because the proxy depends on it.
+//!
+//! Start reading at [`well_known`].
+
+pub use linkerd2_proxy_api;
+
+pub mod well_known;

@@ -1,0 +1,69 @@
+//! Ports, ids, annotation keys and name formats that several Trellis binaries share.
+
+/// Proxy port that receives redirected outbound traffic.
+pub const PROXY_OUTBOUND_PORT: u16 = 4140;
+/// Proxy port that receives redirected inbound traffic.
+pub const PROXY_INBOUND_PORT: u16 = 4143;
+/// Proxy control port (tap).
+pub const PROXY_CONTROL_PORT: u16 = 4190;
+/// Proxy admin port (`/metrics`, `/ready`, `/live`).
+pub const PROXY_ADMIN_PORT: u16 = 4191;
+/// Uid the proxy runs as; iptables rules skip its traffic.
+pub const PROXY_UID: u32 = 2102;
+
+/// Control-plane identity (Certify) port.
+pub const IDENTITY_PORT: u16 = 8080;
+/// Control-plane destination port.
+pub const DESTINATION_PORT: u16 = 8086;
+/// Control-plane policy port.
+pub const POLICY_PORT: u16 = 8090;
+/// Admission webhook port.
+pub const WEBHOOK_PORT: u16 = 8443;
+/// Control-plane admin port (`/metrics`, `/live`, `/ready`).
+pub const CONTROL_PLANE_ADMIN_PORT: u16 = 9990;
+
+/// Audience of the ServiceAccount tokens that proxies present to Certify.
+pub const IDENTITY_TOKEN_AUDIENCE: &str = "identity.trellis.dev";
+/// Trust domain used when a Mesh does not set one.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+/// Namespace of the control plane when a Mesh does not set one.
+pub const DEFAULT_CONTROL_PLANE_NAMESPACE: &str = "trellis-system";
+
+/// Annotation (namespace or pod template) that turns proxy injection on or off.
+pub const INJECT_ANNOTATION: &str = "trellis.dev/inject";
+/// Prefix of the per-workload proxy configuration annotations.
+pub const CONFIG_ANNOTATION_PREFIX: &str = "config.trellis.dev/";
+/// Prefix of every proxy environment variable.
+pub const PROXY_ENV_PREFIX: &str = "TRELLIS_PROXY_";
+
+/// The identity name of a ServiceAccount:
+/// `<sa>.<ns>.serviceaccount.identity.trellis.<trust-domain>`.
+pub fn identity_name(service_account: &str, namespace: &str, trust_domain: &str) -> String {
+    format!("{service_account}.{namespace}.serviceaccount.identity.trellis.{trust_domain}")
+}
+
+/// The SPIFFE id of a ServiceAccount: `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`.
+pub fn spiffe_id(service_account: &str, namespace: &str, trust_domain: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_name_follows_the_design() {
+        assert_eq!(
+            identity_name("web", "shop", DEFAULT_TRUST_DOMAIN),
+            "web.shop.serviceaccount.identity.trellis.cluster.local"
+        );
+    }
+
+    #[test]
+    fn spiffe_id_follows_the_design() {
+        assert_eq!(
+            spiffe_id("web", "shop", "example.org"),
+            "spiffe://example.org/ns/shop/sa/web"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Per-test namespaces, server-side apply of YAML, and waits on Kubernetes objects.
+
+use std::{fmt::Debug, future::Future, time::Duration};
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    discovery::{ApiCapabilities, ApiResource, Discovery, Scope},
+};
+use serde::de::DeserializeOwned;
+
+use crate::{DEFAULT_TIMEOUT, cluster, eventually};
+
+/// Field manager used by test applies.
+pub const FIELD_MANAGER: &str = "trellis-tests";
+/// Label put on every test namespace, so leftovers can be found.
+pub const TEST_NAMESPACE_LABEL: &str = "trellis.dev/test";
+
+/// Runs `test` with a client and a fresh namespace named `t-<name>-<random>`.
+///
+/// The namespace is created, its `default` ServiceAccount awaited, and it is deleted when
+/// the test ends, passed or failed (without waiting for it to go). A panic inside `test`
+/// fails the caller with the original message.
+pub async fn with_temp_ns<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    crate::trace_init();
+    let client = cluster::client().await;
+    let ns = create_test_namespace(&client, name).await;
+    let outcome = tokio::spawn(test(client.clone(), ns.clone())).await;
+    let namespaces: Api<Namespace> = Api::all(client);
+    if let Err(e) = namespaces.delete(&ns, &DeleteParams::background()).await {
+        tracing::warn!(%ns, error = %e, "Could not delete test namespace");
+    }
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("test task for {name} did not finish: {e}"),
+        }
+    }
+}
+
+async fn create_test_namespace(client: &Client, name: &str) -> String {
+    let suffix: u32 = rand::random::<u32>() % 0xff_ffff;
+    let mut base: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    base.truncate(48);
+    let ns = format!("t-{}-{suffix:06x}", base.trim_matches('-'));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let obj: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": ns, "labels": { TEST_NAMESPACE_LABEL: "true" } }
+    }))
+    .expect("namespace object");
+    namespaces
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create namespace {ns}: {e}"));
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    eventually(
+        &format!("ServiceAccount {ns}/default (created by kube-controller-manager)"),
+        DEFAULT_TIMEOUT,
+        || async {
+            match accounts.get_opt("default").await {
+                Ok(Some(sa)) => Ok(sa),
+                Ok(None) => Err("absent".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+    ns
+}
+
+/// Waits until `get(name)` in `api` satisfies `ready`, returning the object.
+///
+/// `ready` returns `Err(state)` with a short description while it is not satisfied.
+pub async fn await_object<K, F>(api: &Api<K>, name: &str, timeout: Duration, ready: F) -> K
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+    F: Fn(&K) -> Result<(), String>,
+{
+    let what = format!("{} {name}", K::kind(&Default::default()));
+    eventually(&what, timeout, || async {
+        let obj = api
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("get failed: {e}"))?
+            .ok_or_else(|| "not found".to_string())?;
+        ready(&obj).map(|()| obj)
+    })
+    .await
+}
+
+/// A dynamic API for the kind of `obj`, found through discovery.
+pub fn dynamic_api(
+    client: &Client,
+    discovery: &Discovery,
+    obj: &DynamicObject,
+    default_ns: Option<&str>,
+) -> Result<(Api<DynamicObject>, ApiResource, ApiCapabilities), String> {
+    let types = obj.types.as_ref().ok_or("object without apiVersion/kind")?;
+    let gvk = kube::api::GroupVersionKind::try_from(types).map_err(|e| e.to_string())?;
+    let (resource, caps) = discovery
+        .resolve_gvk(&gvk)
+        .ok_or_else(|| format!("the cluster does not serve {gvk:?}; is its CRD applied?"))?;
+    let api = match caps.scope {
+        Scope::Cluster => Api::all_with(client.clone(), &resource),
+        Scope::Namespaced => {
+            let ns = obj
+                .namespace()
+                .or(default_ns.map(str::to_string))
+                .ok_or_else(|| format!("{} {} needs a namespace", types.kind, obj.name_any()))?;
+            Api::namespaced_with(client.clone(), &ns, &resource)
+        }
+    };
+    Ok((api, resource, caps))
+}
+
+/// Parses a multi-document YAML string into dynamic objects (empty documents are skipped).
+pub fn parse_yaml(yaml: &str) -> Vec<DynamicObject> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .filter_map(|doc| {
+            let value = serde_yaml::Value::deserialize(doc).expect("valid YAML");
+            (!value.is_null()).then(|| serde_yaml::from_value(value).expect("a Kubernetes object"))
+        })
+        .collect()
+}
+
+/// Server-side applies every object in `yaml`, namespaced ones into `ns` unless they name one.
+///
+/// Returns the apiserver's error message for the first object it rejects.
+pub async fn apply_yaml(
+    client: &Client,
+    ns: Option<&str>,
+    yaml: &str,
+) -> Result<Vec<DynamicObject>, String> {
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|e| format!("discovery: {e}"))?;
+    let mut applied = Vec::new();
+    for obj in parse_yaml(yaml) {
+        let (api, _, _) = dynamic_api(client, &discovery, &obj, ns)?;
+        let name = obj.name_any();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let out = api
+            .patch(&name, &params, &Patch::Apply(&obj))
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(status) => status.message,
+                other => other.to_string(),
+            })?;
+        applied.push(out);
+    }
+    Ok(applied)
+}
+
+use serde::Deserialize as _;
