@@ -1,5 +1,9 @@
 //! Crate boundaries that Cargo alone does not enforce (see style.md, "Boundaries").
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail by panicking"
+)]
 
 use std::process::Command;
 

@@ -1,5 +1,9 @@
 //! Smoke tests of the local cluster from `tests/cluster`: they fail when it is broken.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail by panicking"
+)]
 
 use std::collections::BTreeSet;
 

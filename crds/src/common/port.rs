@@ -1,0 +1,131 @@
+//! Ports given by number or name, and port ranges, as int-or-string fields with CEL checks.
+
+use std::{borrow::Cow, fmt};
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// A CEL rule accepting a port number (1-65535) or an IANA service name: 1-15 lowercase
+/// letters, digits and `-`, with at least one letter, no `-` at either end and no `--`.
+const PORT_RULE: &str = "type(self) == int ? (self >= 1 && self <= 65535) : \
+     (self.size() <= 15 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') \
+     && self.matches('[a-z]') && !self.contains('--'))";
+
+const PORT_MESSAGE: &str = "must be a port number from 1 to 65535 or a port name \
+     (1-15 lowercase letters, digits and '-', with at least one letter, like http or admin-http)";
+
+/// A CEL rule accepting a port number (1-65535) or a string `"<port>"` or
+/// `"<first>-<last>"` with `first <= last`, both within 1-65535.
+const PORT_RANGE_RULE: &str = "type(self) == int ? (self >= 1 && self <= 65535) : \
+     (self.matches('^[0-9]{1,5}(-[0-9]{1,5})?$') \
+     && self.split('-').all(p, int(p) >= 1 && int(p) <= 65535) \
+     && int(self.split('-')[0]) <= int(self.split('-')[self.split('-').size() - 1]))";
+
+const PORT_RANGE_MESSAGE: &str = "must be a port from 1 to 65535 (3306) or an inclusive \
+     range written as a string (\"4000-4100\") whose first port is not above its last";
+
+/// A port given by number (`8080`) or by the name of a container port (`http`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(untagged)]
+pub enum Port {
+    /// A port number, 1-65535.
+    Number(i32),
+    /// The name of a port declared by the selected workloads.
+    Name(String),
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl JsonSchema for Port {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Port".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "maxLength": 15,
+            "x-kubernetes-validations": [{ "rule": PORT_RULE, "message": PORT_MESSAGE }],
+        })
+    }
+}
+
+/// One port (`3306`) or an inclusive range of ports written as a string (`"4000-4100"`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(untagged)]
+pub enum PortRange {
+    /// A single port, 1-65535.
+    Port(i32),
+    /// `"<port>"` or `"<first>-<last>"`.
+    Range(String),
+}
+
+impl PortRange {
+    /// The first and last port of the range (equal for a single port).
+    pub fn bounds(&self) -> Result<(u16, u16), Error> {
+        let invalid = || Error::InvalidPortRange {
+            value: self.to_string(),
+        };
+        let port = |n: i64| {
+            u16::try_from(n)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(invalid)
+        };
+        match self {
+            Self::Port(n) => port(i64::from(*n)).map(|p| (p, p)),
+            Self::Range(s) => {
+                let (first, last) = s.split_once('-').unwrap_or((s, s));
+                let parse = |part: &str| part.parse::<i64>().map_err(|_| invalid());
+                let (first, last) = (port(parse(first)?)?, port(parse(last)?)?);
+                if first > last {
+                    return Err(invalid());
+                }
+                Ok((first, last))
+            }
+        }
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Port(n) => write!(f, "{n}"),
+            Self::Range(s) => f.write_str(s),
+        }
+    }
+}
+
+impl JsonSchema for PortRange {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "PortRange".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "maxLength": 11,
+            "x-kubernetes-validations": [{ "rule": PORT_RANGE_RULE, "message": PORT_RANGE_MESSAGE }],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

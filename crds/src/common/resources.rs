@@ -1,0 +1,71 @@
+//! CPU and memory requests and limits for the containers Trellis runs.
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::core::Rule;
+use serde::{Deserialize, Serialize};
+
+const QUANTITY_RULE: &str =
+    "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('0')) >= 0";
+
+/// A CEL rule: when both are set and well formed, `requests.<resource>` is at most
+/// `limits.<resource>`.
+fn request_within_limit_rule(resource: &str) -> String {
+    let (request, limit) = (
+        format!("string(self.requests.{resource})"),
+        format!("string(self.limits.{resource})"),
+    );
+    format!(
+        "!has(self.requests) || !has(self.limits) || !has(self.requests.{resource}) \
+         || !has(self.limits.{resource}) || !isQuantity({request}) || !isQuantity({limit}) \
+         || quantity({request}).compareTo(quantity({limit})) <= 0"
+    )
+}
+
+/// Amounts of CPU and memory.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAmounts {
+    /// CPU in cores, as a Kubernetes quantity: `100m` (a tenth of a core), `0.5`, `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend(
+        "maxLength" = 32,
+        "x-kubernetes-validations" = [
+            Rule::new(QUANTITY_RULE)
+                .message("must be a non-negative quantity of CPU such as 100m, 0.5 or 2"),
+        ],
+    ))]
+    pub cpu: Option<Quantity>,
+    /// Memory in bytes, as a Kubernetes quantity: `64Mi`, `1Gi`, `500M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend(
+        "maxLength" = 32,
+        "x-kubernetes-validations" = [
+            Rule::new(QUANTITY_RULE)
+                .message("must be a non-negative quantity of memory such as 64Mi or 1Gi"),
+        ],
+    ))]
+    pub memory: Option<Quantity>,
+}
+
+/// CPU and memory a container asks for (requests) and may not exceed (limits).
+/// A request must not be larger than the limit for the same resource.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend(
+    "x-kubernetes-validations" = [
+        Rule::new(request_within_limit_rule("cpu"))
+            .message("requests.cpu must not exceed limits.cpu: lower the request or raise the limit")
+            .field_path(".requests.cpu"),
+        Rule::new(request_within_limit_rule("memory"))
+            .message("requests.memory must not exceed limits.memory: lower the request or raise the limit")
+            .field_path(".requests.memory"),
+    ],
+))]
+pub struct ComputeResources {
+    /// Resources the scheduler reserves for the container. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceAmounts>,
+    /// Resources the container may not exceed. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceAmounts>,
+}
