@@ -36,6 +36,40 @@ pub const CONFIG_ANNOTATION_PREFIX: &str = "config.trellis.dev/";
 /// Prefix of every proxy environment variable.
 pub const PROXY_ENV_PREFIX: &str = "TRELLIS_PROXY_";
 
+/// ServiceAccount (and Deployment) name of the control plane's `controller` role.
+pub const CONTROLLER_NAME: &str = "trellis-controller";
+/// Service in front of the identity server.
+pub const IDENTITY_SERVICE: &str = "trellis-identity";
+/// Service in front of the destination server.
+pub const DESTINATION_SERVICE: &str = "trellis-destination";
+/// Service in front of the policy server.
+pub const POLICY_SERVICE: &str = "trellis-policy";
+/// Service in front of the admission webhooks.
+pub const WEBHOOK_SERVICE: &str = "trellis-webhooks";
+
+/// Secret (type `kubernetes.io/tls`) holding the generated trust anchor and its key.
+pub const TRUST_ANCHOR_SECRET: &str = "trellis-trust-anchor";
+/// Secret (type `kubernetes.io/tls`) holding the issuer: `tls.crt`, `tls.key`, and `ca.crt`
+/// with the trust anchors it chains to.
+pub const ISSUER_SECRET: &str = "trellis-identity-issuer";
+/// ConfigMap with the trust bundle (PEM) that proxies verify peers against.
+pub const TRUST_ROOTS_CONFIGMAP: &str = "trellis-identity-trust-roots";
+/// Key of the PEM bundle in [`TRUST_ROOTS_CONFIGMAP`].
+pub const TRUST_ROOTS_KEY: &str = "ca-bundle.crt";
+/// Secret (type `kubernetes.io/tls`) with the webhook server's certificate.
+pub const WEBHOOK_TLS_SECRET: &str = "trellis-webhook-tls";
+/// Key of a certificate chain in a `kubernetes.io/tls` Secret.
+pub const TLS_CERT_KEY: &str = "tls.crt";
+/// Key of a private key in a `kubernetes.io/tls` Secret.
+pub const TLS_KEY_KEY: &str = "tls.key";
+/// Key of the CA certificates in a `kubernetes.io/tls` Secret.
+pub const TLS_CA_KEY: &str = "ca.crt";
+
+/// Label every object the operator renders carries.
+pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "trellis-operator");
+/// Field manager of every server-side apply by the operator.
+pub const FIELD_MANAGER: &str = "trellis-operator";
+
 /// The identity name of a ServiceAccount:
 /// `<sa>.<ns>.serviceaccount.identity.trellis.<trust-domain>`.
 pub fn identity_name(service_account: &str, namespace: &str, trust_domain: &str) -> String {
