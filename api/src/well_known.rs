@@ -65,6 +65,20 @@ pub const TLS_KEY_KEY: &str = "tls.key";
 /// Key of the CA certificates in a `kubernetes.io/tls` Secret.
 pub const TLS_CA_KEY: &str = "ca.crt";
 
+/// Label the injector puts on meshed pods; its value is the control plane's namespace. It gates
+/// the TLS identity and protocol hints the destination server sends for the pod.
+pub const CONTROL_PLANE_NS_LABEL: &str = "trellis.dev/control-plane-ns";
+/// Annotation the injector puts on meshed pods: the version of the injected proxy.
+pub const PROXY_VERSION_ANNOTATION: &str = "trellis.dev/proxy-version";
+/// Annotation (pod, Service, namespace) listing opaque ports, e.g. `3306,6379` or `4000-4100`.
+pub const OPAQUE_PORTS_ANNOTATION: &str = "config.trellis.dev/opaque-ports";
+/// Annotation (pod, namespace) naming the default inbound policy.
+pub const DEFAULT_INBOUND_POLICY_ANNOTATION: &str = "config.trellis.dev/default-inbound-policy";
+/// Annotation (pod) listing inbound ports the proxy does not intercept.
+pub const SKIP_INBOUND_PORTS_ANNOTATION: &str = "config.trellis.dev/skip-inbound-ports";
+/// DNS domain of the cluster when none is configured.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// Label every object the operator renders carries.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "trellis-operator");
 /// Field manager of every server-side apply by the operator.

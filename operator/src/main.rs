@@ -3,7 +3,8 @@
 use clap::Parser;
 use trellis_operator::config::{Config, Role};
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     match config.role {
         Some(Role::Version) => {
@@ -16,5 +17,10 @@ fn main() -> anyhow::Result<()> {
         None => anyhow::bail!(
             "no role given: run `trellis-operator --help` to list the roles this build provides"
         ),
+        Some(_) => {
+            trellis_operator::telemetry::init(&config.telemetry)?;
+            trellis_operator::run(config).await?;
+            Ok(())
+        }
     }
 }

@@ -12,8 +12,11 @@
     reason = "test support fails tests by panicking"
 )]
 
+pub mod certs;
 pub mod cluster;
+pub mod control;
 pub mod k8s;
+pub mod proxy;
 
 use std::{fmt::Debug, future::Future, time::Duration};
 

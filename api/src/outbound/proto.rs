@@ -1,0 +1,196 @@
+//! Conversions between outbound domain types and `linkerd2_proxy_api::outbound` messages.
+
+use std::time::Duration;
+
+use linkerd2_proxy_api::{http_route, meta, net, outbound as api};
+
+use super::{
+    AppProtocol, BREAKER_MAX_FAILURES, DETECT_TIMEOUT, EWMA_DECAY, EWMA_DEFAULT_RTT,
+    OutboundPolicy, QUEUE_CAPACITY, QUEUE_FAILFAST_TIMEOUT, ServiceRef, TrafficSpec, TrafficTarget,
+};
+use crate::error::InvalidMessage;
+
+fn dur(d: Duration) -> Option<prost_types::Duration> {
+    prost_types::Duration::try_from(d).ok()
+}
+
+impl TryFrom<api::TrafficSpec> for TrafficSpec {
+    type Error = InvalidMessage;
+
+    fn try_from(spec: api::TrafficSpec) -> Result<Self, Self::Error> {
+        let target = match spec.target {
+            None => None,
+            Some(api::traffic_spec::Target::Authority(a)) => Some(TrafficTarget::Authority(a)),
+            Some(api::traffic_spec::Target::Addr(addr)) => {
+                let ip = addr
+                    .ip
+                    .ok_or_else(|| InvalidMessage::missing("target.addr.ip"))
+                    .and_then(|ip| {
+                        std::net::IpAddr::try_from(ip)
+                            .map_err(|e| InvalidMessage::new("target.addr.ip", e.to_string()))
+                    })?;
+                let port = u16::try_from(addr.port)
+                    .map_err(|_| InvalidMessage::new("target.addr.port", "above 65535"))?;
+                Some(TrafficTarget::Addr(std::net::SocketAddr::new(ip, port)))
+            }
+        };
+        Self::new(&spec.source_workload, target)
+    }
+}
+
+impl From<TrafficSpec> for api::TrafficSpec {
+    fn from(spec: TrafficSpec) -> Self {
+        Self {
+            source_workload: spec
+                .source
+                .map(|w| format!(r#"{{"ns":"{}","pod":"{}"}}"#, w.namespace, w.pod))
+                .unwrap_or_default(),
+            target: Some(match spec.target {
+                TrafficTarget::Addr(a) => api::traffic_spec::Target::Addr(net::TcpAddress::from(a)),
+                TrafficTarget::Authority(a) => api::traffic_spec::Target::Authority(a),
+            }),
+        }
+    }
+}
+
+fn service_meta(s: &ServiceRef) -> meta::Metadata {
+    meta::Metadata {
+        kind: Some(meta::metadata::Kind::Resource(meta::Resource {
+            group: "core".into(),
+            kind: "Service".into(),
+            name: s.name.clone(),
+            namespace: s.namespace.clone(),
+            section: String::new(),
+            port: u32::from(s.port),
+        })),
+    }
+}
+
+fn default_meta(name: &str) -> meta::Metadata {
+    meta::Metadata {
+        kind: Some(meta::metadata::Kind::Default(name.into())),
+    }
+}
+
+fn backend(p: &OutboundPolicy) -> api::Backend {
+    use api::backend::{self, balance_p2c};
+    api::Backend {
+        metadata: Some(service_meta(&p.service)),
+        queue: Some(api::Queue {
+            capacity: QUEUE_CAPACITY,
+            failfast_timeout: dur(QUEUE_FAILFAST_TIMEOUT),
+        }),
+        kind: Some(backend::Kind::Balancer(backend::BalanceP2c {
+            discovery: Some(backend::EndpointDiscovery {
+                kind: Some(backend::endpoint_discovery::Kind::Dst(
+                    backend::endpoint_discovery::DestinationGet {
+                        path: p.backend_path.clone(),
+                    },
+                )),
+            }),
+            load: Some(balance_p2c::Load::PeakEwma(balance_p2c::PeakEwma {
+                default_rtt: dur(EWMA_DEFAULT_RTT),
+                decay: dur(EWMA_DECAY),
+            })),
+        })),
+    }
+}
+
+fn failure_accrual() -> api::FailureAccrual {
+    api::FailureAccrual {
+        ejection: None,
+        kind: Some(api::failure_accrual::Kind::ConsecutiveFailures(
+            api::failure_accrual::ConsecutiveFailures {
+                max_failures: BREAKER_MAX_FAILURES,
+                backoff: Some(api::ExponentialBackoff {
+                    min_backoff: dur(Duration::from_secs(1)),
+                    max_backoff: dur(Duration::from_secs(60)),
+                    jitter_ratio: 0.5,
+                    ..api::ExponentialBackoff::default()
+                }),
+            },
+        )),
+    }
+}
+
+fn http_routes(p: &OutboundPolicy) -> Vec<api::HttpRoute> {
+    use api::http_route::{Distribution, RouteBackend, Rule, distribution};
+    vec![api::HttpRoute {
+        metadata: Some(default_meta("http")),
+        hosts: Vec::new(),
+        rules: vec![Rule {
+            matches: vec![http_route::HttpRouteMatch {
+                path: Some(http_route::PathMatch {
+                    kind: Some(http_route::path_match::Kind::Prefix("/".into())),
+                }),
+                ..http_route::HttpRouteMatch::default()
+            }],
+            filters: Vec::new(),
+            backends: Some(Distribution {
+                kind: Some(distribution::Kind::FirstAvailable(
+                    distribution::FirstAvailable {
+                        backends: vec![RouteBackend {
+                            backend: Some(backend(p)),
+                            filters: Vec::new(),
+                            ..RouteBackend::default()
+                        }],
+                    },
+                )),
+            }),
+            timeouts: Some(http_route::Timeouts::default()),
+            ..Rule::default()
+        }],
+    }]
+}
+
+fn opaque_routes(p: &OutboundPolicy) -> Vec<api::OpaqueRoute> {
+    use api::opaque_route::{Distribution, RouteBackend, Rule, distribution};
+    vec![api::OpaqueRoute {
+        metadata: Some(default_meta("opaq")),
+        rules: vec![Rule {
+            backends: Some(Distribution {
+                kind: Some(distribution::Kind::FirstAvailable(
+                    distribution::FirstAvailable {
+                        backends: vec![RouteBackend {
+                            backend: Some(backend(p)),
+                            filters: Vec::new(),
+                        }],
+                    },
+                )),
+            }),
+            filters: Vec::new(),
+        }],
+    }]
+}
+
+impl From<OutboundPolicy> for api::OutboundPolicy {
+    fn from(p: OutboundPolicy) -> Self {
+        use api::proxy_protocol::{Detect, Http1, Http2, Kind, Opaque};
+        let http1 = || Http1 {
+            routes: http_routes(&p),
+            failure_accrual: Some(failure_accrual()),
+        };
+        let http2 = || Http2 {
+            routes: http_routes(&p),
+            failure_accrual: Some(failure_accrual()),
+        };
+        let opaque = || Opaque {
+            routes: opaque_routes(&p),
+        };
+        let kind = match p.protocol {
+            AppProtocol::Detect => Kind::Detect(Detect {
+                timeout: dur(DETECT_TIMEOUT),
+                opaque: Some(opaque()),
+                http1: Some(http1()),
+                http2: Some(http2()),
+            }),
+            AppProtocol::Http1 => Kind::Http1(http1()),
+            AppProtocol::Http2 => Kind::Http2(http2()),
+            AppProtocol::Opaque => Kind::Opaque(opaque()),
+        };
+        Self {
+            protocol: Some(api::ProxyProtocol { kind: Some(kind) }),
+            metadata: Some(service_meta(&p.service)),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+use linkerd2_proxy_api::{meta, outbound as api};
+
+use super::*;
+
+fn policy(protocol: AppProtocol) -> OutboundPolicy {
+    OutboundPolicy {
+        service: ServiceRef {
+            namespace: "shop".into(),
+            name: "web".into(),
+            port: 80,
+        },
+        backend_path: "web.shop.svc.cluster.local:80".into(),
+        protocol,
+    }
+}
+
+fn check_backend(b: &api::Backend) {
+    assert!(b.metadata.is_some());
+    let q = b.queue.unwrap();
+    assert_eq!(q.capacity, 100);
+    assert_eq!(q.failfast_timeout.unwrap().seconds, 3);
+    let Some(api::backend::Kind::Balancer(bal)) = &b.kind else {
+        panic!("balancer expected");
+    };
+    let Some(api::backend::endpoint_discovery::Kind::Dst(dst)) =
+        bal.discovery.clone().unwrap().kind
+    else {
+        panic!("dst expected");
+    };
+    assert_eq!(dst.path, "web.shop.svc.cluster.local:80");
+    let Some(api::backend::balance_p2c::Load::PeakEwma(ewma)) = &bal.load else {
+        panic!("peak ewma expected");
+    };
+    assert!(ewma.default_rtt.is_some() && ewma.decay.is_some());
+}
+
+#[test]
+fn detect_policy_has_every_required_field() {
+    let wire = api::OutboundPolicy::from(policy(AppProtocol::Detect));
+    let Some(meta::metadata::Kind::Resource(r)) = wire.metadata.unwrap().kind else {
+        panic!("resource metadata expected");
+    };
+    assert_eq!(
+        (
+            r.group.as_str(),
+            r.kind.as_str(),
+            r.name.as_str(),
+            r.namespace.as_str()
+        ),
+        ("core", "Service", "web", "shop")
+    );
+    let Some(api::proxy_protocol::Kind::Detect(d)) = wire.protocol.unwrap().kind else {
+        panic!("detect expected");
+    };
+    assert_eq!(d.timeout.unwrap().seconds, 10);
+    let http1 = d.http1.unwrap();
+    assert!(d.http2.is_some());
+    assert!(http1.failure_accrual.is_some());
+    let route = &http1.routes[0];
+    assert!(route.metadata.is_some());
+    let rule = &route.rules[0];
+    let Some(api::http_route::distribution::Kind::FirstAvailable(fa)) =
+        rule.backends.clone().unwrap().kind
+    else {
+        panic!("first available expected");
+    };
+    check_backend(fa.backends[0].backend.as_ref().unwrap());
+    let opaque = d.opaque.unwrap();
+    assert!(opaque.routes[0].metadata.is_some());
+    let Some(api::opaque_route::distribution::Kind::FirstAvailable(fa)) =
+        opaque.routes[0].rules[0].backends.clone().unwrap().kind
+    else {
+        panic!("first available expected");
+    };
+    check_backend(fa.backends[0].backend.as_ref().unwrap());
+}
+
+#[test]
+fn traffic_specs_need_a_target() {
+    let err = TrafficSpec::try_from(api::TrafficSpec {
+        source_workload: String::new(),
+        target: None,
+    })
+    .unwrap_err();
+    assert_eq!(err.field, "target");
+    let spec = TrafficSpec::try_from(api::TrafficSpec::from(TrafficSpec {
+        source: None,
+        target: TrafficTarget::Addr("198.19.0.1:80".parse().unwrap()),
+    }))
+    .unwrap();
+    assert_eq!(
+        spec.target,
+        TrafficTarget::Addr("198.19.0.1:80".parse().unwrap())
+    );
+}

@@ -1,0 +1,33 @@
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::*;
+
+#[test]
+fn durations_parse_with_units() {
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert!(parse_duration("30").is_err());
+    assert!(parse_duration("3d").is_err());
+}
+
+#[test]
+fn roles_parse_with_defaults() {
+    let config = Config::try_parse_from(["trellis-operator", "operator"]).unwrap();
+    let Some(Role::Operator(operator)) = config.role else {
+        panic!("operator role expected");
+    };
+    assert_eq!(operator.lease_duration, DEFAULT_LEASE_DURATION);
+    assert_eq!(config.admin.addr.port(), 9990);
+    let config = Config::try_parse_from([
+        "trellis-operator",
+        "all-in-one",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ])
+    .unwrap();
+    assert!(matches!(config.role, Some(Role::AllInOne(_))));
+    assert_eq!(config.admin.addr.port(), 0);
+}

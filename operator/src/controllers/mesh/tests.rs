@@ -1,0 +1,140 @@
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use trellis_crds::{
+    common::condition::find,
+    v1alpha1::mesh::{ComponentStatus, MeshStatus, conditions, reasons},
+};
+
+use super::{
+    identity::{generate_anchor, generate_issuer, generate_webhook, key_matches, parse_pem_bundle},
+    status::{Observation, build},
+};
+
+#[test]
+fn issuer_chains_to_the_anchor_and_reports_expiry() {
+    let now = Timestamp::now();
+    let anchor = generate_anchor("cluster.local", now, SignedDuration::from_hours(1000)).unwrap();
+    let issuer = generate_issuer(
+        &anchor,
+        "cluster.local",
+        now,
+        SignedDuration::from_hours(100),
+    )
+    .unwrap();
+    let anchor_info = &parse_pem_bundle(&anchor.cert).unwrap()[0];
+    let issuer_info = &parse_pem_bundle(&issuer.cert).unwrap()[0];
+    assert!(anchor_info.is_ca && issuer_info.is_ca);
+    assert_eq!(issuer_info.issuer, anchor_info.subject);
+    assert!(key_matches(issuer_info, &issuer.key));
+    assert!(!key_matches(issuer_info, &anchor.key));
+    let expected = now + SignedDuration::from_hours(100);
+    assert!((issuer_info.not_after.as_second() - expected.as_second()).abs() <= 1);
+    assert!(!issuer.key.is_empty() && !format!("{issuer:?}").contains("PRIVATE"));
+}
+
+#[test]
+fn webhook_certificate_is_signed_by_its_ca() {
+    let (ca, serving) = generate_webhook("trellis-system", Timestamp::now()).unwrap();
+    let ca_info = &parse_pem_bundle(&ca).unwrap()[0];
+    let info = &parse_pem_bundle(&serving.cert).unwrap()[0];
+    assert_eq!(info.issuer, ca_info.subject);
+    assert!(!info.is_ca);
+}
+
+#[test]
+fn garbage_is_not_a_certificate() {
+    assert!(parse_pem_bundle("hello").is_err());
+}
+
+fn component(name: &str, ready: bool) -> ComponentStatus {
+    ComponentStatus {
+        name: name.to_string(),
+        ready,
+        version: None,
+        message: Some(format!("deployment {name} {}/1 available", u8::from(ready))),
+    }
+}
+
+#[test]
+fn status_reports_install_then_ready_keeping_transition_times() {
+    let t0 = Timestamp::now();
+    let obs = Observation {
+        generation: Some(1),
+        desired_version: "0.1.0".to_string(),
+        components: vec![component("controller", false)],
+        ..Observation::default()
+    };
+    let installing = build(&MeshStatus::default(), &obs, t0);
+    let ready = find(&installing.conditions, conditions::READY).unwrap();
+    assert_eq!(ready.status, "False");
+    let progressing = find(&installing.conditions, conditions::PROGRESSING).unwrap();
+    assert_eq!(progressing.reason, reasons::INSTALLING);
+    assert!(
+        progressing
+            .message
+            .contains("deployment controller 0/1 available")
+    );
+    assert_eq!(installing.version, None);
+
+    let t1 = t0 + SignedDuration::from_secs(5);
+    let obs = Observation {
+        components: vec![component("controller", true)],
+        ..obs
+    };
+    let done = build(&installing, &obs, t1);
+    assert_eq!(
+        find(&done.conditions, conditions::READY).unwrap().status,
+        "True"
+    );
+    assert_eq!(done.version.as_deref(), Some("0.1.0"));
+    assert_eq!(done.components_ready.as_deref(), Some("1/1"));
+    let degraded = find(&done.conditions, conditions::DEGRADED).unwrap();
+    assert_eq!(degraded.status, "False");
+    // Unchanged input: unchanged status (no write, no transition).
+    let again = build(&done, &obs, t1 + SignedDuration::from_secs(5));
+    assert_eq!(again, done);
+}
+
+#[test]
+fn blocked_rollout_keeps_components_and_reports_degraded() {
+    let t0 = Timestamp::now();
+    let obs = Observation {
+        generation: Some(1),
+        desired_version: "0.1.0".to_string(),
+        components: vec![component("controller", true)],
+        ..Observation::default()
+    };
+    let ready = build(&MeshStatus::default(), &obs, t0);
+    let blocked = Observation {
+        generation: Some(2),
+        desired_version: "0.2.0".to_string(),
+        blocked: Some((
+            reasons::INVALID_IDENTITY_MATERIAL,
+            "identity.issuer.secretName: missing".to_string(),
+        )),
+        ..Observation::default()
+    };
+    let status = build(&ready, &blocked, t0);
+    assert_eq!(status.components, ready.components);
+    assert_eq!(status.version.as_deref(), Some("0.1.0"));
+    let degraded = find(&status.conditions, conditions::DEGRADED).unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", reasons::INVALID_IDENTITY_MATERIAL)
+    );
+    assert_eq!(
+        find(&status.conditions, conditions::STALLED)
+            .unwrap()
+            .status,
+        "True"
+    );
+    assert_eq!(
+        find(&status.conditions, conditions::IDENTITY_HEALTHY)
+            .unwrap()
+            .status,
+        "False"
+    );
+    assert_eq!(
+        find(&status.conditions, conditions::READY).unwrap().status,
+        "True"
+    );
+}

@@ -1,0 +1,170 @@
+//! Policy server: inbound (`GetPort` / `WatchPort`) and outbound (`Get` / `Watch`) policies.
+//!
+//! The servers know only [`DiscoverPolicy`]; the index implements it. Watches send the current
+//! policy at once and again whenever it changes.
+
+pub mod inbound;
+pub mod outbound;
+#[cfg(test)]
+mod tests;
+
+use std::{pin::Pin, sync::Arc};
+
+use futures::Stream;
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use trellis_api::{
+    inbound::{PortSpec, ServerPolicy},
+    linkerd2_proxy_api::{
+        inbound::inbound_server_policies_server as inbound_server,
+        outbound::outbound_policies_server as outbound_server,
+    },
+    outbound::{OutboundPolicy, TrafficSpec},
+};
+
+pub use self::{inbound::InboundPolicyService, outbound::OutboundPolicyService};
+use crate::{
+    destination::LookupError,
+    identity::tls::{ClientAuth, ServeError, Transport, serve_router},
+};
+
+/// Policy discovery, as the policy servers need it.
+pub trait DiscoverPolicy: Send + Sync + 'static {
+    /// A receiver that changes whenever anything a policy depends on changes.
+    fn changes(&self) -> watch::Receiver<u64>;
+    /// The inbound policy of a workload's port.
+    fn inbound(&self, spec: &PortSpec) -> Result<ServerPolicy, LookupError>;
+    /// The outbound policy of a target.
+    fn outbound(&self, spec: &TrafficSpec) -> Result<OutboundPolicy, LookupError>;
+}
+
+/// Policy server metrics.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyMetrics {
+    open_streams: Gauge,
+    updates: Counter,
+    errors: Counter,
+}
+
+impl PolicyMetrics {
+    /// Metrics registered in `registry` under `policy_`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        let sub = registry.sub_registry_with_prefix("policy");
+        sub.register(
+            "open_streams",
+            "Open WatchPort and Watch streams",
+            metrics.open_streams.clone(),
+        );
+        sub.register(
+            "updates_sent",
+            "Policies sent on watches",
+            metrics.updates.clone(),
+        );
+        sub.register(
+            "errors",
+            "Lookups refused with an error status",
+            metrics.errors.clone(),
+        );
+        metrics
+    }
+}
+
+/// Decrements the open-streams gauge when a stream ends.
+#[derive(Debug)]
+struct StreamGuard(Gauge);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A boxed server stream.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Streams `lookup()` now and whenever `discover` changes, sending only new values. A lookup
+/// error after the first message ends the stream with that status.
+fn watch_stream<D, T, W, F>(
+    discover: Arc<D>,
+    metrics: PolicyMetrics,
+    first: T,
+    lookup: F,
+) -> BoxStream<W>
+where
+    D: DiscoverPolicy,
+    T: PartialEq + Clone + Send + 'static + Into<W>,
+    W: Send + 'static,
+    F: Fn(&D) -> Result<T, LookupError> + Send + 'static,
+{
+    let mut changes = discover.changes();
+    let (tx, out) = mpsc::channel(4);
+    tokio::spawn(async move {
+        metrics.open_streams.inc();
+        let _guard = StreamGuard(metrics.open_streams.clone());
+        changes.borrow_and_update();
+        let mut last = first.clone();
+        if tx.send(Ok(first.into())).await.is_err() {
+            return;
+        }
+        metrics.updates.inc();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+            changes.borrow_and_update();
+            match lookup(&discover) {
+                Ok(next) if next == last => {}
+                Ok(next) => {
+                    last = next.clone();
+                    if tx.send(Ok(next.into())).await.is_err() {
+                        return;
+                    }
+                    metrics.updates.inc();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(out))
+}
+
+/// Serves both policy services on `listener` until `shutdown`; over TLS, clients must present
+/// a mesh certificate.
+pub async fn serve<D: DiscoverPolicy>(
+    listener: tokio::net::TcpListener,
+    discover: D,
+    metrics: PolicyMetrics,
+    transport: Transport,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), ServeError> {
+    use tonic::server::NamedService;
+    let discover = Arc::new(discover);
+    let inbound = InboundPolicyService::new(discover.clone(), metrics.clone()).into_server();
+    let outbound = OutboundPolicyService::new(discover, metrics).into_server();
+    let names = [
+        inbound_server::InboundServerPoliciesServer::<InboundPolicyService<D>>::NAME,
+        outbound_server::OutboundPoliciesServer::<OutboundPolicyService<D>>::NAME,
+    ];
+    let router = tonic::transport::Server::builder()
+        .add_service(inbound)
+        .add_service(outbound);
+    serve_router(
+        router,
+        &names,
+        listener,
+        transport,
+        ClientAuth::RequireMeshIdentity,
+        shutdown,
+    )
+    .await
+}

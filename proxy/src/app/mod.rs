@@ -1,0 +1,246 @@
+//! Assembles the proxy: binds every listener, starts every task, and drains on shutdown.
+
+pub mod config;
+pub mod control;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tracing::Instrument;
+
+use trellis_api::linkerd2_proxy_api::{
+    destination::destination_client::DestinationClient, identity::identity_client::IdentityClient,
+    inbound::inbound_server_policies_client::InboundServerPoliciesClient,
+};
+
+use crate::{
+    admin::{Admin, Readiness},
+    drain::Drain,
+    identity::Identity,
+    inbound::{Inbound, policy::ServerPolicy, watch::Policies},
+    metrics::Metrics,
+    outbound::{Outbound, balance::EndpointFactory, discover::Resolver},
+    tls,
+    transport::{OrigDst, listen},
+};
+
+pub use config::Config;
+
+/// Failure to start the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The trust anchors or TLS setup are invalid.
+    #[error("tls setup")]
+    Tls(#[from] crate::tls::Error),
+    /// The identity directory or key could not be prepared.
+    #[error("identity setup")]
+    Identity(#[from] crate::identity::Error),
+    /// A control-plane channel could not be set up.
+    #[error("control plane")]
+    Control(#[from] control::Error),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} for the {listener} listener; is the port in use?")]
+    Bind {
+        /// Which listener.
+        listener: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Overrides for running the proxy in-process.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How inbound connections learn their original destination.
+    pub inbound_orig_dst: OrigDst,
+    /// How outbound connections learn their original destination.
+    pub outbound_orig_dst: OrigDst,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            inbound_orig_dst: OrigDst::Syscall,
+            outbound_orig_dst: OrigDst::Syscall,
+        }
+    }
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Running {
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    /// Bound inbound address.
+    pub inbound_addr: SocketAddr,
+    /// Bound outbound addresses.
+    pub outbound_addrs: Vec<SocketAddr>,
+    /// Readiness latch (set once the proxy holds a certificate).
+    pub readiness: Readiness,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// The proxy's certificate store.
+    pub creds: Arc<tls::Store>,
+    drain: Drain,
+    config: Arc<Config>,
+}
+
+impl Running {
+    /// Stops accepting, waits up to the configured grace period for in-flight work, then
+    /// closes what is left. Returns true when everything drained in time.
+    pub async fn shutdown(self) -> bool {
+        tracing::info!(grace = ?self.config.shutdown_grace_period, "Draining");
+        let clean = self.drain.drain(self.config.shutdown_grace_period).await;
+        tracing::info!(clean, "Shut down");
+        clean
+    }
+}
+
+/// Binds every listener of `config` and starts serving.
+pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::new();
+    let drain = Drain::new();
+
+    let roots = tls::trust_anchors(&config.identity.trust_anchors_pem)?;
+    let creds = tls::Store::new(config.identity.local_name.clone());
+    let tls_server = tls::server::Server::new(roots.clone(), creds.clone())?;
+    // The identity controller is reached before this proxy has a certificate.
+    let identity_tls = tls::client::Client::new(roots.clone(), None)?;
+    let identity_channel = control::channel(&config.identity.svc, &identity_tls)?;
+    let identity = Identity::new(
+        config.identity.clone(),
+        roots.clone(),
+        creds.clone(),
+        readiness.clone(),
+    )?;
+
+    let bind = |listener: &'static str, addr: SocketAddr| async move {
+        listen::bind(addr)
+            .await
+            .and_then(|l| Ok((l.local_addr()?, l)))
+            .map_err(|source| Error::Bind {
+                listener,
+                addr,
+                source,
+            })
+    };
+    let (admin_addr, admin_listener) = bind("admin", config.admin_listen_addr).await?;
+    let (inbound_addr, inbound_listener) = bind("inbound", config.inbound.listen_addr).await?;
+    let mut outbound_listeners = Vec::new();
+    for addr in &config.outbound.listen_addrs {
+        outbound_listeners.push(bind("outbound", *addr).await?);
+    }
+    let outbound_addrs: Vec<SocketAddr> = outbound_listeners.iter().map(|(a, _)| *a).collect();
+
+    let identity_drain = drain.clone();
+    tokio::spawn(
+        async move {
+            tokio::select! {
+                () = identity.run(IdentityClient::new(identity_channel)) => {}
+                () = identity_drain.signaled() => {}
+            }
+        }
+        .instrument(tracing::info_span!("identity")),
+    );
+
+    // Policy: the default until the controller answers; mTLS once certified.
+    let default_policy =
+        ServerPolicy::default_for(config.default_policy, &config.cluster_networks_ipnet())
+            .with_detect_timeout(config.inbound.detect_timeout);
+    let policy_tls = tls::client::Client::new(roots.clone(), Some(creds.clone()))?;
+    let policy_channel = control::channel(&config.policy, &policy_tls)?;
+    let policies = Arc::new(Policies::watched(
+        default_policy,
+        InboundServerPoliciesClient::new(policy_channel),
+        config.policy_workload.clone(),
+        (!config.policy.is_loopback()).then(|| creds.clone()),
+        drain.clone(),
+    ));
+    for port in &config.inbound.ports {
+        policies.get(*port);
+    }
+
+    let admin = Admin::new(readiness.clone(), metrics.clone());
+    tokio::spawn(
+        admin
+            .serve(admin_listener, drain.clone())
+            .instrument(tracing::info_span!("admin", addr = %admin_addr)),
+    );
+
+    let inbound = Inbound::new(
+        Arc::new(config.inbound.clone()),
+        metrics.clone(),
+        inbound_addr.port(),
+        tls_server,
+        config.identity.local_name.clone(),
+        policies,
+        drain.clone(),
+    );
+    tokio::spawn(
+        listen::serve(
+            inbound_listener,
+            options.inbound_orig_dst,
+            config.inbound.keepalive,
+            drain.clone(),
+            move |conn| {
+                let span = tracing::debug_span!("inbound", client = %conn.client_addr, dst = %conn.orig_dst);
+                inbound.clone().serve_connection(conn).instrument(span)
+            },
+        )
+        .instrument(tracing::info_span!("inbound", addr = %inbound_addr)),
+    );
+
+    // Discovery over mTLS once certified (plaintext to a loopback controller).
+    let mesh_tls = tls::client::Client::new(roots.clone(), Some(creds.clone()))?;
+    let destination_channel = control::channel(&config.destination, &mesh_tls)?;
+    let resolver = Arc::new(Resolver::new(
+        DestinationClient::new(destination_channel),
+        config.destination_context.clone(),
+        (!config.destination.is_loopback()).then(|| creds.clone()),
+        drain.clone(),
+    ));
+    let outbound = Outbound::new(
+        Arc::new(config.outbound.clone()),
+        metrics.clone(),
+        outbound_addrs.clone(),
+        Some(resolver),
+        EndpointFactory {
+            tls: mesh_tls,
+            connect_timeout: config.outbound.connect_timeout,
+            metrics: metrics.clone(),
+        },
+        drain.clone(),
+    );
+    for (addr, listener) in outbound_listeners {
+        let outbound = outbound.clone();
+        tokio::spawn(
+            listen::serve(
+                listener,
+                options.outbound_orig_dst,
+                config.outbound.keepalive,
+                drain.clone(),
+                move |conn| {
+                    let span = tracing::debug_span!("outbound", client = %conn.client_addr, dst = %conn.orig_dst);
+                    outbound.clone().serve_connection(conn).instrument(span)
+                },
+            )
+            .instrument(tracing::info_span!("outbound", %addr)),
+        );
+    }
+
+    tracing::info!(%admin_addr, %inbound_addr, ?outbound_addrs, "Proxy listening");
+    Ok(Running {
+        admin_addr,
+        inbound_addr,
+        outbound_addrs,
+        readiness,
+        metrics,
+        creds,
+        drain,
+        config,
+    })
+}

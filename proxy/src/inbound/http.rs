@@ -1,0 +1,155 @@
+//! Inbound HTTP: serves a peer's requests and forwards each to the application.
+//!
+//! HTTP/2 requests carrying `l5d-orig-proto` are downgraded to the HTTP/1 the client app
+//! sent, and the header returns on the response. Meshed callers are named to the app in
+//! `l5d-client-id`. HTTP/1 upgrades (WebSocket) pass through.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::metrics::{Labels, Metrics};
+
+/// Header carrying the client app's HTTP version across an HTTP/2 hop.
+pub const L5D_ORIG_PROTO: &str = "l5d-orig-proto";
+/// Header naming a meshed caller's identity to the application.
+pub const L5D_CLIENT_ID: &str = "l5d-client-id";
+
+/// The body of a forwarded response: the app's, or one the proxy made.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// Pooled clients to the application, one per HTTP version.
+#[derive(Clone, Debug)]
+pub struct AppClients {
+    h1: Client<HttpConnector, Incoming>,
+    h2: Client<HttpConnector, Incoming>,
+}
+
+impl AppClients {
+    /// Clients that connect within `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let h1 = Client::builder(TokioExecutor::new()).build(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        Self { h1, h2 }
+    }
+}
+
+/// What every request on one connection shares.
+#[derive(Clone, Debug)]
+pub struct ConnContext {
+    /// Where requests go.
+    pub target: SocketAddr,
+    /// The caller's identity, when meshed.
+    pub client_id: Option<String>,
+    /// Metric labels of the connection's endpoint.
+    pub labels: Labels,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Clients to the app.
+    pub clients: AppClients,
+}
+
+/// Serves HTTP (HTTP/2 when `h2`) on `io`, forwarding every request per `ctx`, until the
+/// peer closes or `drain` starts.
+pub async fn serve<T>(io: T, h2: bool, ctx: ConnContext, drain: crate::drain::Drain)
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(forward(ctx, req).await) }
+    });
+    crate::http::serve(io, h2, svc, drain).await;
+}
+
+fn proxy_error(status: StatusCode, reason: &str) -> Response<Body> {
+    let mut rsp = Response::new(Either::Right(Full::new(Bytes::new())));
+    *rsp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(reason) {
+        rsp.headers_mut().insert(crate::http::L5D_PROXY_ERROR, v);
+    }
+    rsp
+}
+
+async fn forward(ctx: ConnContext, mut req: Request<Incoming>) -> Response<Body> {
+    let metrics = ctx.metrics.http.request(ctx.labels.clone());
+    let orig_proto = req.headers_mut().remove(L5D_ORIG_PROTO);
+    req.headers_mut().remove(L5D_CLIENT_ID);
+    if let Some(id) = ctx
+        .client_id
+        .as_deref()
+        .and_then(|id| HeaderValue::from_str(id).ok())
+    {
+        req.headers_mut().insert(L5D_CLIENT_ID, id);
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri = match Uri::try_from(format!("http://{}{}", ctx.target, path)) {
+        Ok(uri) => uri,
+        Err(_) => {
+            metrics.respond(400, None, "bad_request");
+            return proxy_error(StatusCode::BAD_REQUEST, "invalid request target");
+        }
+    };
+    // HTTP/2 requests without a downgrade go to the app as HTTP/2 (gRPC, h2c apps).
+    let h2 = req.version() == Version::HTTP_2 && orig_proto.is_none();
+    if req.version() == Version::HTTP_2 && !h2 {
+        let host = req.uri().authority().map(|a| a.as_str().to_string());
+        *req.version_mut() = Version::HTTP_11;
+        if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+            req.headers_mut().entry(header::HOST).or_insert(host);
+        }
+    }
+    *req.uri_mut() = uri;
+    let upgrade = (req.version() != Version::HTTP_2 && req.headers().contains_key(header::UPGRADE))
+        .then(|| hyper::upgrade::on(&mut req));
+    let client = if h2 { &ctx.clients.h2 } else { &ctx.clients.h1 };
+    let mut rsp = match client.request(req).await {
+        Ok(rsp) => rsp,
+        Err(error) => {
+            tracing::info!(target = %ctx.target, %error, "Application request failed");
+            metrics.respond(0, None, "unreachable");
+            return proxy_error(StatusCode::BAD_GATEWAY, "application unreachable");
+        }
+    };
+    let grpc_status = rsp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    metrics.respond(rsp.status().as_u16(), grpc_status, "");
+    if let Some(orig_proto) = orig_proto {
+        rsp.headers_mut().insert(L5D_ORIG_PROTO, orig_proto);
+    }
+    if rsp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = upgrade
+    {
+        let app_upgrade = hyper::upgrade::on(&mut rsp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, app_upgrade) {
+                Ok((client, app)) => {
+                    let (mut client, mut app) = (TokioIo::new(client), TokioIo::new(app));
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut app).await;
+                }
+                Err(error) => tracing::debug!(%error, "Upgrade failed"),
+            }
+        });
+    }
+    rsp.map(Either::Left)
+}

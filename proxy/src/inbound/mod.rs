@@ -1,0 +1,296 @@
+//! Inbound: connections redirected to `:4143`, checked against policy and forwarded to the app.
+//!
+//! Each connection is detected (unless its port is opaque), mTLS addressed to this proxy's
+//! identity is terminated, and the port's policy decides: authorized connections are
+//! forwarded to their original destination; unauthorized HTTP gets `403` (gRPC:
+//! `PermissionDenied`) for every request, and anything else is closed.
+
+pub mod http;
+pub mod policy;
+pub mod watch;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use self::{
+    policy::{ClientTls, ServerPolicy, ServerProtocol},
+    watch::Policies,
+};
+use crate::{
+    app::config::InboundConfig,
+    drain::Drain,
+    metrics::{
+        Metrics, TlsLabel,
+        labels::{Direction, endpoint},
+    },
+    tls,
+    transport::{Accepted, PrefixedIo, Protocol, detect, forward, header as transport_header},
+};
+
+/// The inbound side's shared state.
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    config: Arc<InboundConfig>,
+    metrics: Arc<Metrics>,
+    listen_port: u16,
+    tls: tls::server::Server,
+    local_name: Arc<str>,
+    policies: Arc<Policies>,
+    clients: http::AppClients,
+    drain: Drain,
+}
+
+impl Inbound {
+    /// Inbound handling for a listener on `listen_port`; `tls` terminates connections whose
+    /// SNI is `local_name`, and `policies` authorizes them.
+    pub fn new(
+        config: Arc<InboundConfig>,
+        metrics: Arc<Metrics>,
+        listen_port: u16,
+        tls: tls::server::Server,
+        local_name: String,
+        policies: Arc<Policies>,
+        drain: Drain,
+    ) -> Self {
+        Self {
+            metrics,
+            listen_port,
+            tls,
+            local_name: local_name.into(),
+            policies,
+            clients: http::AppClients::new(config.connect_timeout),
+            drain,
+            config,
+        }
+    }
+
+    /// Handles one accepted connection to its end.
+    pub async fn serve_connection(self, conn: Accepted) {
+        let Accepted {
+            stream,
+            client_addr,
+            orig_dst,
+            local_addr: _,
+        } = conn;
+        // A direct connection (to the inbound port itself) must be mTLS for this proxy with
+        // a transport header naming the real target.
+        let direct = orig_dst.port() == self.listen_port;
+        let policy = if direct {
+            Arc::new(ServerPolicy::invalid())
+        } else {
+            self.policies.get(orig_dst.port())
+        };
+        let timeout = match policy.protocol {
+            ServerProtocol::Detect { timeout } => timeout,
+            _ => self.config.detect_timeout,
+        };
+        let opaque = !direct
+            && (self.config.opaque_ports.contains(&orig_dst.port())
+                || policy.protocol == ServerProtocol::Opaque);
+        let conn = Conn {
+            client_addr,
+            orig_dst,
+            policy,
+        };
+        if opaque {
+            let tls = no_tls(client_addr);
+            let io = PrefixedIo::new(Default::default(), stream);
+            return self
+                .authorize_and_forward(io, conn, ClientTls::None, tls, Protocol::Opaque)
+                .await;
+        }
+        // A connection that has sent nothing by the time draining starts is closed.
+        let detected = tokio::select! {
+            res = detect(stream, timeout) => res,
+            () = self.drain.signaled() => return,
+        };
+        let (protocol, io) = match detected {
+            Ok(res) => res,
+            Err(error) => {
+                tracing::debug!(%error, "Connection failed during detection");
+                return;
+            }
+        };
+        match protocol {
+            Protocol::Tls { sni: Some(sni) } if *sni == *self.local_name => {
+                let (mut tls, client_id) = match self.tls.accept(io).await {
+                    Ok(res) => res,
+                    Err(error) => {
+                        tracing::info!(%client_addr, %error, "TLS handshake failed");
+                        return;
+                    }
+                };
+                tracing::debug!(
+                    client_id = client_id.as_deref().unwrap_or(""),
+                    "Terminated mTLS"
+                );
+                let label = TlsLabel::Established {
+                    peer_id: client_id.clone(),
+                };
+                if tls.get_ref().1.alpn_protocol() == Some(transport_header::ALPN) {
+                    let header = match tokio::time::timeout(
+                        timeout,
+                        transport_header::Header::read(&mut tls),
+                    )
+                    .await
+                    {
+                        Ok(Ok(header)) => header,
+                        Ok(Err(error)) => {
+                            tracing::info!(%client_addr, %error, "Invalid transport header");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%client_addr, "Transport header timed out");
+                            return;
+                        }
+                    };
+                    let target = SocketAddr::new(orig_dst.ip(), header.port);
+                    let protocol = match header.protocol {
+                        Some(transport_header::SessionProtocol::Http1) => Protocol::Http1,
+                        Some(transport_header::SessionProtocol::Http2) => Protocol::Http2,
+                        None => Protocol::Opaque,
+                    };
+                    let conn = Conn {
+                        client_addr,
+                        orig_dst: target,
+                        policy: self.policies.get(header.port),
+                    };
+                    let io = PrefixedIo::new(Default::default(), tls);
+                    let client_tls = ClientTls::Established(client_id);
+                    return self
+                        .authorize_and_forward(io, conn, client_tls, label, protocol)
+                        .await;
+                }
+                if direct {
+                    tracing::info!(%client_addr, "Closing a direct connection without a transport header");
+                    return;
+                }
+                let (inner, io) = match detect(tls, timeout).await {
+                    Ok(res) => res,
+                    Err(error) => {
+                        tracing::debug!(%error, "Connection failed during detection");
+                        return;
+                    }
+                };
+                self.authorize_and_forward(
+                    io,
+                    conn,
+                    ClientTls::Established(client_id),
+                    label,
+                    inner,
+                )
+                .await;
+            }
+            _ if direct => {
+                tracing::info!(%client_addr, "Closing a direct connection that is not mTLS for this proxy");
+            }
+            Protocol::Tls { sni } => {
+                // TLS for another name passes through untouched.
+                let label = TlsLabel::Opaque { sni };
+                self.authorize_and_forward(io, conn, ClientTls::None, label, Protocol::Opaque)
+                    .await;
+            }
+            protocol => {
+                let label = no_tls(client_addr);
+                self.authorize_and_forward(io, conn, ClientTls::None, label, protocol)
+                    .await;
+            }
+        }
+    }
+
+    async fn authorize_and_forward<T>(
+        &self,
+        io: T,
+        conn: Conn,
+        client_tls: ClientTls,
+        label: TlsLabel,
+        protocol: Protocol,
+    ) where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let Conn {
+            client_addr,
+            orig_dst,
+            policy,
+        } = conn;
+        tracing::debug!(
+            protocol = protocol.name(),
+            server = policy.name(),
+            "Inbound connection"
+        );
+        if let Err(denied) = policy.authorize(client_addr.ip(), &client_tls) {
+            tracing::info!(%denied, ?client_tls, "Connection denied");
+            match protocol {
+                Protocol::Http1 => {
+                    crate::http::serve_forbidden(io, false, denied.to_string()).await
+                }
+                Protocol::Http2 => crate::http::serve_forbidden(io, true, denied.to_string()).await,
+                _ => {} // Dropping the connection closes it.
+            }
+            return;
+        }
+        let labels = endpoint(
+            Direction::Inbound,
+            orig_dst,
+            &label,
+            &srv_labels(&policy, orig_dst),
+        );
+        let mut src = self.metrics.tcp.open("src", labels.clone());
+        if let Protocol::Http1 | Protocol::Http2 = protocol {
+            let client_id = match &client_tls {
+                ClientTls::Established(id) => id.clone(),
+                ClientTls::None => None,
+            };
+            let ctx = http::ConnContext {
+                target: orig_dst,
+                client_id,
+                labels,
+                metrics: self.metrics.clone(),
+                clients: self.clients.clone(),
+            };
+            let io = crate::metrics::tcp::Counted::new(io, &src);
+            http::serve(io, protocol == Protocol::Http2, ctx, self.drain.clone()).await;
+            return;
+        }
+        let server = match forward::connect(orig_dst, self.config.connect_timeout).await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::info!(%error, "Inbound target unreachable");
+                return;
+            }
+        };
+        let mut dst = self.metrics.tcp.open("dst", labels);
+        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
+            tracing::debug!(%error, "Inbound connection ended with an error");
+            src.set_error(&error);
+            dst.set_error(&error);
+        }
+    }
+}
+
+/// What the inbound stack knows about a connection before authorizing it.
+#[derive(Debug)]
+struct Conn {
+    client_addr: SocketAddr,
+    orig_dst: SocketAddr,
+    policy: Arc<ServerPolicy>,
+}
+
+fn no_tls(client_addr: SocketAddr) -> TlsLabel {
+    if client_addr.ip().is_loopback() {
+        TlsLabel::NoIdentity("loopback")
+    } else {
+        TlsLabel::NoIdentity("no_tls_from_remote")
+    }
+}
+
+fn srv_labels(policy: &ServerPolicy, target: SocketAddr) -> Vec<(String, String)> {
+    let get = |k: &str| policy.labels.get(k).cloned().unwrap_or_default();
+    vec![
+        ("srv_group".into(), get("group")),
+        ("srv_kind".into(), get("kind")),
+        ("srv_name".into(), get("name")),
+        ("srv_port".into(), target.port().to_string()),
+    ]
+}

@@ -1,0 +1,150 @@
+//! TCP golden metrics: connections opened, closed and open, and bytes each way.
+
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::Labels;
+
+/// The TCP families; labels are the endpoint labels plus `peer` (`src` or `dst`).
+#[derive(Clone, Debug, Default)]
+pub struct TcpMetrics {
+    open_total: Family<Labels, Counter>,
+    close_total: Family<Labels, Counter>,
+    open_connections: Family<Labels, Gauge>,
+    read_bytes_total: Family<Labels, Counter>,
+    write_bytes_total: Family<Labels, Counter>,
+}
+
+impl TcpMetrics {
+    /// Creates the families and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register("tcp_open", "Connections opened", m.open_total.clone());
+        registry.register("tcp_close", "Connections closed", m.close_total.clone());
+        registry.register(
+            "tcp_open_connections",
+            "Connections currently open",
+            m.open_connections.clone(),
+        );
+        registry.register(
+            "tcp_read_bytes",
+            "Bytes read from peers",
+            m.read_bytes_total.clone(),
+        );
+        registry.register(
+            "tcp_write_bytes",
+            "Bytes written to peers",
+            m.write_bytes_total.clone(),
+        );
+        m
+    }
+
+    /// Records an opened connection; the returned guard records the close when dropped.
+    /// `peer` is `src` for the accepted side and `dst` for the connecting side.
+    pub fn open(&self, peer: &'static str, mut labels: Labels) -> TcpConn {
+        labels.insert(1, ("peer".to_string(), peer.to_string()));
+        self.open_total.get_or_create(&labels).inc();
+        self.open_connections.get_or_create(&labels).inc();
+        TcpConn {
+            read: self.read_bytes_total.get_or_create(&labels).clone(),
+            write: self.write_bytes_total.get_or_create(&labels).clone(),
+            metrics: self.clone(),
+            labels,
+            errno: None,
+        }
+    }
+}
+
+/// One open connection's metrics; records the close when dropped.
+#[derive(Debug)]
+pub struct TcpConn {
+    metrics: TcpMetrics,
+    labels: Labels,
+    read: Counter,
+    write: Counter,
+    errno: Option<i32>,
+}
+
+impl TcpConn {
+    /// Marks the connection as closed by an error (its errno is labelled on the close).
+    pub fn set_error(&mut self, error: &io::Error) {
+        self.errno = error.raw_os_error().or(Some(0));
+    }
+}
+
+impl Drop for TcpConn {
+    fn drop(&mut self) {
+        self.metrics
+            .open_connections
+            .get_or_create(&self.labels)
+            .dec();
+        let mut labels = self.labels.clone();
+        let errno = self.errno.map(|e| e.to_string()).unwrap_or_default();
+        labels.push(("errno".to_string(), errno));
+        self.metrics.close_total.get_or_create(&labels).inc();
+    }
+}
+
+/// An I/O stream that counts the bytes read and written on a connection's metrics.
+#[derive(Debug)]
+pub struct Counted<T> {
+    io: T,
+    read: Counter,
+    write: Counter,
+}
+
+impl<T> Counted<T> {
+    /// Counts `io`'s bytes on `conn`.
+    pub fn new(io: T, conn: &TcpConn) -> Self {
+        Self {
+            io,
+            read: conn.read.clone(),
+            write: conn.write.clone(),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        self.read.inc_by(n as u64);
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &res {
+            self.write.inc_by(*n as u64);
+        }
+        res
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,210 @@
+//! Outbound: connections from the application redirected to `:4140`, sent to their target.
+//!
+//! Discovery decides: a Service's HTTP goes through a P2C peak-EWMA balancer over its
+//! endpoints, as HTTP/2 over pooled mTLS connections to meshed peers; its other traffic goes
+//! over mTLS to one endpoint; targets that are not meshed or not known are forwarded to the
+//! original destination.
+
+pub mod balance;
+pub mod discover;
+pub mod endpoint;
+pub mod http;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::Arc,
+};
+
+use parking_lot::Mutex;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::watch,
+};
+
+use self::{
+    balance::{Balancer, EndpointFactory},
+    discover::{Endpoint, Resolution, Resolver},
+};
+use crate::{
+    app::config::OutboundConfig,
+    drain::Drain,
+    metrics::{
+        Metrics, TlsLabel,
+        labels::{Direction, endpoint},
+    },
+    transport::{Accepted, Protocol, detect, forward},
+};
+
+/// The outbound side's shared state.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    config: Arc<OutboundConfig>,
+    metrics: Arc<Metrics>,
+    listen_addrs: Arc<Vec<SocketAddr>>,
+    resolver: Option<Arc<Resolver>>,
+    factory: EndpointFactory,
+    balancers: Arc<Mutex<HashMap<SocketAddr, Balancer>>>,
+    drain: Drain,
+}
+
+impl Outbound {
+    /// Outbound handling for listeners bound to `listen_addrs`; `resolver` is discovery
+    /// (`None`: every target goes to its original destination).
+    pub fn new(
+        config: Arc<OutboundConfig>,
+        metrics: Arc<Metrics>,
+        listen_addrs: Vec<SocketAddr>,
+        resolver: Option<Arc<Resolver>>,
+        factory: EndpointFactory,
+        drain: Drain,
+    ) -> Self {
+        Self {
+            config,
+            metrics,
+            listen_addrs: Arc::new(listen_addrs),
+            resolver,
+            factory,
+            balancers: Arc::default(),
+            drain,
+        }
+    }
+
+    /// Handles one accepted connection to its end.
+    pub async fn serve_connection(self, conn: Accepted) {
+        let Accepted {
+            stream,
+            client_addr,
+            orig_dst,
+            local_addr,
+        } = conn;
+        if orig_dst == local_addr || self.listen_addrs.contains(&orig_dst) {
+            tracing::warn!(%client_addr, "Closing a connection addressed to the outbound listener itself (loop)");
+            return;
+        }
+        let resolution = match &self.resolver {
+            Some(resolver) => resolver.resolve(orig_dst).await,
+            None => Resolution::Forward,
+        };
+        let detected = tokio::select! {
+            res = detect(stream, self.config.detect_timeout) => res,
+            () = self.drain.signaled() => return,
+        };
+        let (protocol, io) = match detected {
+            Ok(res) => res,
+            Err(error) => {
+                tracing::debug!(%error, "Connection failed during detection");
+                return;
+            }
+        };
+        tracing::debug!(
+            protocol = protocol.name(),
+            ?resolution,
+            "Outbound connection"
+        );
+        let (name, endpoints, opaque) = match resolution {
+            Resolution::Forward => return self.forward(io, orig_dst).await,
+            Resolution::Endpoint(ep) => {
+                let set = Arc::new(BTreeMap::from([(ep.addr, ep)]));
+                // The balancer sees the unseen initial value even with the sender gone.
+                let (_tx, rx) = watch::channel(set);
+                (orig_dst.to_string(), rx, false)
+            }
+            Resolution::Balance {
+                name,
+                endpoints,
+                opaque,
+            } => (name, endpoints, opaque),
+        };
+        match protocol {
+            Protocol::Http1 | Protocol::Http2 if !opaque => {
+                let balancer = self
+                    .balancers
+                    .lock()
+                    .entry(orig_dst)
+                    .or_insert_with(|| balance::balancer(endpoints, self.factory.clone()))
+                    .clone();
+                http::serve(
+                    io,
+                    protocol == Protocol::Http2,
+                    balancer,
+                    name,
+                    self.drain.clone(),
+                )
+                .await;
+            }
+            _ => {
+                // Wait (failfast-bounded) for discovery's first endpoints.
+                let mut endpoints = endpoints;
+                let ep = match tokio::time::timeout(
+                    http::FAILFAST_TIMEOUT,
+                    endpoints.wait_for(|set| !set.is_empty()),
+                )
+                .await
+                {
+                    Ok(Ok(set)) => {
+                        let n = set.len();
+                        set.values().nth(rand::random_range(0..n)).cloned()
+                    }
+                    _ => None,
+                };
+                match ep {
+                    Some(ep) => self.opaque_to_endpoint(io, &ep).await,
+                    None => tracing::info!(%name, "No endpoints; closing the connection"),
+                }
+            }
+        }
+    }
+
+    async fn opaque_to_endpoint<T>(&self, io: T, ep: &Endpoint)
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let labels = endpoint::labels(ep);
+        let mut src = self.metrics.tcp.open("src", labels.clone());
+        let server = match endpoint::connect_opaque(
+            ep,
+            &self.factory.tls,
+            self.config.connect_timeout,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::info!(addr = %ep.addr, %error, "Endpoint unreachable");
+                return;
+            }
+        };
+        let mut dst = self.metrics.tcp.open("dst", labels);
+        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
+            src.set_error(&error);
+            dst.set_error(&error);
+        }
+    }
+
+    async fn forward<T>(&self, io: T, orig_dst: SocketAddr)
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let tls = if orig_dst.ip().is_loopback() {
+            TlsLabel::NoIdentity("loopback")
+        } else {
+            TlsLabel::NoIdentity("not_provided_by_service_discovery")
+        };
+        let labels = endpoint(Direction::Outbound, orig_dst, &tls, &[]);
+        let mut src = self.metrics.tcp.open("src", labels.clone());
+        let server = match forward::connect(orig_dst, self.config.connect_timeout).await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::info!(%error, "Outbound target unreachable");
+                return;
+            }
+        };
+        let mut dst = self.metrics.tcp.open("dst", labels);
+        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
+            tracing::debug!(%error, "Outbound connection ended with an error");
+            src.set_error(&error);
+            dst.set_error(&error);
+        }
+    }
+}

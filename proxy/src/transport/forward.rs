@@ -1,0 +1,57 @@
+//! Opaque TCP forwarding between an accepted connection and a target.
+
+use std::{io, net::SocketAddr, time::Duration};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
+
+use crate::metrics::tcp::{Counted, TcpConn};
+
+/// Failure to reach a target.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The connect did not finish in time.
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout {
+        /// The target.
+        addr: SocketAddr,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The connect failed.
+    #[error("connect to {addr} failed")]
+    Io {
+        /// The target.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Connects to `addr` within `timeout`.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+        Ok(Err(source)) => Err(ConnectError::Io { addr, source }),
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+    }
+}
+
+/// Copies bytes both ways between `client` and `server` until both sides close, counting
+/// them on the two connections' metrics.
+pub async fn proxy<C, S>(client: C, src: &TcpConn, server: S, dst: &TcpConn) -> io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = Counted::new(client, src);
+    let mut server = Counted::new(server, dst);
+    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    Ok(())
+}

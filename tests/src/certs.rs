@@ -1,0 +1,155 @@
+//! Test PKI: a trust anchor and an issuer made with rcgen, CSRs, and leaf verification.
+
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use trellis_api::well_known;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// A trust anchor and an issuer it signed, as PEM.
+#[derive(Clone, Debug)]
+pub struct TestPki {
+    /// The anchor certificate (PEM).
+    pub anchor_pem: String,
+    /// The issuer certificate (PEM), an ECDSA P-256 intermediate CA.
+    pub issuer_cert_pem: String,
+    /// The issuer key (PKCS#8 PEM).
+    pub issuer_key_pem: String,
+}
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    params
+}
+
+impl TestPki {
+    /// A fresh anchor and issuer for `trust_domain`.
+    pub fn generate(trust_domain: &str) -> Self {
+        let anchor_key = KeyPair::generate().unwrap();
+        let anchor = ca_params(&format!("root.trellis.{trust_domain}"))
+            .self_signed(&anchor_key)
+            .unwrap();
+        let anchor_issuer = rcgen::Issuer::from_ca_cert_der(anchor.der(), anchor_key).unwrap();
+        let issuer_key = KeyPair::generate().unwrap();
+        let issuer = ca_params(&format!("identity.trellis.{trust_domain}"))
+            .signed_by(&issuer_key, &anchor_issuer)
+            .unwrap();
+        Self {
+            anchor_pem: anchor.pem(),
+            issuer_cert_pem: issuer.pem(),
+            issuer_key_pem: issuer_key.serialize_pem(),
+        }
+    }
+
+    /// The issuer Secret (`well_known::ISSUER_SECRET`, type `kubernetes.io/tls`) in `namespace`.
+    pub fn issuer_secret(&self, namespace: &str) -> Secret {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(well_known::ISSUER_SECRET.to_string());
+        secret.metadata.namespace = Some(namespace.to_string());
+        secret.type_ = Some("kubernetes.io/tls".to_string());
+        secret.data = Some(
+            [
+                (well_known::TLS_CERT_KEY, &self.issuer_cert_pem),
+                (well_known::TLS_KEY_KEY, &self.issuer_key_pem),
+                (well_known::TLS_CA_KEY, &self.anchor_pem),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+        );
+        secret
+    }
+
+    /// The anchor certificate, DER.
+    pub fn anchor_der(&self) -> Vec<u8> {
+        pem_to_der(&self.anchor_pem)
+    }
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+/// A fresh P-256 key (PKCS#8 DER) and a DER CSR whose CN and only DNS SAN are `name`, as a
+/// proxy makes them.
+pub fn proxy_csr(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    let csr = params.serialize_request(&key).unwrap();
+    (key.serialize_der(), csr.der().to_vec())
+}
+
+/// The DNS SANs of a DER certificate.
+pub fn dns_sans(der: &[u8]) -> Vec<String> {
+    let (_, cert) = X509Certificate::from_der(der).unwrap();
+    cert.subject_alternative_name()
+        .unwrap()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some((*d).to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks that `leaf` chains through `intermediates` (leaf side first) to `anchor`, that every
+/// certificate is valid now, and returns the leaf's DNS SANs. Panics with the broken link.
+pub fn verify_chain(leaf: &[u8], intermediates: &[Vec<u8>], anchor: &[u8]) -> Vec<String> {
+    let mut chain = vec![leaf.to_vec()];
+    chain.extend(intermediates.iter().cloned());
+    chain.push(anchor.to_vec());
+    let certs: Vec<X509Certificate<'_>> = chain
+        .iter()
+        .map(|der| X509Certificate::from_der(der).unwrap().1)
+        .collect();
+    for pair in certs.windows(2) {
+        let (child, parent) = (&pair[0], &pair[1]);
+        assert_eq!(
+            child.issuer(),
+            parent.subject(),
+            "issuer name of {}",
+            child.subject()
+        );
+        child
+            .verify_signature(Some(parent.public_key()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "signature of {} by {}: {e}",
+                    child.subject(),
+                    parent.subject()
+                )
+            });
+        assert!(
+            child.validity().is_valid(),
+            "{} is not valid now",
+            child.subject()
+        );
+    }
+    dns_sans(leaf)
+}
+
+/// Whether the DER certificate `child` is signed by the DER certificate `parent`.
+pub fn signed_by(child: &[u8], parent: &[u8]) -> Result<(), String> {
+    let (_, child) = X509Certificate::from_der(child).map_err(|e| e.to_string())?;
+    let (_, parent) = X509Certificate::from_der(parent).map_err(|e| e.to_string())?;
+    child
+        .verify_signature(Some(parent.public_key()))
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,423 @@
+//! In-process fakes of the Linkerd proxy API (identity, and later destination and policy),
+//! served over real sockets, plaintext or TLS.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    service::TowerToHyperService,
+};
+use rustls::pki_types::CertificateSigningRequestDer;
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+use trellis_api::linkerd2_proxy_api::identity::{
+    CertifyRequest, CertifyResponse,
+    identity_server::{Identity, IdentityServer},
+};
+use trellis_proxy::test_util::{CONTROL_IDENTITY, TestPki};
+
+/// Serves a tonic service on `127.0.0.1:0` over HTTP/2, with TLS as `CONTROL_IDENTITY`
+/// (certified by `pki`) when `tls` is set. Returns the bound address.
+pub async fn serve<S>(svc: S, tls: Option<&TestPki>) -> SocketAddr
+where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tls.map(|pki| {
+        let leaf = pki.issue(CONTROL_IDENTITY);
+        let config = rustls::ServerConfig::builder_with_provider(trellis_proxy::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(leaf.chain.clone(), leaf.key())
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let svc = TowerToHyperService::new(svc.clone());
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A fake identity controller: checks the token and CSR shape, signs with a [`TestPki`].
+#[derive(Clone, Debug)]
+pub struct FakeIdentity {
+    pki: Arc<TestPki>,
+    lifetime: Duration,
+    /// Certify calls answered (successfully or not).
+    pub calls: Arc<AtomicUsize>,
+    /// Calls to fail with `Unavailable` before answering.
+    pub fail_first: Arc<AtomicUsize>,
+}
+
+impl FakeIdentity {
+    /// A fake that issues certificates valid for `lifetime`.
+    pub fn new(pki: Arc<TestPki>, lifetime: Duration) -> Self {
+        Self {
+            pki,
+            lifetime,
+            calls: Arc::default(),
+            fail_first: Arc::default(),
+        }
+    }
+
+    /// Serves it on `127.0.0.1:0`, with TLS when `tls`.
+    pub async fn spawn(self, tls: bool) -> SocketAddr {
+        let pki = self.pki.clone();
+        serve(IdentityServer::new(self), tls.then_some(&*pki)).await
+    }
+}
+
+#[tonic::async_trait]
+impl Identity for FakeIdentity {
+    async fn certify(
+        &self,
+        req: Request<CertifyRequest>,
+    ) -> Result<Response<CertifyResponse>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Status::unavailable("fake identity: failing as asked"));
+        }
+        let req = req.into_inner();
+        if req.token.is_empty() || req.identity.is_empty() {
+            return Err(Status::invalid_argument("identity and token are required"));
+        }
+        let der = CertificateSigningRequestDer::from(req.certificate_signing_request);
+        let csr = rcgen::CertificateSigningRequestParams::from_der(&der)
+            .map_err(|e| Status::invalid_argument(format!("csr: {e}")))?;
+        let sans: Vec<_> = csr.params.subject_alt_names.clone();
+        if sans
+            != vec![rcgen::SanType::DnsName(
+                req.identity.clone().try_into().unwrap(),
+            )]
+        {
+            return Err(Status::failed_precondition("csr SAN must be the identity"));
+        }
+        let cert = self.pki.sign(&csr.public_key, &req.identity);
+        let valid_until = SystemTime::now() + self.lifetime;
+        let secs = valid_until
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Ok(Response::new(CertifyResponse {
+            leaf_certificate: cert.to_vec(),
+            intermediate_certificates: vec![],
+            valid_until: Some(prost_types::Timestamp {
+                seconds: i64::try_from(secs).unwrap(),
+                nanos: 0,
+            }),
+        }))
+    }
+}
+
+/// A fake policy controller: `WatchPort` streams whatever [`FakePolicy::set`] last stored
+/// for the port, and `NotFound` until then.
+#[derive(Clone, Debug, Default)]
+pub struct FakePolicy {
+    servers: Arc<tokio::sync::watch::Sender<std::collections::HashMap<u32, InboundServer>>>,
+    /// `WatchPort` calls received.
+    pub watches: Arc<AtomicUsize>,
+}
+
+type InboundServer = trellis_api::linkerd2_proxy_api::inbound::Server;
+
+impl FakePolicy {
+    /// Sets (and streams) the policy of `port`.
+    pub fn set(&self, port: u16, server: InboundServer) {
+        self.servers.send_modify(|s| {
+            s.insert(u32::from(port), server);
+        });
+    }
+
+    /// Serves it on `127.0.0.1:0` (plaintext, as for a loopback control plane).
+    pub async fn spawn(self) -> SocketAddr {
+        use trellis_api::linkerd2_proxy_api::inbound::inbound_server_policies_server::InboundServerPoliciesServer;
+        serve(InboundServerPoliciesServer::new(self), None).await
+    }
+}
+
+#[tonic::async_trait]
+impl trellis_api::linkerd2_proxy_api::inbound::inbound_server_policies_server::InboundServerPolicies
+    for FakePolicy
+{
+    async fn get_port(
+        &self,
+        req: Request<trellis_api::linkerd2_proxy_api::inbound::PortSpec>,
+    ) -> Result<Response<InboundServer>, Status> {
+        let port = req.into_inner().port;
+        self.servers
+            .borrow()
+            .get(&port)
+            .cloned()
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found("no such port"))
+    }
+
+    type WatchPortStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<InboundServer, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_port(
+        &self,
+        req: Request<trellis_api::linkerd2_proxy_api::inbound::PortSpec>,
+    ) -> Result<Response<Self::WatchPortStream>, Status> {
+        use futures::StreamExt;
+        self.watches.fetch_add(1, Ordering::SeqCst);
+        let port = req.into_inner().port;
+        if !self.servers.borrow().contains_key(&port) {
+            return Err(Status::not_found("no such port"));
+        }
+        let stream = tokio_stream::wrappers::WatchStream::new(self.servers.subscribe())
+            .filter_map(move |servers| async move { servers.get(&port).cloned().map(Ok) });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Wire `Server` builders for policy tests.
+pub mod servers {
+    use trellis_api::linkerd2_proxy_api::{inbound as wire, net::IpNetwork};
+
+    fn all_networks() -> Vec<wire::Network> {
+        ["0.0.0.0/0", "::/0"]
+            .iter()
+            .map(|n| wire::Network {
+                net: Some(IpNetwork::from(n.parse::<ipnet::IpNet>().unwrap())),
+                except: vec![],
+            })
+            .collect()
+    }
+
+    /// A `detect` server named `name` that admits only meshed clients with `identities`.
+    pub fn meshed_only(name: &str, identities: &[&str]) -> wire::Server {
+        use wire::authn::{Permit, PermitMeshTls, permit_mesh_tls};
+        wire::Server {
+            protocol: Some(wire::ProxyProtocol {
+                kind: Some(wire::proxy_protocol::Kind::Detect(
+                    wire::proxy_protocol::Detect {
+                        timeout: Some(prost_types::Duration {
+                            seconds: 10,
+                            nanos: 0,
+                        }),
+                        http_routes: vec![],
+                        http_local_rate_limit: None,
+                    },
+                )),
+            }),
+            server_ips: vec![],
+            authorizations: vec![wire::Authz {
+                networks: all_networks(),
+                authentication: Some(wire::Authn {
+                    permit: Some(Permit::MeshTls(PermitMeshTls {
+                        clients: Some(permit_mesh_tls::Clients::Identities(
+                            permit_mesh_tls::PermitClientIdentities {
+                                identities: identities
+                                    .iter()
+                                    .map(|n| wire::Identity {
+                                        name: n.to_string(),
+                                    })
+                                    .collect(),
+                                suffixes: vec![],
+                            },
+                        )),
+                    })),
+                }),
+                labels: Default::default(),
+                metadata: None,
+            }],
+            labels: [
+                ("group", "policy.trellis.dev"),
+                ("kind", "server"),
+                ("name", name),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        }
+    }
+}
+
+type DstProfile = trellis_api::linkerd2_proxy_api::destination::DestinationProfile;
+type DstAddr = trellis_api::linkerd2_proxy_api::destination::WeightedAddr;
+type DstUpdate = trellis_api::linkerd2_proxy_api::destination::Update;
+
+/// A fake destination controller. `GetProfile` answers the profile set for `ip:port` (and
+/// `InvalidArgument` for others, so the proxy forwards to the original destination); `Get`
+/// streams the endpoints set for a path as `add`/`remove` updates.
+#[derive(Clone, Debug, Default)]
+pub struct FakeDestination {
+    profiles: Arc<parking_lot::Mutex<std::collections::HashMap<String, DstProfile>>>,
+    endpoints: Arc<tokio::sync::watch::Sender<std::collections::HashMap<String, Vec<DstAddr>>>>,
+}
+
+impl FakeDestination {
+    /// Answers `GetProfile(target)` with a Service profile named `fqn`.
+    pub fn set_service(&self, target: SocketAddr, fqn: &str) {
+        self.profiles.lock().insert(
+            target.to_string(),
+            DstProfile {
+                fully_qualified_name: fqn.to_string(),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Sets (and streams) the endpoints of `path` (`<fqn>:<port>`).
+    pub fn set_endpoints(&self, path: &str, addrs: Vec<DstAddr>) {
+        self.endpoints.send_modify(|e| {
+            e.insert(path.to_string(), addrs);
+        });
+    }
+
+    /// Serves it on `127.0.0.1:0` (plaintext).
+    pub async fn spawn(self) -> SocketAddr {
+        use trellis_api::linkerd2_proxy_api::destination::destination_server::DestinationServer;
+        serve(DestinationServer::new(self), None).await
+    }
+}
+
+/// A meshed endpoint: `addr` with identity `identity`, an `h2` hint and `pod` labels.
+pub fn meshed_endpoint(addr: SocketAddr, identity: &str, pod: &str) -> DstAddr {
+    use trellis_api::linkerd2_proxy_api::destination::{
+        ProtocolHint, TlsIdentity, protocol_hint, tls_identity,
+    };
+    DstAddr {
+        addr: Some(addr.into()),
+        weight: 10_000,
+        metric_labels: [("pod".to_string(), pod.to_string())].into_iter().collect(),
+        tls_identity: Some(TlsIdentity {
+            strategy: Some(tls_identity::Strategy::DnsLikeIdentity(
+                tls_identity::DnsLikeIdentity {
+                    name: identity.to_string(),
+                },
+            )),
+            server_name: None,
+        }),
+        protocol_hint: Some(ProtocolHint {
+            protocol: Some(protocol_hint::Protocol::H2(protocol_hint::H2 {})),
+            opaque_transport: None,
+        }),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl trellis_api::linkerd2_proxy_api::destination::destination_server::Destination
+    for FakeDestination
+{
+    type GetStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<DstUpdate, Status>> + Send + 'static>>;
+    type GetProfileStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<DstProfile, Status>> + Send + 'static>>;
+
+    async fn get(
+        &self,
+        req: Request<trellis_api::linkerd2_proxy_api::destination::GetDestination>,
+    ) -> Result<Response<Self::GetStream>, Status> {
+        use futures::StreamExt;
+        use trellis_api::linkerd2_proxy_api::destination::{
+            AddrSet, WeightedAddrSet, update::Update,
+        };
+        let path = req.into_inner().path;
+        let label_set: std::collections::HashMap<String, String> =
+            [("namespace", "shop"), ("service", "web")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let rx = tokio_stream::wrappers::WatchStream::new(self.endpoints.subscribe());
+        let stream = rx
+            .scan(Vec::<DstAddr>::new(), move |prev, all| {
+                let next = all.get(&path).cloned().unwrap_or_default();
+                let removed: Vec<_> = prev
+                    .iter()
+                    .filter(|p| !next.iter().any(|n| n.addr == p.addr))
+                    .filter_map(|p| p.addr)
+                    .collect();
+                *prev = next.clone();
+                let mut updates = Vec::new();
+                if !removed.is_empty() {
+                    updates.push(Ok(DstUpdate {
+                        update: Some(Update::Remove(AddrSet { addrs: removed })),
+                    }));
+                }
+                if !next.is_empty() {
+                    updates.push(Ok(DstUpdate {
+                        update: Some(Update::Add(WeightedAddrSet {
+                            addrs: next,
+                            metric_labels: label_set.clone(),
+                        })),
+                    }));
+                }
+                futures::future::ready(Some(futures::stream::iter(updates)))
+            })
+            .flatten();
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_profile(
+        &self,
+        req: Request<trellis_api::linkerd2_proxy_api::destination::GetDestination>,
+    ) -> Result<Response<Self::GetProfileStream>, Status> {
+        let path = req.into_inner().path;
+        let profile = self
+            .profiles
+            .lock()
+            .get(&path)
+            .cloned()
+            .ok_or_else(|| Status::invalid_argument("not a service"))?;
+        use futures::StreamExt;
+        let stream = futures::stream::iter([Ok(profile)]).chain(futures::stream::pending());
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// A meshed endpoint on an opaque port: `addr` is reached through the peer proxy's
+/// `inbound_port` with a transport header naming `addr`'s port.
+pub fn opaque_transport_endpoint(addr: SocketAddr, identity: &str, inbound_port: u16) -> DstAddr {
+    use trellis_api::linkerd2_proxy_api::destination::protocol_hint;
+    let mut ep = meshed_endpoint(addr, identity, "opaque-0");
+    ep.protocol_hint = Some(trellis_api::linkerd2_proxy_api::destination::ProtocolHint {
+        protocol: Some(protocol_hint::Protocol::Opaque(protocol_hint::Opaque {})),
+        opaque_transport: Some(protocol_hint::OpaqueTransport {
+            inbound_port: u32::from(inbound_port),
+        }),
+    });
+    ep
+}

@@ -1,0 +1,183 @@
+//! The webhook server over TLS on 127.0.0.1:0: it answers AdmissionReviews, and a new
+//! certificate takes effect for new connections without a restart.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test by panicking"
+)]
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
+
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, ServerName, pem::PemObject},
+};
+use tokio::{net::TcpStream, sync::oneshot};
+use tokio_rustls::TlsConnector;
+use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_webhooks::{
+    INJECT_PATH, State,
+    error::LookupError,
+    inject::template::InjectConfig,
+    lookup::{NamespaceLookup, PolicyLookup},
+    tls::{CertResolver, serve},
+};
+
+/// A CA and a server certificate for 127.0.0.1: (ca pem, cert pem, key pem).
+fn pki(name: &str) -> (String, String, String) {
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} CA"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::default();
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(DnType::CommonName, name);
+    leaf.subject_alt_names = vec![SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Lookups with no namespaces and no Servers.
+struct Empty;
+
+impl NamespaceLookup for Empty {
+    fn namespace_annotations<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+impl PolicyLookup for Empty {
+    fn servers<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Server>, LookupError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn server_exists<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LookupError>> {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+/// Connects over TLS trusting `cas`; returns the stream and the server's leaf certificate.
+async fn connect(
+    addr: SocketAddr,
+    cas: &[&str],
+) -> (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    CertificateDer<'static>,
+) {
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned();
+    (tls, leaf)
+}
+
+#[tokio::test]
+async fn serves_reviews_over_tls_and_reloads_the_certificate() {
+    trellis_tests::trace_init();
+    let (ca_a, cert_a, key_a) = pki("first");
+    let (ca_b, cert_b, key_b) = pki("second");
+    let certs = Arc::new(CertResolver::from_pem(cert_a.as_bytes(), key_a.as_bytes()).unwrap());
+    let config = InjectConfig::from_mesh(&MeshSpec::default(), "registry.test/proxy:0.1.0", "");
+    let state = State::new(config, Arc::new(Empty), Arc::new(Empty));
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, certs.clone(), state, async {
+        let _ = stopped.await;
+    }));
+
+    let (tls, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
+    assert_eq!(
+        leaf,
+        CertificateDer::from_pem_slice(cert_a.as_bytes()).unwrap()
+    );
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(
+            http::Request::post(INJECT_PATH)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(b"{not json")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::BAD_REQUEST);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("malformed AdmissionReview"),
+        "{body:?}"
+    );
+
+    let bad = certs.reload_pem(cert_b.as_bytes(), key_a.as_bytes());
+    assert!(
+        bad.is_err(),
+        "a key that does not fit the certificate is refused"
+    );
+    let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
+    assert_eq!(
+        leaf,
+        CertificateDer::from_pem_slice(cert_a.as_bytes()).unwrap(),
+        "a failed reload keeps the current certificate"
+    );
+
+    certs
+        .reload_pem(cert_b.as_bytes(), key_b.as_bytes())
+        .unwrap();
+    let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
+    assert_eq!(
+        leaf,
+        CertificateDer::from_pem_slice(cert_b.as_bytes()).unwrap(),
+        "new connections get the reloaded certificate"
+    );
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

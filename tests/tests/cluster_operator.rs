@@ -1,0 +1,1146 @@
+//! The operator against the real apiserver: a Mesh becomes Ready, drift is undone, upgrades
+//! roll, disabled extensions are pruned, deletion cleans up cluster-scoped objects, bad
+//! identity input holds the rollout back, the Lease hands over, and the install manifests'
+//! RBAC is enough.
+//!
+//! Needs the local cluster (`tests/cluster/cluster up`). The operator runs in-process, limited
+//! by a label selector to this test's Mesh, with its Lease in the test namespace. Every Mesh
+//! has a test-unique name, so the cluster-scoped objects it renders never collide.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use k8s_openapi::{
+    api::{
+        admissionregistration::v1::MutatingWebhookConfiguration,
+        apps::v1::Deployment,
+        coordination::v1::Lease,
+        core::v1::{Namespace, Secret},
+        rbac::v1::ClusterRole,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde_json::{Value, json};
+use tokio::{task::JoinHandle, time::Instant};
+use tokio_util::sync::CancellationToken;
+use trellis_api::well_known::{
+    CONTROLLER_NAME, ISSUER_SECRET, TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TRUST_ANCHOR_SECRET,
+    WEBHOOK_TLS_SECRET,
+};
+use trellis_crds::{
+    common::condition::{TRUE, find},
+    v1alpha1::mesh::{Mesh, conditions, reasons},
+};
+use trellis_operator::{
+    admin::{AdminServer, Readiness, SharedRegistry},
+    config::OperatorConfig,
+    controllers,
+    error::Error,
+};
+use trellis_tests::{
+    DEFAULT_TIMEOUT,
+    cluster::{self, kubectl},
+    eventually,
+    k8s::{self, FIELD_MANAGER},
+};
+
+/// Label that limits each test's operator to its own Mesh.
+const TEST_MESH_LABEL: &str = "trellis.dev/test-mesh";
+/// Bound for the operator to undo drift or roll a change.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let dir = cluster::repo_root().join("config/crds");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = crd.name_any();
+        api.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        k8s::await_object(&api, &name, DEFAULT_TIMEOUT, |crd| {
+            let established = crd
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == TRUE)
+                });
+            if established {
+                Ok(())
+            } else {
+                Err("not established".to_string())
+            }
+        })
+        .await;
+    }
+    let meshes: Api<Mesh> = Api::all(client.clone());
+    eventually("the Mesh kind to be served", DEFAULT_TIMEOUT, || async {
+        meshes
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+/// An operator running in this process.
+struct Running {
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), Error>>,
+    admin: SocketAddr,
+}
+
+impl Running {
+    /// Stops it gracefully (it releases the Lease).
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Stops it like a crash: no Lease release, nothing more written.
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.shutdown.cancel();
+    }
+
+    async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: admin\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+}
+
+fn operator_config(h: &Harness, replica: &str) -> OperatorConfig {
+    let mut config = OperatorConfig::with_replica_name(replica);
+    config.lease_namespace = h.ns.clone();
+    config.lease_name = "trellis-operator".to_string();
+    config.lease_duration = Duration::from_secs(4);
+    config.lease_renew_interval = Duration::from_secs(1);
+    config.mesh_selector = Some(format!("{TEST_MESH_LABEL}={}", h.mesh));
+    config.image_repository = "test.trellis.invalid/trellis".to_string();
+    config
+}
+
+async fn start_operator(client: Client, config: OperatorConfig) -> Running {
+    let registry = SharedRegistry::default();
+    let readiness = Readiness::default();
+    let shutdown = CancellationToken::new();
+    let admin = AdminServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        registry.clone(),
+        readiness.clone(),
+    )
+    .await
+    .unwrap();
+    let addr = admin.local_addr().unwrap();
+    tokio::spawn(admin.serve(shutdown.clone().cancelled_owned()));
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        controllers::run(client, config, &registry, &readiness, token).await
+    });
+    Running {
+        shutdown,
+        task,
+        admin: addr,
+    }
+}
+
+#[derive(Clone)]
+struct Harness {
+    client: Client,
+    /// The test namespace (holds the Lease).
+    ns: String,
+    /// Mesh name (test-unique).
+    mesh: String,
+    /// The control-plane namespace (`spec.namespace`).
+    cp: String,
+}
+
+impl Harness {
+    fn meshes(&self) -> Api<Mesh> {
+        Api::all(self.client.clone())
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.cp)
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.cp)
+    }
+
+    /// The sample Mesh, renamed for this test, with `spec` merged in; server-side applied.
+    async fn apply_mesh(&self, spec: Value) -> Mesh {
+        let sample =
+            std::fs::read_to_string(cluster::repo_root().join("config/samples/mesh.yaml")).unwrap();
+        let mut mesh: Value = serde_yaml::from_str(&sample).unwrap();
+        mesh["metadata"] = json!({
+            "name": self.mesh,
+            "labels": { TEST_MESH_LABEL: self.mesh, "argocd.argoproj.io/instance": "must-not-be-copied" },
+            "annotations": { "example.com/owner": "must-not-be-copied" },
+        });
+        let mut full_spec = json!({ "namespace": self.cp });
+        if let (Some(base), Some(extra)) = (full_spec.as_object_mut(), spec.as_object()) {
+            for (k, v) in extra {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        mesh["spec"] = full_spec;
+        self.meshes()
+            .patch(
+                &self.mesh,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&mesh),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply Mesh {}: {e}", self.mesh))
+    }
+
+    /// Waits for Ready True at `version` with every component ready, returning the Mesh.
+    async fn await_ready(&self, version: &str) -> Mesh {
+        k8s::await_object(&self.meshes(), &self.mesh, DEFAULT_TIMEOUT, |m| {
+            let status = m.status.as_ref().ok_or("no status")?;
+            let ready = find(&status.conditions, conditions::READY).ok_or("no Ready condition")?;
+            let fresh = status.observed_generation == m.metadata.generation
+                && ready.observed_generation == m.metadata.generation;
+            if ready.status == TRUE
+                && fresh
+                && status.version.as_deref() == Some(version)
+                && !status.components.is_empty()
+                && status.components.iter().all(|c| c.ready)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?}",
+                    status
+                        .conditions
+                        .iter()
+                        .map(|c| (&c.type_, &c.status, &c.message))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        })
+        .await
+    }
+
+    async fn controller(&self) -> Deployment {
+        self.deployments().get(CONTROLLER_NAME).await.unwrap()
+    }
+
+    async fn secret_value(&self, name: &str, key: &str) -> String {
+        let secret = self.secrets().get(name).await.unwrap();
+        String::from_utf8(secret.data.unwrap()[key].0.clone()).unwrap()
+    }
+
+    /// Removes what the test left, whether or not an operator still runs.
+    async fn reap(&self) {
+        let meshes = self.meshes();
+        if meshes.get_opt(&self.mesh).await.ok().flatten().is_some() {
+            let _ = meshes
+                .patch(
+                    &self.mesh,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+                )
+                .await;
+            let _ = meshes.delete(&self.mesh, &DeleteParams::background()).await;
+        }
+        let selector = format!("trellis.dev/mesh={}", self.mesh);
+        let lp = ListParams::default().labels(&selector);
+        let roles: Api<ClusterRole> = Api::all(self.client.clone());
+        let _ = roles
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await;
+        let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+            Api::all(self.client.clone());
+        let _ = bindings
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await;
+        let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
+        let _ = mutating
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await;
+        let validating: Api<
+            k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
+        > = Api::all(self.client.clone());
+        let _ = validating
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await;
+        if self.cp != self.ns {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            let _ = namespaces
+                .delete(&self.cp, &DeleteParams::background())
+                .await;
+        }
+    }
+}
+
+/// Runs `body` with a harness; `own_namespace` makes `spec.namespace` one the operator creates.
+async fn with_mesh<F, Fut>(name: &str, own_namespace: bool, body: F)
+where
+    F: FnOnce(Harness) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    k8s::with_temp_ns(name, move |client, ns| async move {
+        install_crds(&client).await;
+        let h = Harness {
+            client,
+            mesh: ns.clone(),
+            cp: if own_namespace {
+                format!("{ns}-cp")
+            } else {
+                ns.clone()
+            },
+            ns,
+        };
+        let outcome = tokio::spawn(body(h.clone())).await;
+        h.reap().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    })
+    .await;
+}
+
+fn version() -> String {
+    trellis_crds::v1alpha1::mesh::MeshSpec::default().version
+}
+
+fn image_of(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+/// Quantile `q` of a Prometheus histogram from /metrics text, interpolated linearly inside
+/// the bucket that holds it (as PromQL's `histogram_quantile` does).
+fn histogram_quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let rank = q * buckets.last()?.1;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let share = if count > below {
+                (rank - below) / (count - below)
+            } else {
+                1.0
+            };
+            return Some(lower + (le - lower) * share);
+        }
+        (lower, below) = (le, count);
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_mesh_becomes_ready_and_drift_is_undone() {
+    with_mesh("op-ready", true, |h| async move {
+        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        let applied = Instant::now();
+        h.apply_mesh(json!({})).await;
+        let mesh = h.await_ready(&version()).await;
+        let apply_to_ready = applied.elapsed();
+        eprintln!(
+            "FIGURE apply-to-Ready: {:.2}s",
+            apply_to_ready.as_secs_f64()
+        );
+
+        // Status: components, identity expiry, conditions a person can read.
+        let status = mesh.status.clone().unwrap();
+        assert_eq!(status.components_ready.as_deref(), Some("1/1"));
+        assert!(
+            status.components[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("deployment trellis-controller 1/1 available")
+        );
+        let identity = status.identity.clone().unwrap();
+        assert!(identity.trust_anchor_not_after.is_some() && identity.issuer_not_after.is_some());
+        let degraded = find(&status.conditions, conditions::DEGRADED).unwrap();
+        assert_eq!(degraded.status, "False");
+        assert!(
+            mesh.finalizers()
+                .iter()
+                .any(|f| f == "mesh.trellis.dev/cleanup")
+        );
+
+        // kubectl shows it Ready at the version.
+        let (ok, out, err) = kubectl(&["get", "mesh", &h.mesh]).await;
+        assert!(ok, "{err}");
+        let row = out.lines().nth(1).unwrap_or_default();
+        assert!(
+            row.contains("True") && row.contains(&version()) && row.contains("1/1"),
+            "{out}"
+        );
+
+        // Rendered objects: the namespace is ours, the Mesh's labels are not copied,
+        // the caBundle is the webhook CA.
+        let namespaces: Api<Namespace> = Api::all(h.client.clone());
+        let cp = namespaces.get(&h.cp).await.unwrap();
+        assert_eq!(cp.owner_references()[0].name, h.mesh);
+        let deployment = h.controller().await;
+        assert_eq!(
+            image_of(&deployment),
+            format!("test.trellis.invalid/trellis/controller:{}", version())
+        );
+        assert!(
+            !deployment
+                .labels()
+                .contains_key("argocd.argoproj.io/instance")
+        );
+        assert!(!deployment.annotations().contains_key("example.com/owner"));
+        let webhooks: Api<MutatingWebhookConfiguration> = Api::all(h.client.clone());
+        let injector = webhooks
+            .get(&format!("trellis-{}-proxy-injector", h.mesh))
+            .await
+            .unwrap();
+        let ca_bundle = injector.webhooks.unwrap()[0]
+            .client_config
+            .ca_bundle
+            .clone()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(ca_bundle.0).unwrap(),
+            h.secret_value(WEBHOOK_TLS_SECRET, TLS_CA_KEY).await
+        );
+        let anchor = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
+        let issuer = h.secret_value(ISSUER_SECRET, TLS_CERT_KEY).await;
+
+        // Deleted by hand: restored.
+        let old_uid = deployment.uid().unwrap();
+        h.deployments()
+            .delete(CONTROLLER_NAME, &DeleteParams::foreground())
+            .await
+            .unwrap();
+        eventually(
+            "the deleted controller Deployment to come back",
+            RESTORE_TIMEOUT,
+            || async {
+                match h.deployments().get_opt(CONTROLLER_NAME).await {
+                    Ok(Some(d)) if d.uid().as_deref() != Some(old_uid.as_str()) => Ok(()),
+                    other => Err(format!("{:?}", other.map(|d| d.map(|d| d.uid())))),
+                }
+            },
+        )
+        .await;
+
+        // Scaled by hand: scaled back.
+        let scaled = h
+            .deployments()
+            .patch(
+                CONTROLLER_NAME,
+                &PatchParams::apply("someone-else").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment", "spec": { "replicas": 5 }
+                })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(scaled.spec.unwrap().replicas, Some(5));
+        eventually(
+            "the hand-scaled controller Deployment to return to 1 replica",
+            RESTORE_TIMEOUT,
+            || async {
+                let d = h.controller().await;
+                match d.spec.and_then(|s| s.replicas) {
+                    Some(1) => Ok(()),
+                    other => Err(other),
+                }
+            },
+        )
+        .await;
+        h.await_ready(&version()).await;
+
+        // The escape hatch: an object marked trellis.dev/ignore keeps a person's edits, until
+        // the mark goes.
+        let mark = |value: Option<&str>, replicas: i32| {
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": { "annotations": { "trellis.dev/ignore": value } },
+                "spec": { "replicas": replicas },
+            })
+        };
+        h.deployments()
+            .patch(CONTROLLER_NAME, &PatchParams::apply("someone-else").force(), &Patch::Apply(mark(Some("true"), 2)))
+            .await
+            .unwrap();
+        // Delete a Service too: once it is back, the operator has reconciled since the edit.
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(h.client.clone(), &h.cp);
+        let old_service = services.get("trellis-identity").await.unwrap().uid();
+        services.delete("trellis-identity", &DeleteParams::background()).await.unwrap();
+        eventually("the deleted identity Service to come back", RESTORE_TIMEOUT, || async {
+            match services.get_opt("trellis-identity").await.unwrap() {
+                Some(s) if s.uid() != old_service => Ok(()),
+                other => Err(other.map(|s| s.uid())),
+            }
+        })
+        .await;
+        assert_eq!(h.controller().await.spec.unwrap().replicas, Some(2), "an ignored object was changed");
+        h.deployments()
+            .patch(CONTROLLER_NAME, &PatchParams::apply("someone-else").force(), &Patch::Apply(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "annotations": {} },
+            })))
+            .await
+            .unwrap();
+        eventually("the controller Deployment to be managed again", RESTORE_TIMEOUT, || async {
+            match h.controller().await.spec.and_then(|s| s.replicas) {
+                Some(1) => Ok(()),
+                other => Err(other),
+            }
+        })
+        .await;
+
+        // Events on transitions, about the (cluster-scoped) Mesh in namespace default.
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(h.client.clone(), "default");
+        eventually("a ComponentsReady event about the Mesh", RESTORE_TIMEOUT, || async {
+            let list = events.list(&ListParams::default()).await.unwrap();
+            let reasons: Vec<String> = list
+                .items
+                .iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(h.mesh.as_str()))
+                .filter_map(|e| e.reason.clone())
+                .collect();
+            if reasons.iter().any(|r| r == reasons::COMPONENTS_READY) { Ok(()) } else { Err(reasons) }
+        })
+        .await;
+
+        // Nothing was regenerated along the way.
+        assert_eq!(
+            h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await,
+            anchor
+        );
+        assert_eq!(h.secret_value(ISSUER_SECRET, TLS_CERT_KEY).await, issuer);
+
+        // The operator's own figures.
+        let metrics = op.metrics().await;
+        let name = "trellis_operator_reconcile_duration_seconds";
+        let p50 = histogram_quantile(&metrics, name, 0.5).unwrap();
+        let p99 = histogram_quantile(&metrics, name, 0.99).unwrap();
+        eprintln!("FIGURE reconcile p50 {:.1} ms, p99 {:.1} ms", p50 * 1e3, p99 * 1e3);
+        assert!(
+            metrics.contains("trellis_operator_reconciles_total{controller=\"mesh\"}"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("cert=\"issuer\""), "{metrics}");
+        op.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_rolls_the_image_and_disabled_extensions_are_pruned() {
+    with_mesh("op-upgrade", false, |h| async move {
+        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        h.apply_mesh(json!({})).await;
+        h.await_ready(&version()).await;
+        let anchor = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
+
+        // Upgrade: the controller rolls to the new tag, status follows.
+        h.apply_mesh(json!({ "version": "0.2.0" })).await;
+        let mesh = h.await_ready("0.2.0").await;
+        assert_eq!(image_of(&h.controller().await), "test.trellis.invalid/trellis/controller:0.2.0");
+        assert_eq!(mesh.status.unwrap().components[0].version.as_deref(), Some("0.2.0"));
+        assert_eq!(h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await, anchor, "an upgrade must not rotate");
+
+        // Enable tracing and viz: the collector and Prometheus run; viz's own programs are
+        // reported as not available.
+        h.apply_mesh(json!({ "version": "0.2.0", "extensions": { "tracing": { "enabled": true }, "viz": { "enabled": true } } }))
+            .await;
+        let mesh = h.await_ready("0.2.0").await;
+        let status = mesh.status.unwrap();
+        assert_eq!(status.components.len(), 3, "{:?}", status.components);
+        let degraded = find(&status.conditions, conditions::DEGRADED).unwrap();
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", reasons::EXTENSION_UNAVAILABLE));
+        assert!(degraded.message.contains("extensions.viz"), "{}", degraded.message);
+        h.deployments().get("trellis-tracing-collector").await.unwrap();
+        let roles: Api<ClusterRole> = Api::all(h.client.clone());
+        let prometheus_role = format!("trellis-{}-viz-prometheus", h.mesh);
+        roles.get(&prometheus_role).await.unwrap();
+
+        // Disable them: their objects go, cluster-scoped ones included.
+        h.apply_mesh(json!({ "version": "0.2.0" })).await;
+        eventually("disabled extensions to be pruned", RESTORE_TIMEOUT, || async {
+            let collector = h.deployments().get_opt("trellis-tracing-collector").await.unwrap();
+            let prometheus = h.deployments().get_opt("trellis-viz-prometheus").await.unwrap();
+            let role = roles.get_opt(&prometheus_role).await.unwrap();
+            if collector.is_none() && prometheus.is_none() && role.is_none() {
+                Ok(())
+            } else {
+                Err((collector.is_some(), prometheus.is_some(), role.is_some()))
+            }
+        })
+        .await;
+        let mesh = h.await_ready("0.2.0").await;
+        let degraded = find(&mesh.status.unwrap().conditions, conditions::DEGRADED).cloned().unwrap();
+        assert_eq!(degraded.status, "False", "{}", degraded.message);
+        op.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_mesh_removes_what_it_created() {
+    with_mesh("op-delete", true, |h| async move {
+        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        h.apply_mesh(json!({ "extensions": { "viz": { "enabled": true } } }))
+            .await;
+        h.await_ready(&version()).await;
+        let roles: Api<ClusterRole> = Api::all(h.client.clone());
+        let selector = ListParams::default().labels(&format!("trellis.dev/mesh={}", h.mesh));
+        assert_eq!(roles.list_metadata(&selector).await.unwrap().items.len(), 2);
+
+        h.meshes()
+            .delete(&h.mesh, &DeleteParams::background())
+            .await
+            .unwrap();
+        eventually("the Mesh to be gone", RESTORE_TIMEOUT, || async {
+            match h.meshes().get_opt(&h.mesh).await.unwrap() {
+                None => Ok(()),
+                Some(m) => Err(m.finalizers().to_vec()),
+            }
+        })
+        .await;
+        // The finalizer ran before the Mesh went: cluster-scoped objects are already gone.
+        assert!(
+            roles
+                .list_metadata(&selector)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+            Api::all(h.client.clone());
+        assert!(
+            bindings
+                .list_metadata(&selector)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        let webhooks: Api<MutatingWebhookConfiguration> = Api::all(h.client.clone());
+        assert!(
+            webhooks
+                .list_metadata(&selector)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        let namespaces: Api<Namespace> = Api::all(h.client.clone());
+        let cp = namespaces.get_opt(&h.cp).await.unwrap();
+        assert!(
+            cp.is_none_or(|n| n.metadata.deletion_timestamp.is_some()),
+            "namespace {} is not being deleted",
+            h.cp
+        );
+        op.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_issuer_secret_reports_degraded_and_keeps_the_running_mesh() {
+    with_mesh("op-degraded", false, |h| async move {
+        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        h.apply_mesh(json!({})).await;
+        h.await_ready(&version()).await;
+        let before = h.controller().await;
+        let anchor_cert = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
+        let anchor_key = h.secret_value(TRUST_ANCHOR_SECRET, TLS_KEY_KEY).await;
+
+        // The user's anchors (no key) and an issuer Secret that does not exist yet.
+        let secret = |name: &str, data: Value| -> Secret {
+            serde_json::from_value(
+                json!({ "metadata": { "name": name }, "type": "Opaque", "stringData": data }),
+            )
+            .unwrap()
+        };
+        h.secrets()
+            .create(
+                &PostParams::default(),
+                &secret("user-anchors", json!({ "ca.crt": anchor_cert })),
+            )
+            .await
+            .unwrap();
+        let identity = json!({ "identity": {
+            "trustAnchors": { "source": "Secret", "name": "user-anchors" },
+            "issuer": { "source": "Secret", "secretName": "user-issuer" },
+        }});
+        h.apply_mesh(identity.clone()).await;
+        let degraded_with = |needle: &'static str| {
+            let h = h.clone();
+            async move {
+                k8s::await_object(&h.meshes(), &h.mesh, DEFAULT_TIMEOUT, |m| {
+                    let status = m.status.as_ref().ok_or("no status")?;
+                    let d = find(&status.conditions, conditions::DEGRADED).ok_or("no Degraded")?;
+                    if status.observed_generation == m.metadata.generation
+                        && d.status == TRUE
+                        && d.reason == reasons::INVALID_IDENTITY_MATERIAL
+                        && d.message.contains(needle)
+                    {
+                        Ok(())
+                    } else {
+                        Err(format!("{} {}: {}", d.status, d.reason, d.message))
+                    }
+                })
+                .await
+            }
+        };
+        let mesh = degraded_with("does not exist").await;
+        let message = find(
+            &mesh.status.as_ref().unwrap().conditions,
+            conditions::DEGRADED,
+        )
+        .unwrap()
+        .message
+        .clone();
+        assert!(
+            message.contains("identity.issuer.secretName") && message.contains("user-issuer"),
+            "{message}"
+        );
+        let after = h.controller().await;
+        assert_eq!(
+            after.metadata.generation, before.metadata.generation,
+            "the running control plane was changed"
+        );
+        assert_eq!(after.spec, before.spec);
+        assert!(
+            h.secrets().get_opt(ISSUER_SECRET).await.unwrap().is_some(),
+            "the running issuer was removed"
+        );
+
+        // An expired issuer: still held back, and the message says so.
+        let make_issuer = |days: i64| {
+            let anchor_key = rcgen::KeyPair::from_pem(&anchor_key).unwrap();
+            let signer = rcgen::Issuer::from_ca_cert_pem(&anchor_cert, anchor_key).unwrap();
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = rcgen::CertificateParams::default();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "user-issuer");
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+            params.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::DigitalSignature,
+            ];
+            let now = time::OffsetDateTime::now_utc();
+            params.not_before = now - time::Duration::days(10);
+            params.not_after = now + time::Duration::days(days);
+            let cert = params.signed_by(&key, &signer).unwrap();
+            json!({ "tls.crt": cert.pem(), "tls.key": key.serialize_pem() })
+        };
+        h.secrets()
+            .create(
+                &PostParams::default(),
+                &secret("user-issuer", make_issuer(-1)),
+            )
+            .await
+            .unwrap();
+        degraded_with("expired").await;
+        assert_eq!(
+            h.controller().await.metadata.generation,
+            before.metadata.generation
+        );
+
+        // A valid issuer: the rollout goes ahead and uses it.
+        h.secrets()
+            .replace(
+                "user-issuer",
+                &PostParams::default(),
+                &secret("user-issuer", make_issuer(30)),
+            )
+            .await
+            .unwrap();
+        eventually(
+            "the controller to mount the user's issuer",
+            RESTORE_TIMEOUT,
+            || async {
+                let d = h.controller().await;
+                let volumes = d
+                    .spec
+                    .unwrap()
+                    .template
+                    .spec
+                    .unwrap()
+                    .volumes
+                    .unwrap_or_default();
+                let issuer = volumes
+                    .iter()
+                    .find(|v| v.name == "issuer")
+                    .and_then(|v| v.secret.clone())
+                    .and_then(|s| s.secret_name);
+                if issuer.as_deref() == Some("user-issuer") {
+                    Ok(())
+                } else {
+                    Err(issuer)
+                }
+            },
+        )
+        .await;
+        let mesh = h.await_ready(&version()).await;
+        let degraded = find(&mesh.status.unwrap().conditions, conditions::DEGRADED)
+            .cloned()
+            .unwrap();
+        assert_eq!(degraded.status, "False", "{}", degraded.message);
+        op.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_writes_and_another_takes_over_when_it_dies() {
+    with_mesh("op-lease", false, |h| async move {
+        let a = start_operator(h.client.clone(), operator_config(&h, "replica-a")).await;
+        let b = start_operator(h.client.clone(), operator_config(&h, "replica-b")).await;
+        h.apply_mesh(json!({})).await;
+        h.await_ready(&version()).await;
+        let anchor = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
+        let leases: Api<Lease> = Api::namespaced(h.client.clone(), &h.ns);
+        let holder = |l: &Lease| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default()
+        };
+        let first = holder(&leases.get("trellis-operator").await.unwrap());
+        let (holder_op, waiting_op) = match first.as_str() {
+            "replica-a" => (a, b),
+            "replica-b" => (b, a),
+            other => panic!("unexpected Lease holder {other:?}"),
+        };
+        // The waiting replica has not reconciled anything.
+        let waiting_metrics = waiting_op.metrics().await;
+        assert!(
+            !waiting_metrics.contains("trellis_operator_reconciles_total{"),
+            "{waiting_metrics}"
+        );
+
+        // The holder dies; a spec change made meanwhile is applied by the other one.
+        holder_op.kill().await;
+        h.apply_mesh(json!({ "version": "0.3.0" })).await;
+        h.await_ready("0.3.0").await;
+        let lease = leases.get("trellis-operator").await.unwrap();
+        assert_ne!(holder(&lease), first);
+        assert!(lease.spec.unwrap().lease_transitions.unwrap_or(0) >= 2);
+        assert!(
+            waiting_op
+                .metrics()
+                .await
+                .contains("trellis_operator_reconciles_total{")
+        );
+
+        // Restart halfway through a change: a new replica converges to the same state.
+        h.apply_mesh(json!({ "version": "0.4.0" })).await;
+        waiting_op.kill().await;
+        let c = start_operator(h.client.clone(), operator_config(&h, "replica-c")).await;
+        h.await_ready("0.4.0").await;
+        assert_eq!(
+            image_of(&h.controller().await),
+            "test.trellis.invalid/trellis/controller:0.4.0"
+        );
+        assert_eq!(
+            h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await,
+            anchor
+        );
+
+        // A graceful stop hands the Lease back at once.
+        c.stop().await;
+        let lease = leases.get("trellis-operator").await.unwrap();
+        assert_eq!(lease.spec.unwrap().holder_identity, None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_manifests_give_the_operator_enough_rights() {
+    with_mesh("op-rbac", true, |h| async move {
+        let dir = cluster::repo_root().join("config/install");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            let yaml = std::fs::read_to_string(&file).unwrap();
+            k8s::apply_yaml(&h.client, None, &yaml)
+                .await
+                .unwrap_or_else(|e| panic!("apply {}: {e}", file.display()));
+        }
+        // A client that acts as the operator's ServiceAccount.
+        let kubeconfig = Kubeconfig::read_from(cluster::kubeconfig_path()).unwrap();
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap();
+        config.auth_info.impersonate =
+            Some("system:serviceaccount:trellis-system:trellis-operator".to_string());
+        let as_operator = Client::try_from(config).unwrap();
+        let mut op_config = operator_config(&h, "rbac");
+        op_config.lease_namespace = "trellis-system".to_string();
+        op_config.lease_name = format!("test-{}", h.ns);
+        let op = start_operator(as_operator, op_config).await;
+
+        h.apply_mesh(json!({ "extensions": { "tracing": { "enabled": true } } }))
+            .await;
+        h.await_ready(&version()).await;
+        h.meshes()
+            .delete(&h.mesh, &DeleteParams::background())
+            .await
+            .unwrap();
+        eventually(
+            "the Mesh to be cleaned up by the operator's own rights",
+            RESTORE_TIMEOUT,
+            || async {
+                match h.meshes().get_opt(&h.mesh).await.unwrap() {
+                    None => Ok(()),
+                    Some(m) => Err(m.status.map(|s| {
+                        s.conditions
+                            .into_iter()
+                            .map(|c| c.message)
+                            .collect::<Vec<_>>()
+                    })),
+                }
+            },
+        )
+        .await;
+        let roles: Api<ClusterRole> = Api::all(h.client.clone());
+        let selector = ListParams::default().labels(&format!("trellis.dev/mesh={}", h.mesh));
+        assert!(
+            roles
+                .list_metadata(&selector)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        op.stop().await;
+        let leases: Api<Lease> = Api::namespaced(h.client.clone(), "trellis-system");
+        let _ = leases
+            .delete(&format!("test-{}", h.ns), &DeleteParams::default())
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_inside_its_renewal_window_is_renewed_and_the_anchor_kept() {
+    with_mesh("op-renew", false, |h| async move {
+        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        h.apply_mesh(json!({})).await;
+        let mesh = h.await_ready(&version()).await;
+        let first_expiry = mesh
+            .status
+            .unwrap()
+            .identity
+            .unwrap()
+            .issuer_not_after
+            .unwrap();
+        let anchor_cert = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
+        let anchor_key = h.secret_value(TRUST_ANCHOR_SECRET, TLS_KEY_KEY).await;
+
+        // Replace the issuer with one that expires in two days (default renewal: 30 days before).
+        let signer = rcgen::Issuer::from_ca_cert_pem(
+            &anchor_cert,
+            rcgen::KeyPair::from_pem(&anchor_key).unwrap(),
+        )
+        .unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "short-lived issuer");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(2);
+        let short = params.signed_by(&key, &signer).unwrap().pem();
+        h.secrets()
+            .patch(
+                ISSUER_SECRET,
+                &PatchParams::default(),
+                &Patch::Merge(json!({
+                    "stringData": { "tls.crt": short, "tls.key": key.serialize_pem() }
+                })),
+            )
+            .await
+            .unwrap();
+
+        let renewed = eventually(
+            "the short-lived issuer to be renewed",
+            RESTORE_TIMEOUT,
+            || async {
+                let cert = h.secret_value(ISSUER_SECRET, TLS_CERT_KEY).await;
+                if cert != short {
+                    Ok(cert)
+                } else {
+                    Err("still the short-lived issuer")
+                }
+            },
+        )
+        .await;
+        assert_ne!(renewed, short);
+        assert_eq!(
+            h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await,
+            anchor_cert,
+            "the anchor must be kept"
+        );
+        let mesh = k8s::await_object(&h.meshes(), &h.mesh, DEFAULT_TIMEOUT, |m| {
+            let expiry = m
+                .status
+                .as_ref()
+                .and_then(|s| s.identity.as_ref())
+                .and_then(|i| i.issuer_not_after.clone());
+            match expiry {
+                Some(t)
+                    if t.0.as_second() > first_expiry.0.as_second() - 60 && t != first_expiry =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        let identity_healthy = find(
+            &mesh.status.unwrap().conditions,
+            conditions::IDENTITY_HEALTHY,
+        )
+        .cloned()
+        .unwrap();
+        assert_eq!(
+            identity_healthy.status, TRUE,
+            "{}",
+            identity_healthy.message
+        );
+        op.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_mesh_for_the_same_namespace_is_refused_and_the_first_kept() {
+    with_mesh("op-conflict", false, |h| async move {
+        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        h.apply_mesh(json!({})).await;
+        h.await_ready(&version()).await;
+        let before = h.controller().await;
+
+        let rival_name = format!("{}-rival", h.mesh);
+        let rival = json!({
+            "apiVersion": "trellis.dev/v1alpha1", "kind": "Mesh",
+            "metadata": { "name": rival_name, "labels": { TEST_MESH_LABEL: h.mesh } },
+            "spec": { "namespace": h.cp, "version": "0.9.0" },
+        });
+        h.meshes()
+            .patch(
+                &rival_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&rival),
+            )
+            .await
+            .unwrap();
+        let refused = k8s::await_object(&h.meshes(), &rival_name, DEFAULT_TIMEOUT, |m| {
+            let status = m.status.as_ref().ok_or("no status")?;
+            let d = find(&status.conditions, conditions::DEGRADED).ok_or("no Degraded")?;
+            if d.status == TRUE && d.reason == reasons::INVALID_SPEC {
+                Ok(())
+            } else {
+                Err(d.message.clone())
+            }
+        })
+        .await;
+        let message = find(&refused.status.unwrap().conditions, conditions::DEGRADED)
+            .unwrap()
+            .message
+            .clone();
+        assert!(
+            message.contains(&h.mesh) && message.contains("spec.namespace"),
+            "{message}"
+        );
+        let after = h.controller().await;
+        assert_eq!(
+            after.metadata.generation, before.metadata.generation,
+            "the first Mesh's control plane was changed"
+        );
+        assert_eq!(image_of(&after), image_of(&before));
+
+        // The refused Mesh goes without touching the first one's objects.
+        h.meshes()
+            .delete(&rival_name, &DeleteParams::background())
+            .await
+            .unwrap();
+        eventually("the refused Mesh to be gone", RESTORE_TIMEOUT, || async {
+            match h.meshes().get_opt(&rival_name).await.unwrap() {
+                None => Ok(()),
+                Some(m) => Err(m.finalizers().to_vec()),
+            }
+        })
+        .await;
+        h.await_ready(&version()).await;
+        assert_eq!(h.controller().await.uid(), before.uid());
+        op.stop().await;
+    })
+    .await;
+}

@@ -1,0 +1,508 @@
+//! The admission webhooks called by the real apiserver: proxy injection into kwok-run
+//! Deployment pods, and cross-object validation of Servers and AuthorizationPolicies.
+//!
+//! Needs the local cluster (`tests/cluster/cluster up`). Each test starts the webhook server
+//! on 127.0.0.1:0 with a certificate from a test CA (IP SAN 127.0.0.1), registers webhook
+//! configurations with test-unique names whose `clientConfig.url` points at it and whose
+//! namespaceSelector matches only the test's namespace, and deletes them at the end. The
+//! server is up before registration, so `failurePolicy: Fail` never blocks other pods.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test by panicking"
+)]
+
+use std::{collections::BTreeMap, future::Future, net::Ipv4Addr, path::PathBuf};
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+        apps::v1::Deployment,
+        core::v1::{Namespace, Pod},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::oneshot};
+use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_tests::{
+    DEFAULT_TIMEOUT,
+    cluster::{self, kubectl},
+    eventually,
+    k8s::{FIELD_MANAGER, apply_yaml, await_object, with_temp_ns},
+};
+use trellis_webhooks::{
+    INJECT_PATH, State, VALIDATE_PATH,
+    inject::template::InjectConfig,
+    tls::{CertResolver, serve},
+};
+
+const PROXY_IMAGE: &str = "registry.test/trellis/proxy:0.1.0";
+
+/// A test CA and a server certificate for 127.0.0.1 it signed, as PEM.
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, "trellis webhook test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::default();
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    leaf.subject_alt_names = vec![SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    }
+}
+
+/// Applies the committed CRDs (server-side, idempotent) and waits until they are Established.
+async fn install_crds(client: &Client) {
+    let dir: PathBuf = cluster::repo_root().join("config/crds");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|ext| ext != "yaml") {
+            continue;
+        }
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = crd.name_any();
+        api.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        names.push(name);
+    }
+    for name in names {
+        await_object(&api, &name, DEFAULT_TIMEOUT, |crd| {
+            let established = crd
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                Ok(())
+            } else {
+                Err("not Established".to_string())
+            }
+        })
+        .await;
+    }
+}
+
+/// Test-unique names of the registered webhook configurations.
+struct Registration {
+    mutating: String,
+    validating: String,
+}
+
+async fn register(client: &Client, ns: &str, port: u16, ca_pem: &str) -> Registration {
+    let ca_bundle = serde_json::to_value(ByteString(ca_pem.as_bytes().to_vec())).unwrap();
+    let selector = json!({ "matchLabels": { "kubernetes.io/metadata.name": ns } });
+    let client_config = |path: &str| json!({ "url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle });
+    let registration = Registration {
+        mutating: format!("trellis-test-inject-{ns}"),
+        validating: format!("trellis-test-validate-{ns}"),
+    };
+    let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": { "name": registration.mutating },
+        "webhooks": [{
+            "name": "inject.test.trellis.dev",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": client_config(INJECT_PATH),
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "timeoutSeconds": 10,
+            "reinvocationPolicy": "Never",
+            "namespaceSelector": selector,
+            "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced" }],
+        }],
+    }))
+    .unwrap();
+    let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": { "name": registration.validating },
+        "webhooks": [{
+            "name": "validate.test.trellis.dev",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": client_config(VALIDATE_PATH),
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "timeoutSeconds": 10,
+            "namespaceSelector": selector,
+            "rules": [{ "apiGroups": ["policy.trellis.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["servers", "authorizationpolicies"], "scope": "Namespaced" }],
+        }],
+    }))
+    .unwrap();
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &mutating)
+        .await
+        .unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &validating)
+        .await
+        .unwrap();
+    registration
+}
+
+async fn unregister(client: &Client, registration: &Registration) {
+    let dp = DeleteParams::default();
+    if let Err(e) = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .delete(&registration.mutating, &dp)
+        .await
+    {
+        tracing::warn!(error = %e, "Could not delete the mutating webhook configuration");
+    }
+    if let Err(e) = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .delete(&registration.validating, &dp)
+        .await
+    {
+        tracing::warn!(error = %e, "Could not delete the validating webhook configuration");
+    }
+}
+
+/// Runs `test` in a fresh namespace with the webhook server running and registered for it;
+/// the registrations are deleted and the server stopped afterwards, also on failure.
+async fn with_webhooks<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(Client, String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    with_temp_ns(name, |client, ns| async move {
+        install_crds(&client).await;
+        let pki = pki();
+        let certs = std::sync::Arc::new(
+            CertResolver::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap(),
+        );
+        let config = InjectConfig::from_mesh(&MeshSpec::default(), PROXY_IMAGE, &pki.ca_pem);
+        let state = State::with_client(config, client.clone());
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, certs, state, async {
+            let _ = stopped.await;
+        }));
+        let registration = register(&client, &ns, port, &pki.ca_pem).await;
+        let outcome = tokio::spawn(test(client.clone(), ns.clone())).await;
+        unregister(&client, &registration).await;
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    })
+    .await;
+}
+
+fn pod(name: &str, annotations: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": name }, "annotations": annotations },
+        "spec": { "containers": [{ "name": "app", "image": "example.invalid/app:1", "ports": [{ "containerPort": 8080 }] }] },
+    }))
+    .unwrap()
+}
+
+/// Waits until the apiserver calls the injector for `ns` (a dry-run pod comes back injected).
+async fn await_injector(client: &Client, ns: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(
+        "the injector to be called by the apiserver",
+        DEFAULT_TIMEOUT,
+        || async {
+            let probe = pods
+                .create(
+                    &params,
+                    &pod("probe", json!({ "trellis.dev/inject": "enabled" })),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if init_names(&probe).is_empty() {
+                Err("dry-run pod not injected yet".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+}
+
+fn init_names(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+fn proxy_env(pod: &Pod) -> BTreeMap<String, String> {
+    let proxy = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .find(|c| c.name == "trellis-proxy")
+        .expect("trellis-proxy init container");
+    proxy
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect()
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations:
+        config.trellis.dev/proxy-cpu-limit: 250m
+        config.trellis.dev/opaque-ports: "5432"
+    spec:
+      containers:
+      - name: web
+        image: example.invalid/web:1
+        ports: [{name: http, containerPort: 8080}]
+"#;
+
+#[tokio::test]
+async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
+    with_webhooks("wh-inject", |client, ns| async move {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .patch(
+                &ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "annotations": {
+                    "trellis.dev/inject": "enabled",
+                    "config.trellis.dev/proxy-log-level": "info",
+                } } })),
+            )
+            .await
+            .unwrap();
+        await_injector(&client, &ns).await;
+
+        apply_yaml(&client, Some(&ns), WEB).await.unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let opted_out = pods
+            .create(
+                &PostParams::default(),
+                &pod("opted-out", json!({ "trellis.dev/inject": "disabled" })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            init_names(&opted_out),
+            Vec::<String>::new(),
+            "inject: disabled is untouched"
+        );
+        let spec = opted_out.spec.as_ref().unwrap();
+        assert_eq!(spec.containers.len(), 1);
+        assert!(
+            spec.volumes
+                .iter()
+                .flatten()
+                .all(|v| !v.name.starts_with("trellis-"))
+        );
+        assert!(
+            !opted_out
+                .annotations()
+                .contains_key("trellis.dev/proxy-version")
+        );
+
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        await_object(&deployments, "web", DEFAULT_TIMEOUT, |d| {
+            match d.status.as_ref().and_then(|s| s.available_replicas) {
+                Some(1) => Ok(()),
+                other => Err(format!("available replicas {other:?}")),
+            }
+        })
+        .await;
+        let listed = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap();
+        let web = listed.items.first().expect("a web pod");
+        assert_eq!(init_names(web), ["trellis-proxy-init", "trellis-proxy"]);
+        let spec = web.spec.as_ref().unwrap();
+        let proxy = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == "trellis-proxy")
+            .unwrap();
+        assert_eq!(
+            proxy.restart_policy.as_deref(),
+            Some("Always"),
+            "native sidecar"
+        );
+        assert_eq!(proxy.image.as_deref(), Some(PROXY_IMAGE));
+        assert_eq!(
+            proxy.security_context.as_ref().and_then(|s| s.run_as_user),
+            Some(2102)
+        );
+        let limits = proxy
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap();
+        assert_eq!(
+            limits["cpu"].0, "250m",
+            "pod annotation overrides resources"
+        );
+
+        let env = proxy_env(web);
+        assert_eq!(
+            env["TRELLIS_PROXY_LOG"], "info",
+            "namespace annotation overrides the Mesh"
+        );
+        assert_eq!(
+            env["TRELLIS_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"],
+            "5432"
+        );
+        assert_eq!(env["TRELLIS_PROXY_INBOUND_PORTS"], "8080");
+        assert_eq!(
+            env["TRELLIS_PROXY_INBOUND_DEFAULT_POLICY"],
+            "all-unauthenticated"
+        );
+        assert!(env["TRELLIS_PROXY_IDENTITY_TRUST_ANCHORS"].contains("BEGIN CERTIFICATE"));
+        assert_eq!(
+            env["TRELLIS_PROXY_IDENTITY_TOKEN_FILE"],
+            "/var/run/secrets/tokens/trellis-identity-token"
+        );
+
+        let volumes = spec.volumes.clone().unwrap_or_default();
+        let token = volumes
+            .iter()
+            .find(|v| v.name == "trellis-identity-token")
+            .expect("projected token volume");
+        let projection = token.projected.as_ref().unwrap().sources.as_ref().unwrap()[0]
+            .service_account_token
+            .clone()
+            .unwrap();
+        assert_eq!(projection.audience.as_deref(), Some("identity.trellis.dev"));
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.name == "trellis-identity-end-entity")
+        );
+        assert_eq!(
+            web.annotations()
+                .get("trellis.dev/proxy-version")
+                .map(String::as_str),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+    })
+    .await;
+}
+
+fn server(name: &str, selector: Value, port: i32) -> Server {
+    serde_json::from_value(json!({
+        "apiVersion": "policy.trellis.dev/v1alpha1",
+        "kind": "Server",
+        "metadata": { "name": name },
+        "spec": { "podSelector": selector, "port": port },
+    }))
+    .unwrap()
+}
+
+fn api_message(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.message,
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn validator_refuses_overlapping_server_and_warns_on_missing_target() {
+    with_webhooks("wh-validate", |client, ns| async move {
+        let servers: Api<Server> = Api::namespaced(client.clone(), &ns);
+        let create = PostParams::default();
+        servers
+            .create(&create, &server("web-http", json!({ "matchLabels": { "app": "web" } }), 8080))
+            .await
+            .unwrap();
+
+        let overlapping = server(
+            "web-any",
+            json!({ "matchExpressions": [{ "key": "app", "operator": "In", "values": ["web", "api"] }] }),
+            8080,
+        );
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        eventually("the validator to refuse the overlapping Server", DEFAULT_TIMEOUT, || async {
+            match servers.create(&dry_run, &overlapping).await {
+                Ok(_) => Err("admitted (webhook not active yet?)".to_string()),
+                Err(e) => Ok(api_message(e)),
+            }
+        })
+        .await;
+        let message = api_message(servers.create(&create, &overlapping).await.unwrap_err());
+        assert!(
+            message.contains("Server web-any overlaps Server web-http on port 8080"),
+            "{message}"
+        );
+        assert!(servers.get_opt("web-any").await.unwrap().is_none());
+
+        servers
+            .create(&create, &server("api-http", json!({ "matchLabels": { "app": "api" } }), 8080))
+            .await
+            .expect("a Server with a disjoint selector is admitted");
+        servers
+            .create(&create, &server("web-admin", json!({ "matchLabels": { "app": "web" } }), 9090))
+            .await
+            .expect("a Server on another port is admitted");
+
+        let policy = format!(
+            "apiVersion: policy.trellis.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: early, namespace: {ns}}}\n\
+             spec:\n  targetRef: {{kind: Server, name: not-yet}}\n  requiredAuthenticationRefs: []\n"
+        );
+        let path = std::env::temp_dir().join(format!("{ns}-policy.yaml"));
+        std::fs::write(&path, policy).unwrap();
+        let (ok, stdout, stderr) = kubectl(&["apply", "-f", path.to_str().unwrap()]).await;
+        let _ = std::fs::remove_file(&path);
+        assert!(ok, "a policy for a missing Server is admitted: {stdout} {stderr}");
+        assert!(
+            stderr.contains("Warning: target Server not-yet does not exist in namespace"),
+            "kubectl shows the webhook's warning: {stderr}"
+        );
+    })
+    .await;
+}

@@ -1,0 +1,251 @@
+//! In-process proxy against a fake identity controller: certification over TLS (or plaintext
+//! on loopback), readiness, retries, refresh, and inbound mTLS termination with the client's
+//! identity.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail by panicking"
+)]
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use trellis_proxy::{
+    app::{self, Options, config},
+    test_util::{LOCAL_IDENTITY, TestPki},
+    tls,
+    transport::OrigDst,
+};
+use trellis_tests::{
+    assert_eventually,
+    control::FakeIdentity,
+    proxy::{config, echo_server, http_get},
+};
+
+const CLIENT_IDENTITY: &str = "client.shop.serviceaccount.identity.trellis.cluster.local";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn ready(admin: std::net::SocketAddr) -> bool {
+    http_get(admin, "/ready").await.0 == 200
+}
+
+#[tokio::test]
+async fn proxy_certifies_over_tls_and_turns_ready() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let fake = FakeIdentity::new(pki.clone(), Duration::from_secs(3600));
+    let calls = fake.calls.clone();
+    let addr = fake.spawn(true).await;
+    // `localhost` without the trailing dot is not loopback: TLS, checked against the name.
+    let svc = format!("localhost:{}", addr.port());
+    let env = trellis_tests::proxy::env(&pki.anchor_pem, &[(config::ENV_IDENTITY_SVC_ADDR, &svc)]);
+    let dir = env[config::ENV_IDENTITY_DIR].clone();
+    let proxy = app::spawn(config::Config::parse(&env).unwrap(), Options::default())
+        .await
+        .unwrap();
+    assert_eventually!(ready(proxy.admin_addr).await, WAIT);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let leaf = proxy.creds.current().expect("certified");
+    assert_eq!(
+        tls::verify::peer_identity(&leaf.cert[0]).as_deref(),
+        Some(LOCAL_IDENTITY)
+    );
+    assert!(std::path::Path::new(&dir).join("key.p8").exists());
+    assert!(std::path::Path::new(&dir).join("csr.der").exists());
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn loopback_identity_is_plaintext() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let addr = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await;
+    let svc = addr.to_string();
+    let proxy = app::spawn(
+        config(&pki.anchor_pem, &[(config::ENV_IDENTITY_SVC_ADDR, &svc)]),
+        Options::default(),
+    )
+    .await
+    .unwrap();
+    assert_eventually!(ready(proxy.admin_addr).await, WAIT);
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn identity_server_with_the_wrong_name_is_refused() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let fake = FakeIdentity::new(pki.clone(), Duration::from_secs(3600));
+    let calls = fake.calls.clone();
+    let addr = fake.spawn(true).await;
+    let svc = format!("localhost:{}", addr.port());
+    let proxy = app::spawn(
+        config(
+            &pki.anchor_pem,
+            &[
+                (config::ENV_IDENTITY_SVC_ADDR, &svc),
+                (
+                    config::ENV_IDENTITY_SVC_NAME,
+                    "impostor.trellis-system.serviceaccount.identity.trellis.cluster.local",
+                ),
+                (config::ENV_IDENTITY_MIN_REFRESH, "50ms"),
+            ],
+        ),
+        Options::default(),
+    )
+    .await
+    .unwrap();
+    // Several attempts happen; none reaches the server, and the proxy stays unready.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!ready(proxy.admin_addr).await);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(proxy.creds.current().is_none());
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn failures_are_retried_and_certificates_refreshed() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    // Certificates live 2s: refresh at 70% (1.4s), after one failed attempt.
+    let fake = FakeIdentity::new(pki.clone(), Duration::from_secs(2));
+    fake.fail_first.store(1, Ordering::SeqCst);
+    let calls = fake.calls.clone();
+    let addr = fake.spawn(false).await;
+    let svc = addr.to_string();
+    let proxy = app::spawn(
+        config(
+            &pki.anchor_pem,
+            &[
+                (config::ENV_IDENTITY_SVC_ADDR, &svc),
+                (config::ENV_IDENTITY_MIN_REFRESH, "100ms"),
+            ],
+        ),
+        Options::default(),
+    )
+    .await
+    .unwrap();
+    assert_eventually!(ready(proxy.admin_addr).await, WAIT);
+    let first = proxy.creds.current().unwrap();
+    assert_eventually!(calls.load(Ordering::SeqCst) >= 3, WAIT);
+    assert_eventually!(
+        proxy.creds.current().unwrap().cert[0] != first.cert[0],
+        WAIT
+    );
+    assert!(proxy.shutdown().await);
+}
+
+/// A certified proxy in front of an echo app, and a client TLS config for `CLIENT_IDENTITY`.
+async fn certified_proxy(pki: &Arc<TestPki>) -> (app::Running, std::net::SocketAddr) {
+    let id_addr = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await
+        .to_string();
+    let app_addr = echo_server(b"").await;
+    let proxy = app::spawn(
+        config(
+            &pki.anchor_pem,
+            &[(config::ENV_IDENTITY_SVC_ADDR, &id_addr)],
+        ),
+        Options {
+            inbound_orig_dst: OrigDst::Fixed(app_addr),
+            outbound_orig_dst: OrigDst::Fixed(app_addr),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eventually!(ready(proxy.admin_addr).await, WAIT);
+    (proxy, app_addr)
+}
+
+fn client_tls(pki: &TestPki, identity: Option<&str>) -> tls::client::Client {
+    let store = identity.map(|id| {
+        let store = tls::Store::new(id.to_string());
+        let leaf = pki.issue(id);
+        store.set(leaf.chain.clone(), leaf.key()).unwrap();
+        store
+    });
+    tls::client::Client::new(pki.roots(), store).unwrap()
+}
+
+#[tokio::test]
+async fn inbound_terminates_mtls_and_labels_the_client_identity() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let (proxy, app_addr) = certified_proxy(&pki).await;
+
+    let tcp = TcpStream::connect(proxy.inbound_addr).await.unwrap();
+    let mut tls = client_tls(&pki, Some(CLIENT_IDENTITY))
+        .connect(tcp, LOCAL_IDENTITY)
+        .await
+        .unwrap();
+    tls.write_all(b"\x00hello through mtls").await.unwrap();
+    let mut buf = [0; 19];
+    tls.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"\x00hello through mtls");
+    drop(tls);
+
+    let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
+    let want = format!(
+        "tcp_open_total{{direction=\"inbound\",peer=\"src\",target_addr=\"{app_addr}\",target_ip=\"127.0.0.1\",target_port=\"{}\",tls=\"true\",client_id=\"{CLIENT_IDENTITY}\",srv_group=\"\",srv_kind=\"default\",srv_name=\"all-unauthenticated\",srv_port=\"{}\"}} 1",
+        app_addr.port(),
+        app_addr.port()
+    );
+    assert!(body.contains(&want), "want {want} in\n{body}");
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn inbound_mtls_without_a_client_certificate_has_no_client_id() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let (proxy, _) = certified_proxy(&pki).await;
+    let tcp = TcpStream::connect(proxy.inbound_addr).await.unwrap();
+    let mut tls = client_tls(&pki, None)
+        .connect(tcp, LOCAL_IDENTITY)
+        .await
+        .unwrap();
+    tls.write_all(b"\x00x").await.unwrap();
+    let mut buf = [0; 2];
+    tls.read_exact(&mut buf).await.unwrap();
+    drop(tls);
+    let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
+    assert!(body.contains("tls=\"true\",client_id=\"\""), "{body}");
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn tls_for_another_name_passes_through_opaque() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let (proxy, _) = certified_proxy(&pki).await;
+    // The client asks for another server: the proxy must not terminate, so the echo app
+    // reflects the ClientHello and the handshake fails on the client.
+    let tcp = TcpStream::connect(proxy.inbound_addr).await.unwrap();
+    let res = client_tls(&pki, None)
+        .connect(
+            tcp,
+            "other.shop.serviceaccount.identity.trellis.cluster.local",
+        )
+        .await;
+    assert!(res.is_err());
+    let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
+    assert!(
+        body.contains(
+            "tls=\"opaque\",sni=\"other.shop.serviceaccount.identity.trellis.cluster.local\""
+        ),
+        "{body}"
+    );
+    assert!(proxy.shutdown().await);
+}

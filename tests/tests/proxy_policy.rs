@@ -1,0 +1,248 @@
+//! In-process inbound policy: default policies, `WatchPort` from a fake controller, and the
+//! three ways to deny (HTTP 403, gRPC PermissionDenied, closed TCP), over real sockets.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail by panicking"
+)]
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+use trellis_proxy::{
+    app::{self, Options, config},
+    test_util::{LOCAL_IDENTITY, TestPki},
+    tls,
+    transport::OrigDst,
+};
+use trellis_tests::{
+    assert_eventually,
+    control::{FakeIdentity, FakePolicy, servers},
+    proxy::{config, connect_remote, echo_server, http_get},
+};
+
+const CLIENT_IDENTITY: &str = "client.shop.serviceaccount.identity.trellis.cluster.local";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Sends one HTTP/1 request on `io`; returns the status and the `l5d-proxy-error` header.
+async fn http1_request<T>(io: T) -> (u16, Option<String>)
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header("host", "web")
+        .body(String::new())
+        .unwrap();
+    let rsp = send.send_request(req).await.unwrap();
+    let err = rsp
+        .headers()
+        .get("l5d-proxy-error")
+        .map(|v| v.to_str().unwrap().to_string());
+    (rsp.status().as_u16(), err)
+}
+
+/// Sends one gRPC-shaped request over HTTP/2 on `io`; returns the HTTP status and grpc-status.
+async fn grpc_request<T>(io: T) -> (u16, Option<String>)
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("http://web/pkg.Svc/Method")
+        .header("content-type", "application/grpc")
+        .body(String::new())
+        .unwrap();
+    let rsp = send.send_request(req).await.unwrap();
+    let status = rsp
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string());
+    (rsp.status().as_u16(), status)
+}
+
+/// True when the peer closes `io` without sending anything after `msg`.
+async fn closed_after<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, msg: &[u8]) -> bool {
+    let _ = io.write_all(msg).await;
+    let mut buf = [0; 16];
+    matches!(io.read(&mut buf).await, Ok(0) | Err(_))
+}
+
+async fn echoes<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, msg: &[u8]) -> bool {
+    io.write_all(msg).await.unwrap();
+    let mut buf = vec![0; msg.len()];
+    io.read_exact(&mut buf).await.is_ok() && buf == msg
+}
+
+async fn proxy_with(overrides: &[(&str, &str)], pki: &TestPki) -> (app::Running, SocketAddr) {
+    let app_addr = echo_server(b"").await;
+    let proxy = app::spawn(
+        config(&pki.anchor_pem, overrides),
+        Options {
+            inbound_orig_dst: OrigDst::Fixed(app_addr),
+            outbound_orig_dst: OrigDst::Fixed(app_addr),
+        },
+    )
+    .await
+    .unwrap();
+    (proxy, app_addr)
+}
+
+#[tokio::test]
+async fn deny_default_refuses_http_grpc_and_tcp_but_not_localhost() {
+    trellis_tests::trace_init();
+    let pki = TestPki::new();
+    let (proxy, _) = proxy_with(&[(config::ENV_INBOUND_DEFAULT_POLICY, "deny")], &pki).await;
+    let inbound = proxy.inbound_addr;
+
+    let (status, err) = http1_request(connect_remote(inbound).await).await;
+    assert_eq!(status, 403);
+    assert!(err.unwrap().contains("unauthorized"));
+
+    let (status, grpc_status) = grpc_request(connect_remote(inbound).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(grpc_status.as_deref(), Some("7"), "PermissionDenied");
+
+    assert!(closed_after(connect_remote(inbound).await, b"\x00opaque bytes").await);
+
+    // 127.0.0.1 has the implicit localhost authorization.
+    assert!(echoes(TcpStream::connect(inbound).await.unwrap(), b"\x00local").await);
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn all_unauthenticated_default_admits_remote_clients() {
+    trellis_tests::trace_init();
+    let pki = TestPki::new();
+    let (proxy, _) = proxy_with(&[], &pki).await;
+    assert!(echoes(connect_remote(proxy.inbound_addr).await, b"\x00hello").await);
+    assert!(proxy.shutdown().await);
+}
+
+fn client_tls(pki: &TestPki, identity: &str) -> tls::client::Client {
+    let store = tls::Store::new(identity.to_string());
+    let leaf = pki.issue(identity);
+    store.set(leaf.chain.clone(), leaf.key()).unwrap();
+    tls::client::Client::new(pki.roots(), Some(store)).unwrap()
+}
+
+#[tokio::test]
+async fn watched_policy_admits_only_the_listed_identity() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await;
+    let fake_policy = FakePolicy::default();
+    let watches = fake_policy.watches.clone();
+    let app_addr = echo_server(b"").await;
+    fake_policy.set(
+        app_addr.port(),
+        servers::meshed_only("web-http", &[CLIENT_IDENTITY]),
+    );
+    let policy_addr = fake_policy.clone().spawn().await;
+    let ports = app_addr.port().to_string();
+    let (identity, policy_addr) = (identity.to_string(), policy_addr.to_string());
+    let proxy = app::spawn(
+        config(
+            &pki.anchor_pem,
+            &[
+                (config::ENV_IDENTITY_SVC_ADDR, &identity),
+                (config::ENV_POLICY_SVC_ADDR, &policy_addr),
+                (config::ENV_INBOUND_PORTS, &ports),
+            ],
+        ),
+        Options {
+            inbound_orig_dst: OrigDst::Fixed(app_addr),
+            outbound_orig_dst: OrigDst::Fixed(app_addr),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eventually!(http_get(proxy.admin_addr, "/ready").await.0 == 200, WAIT);
+    let inbound = proxy.inbound_addr;
+
+    // Plaintext from a remote client is refused once the policy has arrived.
+    assert_eventually!(
+        closed_after(connect_remote(inbound).await, b"\x00x").await,
+        WAIT
+    );
+    let (status, _) = http1_request(connect_remote(inbound).await).await;
+    assert_eq!(status, 403);
+
+    // The listed identity gets through over mTLS; another identity gets 403.
+    let tls = client_tls(&pki, CLIENT_IDENTITY)
+        .connect(connect_remote(inbound).await, LOCAL_IDENTITY)
+        .await
+        .unwrap();
+    assert!(echoes(tls, b"\x00meshed").await);
+    let other = "other.shop.serviceaccount.identity.trellis.cluster.local";
+    let tls = client_tls(&pki, other)
+        .connect(connect_remote(inbound).await, LOCAL_IDENTITY)
+        .await
+        .unwrap();
+    assert_eq!(http1_request(tls).await.0, 403);
+
+    // The metrics carry the server's labels.
+    let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
+    assert!(
+        body.contains(&format!(
+            "client_id=\"{CLIENT_IDENTITY}\",srv_group=\"policy.trellis.dev\",srv_kind=\"server\",srv_name=\"web-http\",srv_port=\"{}\"",
+            app_addr.port()
+        )),
+        "{body}"
+    );
+    assert!(watches.load(Ordering::SeqCst) >= 1);
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn policy_updates_apply_to_new_connections() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let fake_policy = FakePolicy::default();
+    let app_addr = echo_server(b"").await;
+    let policy_addr = fake_policy.clone().spawn().await.to_string();
+    let proxy = app::spawn(
+        config(
+            &pki.anchor_pem,
+            &[(config::ENV_POLICY_SVC_ADDR, &policy_addr)],
+        ),
+        Options {
+            inbound_orig_dst: OrigDst::Fixed(app_addr),
+            outbound_orig_dst: OrigDst::Fixed(app_addr),
+        },
+    )
+    .await
+    .unwrap();
+    let inbound = proxy.inbound_addr;
+    // NotFound at first: the default (all-unauthenticated) applies.
+    assert!(echoes(connect_remote(inbound).await, b"\x00before").await);
+    // The controller now requires an identity: plaintext is refused (the watch retries
+    // after NotFound with backoff, so this converges).
+    fake_policy.set(
+        app_addr.port(),
+        servers::meshed_only("web", &[CLIENT_IDENTITY]),
+    );
+    assert_eventually!(
+        closed_after(connect_remote(inbound).await, b"\x00after").await,
+        WAIT
+    );
+    assert!(proxy.shutdown().await);
+}

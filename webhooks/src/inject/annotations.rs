@@ -1,0 +1,327 @@
+//! The `trellis.dev/inject` switch and the `config.trellis.dev/*` overrides of the Mesh's
+//! proxy defaults (pod annotations beat the namespace's, which beat the Mesh).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity,
+};
+use trellis_api::well_known::{
+    CONFIG_ANNOTATION_PREFIX, DEFAULT_INBOUND_POLICY_ANNOTATION, INJECT_ANNOTATION,
+    OPAQUE_PORTS_ANNOTATION, SKIP_INBOUND_PORTS_ANNOTATION,
+};
+
+use super::template::InjectConfig;
+
+/// `config.trellis.dev/proxy-image`: the proxy image (repository and tag).
+pub const PROXY_IMAGE: &str = "config.trellis.dev/proxy-image";
+/// `config.trellis.dev/proxy-version`: the proxy image tag.
+pub const PROXY_VERSION: &str = "config.trellis.dev/proxy-version";
+/// `config.trellis.dev/image-pull-policy`: pull policy of the proxy and init images.
+pub const IMAGE_PULL_POLICY: &str = "config.trellis.dev/image-pull-policy";
+/// `config.trellis.dev/proxy-log-level`: `TRELLIS_PROXY_LOG`.
+pub const PROXY_LOG_LEVEL: &str = "config.trellis.dev/proxy-log-level";
+/// `config.trellis.dev/proxy-log-format`: `TRELLIS_PROXY_LOG_FORMAT` (`plain` or `json`).
+pub const PROXY_LOG_FORMAT: &str = "config.trellis.dev/proxy-log-format";
+/// `config.trellis.dev/skip-outbound-ports`: outbound ports the init container ignores.
+pub const SKIP_OUTBOUND_PORTS: &str = "config.trellis.dev/skip-outbound-ports";
+/// `config.trellis.dev/proxy-cpu-request`.
+pub const PROXY_CPU_REQUEST: &str = "config.trellis.dev/proxy-cpu-request";
+/// `config.trellis.dev/proxy-cpu-limit`.
+pub const PROXY_CPU_LIMIT: &str = "config.trellis.dev/proxy-cpu-limit";
+/// `config.trellis.dev/proxy-memory-request`.
+pub const PROXY_MEMORY_REQUEST: &str = "config.trellis.dev/proxy-memory-request";
+/// `config.trellis.dev/proxy-memory-limit`.
+pub const PROXY_MEMORY_LIMIT: &str = "config.trellis.dev/proxy-memory-limit";
+/// `config.trellis.dev/proxy-enable-native-sidecar`: `true` or `false`.
+pub const PROXY_ENABLE_NATIVE_SIDECAR: &str = "config.trellis.dev/proxy-enable-native-sidecar";
+
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+const LOG_FORMATS: [&str; 2] = ["plain", "json"];
+const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
+const INBOUND_POLICIES: [&str; 6] = [
+    "deny",
+    "audit",
+    "all-authenticated",
+    "all-unauthenticated",
+    "cluster-authenticated",
+    "cluster-unauthenticated",
+];
+
+/// What `trellis.dev/inject` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectMode {
+    /// Inject the proxy.
+    Enabled,
+    /// Inject the proxy in ingress mode (`TRELLIS_PROXY_INGRESS_MODE=true`).
+    Ingress,
+    /// Do not inject.
+    Disabled,
+}
+
+impl InjectMode {
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "enabled" => Some(Self::Enabled),
+            "ingress" => Some(Self::Ingress),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// The injection decision: the pod's `trellis.dev/inject` wins over its namespace's.
+///
+/// An unknown value counts as absent. `None` means neither asks for anything.
+pub fn inject_mode(
+    pod: &BTreeMap<String, String>,
+    namespace: &BTreeMap<String, String>,
+) -> Option<InjectMode> {
+    pod.get(INJECT_ANNOTATION)
+        .and_then(|v| InjectMode::parse(v))
+        .or_else(|| {
+            namespace
+                .get(INJECT_ANNOTATION)
+                .and_then(|v| InjectMode::parse(v))
+        })
+}
+
+/// Proxy settings for one pod, after annotations are applied to the Mesh defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxySettings {
+    /// Proxy image reference.
+    pub image: String,
+    /// Proxy version recorded on the pod.
+    pub version: String,
+    /// Image pull policy of the proxy and init containers.
+    pub image_pull_policy: String,
+    /// `TRELLIS_PROXY_LOG`.
+    pub log_level: String,
+    /// `TRELLIS_PROXY_LOG_FORMAT`.
+    pub log_format: String,
+    /// `TRELLIS_PROXY_INBOUND_DEFAULT_POLICY`.
+    pub default_inbound_policy: String,
+    /// Opaque ports, comma-separated ports and ranges.
+    pub opaque_ports: String,
+    /// Inbound ports the init container does not redirect.
+    pub skip_inbound_ports: String,
+    /// Outbound ports the init container does not redirect.
+    pub skip_outbound_ports: String,
+    /// Resources of the proxy container.
+    pub resources: Option<ResourceRequirements>,
+    /// Whether the proxy runs as a native sidecar.
+    pub native_sidecar: bool,
+    /// Whether the proxy runs in ingress mode.
+    pub ingress: bool,
+}
+
+/// The annotations that configure a pod: the namespace's `config.trellis.dev/*` overlaid
+/// with the pod's own.
+pub fn merged_config(
+    pod: &BTreeMap<String, String>,
+    namespace: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    namespace
+        .iter()
+        .chain(pod.iter())
+        .filter(|(k, _)| k.starts_with(CONFIG_ANNOTATION_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Applies `annotations` to the Mesh defaults in `config`.
+///
+/// An invalid value is ignored (the default stays) and reported in the returned warnings,
+/// which the apiserver shows to whoever created the pod.
+pub fn settings(
+    config: &InjectConfig,
+    annotations: &BTreeMap<String, String>,
+    mode: InjectMode,
+) -> (ProxySettings, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut pick = |key: &str, default: &str, check: &dyn Fn(&str) -> Result<String, String>| {
+        match annotations.get(key) {
+            None => default.to_string(),
+            Some(value) => match check(value.trim()) {
+                Ok(v) => v,
+                Err(why) => {
+                    warnings.push(format!(
+                        "annotation {key}={value:?} ignored: {why}; using {default:?}"
+                    ));
+                    default.to_string()
+                }
+            },
+        }
+    };
+    let one_of = |allowed: &'static [&'static str]| {
+        move |v: &str| {
+            if allowed.contains(&v) {
+                Ok(v.to_string())
+            } else {
+                Err(format!("valid values are {}", allowed.join(", ")))
+            }
+        }
+    };
+    let not_empty = |v: &str| {
+        if v.is_empty() || v.chars().any(char::is_whitespace) {
+            Err("must be non-empty without whitespace".to_string())
+        } else {
+            Ok(v.to_string())
+        }
+    };
+
+    let version = pick(PROXY_VERSION, &config.proxy_version, &not_empty);
+    let default_image = if annotations.contains_key(PROXY_VERSION) {
+        with_tag(&config.proxy_image, &version)
+    } else {
+        config.proxy_image.clone()
+    };
+    let image = pick(PROXY_IMAGE, &default_image, &not_empty);
+    let image_pull_policy = pick(
+        IMAGE_PULL_POLICY,
+        &config.image_pull_policy,
+        &one_of(&PULL_POLICIES),
+    );
+    let log_level = pick(PROXY_LOG_LEVEL, &config.log_level, &one_of(&LOG_LEVELS));
+    let log_format = pick(PROXY_LOG_FORMAT, &config.log_format, &one_of(&LOG_FORMATS));
+    let default_inbound_policy = pick(
+        DEFAULT_INBOUND_POLICY_ANNOTATION,
+        &config.default_inbound_policy,
+        &one_of(&INBOUND_POLICIES),
+    );
+    let opaque_ports = pick(OPAQUE_PORTS_ANNOTATION, &config.opaque_ports, &port_list);
+    let skip_inbound_ports = pick(
+        SKIP_INBOUND_PORTS_ANNOTATION,
+        &config.skip_inbound_ports,
+        &port_list,
+    );
+    let skip_outbound_ports = pick(SKIP_OUTBOUND_PORTS, &config.skip_outbound_ports, &port_list);
+    let native_sidecar = pick(
+        PROXY_ENABLE_NATIVE_SIDECAR,
+        if config.native_sidecar {
+            "true"
+        } else {
+            "false"
+        },
+        &one_of(&["true", "false"]),
+    ) == "true";
+
+    let mut resources = config.resources.clone();
+    for (key, section, resource) in [
+        (PROXY_CPU_REQUEST, Section::Requests, "cpu"),
+        (PROXY_CPU_LIMIT, Section::Limits, "cpu"),
+        (PROXY_MEMORY_REQUEST, Section::Requests, "memory"),
+        (PROXY_MEMORY_LIMIT, Section::Limits, "memory"),
+    ] {
+        let Some(value) = annotations.get(key) else {
+            continue;
+        };
+        let value = value.trim();
+        if !is_quantity(value) {
+            warnings.push(format!(
+                "annotation {key}={value:?} ignored: must be a quantity like 100m, 0.5, 64Mi or 1Gi"
+            ));
+            continue;
+        }
+        let requirements = resources.get_or_insert_with(ResourceRequirements::default);
+        let map = match section {
+            Section::Requests => requirements.requests.get_or_insert_with(BTreeMap::new),
+            Section::Limits => requirements.limits.get_or_insert_with(BTreeMap::new),
+        };
+        map.insert(resource.to_string(), Quantity(value.to_string()));
+    }
+
+    let settings = ProxySettings {
+        image,
+        version,
+        image_pull_policy,
+        log_level,
+        log_format,
+        default_inbound_policy,
+        opaque_ports,
+        skip_inbound_ports,
+        skip_outbound_ports,
+        resources,
+        native_sidecar,
+        ingress: mode == InjectMode::Ingress,
+    };
+    (settings, warnings)
+}
+
+#[derive(Clone, Copy)]
+enum Section {
+    Requests,
+    Limits,
+}
+
+/// `image` with its tag replaced by `tag` (a digest reference is kept as it is).
+fn with_tag(image: &str, tag: &str) -> String {
+    if image.contains('@') {
+        return image.to_string();
+    }
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].rfind(':') {
+        Some(colon) => format!("{}:{tag}", &image[..name_start + colon]),
+        None => format!("{image}:{tag}"),
+    }
+}
+
+/// Normalizes a list of ports and inclusive ranges, like `25, 4000-4100`, to `25,4000-4100`.
+/// An empty string is an empty list.
+pub fn port_list(value: &str) -> Result<String, String> {
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (low, high) = match item.split_once('-') {
+            Some((low, high)) => (port(low.trim())?, port(high.trim())?),
+            None => {
+                let p = port(item)?;
+                (p, p)
+            }
+        };
+        if low > high {
+            return Err(format!("range {item} starts above its end"));
+        }
+        out.push(if low == high {
+            low.to_string()
+        } else {
+            format!("{low}-{high}")
+        });
+    }
+    Ok(out.join(","))
+}
+
+fn port(value: &str) -> Result<u16, String> {
+    match value.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!(
+            "{value:?} is not a port from 1 to 65535 (write lists like 25,4000-4100)"
+        )),
+    }
+}
+
+/// Whether `value` looks like a Kubernetes quantity (`100m`, `0.5`, `64Mi`, `1G`, `1e3`).
+fn is_quantity(value: &str) -> bool {
+    const SUFFIXES: [&str; 15] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E",
+    ];
+    let number = SUFFIXES
+        .iter()
+        .find_map(|s| value.strip_suffix(s))
+        .unwrap_or(value);
+    let number = match number.split_once(['e', 'E']) {
+        Some((mantissa, exponent))
+            if exponent
+                .trim_start_matches(['+', '-'])
+                .parse::<u32>()
+                .is_ok() =>
+        {
+            mantissa
+        }
+        Some(_) => return false,
+        None => number,
+    };
+    !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.chars().filter(|c| *c == '.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit())
+}

@@ -1,0 +1,479 @@
+//! The injected containers (trellis-proxy-init and trellis-proxy), their volumes, and the
+//! Mesh-wide injection settings they are built from.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{
+        Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+        HTTPGetAction, ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource,
+        ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection,
+        Volume, VolumeMount, VolumeProjection,
+    },
+    apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
+};
+use serde::Serialize;
+use trellis_api::well_known::{
+    CONTROLLER_NAME, DEFAULT_CLUSTER_DOMAIN, DESTINATION_PORT, DESTINATION_SERVICE, IDENTITY_PORT,
+    IDENTITY_SERVICE, IDENTITY_TOKEN_AUDIENCE, POLICY_PORT, POLICY_SERVICE, PROXY_ADMIN_PORT,
+    PROXY_CONTROL_PORT, PROXY_ENV_PREFIX, PROXY_INBOUND_PORT, PROXY_OUTBOUND_PORT, PROXY_UID,
+    identity_name,
+};
+use trellis_crds::{common::resources::ComputeResources, v1alpha1::mesh::MeshSpec};
+
+use super::annotations::ProxySettings;
+
+/// Name of the injected proxy container.
+pub const PROXY_CONTAINER: &str = "trellis-proxy";
+/// Name of the injected init container that installs the iptables redirection.
+pub const PROXY_INIT_CONTAINER: &str = "trellis-proxy-init";
+/// Command of the init container (shipped in the proxy image).
+pub const PROXY_INIT_COMMAND: &str = "trellis-proxy-init";
+/// Uid of the init container (nobody); it only needs NET_ADMIN and NET_RAW.
+pub const PROXY_INIT_UID: i64 = 65534;
+/// Volume (memory emptyDir) where the proxy keeps its key and CSR.
+pub const IDENTITY_DIR_VOLUME: &str = "trellis-identity-end-entity";
+/// Mount path of [`IDENTITY_DIR_VOLUME`].
+pub const IDENTITY_DIR_PATH: &str = "/var/run/trellis/identity/end-entity";
+/// Volume holding the projected ServiceAccount token for Certify.
+pub const IDENTITY_TOKEN_VOLUME: &str = "trellis-identity-token";
+/// Mount path of [`IDENTITY_TOKEN_VOLUME`].
+pub const IDENTITY_TOKEN_DIR: &str = "/var/run/secrets/tokens";
+/// File name of the token inside [`IDENTITY_TOKEN_DIR`].
+pub const IDENTITY_TOKEN_FILE: &str = "trellis-identity-token";
+/// Lifetime requested for the projected token; the kubelet refreshes it at 80%.
+pub const IDENTITY_TOKEN_EXPIRATION_SECONDS: i64 = 86_400;
+/// Cluster networks the proxy treats as in-cluster when none are configured: RFC 1918,
+/// CGNAT, ULA and the RFC 2544 block the local test cluster uses.
+pub const DEFAULT_CLUSTER_NETWORKS: &str =
+    "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,198.18.0.0/15,fd00::/8";
+/// Log format of the proxy when none is configured.
+pub const DEFAULT_LOG_FORMAT: &str = "plain";
+/// Whether the proxy is a native sidecar by default (Kubernetes 1.29 and later).
+pub const DEFAULT_NATIVE_SIDECAR: bool = true;
+
+/// Mesh-wide injection settings: the Mesh's proxy defaults plus the control plane's
+/// addresses and trust bundle. Built by the operator with [`InjectConfig::from_mesh`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct InjectConfig {
+    /// Proxy image reference (also runs `trellis-proxy-init`).
+    pub proxy_image: String,
+    /// Proxy version recorded on injected pods.
+    pub proxy_version: String,
+    /// Pull policy of the injected images: `Always`, `IfNotPresent` or `Never`.
+    pub image_pull_policy: String,
+    /// Proxy log level.
+    pub log_level: String,
+    /// Proxy log format, `plain` or `json`.
+    pub log_format: String,
+    /// Default inbound policy, like `all-unauthenticated`.
+    pub default_inbound_policy: String,
+    /// Opaque ports, comma-separated ports and `a-b` ranges.
+    pub opaque_ports: String,
+    /// Inbound ports that bypass the proxy.
+    pub skip_inbound_ports: String,
+    /// Outbound ports that bypass the proxy.
+    pub skip_outbound_ports: String,
+    /// Proxy container resources.
+    pub resources: Option<ResourceRequirements>,
+    /// Proxy worker threads, when set.
+    pub cores: Option<i32>,
+    /// Namespace of the control plane; its pods are never injected.
+    pub control_plane_namespace: String,
+    /// Trust domain of workload identities.
+    pub trust_domain: String,
+    /// Cluster DNS domain, like `cluster.local`.
+    pub cluster_domain: String,
+    /// Networks the proxy considers in-cluster (`TRELLIS_PROXY_POLICY_CLUSTER_NETWORKS`).
+    pub cluster_networks: String,
+    /// PEM trust bundle the proxy verifies peers against (empty until the operator has one).
+    pub trust_anchors_pem: String,
+    /// Whether the proxy runs as a native sidecar (init container, restartPolicy Always).
+    pub native_sidecar: bool,
+}
+
+impl InjectConfig {
+    /// Settings from a Mesh spec: `proxy_image` is `spec.proxy.image` or the operator's
+    /// default image for `spec.version`; `trust_anchors_pem` is the current trust bundle.
+    pub fn from_mesh(spec: &MeshSpec, default_proxy_image: &str, trust_anchors_pem: &str) -> Self {
+        let proxy = &spec.proxy;
+        let join = |ranges: &[trellis_crds::common::port::PortRange]| {
+            ranges
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Self {
+            proxy_image: proxy
+                .image
+                .clone()
+                .unwrap_or_else(|| default_proxy_image.to_string()),
+            proxy_version: spec.version.clone(),
+            image_pull_policy: serde_name(&proxy.image_pull_policy, "IfNotPresent"),
+            log_level: proxy.log_level.as_str().to_string(),
+            log_format: DEFAULT_LOG_FORMAT.to_string(),
+            default_inbound_policy: serde_name(
+                &proxy.default_inbound_policy,
+                "all-unauthenticated",
+            ),
+            opaque_ports: join(&proxy.opaque_ports),
+            skip_inbound_ports: join(&proxy.skip_inbound_ports),
+            skip_outbound_ports: join(&proxy.skip_outbound_ports),
+            resources: proxy.resources.as_ref().map(resource_requirements),
+            cores: proxy.cores,
+            control_plane_namespace: spec.namespace.clone(),
+            trust_domain: spec.identity.trust_domain.clone(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            cluster_networks: DEFAULT_CLUSTER_NETWORKS.to_string(),
+            trust_anchors_pem: trust_anchors_pem.to_string(),
+            native_sidecar: DEFAULT_NATIVE_SIDECAR,
+        }
+    }
+
+    fn service_addr(&self, service: &str, port: u16) -> String {
+        format!(
+            "{service}.{}.svc.{}.:{port}",
+            self.control_plane_namespace, self.cluster_domain
+        )
+    }
+
+    fn controller_identity(&self) -> String {
+        identity_name(
+            CONTROLLER_NAME,
+            &self.control_plane_namespace,
+            &self.trust_domain,
+        )
+    }
+}
+
+/// The serde name of a unit enum variant (`IfNotPresent`, `all-unauthenticated`).
+fn serde_name<T: Serialize>(value: &T, fallback: &str) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+fn resource_requirements(resources: &ComputeResources) -> ResourceRequirements {
+    let map = |amounts: &trellis_crds::common::resources::ResourceAmounts| {
+        let mut map = BTreeMap::new();
+        if let Some(cpu) = &amounts.cpu {
+            map.insert("cpu".to_string(), cpu.clone());
+        }
+        if let Some(memory) = &amounts.memory {
+            map.insert("memory".to_string(), memory.clone());
+        }
+        map
+    };
+    ResourceRequirements {
+        requests: resources.requests.as_ref().map(map),
+        limits: resources.limits.as_ref().map(map),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: format!("{PROXY_ENV_PREFIX}{name}"),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_string(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// The container ports of the pod's app containers, comma-separated (for `INBOUND_PORTS`).
+fn app_ports(pod: &Pod) -> String {
+    let mut ports: Vec<i32> = pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .map(|p| p.container_port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The pod's container ports that fall in `ranges` (comma-separated ports and `a-b`
+/// ranges), comma-separated in ascending order.
+pub fn exposed_ports_in(pod: &Pod, ranges: &str) -> String {
+    let bounds: Vec<(i32, i32)> = ranges
+        .split(',')
+        .filter_map(|item| {
+            let item = item.trim();
+            let (low, high) = item.split_once('-').unwrap_or((item, item));
+            Some((low.trim().parse().ok()?, high.trim().parse().ok()?))
+        })
+        .collect();
+    app_ports(pod)
+        .split(',')
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|p| bounds.iter().any(|(low, high)| low <= p && p <= high))
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The environment of the proxy container (contract section 11).
+pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> Vec<EnvVar> {
+    let controller = config.controller_identity();
+    let mut env_vars = vec![
+        field_env("_pod_name", "metadata.name"),
+        field_env("_pod_ns", "metadata.namespace"),
+        field_env("_pod_sa", "spec.serviceAccountName"),
+        field_env("_pod_nodeName", "spec.nodeName"),
+        env("LOG", settings.log_level.clone()),
+        env("LOG_FORMAT", settings.log_format.clone()),
+        env(
+            "DESTINATION_SVC_ADDR",
+            config.service_addr(DESTINATION_SERVICE, DESTINATION_PORT),
+        ),
+        env("DESTINATION_SVC_NAME", controller.clone()),
+        env(
+            "DESTINATION_CONTEXT",
+            r#"{"ns":"$(_pod_ns)","nodeName":"$(_pod_nodeName)","pod":"$(_pod_name)"}"#,
+        ),
+        env(
+            "DESTINATION_PROFILE_SUFFIXES",
+            format!("svc.{}.", config.cluster_domain),
+        ),
+        env(
+            "POLICY_SVC_ADDR",
+            config.service_addr(POLICY_SERVICE, POLICY_PORT),
+        ),
+        env("POLICY_SVC_NAME", controller.clone()),
+        env(
+            "POLICY_WORKLOAD",
+            r#"{"ns":"$(_pod_ns)","pod":"$(_pod_name)"}"#,
+        ),
+        env("POLICY_CLUSTER_NETWORKS", config.cluster_networks.clone()),
+        env(
+            "INBOUND_DEFAULT_POLICY",
+            settings.default_inbound_policy.clone(),
+        ),
+        env(
+            "INBOUND_LISTEN_ADDR",
+            format!("0.0.0.0:{PROXY_INBOUND_PORT}"),
+        ),
+        env(
+            "OUTBOUND_LISTEN_ADDR",
+            format!("127.0.0.1:{PROXY_OUTBOUND_PORT}"),
+        ),
+        env(
+            "CONTROL_LISTEN_ADDR",
+            format!("0.0.0.0:{PROXY_CONTROL_PORT}"),
+        ),
+        env("ADMIN_LISTEN_ADDR", format!("0.0.0.0:{PROXY_ADMIN_PORT}")),
+        env("INBOUND_PORTS", app_ports(pod)),
+        env(
+            "INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            settings.opaque_ports.clone(),
+        ),
+        env("IDENTITY_DIR", IDENTITY_DIR_PATH),
+        env("IDENTITY_TRUST_ANCHORS", config.trust_anchors_pem.clone()),
+        env(
+            "IDENTITY_TOKEN_FILE",
+            format!("{IDENTITY_TOKEN_DIR}/{IDENTITY_TOKEN_FILE}"),
+        ),
+        env(
+            "IDENTITY_SVC_ADDR",
+            config.service_addr(IDENTITY_SERVICE, IDENTITY_PORT),
+        ),
+        env("IDENTITY_SVC_NAME", controller),
+        env(
+            "IDENTITY_LOCAL_NAME",
+            format!(
+                "$(_pod_sa).$(_pod_ns).serviceaccount.identity.trellis.{}",
+                config.trust_domain
+            ),
+        ),
+    ];
+    if let Some(cores) = config.cores {
+        env_vars.push(env("CORES", cores.to_string()));
+    }
+    if settings.ingress {
+        env_vars.push(env("INGRESS_MODE", "true"));
+    }
+    env_vars
+}
+
+fn http_probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::Int(i32::from(PROXY_ADMIN_PORT)),
+            ..HTTPGetAction::default()
+        }),
+        ..Probe::default()
+    }
+}
+
+fn port(name: &str, number: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".to_string()),
+        ..ContainerPort::default()
+    }
+}
+
+/// The proxy container: as a native sidecar it carries `restartPolicy: Always` and a
+/// startupProbe on `/ready`, so app containers start once the proxy is ready.
+pub fn proxy_container(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> Container {
+    let mut startup_probe = http_probe("/ready");
+    startup_probe.period_seconds = Some(1);
+    startup_probe.failure_threshold = Some(120);
+    Container {
+        name: PROXY_CONTAINER.to_string(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        env: Some(proxy_env(config, settings, pod)),
+        ports: Some(vec![
+            port("trellis-proxy", PROXY_INBOUND_PORT),
+            port("trellis-admin", PROXY_ADMIN_PORT),
+        ]),
+        liveness_probe: Some(http_probe("/live")),
+        readiness_probe: Some(http_probe("/ready")),
+        startup_probe: settings.native_sidecar.then_some(startup_probe),
+        restart_policy: settings.native_sidecar.then(|| "Always".to_string()),
+        resources: settings.resources.clone(),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(i64::from(PROXY_UID)),
+            run_as_non_root: Some(true),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: IDENTITY_DIR_VOLUME.to_string(),
+                mount_path: IDENTITY_DIR_PATH.to_string(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: IDENTITY_TOKEN_VOLUME.to_string(),
+                mount_path: IDENTITY_TOKEN_DIR.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    }
+}
+
+/// The init container that installs the iptables redirection (contract section 12).
+pub fn proxy_init_container(settings: &ProxySettings) -> Container {
+    let mut inbound_ignore = format!("{PROXY_CONTROL_PORT},{PROXY_ADMIN_PORT}");
+    if !settings.skip_inbound_ports.is_empty() {
+        inbound_ignore.push(',');
+        inbound_ignore.push_str(&settings.skip_inbound_ports);
+    }
+    let mut args = vec![
+        "--incoming-proxy-port".to_string(),
+        PROXY_INBOUND_PORT.to_string(),
+        "--outgoing-proxy-port".to_string(),
+        PROXY_OUTBOUND_PORT.to_string(),
+        "--proxy-uid".to_string(),
+        PROXY_UID.to_string(),
+        "--inbound-ports-to-ignore".to_string(),
+        inbound_ignore,
+    ];
+    if !settings.skip_outbound_ports.is_empty() {
+        args.push("--outbound-ports-to-ignore".to_string());
+        args.push(settings.skip_outbound_ports.clone());
+    }
+    let small = |cpu: &str, memory: &str| {
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.to_string())),
+            ("memory".to_string(), Quantity(memory.to_string())),
+        ])
+    };
+    Container {
+        name: PROXY_INIT_CONTAINER.to_string(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        command: Some(vec![PROXY_INIT_COMMAND.to_string()]),
+        args: Some(args),
+        resources: Some(ResourceRequirements {
+            requests: Some(small("10m", "10Mi")),
+            limits: Some(small("100m", "20Mi")),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(PROXY_INIT_UID),
+            run_as_non_root: Some(true),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".to_string(), "NET_RAW".to_string()]),
+                drop: Some(vec!["ALL".to_string()]),
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        ..Container::default()
+    }
+}
+
+/// The volumes the proxy mounts: a memory emptyDir for its key and CSR, and the projected
+/// ServiceAccount token with audience `identity.trellis.dev`.
+pub fn volumes() -> Vec<Volume> {
+    vec![
+        Volume {
+            name: IDENTITY_DIR_VOLUME.to_string(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_string()),
+                size_limit: None,
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: IDENTITY_TOKEN_VOLUME.to_string(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: Some(IDENTITY_TOKEN_AUDIENCE.to_string()),
+                        expiration_seconds: Some(IDENTITY_TOKEN_EXPIRATION_SECONDS),
+                        path: IDENTITY_TOKEN_FILE.to_string(),
+                    }),
+                    ..VolumeProjection::default()
+                }]),
+                default_mode: None,
+            }),
+            ..Volume::default()
+        },
+    ]
+}

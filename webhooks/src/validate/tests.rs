@@ -1,0 +1,263 @@
+//! Router-level tests of the validating webhook: Server overlap, AuthorizationPolicy
+//! targets, kinds without rules, and malformed bodies.
+
+use http::StatusCode;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::{Value, json};
+use trellis_crds::v1alpha1::server::Server;
+
+use super::server::selectors_overlap;
+use crate::{
+    VALIDATE_PATH,
+    test_util::{mk_review, mk_state, post, review},
+};
+
+const NS: &str = "shop";
+const SERVERS: (&str, &str, &str, &str) = ("policy.trellis.dev", "v1alpha1", "Server", "servers");
+const POLICIES: (&str, &str, &str, &str) = (
+    "policy.trellis.dev",
+    "v1alpha1",
+    "AuthorizationPolicy",
+    "authorizationpolicies",
+);
+
+fn mk_server(name: &str, selector: Value, port: Value) -> Value {
+    json!({
+        "apiVersion": "policy.trellis.dev/v1alpha1",
+        "kind": "Server",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": { "podSelector": selector, "port": port },
+    })
+}
+
+fn selector(value: Value) -> LabelSelector {
+    serde_json::from_value(value).unwrap()
+}
+
+#[tokio::test]
+async fn overlapping_server_is_refused_with_both_names() {
+    let (state, lookup) = mk_state(NS, &[]);
+    let existing: Server = serde_json::from_value(mk_server(
+        "web-http",
+        json!({ "matchLabels": { "app": "web" } }),
+        json!(8080),
+    ))
+    .unwrap();
+    lookup.servers.lock().push(existing);
+
+    let new = mk_server(
+        "web-all",
+        json!({ "matchExpressions": [{ "key": "app", "operator": "Exists" }] }),
+        json!(8080),
+    );
+    let response = review(
+        state.clone(),
+        VALIDATE_PATH,
+        &mk_review(SERVERS, NS, "web-all", "CREATE", new),
+    )
+    .await;
+    assert!(!response.allowed);
+    assert!(
+        response
+            .result
+            .message
+            .contains("Server web-all overlaps Server web-http on port 8080"),
+        "{}",
+        response.result.message
+    );
+
+    for (name, sel, port) in [
+        (
+            "other-port",
+            json!({ "matchLabels": { "app": "web" } }),
+            json!(9090),
+        ),
+        (
+            "named-port",
+            json!({ "matchLabels": { "app": "web" } }),
+            json!("http"),
+        ),
+        (
+            "disjoint",
+            json!({ "matchLabels": { "app": "api" } }),
+            json!(8080),
+        ),
+        (
+            "excluded",
+            json!({ "matchExpressions": [{ "key": "app", "operator": "NotIn", "values": ["web"] }] }),
+            json!(8080),
+        ),
+    ] {
+        let response = review(
+            state.clone(),
+            VALIDATE_PATH,
+            &mk_review(SERVERS, NS, name, "CREATE", mk_server(name, sel, port)),
+        )
+        .await;
+        assert!(response.allowed, "{name}: {}", response.result.message);
+    }
+
+    let update = mk_server(
+        "web-http",
+        json!({ "matchLabels": { "app": "web", "tier": "a" } }),
+        json!(8080),
+    );
+    let response = review(
+        state,
+        VALIDATE_PATH,
+        &mk_review(SERVERS, NS, "web-http", "UPDATE", update),
+    )
+    .await;
+    assert!(response.allowed, "a Server does not overlap itself");
+}
+
+#[test]
+fn selector_overlap_is_exact_per_key() {
+    let web = selector(json!({ "matchLabels": { "app": "web" } }));
+    assert!(
+        selectors_overlap(&web, &selector(json!({}))),
+        "empty selects all"
+    );
+    assert!(selectors_overlap(
+        &web,
+        &selector(json!({ "matchLabels": { "tier": "front" } }))
+    ));
+    assert!(!selectors_overlap(
+        &web,
+        &selector(json!({ "matchLabels": { "app": "api" } }))
+    ));
+    assert!(!selectors_overlap(
+        &web,
+        &selector(json!({ "matchExpressions": [{ "key": "app", "operator": "DoesNotExist" }] }))
+    ));
+    assert!(!selectors_overlap(
+        &selector(
+            json!({ "matchExpressions": [{ "key": "app", "operator": "In", "values": ["a", "b"] }] })
+        ),
+        &selector(
+            json!({ "matchExpressions": [{ "key": "app", "operator": "NotIn", "values": ["a", "b"] }] })
+        ),
+    ));
+    assert!(selectors_overlap(
+        &selector(
+            json!({ "matchExpressions": [{ "key": "app", "operator": "In", "values": ["a", "b"] }] })
+        ),
+        &selector(
+            json!({ "matchExpressions": [{ "key": "app", "operator": "NotIn", "values": ["a"] }] })
+        ),
+    ));
+}
+
+fn mk_policy(target: Value) -> Value {
+    json!({
+        "apiVersion": "policy.trellis.dev/v1alpha1",
+        "kind": "AuthorizationPolicy",
+        "metadata": { "name": "allow-web", "namespace": NS },
+        "spec": { "targetRef": target, "requiredAuthenticationRefs": [] },
+    })
+}
+
+#[tokio::test]
+async fn policy_for_missing_server_is_admitted_with_a_warning() {
+    let (state, lookup) = mk_state(NS, &[]);
+    let body = mk_review(
+        POLICIES,
+        NS,
+        "allow-web",
+        "CREATE",
+        mk_policy(json!({ "kind": "Server", "name": "web-http" })),
+    );
+    let response = review(state.clone(), VALIDATE_PATH, &body).await;
+    assert!(response.allowed);
+    let warnings = response.warnings.unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("target Server web-http does not exist in namespace shop"));
+
+    let existing: Server =
+        serde_json::from_value(mk_server("web-http", json!({}), json!(8080))).unwrap();
+    lookup.servers.lock().push(existing);
+    let response = review(state, VALIDATE_PATH, &body).await;
+    assert!(response.allowed);
+    assert_eq!(response.warnings, None);
+}
+
+#[tokio::test]
+async fn policy_for_another_namespace_is_refused() {
+    let (state, _) = mk_state(NS, &[]);
+    let body = mk_review(
+        POLICIES,
+        NS,
+        "allow-web",
+        "CREATE",
+        mk_policy(json!({ "kind": "Namespace", "name": "other" })),
+    );
+    let response = review(state.clone(), VALIDATE_PATH, &body).await;
+    assert!(!response.allowed);
+    assert!(
+        response.result.message.contains("Namespace other"),
+        "{}",
+        response.result.message
+    );
+
+    let own = mk_review(
+        POLICIES,
+        NS,
+        "allow-web",
+        "CREATE",
+        mk_policy(json!({ "kind": "Namespace", "name": NS })),
+    );
+    assert!(review(state, VALIDATE_PATH, &own).await.allowed);
+}
+
+#[tokio::test]
+async fn kinds_without_rules_and_deletes_are_admitted() {
+    let (state, lookup) = mk_state(NS, &[]);
+    *lookup.fail.lock() = true;
+    let profile = json!({ "apiVersion": "trellis.dev/v1alpha1", "kind": "ServiceProfile", "metadata": { "name": "p" }, "spec": {} });
+    let body = mk_review(
+        (
+            "trellis.dev",
+            "v1alpha1",
+            "ServiceProfile",
+            "serviceprofiles",
+        ),
+        NS,
+        "p",
+        "CREATE",
+        profile,
+    );
+    assert!(review(state.clone(), VALIDATE_PATH, &body).await.allowed);
+    let delete = mk_review(SERVERS, NS, "web", "DELETE", Value::Null);
+    assert!(review(state, VALIDATE_PATH, &delete).await.allowed);
+}
+
+#[tokio::test]
+async fn lookup_failure_and_malformed_bodies_are_errors() {
+    let (state, lookup) = mk_state(NS, &[]);
+    let (status, body) = post(state.clone(), VALIDATE_PATH, "[]").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed AdmissionReview"),
+        "{body}"
+    );
+
+    *lookup.fail.lock() = true;
+    let server = mk_server("web", json!({}), json!(80));
+    let (status, body) = post(
+        state,
+        VALIDATE_PATH,
+        mk_review(SERVERS, NS, "web", "CREATE", server).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Servers in namespace shop"),
+        "{body}"
+    );
+}
