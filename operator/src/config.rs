@@ -47,6 +47,10 @@ pub struct Config {
 
 /// What a `trellis-operator` process does.
 #[derive(Debug, Clone, clap::Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at startup; boxing would only complicate the clap derive"
+)]
 pub enum Role {
     /// Print the version and the crates this binary was built from.
     Version,
@@ -193,6 +197,8 @@ pub const DEFAULT_IDENTITY_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_DESTINATION_ADDR: &str = "0.0.0.0:8086";
 /// Default address of the policy gRPC listener.
 pub const DEFAULT_POLICY_ADDR: &str = "0.0.0.0:8090";
+/// Default address of the admission webhooks' TLS listener.
+pub const DEFAULT_WEBHOOK_ADDR: &str = "0.0.0.0:8443";
 /// Default name of the Mesh whose settings the controller follows.
 pub const DEFAULT_MESH_NAME: &str = "default";
 /// Default networks of the `cluster-*` default inbound policies.
@@ -214,6 +220,20 @@ pub struct ControllerConfig {
     /// Address of the policy gRPC listener.
     #[arg(long = "policy-addr", env = "TRELLIS_OPERATOR_POLICY_ADDR", default_value = DEFAULT_POLICY_ADDR)]
     pub policy_addr: SocketAddr,
+    /// Address of the admission webhooks' TLS listener (always TLS, with the certificate of
+    /// the `trellis-webhook-tls` Secret).
+    #[arg(long = "webhook-addr", env = "TRELLIS_OPERATOR_WEBHOOK_ADDR", default_value = DEFAULT_WEBHOOK_ADDR)]
+    pub webhook_addr: SocketAddr,
+    /// Image repository of the Trellis images: the injector adds
+    /// `<repository>/proxy:<version>` unless the Mesh names a proxy image. The same variable
+    /// as the `operator` role's `--image-repository`.
+    #[arg(
+        id = "proxy_image_repository",
+        long = "proxy-image-repository",
+        env = "TRELLIS_OPERATOR_IMAGE_REPOSITORY",
+        default_value = DEFAULT_IMAGE_REPOSITORY
+    )]
+    pub image_repository: String,
     /// Name of the Mesh whose identity and proxy settings the controller follows.
     #[arg(long = "mesh-name", env = "TRELLIS_OPERATOR_MESH_NAME", default_value = DEFAULT_MESH_NAME)]
     pub mesh_name: String,
@@ -250,6 +270,8 @@ impl Default for ControllerConfig {
                 trellis_api::well_known::DESTINATION_PORT,
             )),
             policy_addr: SocketAddr::from(([0, 0, 0, 0], trellis_api::well_known::POLICY_PORT)),
+            webhook_addr: SocketAddr::from(([0, 0, 0, 0], trellis_api::well_known::WEBHOOK_PORT)),
+            image_repository: DEFAULT_IMAGE_REPOSITORY.to_string(),
             mesh_name: DEFAULT_MESH_NAME.to_string(),
             control_plane_namespace: trellis_api::well_known::DEFAULT_CONTROL_PLANE_NAMESPACE
                 .to_string(),
@@ -271,6 +293,20 @@ impl ControllerConfig {
             policy_addr: self.policy_addr,
             mesh_name: self.mesh_name.clone(),
             namespace: self.control_plane_namespace.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            cluster_networks: self.cluster_networks.clone(),
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// The settings of the admission webhooks.
+    pub fn webhooks(&self) -> crate::webhooks::WebhookSettings {
+        crate::webhooks::WebhookSettings {
+            addr: self.webhook_addr,
+            mesh_name: self.mesh_name.clone(),
+            namespace: self.control_plane_namespace.clone(),
+            image_repository: self.image_repository.clone(),
             cluster_domain: self.cluster_domain.clone(),
             cluster_networks: self.cluster_networks.clone(),
         }

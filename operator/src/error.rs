@@ -81,6 +81,9 @@ pub enum Error {
     /// The identity, destination or policy server stopped.
     #[error("control plane: {0}")]
     ControlPlane(#[from] crate::index::serve::ControlPlaneError),
+    /// The admission webhook server failed.
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] crate::webhooks::WebhookError),
 }
 
 impl Error {
@@ -100,6 +103,7 @@ impl Error {
             Self::Telemetry(_) => "telemetry",
             Self::LeaseLost(_) => "lease_lost",
             Self::ControlPlane(_) => "control_plane",
+            Self::Webhooks(_) => "webhooks",
         }
     }
 

@@ -15,7 +15,9 @@ pub mod index;
 pub mod lease;
 pub mod policy;
 pub mod render;
+pub mod stream;
 pub mod telemetry;
+pub mod webhooks;
 
 use kube::Client;
 use tokio_util::sync::CancellationToken;
@@ -69,8 +71,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
 
 /// Runs the `controller` role: the gRPC servers and webhooks of the control plane.
 ///
-/// The identity, destination and policy servers run from [`index::serve`]; the webhook
-/// server is wired in here as it lands.
+/// The identity, destination and policy servers run from [`index::serve`], the admission
+/// webhooks from [`webhooks`]; see [`Controller`].
 pub async fn run_controller(
     config: ControllerConfig,
     registry: &SharedRegistry,
@@ -78,9 +80,63 @@ pub async fn run_controller(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let client = Client::try_default().await.map_err(Error::Connect)?;
-    readiness.register("controller").set(true);
-    index::serve::run_control_plane(client, config.control_plane(), registry, shutdown).await?;
-    Ok(())
+    Controller::bind(config)
+        .await?
+        .run(client, registry, readiness, shutdown)
+        .await
+}
+
+/// The `controller` role with its webhook listener bound, so callers (tests) can learn the
+/// bound address before it serves.
+#[derive(Debug)]
+pub struct Controller {
+    config: ControllerConfig,
+    webhooks: webhooks::WebhookServer,
+}
+
+impl Controller {
+    /// Binds the webhook listener of `config` (port 0 picks a free port).
+    pub async fn bind(config: ControllerConfig) -> Result<Self, Error> {
+        let webhooks = webhooks::WebhookServer::bind(config.webhooks()).await?;
+        Ok(Self { config, webhooks })
+    }
+
+    /// The address the webhook listener is bound to.
+    pub fn webhook_addr(&self) -> std::net::SocketAddr {
+        self.webhooks.local_addr()
+    }
+
+    /// Serves the gRPC servers and the webhooks until `shutdown` (or until one fails, which
+    /// stops the others), then drains.
+    pub async fn run(
+        self,
+        client: Client,
+        registry: &SharedRegistry,
+        readiness: &Readiness,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        readiness.register("controller").set(true);
+        let control_plane = async {
+            let result = index::serve::run_control_plane(
+                client.clone(),
+                self.config.control_plane(),
+                registry,
+                shutdown.clone(),
+            )
+            .await;
+            shutdown.cancel();
+            result
+        };
+        let webhooks = async {
+            let result = self.webhooks.run(client.clone(), shutdown.clone()).await;
+            shutdown.cancel();
+            result
+        };
+        let (control_plane, webhooks) = tokio::join!(control_plane, webhooks);
+        control_plane?;
+        webhooks?;
+        Ok(())
+    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

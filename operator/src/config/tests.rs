@@ -31,3 +31,37 @@ fn roles_parse_with_defaults() {
     assert!(matches!(config.role, Some(Role::AllInOne(_))));
     assert_eq!(config.admin.addr.port(), 0);
 }
+
+#[test]
+fn controller_serves_webhooks_on_the_webhook_port() {
+    let config = Config::try_parse_from(["trellis-operator", "controller"]).unwrap();
+    let Some(Role::Controller(controller)) = config.role else {
+        panic!("controller role expected");
+    };
+    assert_eq!(
+        controller.webhook_addr,
+        DEFAULT_WEBHOOK_ADDR.parse().unwrap()
+    );
+    assert_eq!(
+        controller.webhook_addr,
+        ControllerConfig::default().webhook_addr
+    );
+    assert_eq!(controller.image_repository, DEFAULT_IMAGE_REPOSITORY);
+    let config = Config::try_parse_from([
+        "trellis-operator",
+        "all-in-one",
+        "--webhook-addr",
+        "127.0.0.1:0",
+        "--image-repository",
+        "example.test/a",
+        "--proxy-image-repository",
+        "example.test/b",
+    ])
+    .unwrap();
+    let Some(Role::AllInOne(all)) = config.role else {
+        panic!("all-in-one role expected");
+    };
+    assert_eq!(all.controller.webhook_addr.port(), 0);
+    assert_eq!(all.operator.image_repository, "example.test/a");
+    assert_eq!(all.controller.image_repository, "example.test/b");
+}

@@ -6,14 +6,10 @@
 #[cfg(test)]
 mod tests;
 
-use std::{collections::BTreeMap, net::SocketAddr, pin::Pin, sync::Arc};
+use crate::stream::{BoxStream, StreamKind, StreamMetrics};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use crate::identity::tls::{ClientAuth, ServeError, Transport, peer_identity, serve_router};
-use futures::Stream;
-use prometheus_client::{
-    metrics::{counter::Counter, gauge::Gauge},
-    registry::Registry,
-};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -58,55 +54,18 @@ pub trait DiscoverEndpoints: Send + Sync + 'static {
     fn profile(&self, target: &Target, context: &Context) -> Profile;
 }
 
-/// Destination server metrics.
-#[derive(Clone, Debug, Default)]
-pub struct DestinationMetrics {
-    open_streams: Gauge,
-    updates: Counter,
-    errors: Counter,
-}
+/// Destination server metrics (`destination_*`).
+pub type DestinationMetrics = StreamMetrics<Destination>;
 
-impl DestinationMetrics {
-    /// Metrics registered in `registry` under `destination_`.
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        let sub = registry.sub_registry_with_prefix("destination");
-        sub.register(
-            "open_streams",
-            "Open Get and GetProfile streams",
-            metrics.open_streams.clone(),
-        );
-        sub.register(
-            "updates_sent",
-            "Messages sent on Get and GetProfile streams",
-            metrics.updates.clone(),
-        );
-        sub.register(
-            "errors",
-            "Lookups refused with an error status",
-            metrics.errors.clone(),
-        );
-        metrics
-    }
-
-    fn open(&self) -> StreamGuard {
-        self.open_streams.inc();
-        StreamGuard(self.open_streams.clone())
-    }
-}
-
-/// Decrements the open-streams gauge when a stream ends.
+/// Names of the destination server's stream metrics.
 #[derive(Debug)]
-struct StreamGuard(Gauge);
+pub enum Destination {}
 
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
+impl StreamKind for Destination {
+    const PREFIX: &'static str = "destination";
+    const STREAMS_HELP: &'static str = "Open Get and GetProfile streams";
+    const UPDATES_HELP: &'static str = "Messages sent on Get and GetProfile streams";
 }
-
-/// A boxed server stream.
-pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The `Destination` service over a [`DiscoverEndpoints`].
 #[derive(Debug)]

@@ -8,7 +8,8 @@ use trellis_api::{
     linkerd2_proxy_api::inbound::{self as proto, inbound_server_policies_server as server},
 };
 
-use super::{BoxStream, DiscoverPolicy, PolicyMetrics, watch_stream};
+use super::{DiscoverPolicy, PolicyMetrics, watch_stream};
+use crate::stream::BoxStream;
 
 /// The inbound policy service.
 #[derive(Debug)]

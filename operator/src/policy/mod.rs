@@ -8,16 +8,11 @@ pub mod outbound;
 #[cfg(test)]
 mod tests;
 
-use std::{pin::Pin, sync::Arc};
+use crate::stream::{BoxStream, StreamKind, StreamMetrics};
+use std::sync::Arc;
 
-use futures::Stream;
-use prometheus_client::{
-    metrics::{counter::Counter, gauge::Gauge},
-    registry::Registry,
-};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Status;
 use trellis_api::{
     inbound::{PortSpec, ServerPolicy},
     linkerd2_proxy_api::{
@@ -43,50 +38,18 @@ pub trait DiscoverPolicy: Send + Sync + 'static {
     fn outbound(&self, spec: &TrafficSpec) -> Result<OutboundPolicy, LookupError>;
 }
 
-/// Policy server metrics.
-#[derive(Clone, Debug, Default)]
-pub struct PolicyMetrics {
-    open_streams: Gauge,
-    updates: Counter,
-    errors: Counter,
-}
+/// Policy server metrics (`policy_*`).
+pub type PolicyMetrics = StreamMetrics<Policy>;
 
-impl PolicyMetrics {
-    /// Metrics registered in `registry` under `policy_`.
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        let sub = registry.sub_registry_with_prefix("policy");
-        sub.register(
-            "open_streams",
-            "Open WatchPort and Watch streams",
-            metrics.open_streams.clone(),
-        );
-        sub.register(
-            "updates_sent",
-            "Policies sent on watches",
-            metrics.updates.clone(),
-        );
-        sub.register(
-            "errors",
-            "Lookups refused with an error status",
-            metrics.errors.clone(),
-        );
-        metrics
-    }
-}
-
-/// Decrements the open-streams gauge when a stream ends.
+/// Names of the policy server's stream metrics.
 #[derive(Debug)]
-struct StreamGuard(Gauge);
+pub enum Policy {}
 
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
+impl StreamKind for Policy {
+    const PREFIX: &'static str = "policy";
+    const STREAMS_HELP: &'static str = "Open WatchPort and Watch streams";
+    const UPDATES_HELP: &'static str = "Policies sent on watches";
 }
-
-/// A boxed server stream.
-pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Streams `lookup()` now and whenever `discover` changes, sending only new values. A lookup
 /// error after the first message ends the stream with that status.
@@ -105,8 +68,7 @@ where
     let mut changes = discover.changes();
     let (tx, out) = mpsc::channel(4);
     tokio::spawn(async move {
-        metrics.open_streams.inc();
-        let _guard = StreamGuard(metrics.open_streams.clone());
+        let _guard = metrics.open();
         changes.borrow_and_update();
         let mut last = first.clone();
         if tx.send(Ok(first.into())).await.is_err() {

@@ -8,7 +8,8 @@ use trellis_api::{
     outbound::TrafficSpec,
 };
 
-use super::{BoxStream, DiscoverPolicy, PolicyMetrics, watch_stream};
+use super::{DiscoverPolicy, PolicyMetrics, watch_stream};
+use crate::stream::BoxStream;
 
 /// The outbound policy service.
 #[derive(Debug)]

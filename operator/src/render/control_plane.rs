@@ -257,6 +257,7 @@ fn deployment(input: &RenderInput<'_>, replicas: i32, image: &str) -> Result<Val
                 { "name": "TRELLIS_OPERATOR_REPLICA_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
                 { "name": "TRELLIS_OPERATOR_MESH_NAME", "value": input.mesh_name },
                 { "name": "TRELLIS_OPERATOR_CONTROL_PLANE_NAMESPACE", "value": ns },
+                { "name": "TRELLIS_OPERATOR_IMAGE_REPOSITORY", "value": input.images.repository },
             ],
             "ports": [
                 { "name": "identity", "containerPort": IDENTITY_PORT },

@@ -53,8 +53,13 @@ impl Images {
 
     /// The proxy image at `version`.
     pub fn proxy(&self, version: &str) -> String {
-        format!("{}/proxy:{version}", self.repository)
+        proxy_image(&self.repository, version)
     }
+}
+
+/// The proxy image of `repository` at `version`: `<repository>/proxy:<version>`.
+pub fn proxy_image(repository: &str, version: &str) -> String {
+    format!("{repository}/proxy:{version}")
 }
 
 /// Public identity material the rendered objects refer to (no private keys).

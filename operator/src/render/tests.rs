@@ -60,6 +60,15 @@ fn default_spec_renders_the_control_plane() {
         data["spec"]["template"]["spec"]["containers"][0]["args"][0],
         "controller"
     );
+    let env = data["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "TRELLIS_OPERATOR_IMAGE_REPOSITORY"
+                && e["value"] == "example.test/trellis"),
+        "the controller names the proxy image like the operator: {env:?}"
+    );
     find(&plan, "Service", WEBHOOK_SERVICE);
     find(&plan, "Namespace", "trellis-system");
     find(&plan, "ClusterRole", "trellis-m1-controller");

@@ -1,0 +1,278 @@
+//! Serves the admission webhooks of [`trellis_webhooks`] from the `controller` role.
+//!
+//! The serving certificate comes from the `trellis-webhook-tls` Secret in the control-plane
+//! namespace, read through the API and reloaded on every change (no restart). The injection
+//! settings follow the Mesh the controller follows, with the trust bundle (`ca.crt`) of the
+//! issuer Secret the identity server loads. The listener is bound first
+//! ([`WebhookServer::bind`]) and accepts connections once a certificate and the Mesh are
+//! known; until then it logs and waits.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client,
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::sync::CancellationToken;
+use trellis_api::well_known;
+use trellis_crds::v1alpha1::mesh::{Mesh, MeshSpec};
+use trellis_webhooks::{State, inject::template::InjectConfig, tls::CertResolver};
+
+/// What the webhook server needs to start.
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// TLS listener.
+    pub addr: SocketAddr,
+    /// The Mesh whose proxy settings the injector uses.
+    pub mesh_name: String,
+    /// Namespace of the control plane (holds the webhook TLS and issuer Secrets).
+    pub namespace: String,
+    /// Repository of the default proxy image, `<repository>/proxy:<spec.version>`.
+    pub image_repository: String,
+    /// Cluster DNS domain.
+    pub cluster_domain: String,
+    /// Networks the injected proxies treat as in-cluster.
+    pub cluster_networks: Vec<ipnet::IpNet>,
+}
+
+/// Why the webhook server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The listener could not be bound.
+    #[error("bind webhook listener {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound listener has no local address.
+    #[error("webhook listener address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    /// The server failed.
+    #[error("webhook server: {0}")]
+    Serve(#[from] trellis_webhooks::error::Error),
+}
+
+/// The webhook server with its listener bound, not yet serving.
+#[derive(Debug)]
+pub struct WebhookServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    settings: WebhookSettings,
+}
+
+impl WebhookServer {
+    /// Binds the listener of `settings` (port 0 picks a free port).
+    pub async fn bind(settings: WebhookSettings) -> Result<Self, WebhookError> {
+        let addr = settings.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| WebhookError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(WebhookError::LocalAddr)?;
+        Ok(Self {
+            listener,
+            local_addr,
+            settings,
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Follows the TLS Secret, the Mesh and the trust bundle, and serves the webhooks once a
+    /// certificate and the Mesh are known, until `shutdown`; requests in flight then drain.
+    pub async fn run(
+        self,
+        client: Client,
+        shutdown: CancellationToken,
+    ) -> Result<(), WebhookError> {
+        let Self {
+            listener,
+            local_addr,
+            settings,
+        } = self;
+        let (ready_tx, mut ready_rx) = watch::channel(None);
+        let follow = follow(client, settings, ready_tx, shutdown.clone());
+        let serve = async {
+            let ready = tokio::select! {
+                () = shutdown.cancelled() => None,
+                ready = ready_rx.wait_for(Option::is_some) => ready.ok().and_then(|r| (*r).clone()),
+            };
+            let Some((certs, state)) = ready else {
+                return Ok(());
+            };
+            tracing::info!(%local_addr, "Webhook certificate and Mesh loaded; serving");
+            let stop = shutdown.clone();
+            trellis_webhooks::tls::serve(listener, certs, state, async move {
+                stop.cancelled().await;
+            })
+            .await
+        };
+        let ((), served) = tokio::join!(follow, serve);
+        served.map_err(Into::into)
+    }
+}
+
+/// The certificate and state the server starts with, once both are known.
+type Ready = Option<(Arc<CertResolver>, State)>;
+
+/// What the followers have seen so far.
+struct Followed {
+    settings: WebhookSettings,
+    client: Client,
+    mesh: Option<MeshSpec>,
+    trust_bundle: String,
+    certs: Option<Arc<CertResolver>>,
+    state: Option<State>,
+}
+
+impl Followed {
+    fn inject_config(&self, mesh: &MeshSpec) -> InjectConfig {
+        let image = crate::render::proxy_image(&self.settings.image_repository, &mesh.version);
+        let mut config = InjectConfig::from_mesh(mesh, &image, &self.trust_bundle);
+        config.cluster_domain = self.settings.cluster_domain.clone();
+        if !self.settings.cluster_networks.is_empty() {
+            config.cluster_networks = self
+                .settings
+                .cluster_networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        config
+    }
+
+    /// Applies the current Mesh and trust bundle to the state, creating it the first time.
+    fn apply_inject_config(&mut self) {
+        let Some(mesh) = &self.mesh else { return };
+        let config = self.inject_config(mesh);
+        match &self.state {
+            Some(state) => state.set_inject_config(config),
+            None => self.state = Some(State::with_client(config, self.client.clone())),
+        }
+    }
+
+    fn apply_tls_secret(&mut self, secret: &Secret) {
+        let name = well_known::WEBHOOK_TLS_SECRET;
+        let (Some(cert), Some(key)) = (
+            secret_value(secret, well_known::TLS_CERT_KEY),
+            secret_value(secret, well_known::TLS_KEY_KEY),
+        ) else {
+            tracing::warn!(%name, "Webhook TLS Secret lacks tls.crt or tls.key; keeping the current certificate");
+            return;
+        };
+        let loaded = match &self.certs {
+            Some(certs) => certs.reload_pem(cert, key),
+            None => CertResolver::from_pem(cert, key).map(|certs| {
+                self.certs = Some(Arc::new(certs));
+            }),
+        };
+        if let Err(error) = loaded {
+            tracing::warn!(%name, %error, "Webhook certificate not loaded; keeping the current one");
+        }
+    }
+
+    fn apply_issuer_secret(&mut self, secret: &Secret) {
+        let Some(bundle) =
+            secret_value(secret, well_known::TLS_CA_KEY).and_then(|b| std::str::from_utf8(b).ok())
+        else {
+            tracing::warn!(
+                name = well_known::ISSUER_SECRET,
+                "Issuer Secret has no readable ca.crt; keeping the current trust bundle"
+            );
+            return;
+        };
+        if bundle != self.trust_bundle {
+            self.trust_bundle = bundle.to_string();
+            self.apply_inject_config();
+        }
+    }
+
+    fn ready(&self) -> Ready {
+        Some((self.certs.clone()?, self.state.clone()?))
+    }
+}
+
+fn secret_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .map(|v| v.0.as_slice())
+}
+
+fn named<K>(
+    api: Api<K>,
+    name: &str,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    watcher(api, config).default_backoff().applied_objects()
+}
+
+/// Follows the webhook TLS Secret, the issuer Secret and the Mesh until `shutdown`,
+/// publishing the certificate and state on `ready` once both are known.
+async fn follow(
+    client: Client,
+    settings: WebhookSettings,
+    ready: watch::Sender<Ready>,
+    shutdown: CancellationToken,
+) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
+    let mut tls = std::pin::pin!(named(secrets.clone(), well_known::WEBHOOK_TLS_SECRET));
+    let mut issuer = std::pin::pin!(named(secrets, well_known::ISSUER_SECRET));
+    let mut meshes = std::pin::pin!(named(Api::<Mesh>::all(client.clone()), &settings.mesh_name));
+    let namespace = settings.namespace.clone();
+    let mesh_name = settings.mesh_name.clone();
+    let mut followed = Followed {
+        settings,
+        client,
+        mesh: None,
+        trust_bundle: String::new(),
+        certs: None,
+        state: None,
+    };
+    tracing::info!(
+        %namespace,
+        secret = well_known::WEBHOOK_TLS_SECRET,
+        mesh = %mesh_name,
+        "Webhooks wait for their certificate and the Mesh"
+    );
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            Some(next) = tls.next() => match next {
+                Ok(secret) => followed.apply_tls_secret(&secret),
+                Err(error) => tracing::warn!(%namespace, %error, "Webhook TLS Secret watch failed"),
+            },
+            Some(next) = issuer.next() => match next {
+                Ok(secret) => followed.apply_issuer_secret(&secret),
+                Err(error) => tracing::warn!(%namespace, %error, "Issuer Secret watch failed"),
+            },
+            Some(next) = meshes.next() => match next {
+                Ok(mesh) => {
+                    followed.mesh = Some(mesh.spec);
+                    followed.apply_inject_config();
+                    tracing::info!(mesh = %mesh_name, "Injection settings applied");
+                }
+                Err(error) => tracing::warn!(mesh = %mesh_name, %error, "Mesh watch failed"),
+            },
+            else => return,
+        }
+        if ready.borrow().is_none()
+            && let Some(r) = followed.ready()
+        {
+            ready.send_replace(Some(r));
+        }
+    }
+}

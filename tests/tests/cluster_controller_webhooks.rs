@@ -1,0 +1,396 @@
+//! The `controller` role serves the admission webhooks: run in-process against the local
+//! cluster, it loads its serving certificate from the `trellis-webhook-tls` Secret, injects
+//! the proxy with the followed Mesh's settings, and picks up a replaced Secret with no restart.
+//!
+//! Needs the local cluster (`tests/cluster/cluster up`). The controller's control-plane
+//! namespace is the test namespace (it holds the test's Secrets); the Mesh it follows has a
+//! test-unique name, a control-plane namespace of its own, and is deleted at the end.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{Namespace, Secret},
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams},
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, ServerName, pem::PemObject},
+};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+use trellis_api::well_known;
+use trellis_crds::v1alpha1::mesh::Mesh;
+use trellis_operator::{
+    Controller,
+    admin::{Readiness, SharedRegistry},
+    config::ControllerConfig,
+};
+use trellis_tests::{
+    DEFAULT_TIMEOUT,
+    certs::TestPki,
+    cluster, eventually,
+    k8s::{FIELD_MANAGER, apply_yaml, with_temp_ns},
+};
+use trellis_webhooks::{INJECT_PATH, inject::template::PROXY_CONTAINER};
+
+const IMAGE_REPOSITORY: &str = "registry.test/trellis";
+
+/// A CA and a server certificate for 127.0.0.1 it signed: (ca pem, cert pem, key pem).
+fn webhook_pki(name: &str) -> (String, String, String) {
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} CA"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::default();
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(DnType::CommonName, name);
+    leaf.subject_alt_names = vec![SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Server-side applies `secret` (replacing its data).
+async fn put_secret(client: &Client, ns: &str, secret: &Secret) {
+    let name = secret.metadata.name.clone().unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(secret),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply Secret {name}: {e}"));
+}
+
+fn webhook_tls_secret(ns: &str, cert_pem: &str, key_pem: &str) -> Secret {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": well_known::WEBHOOK_TLS_SECRET, "namespace": ns },
+        "type": "kubernetes.io/tls",
+        "data": {
+            well_known::TLS_CERT_KEY: ByteString(cert_pem.as_bytes().to_vec()),
+            well_known::TLS_KEY_KEY: ByteString(key_pem.as_bytes().to_vec()),
+        },
+    }))
+    .unwrap()
+}
+
+/// Applies the committed CRDs (idempotent; other tests do the same) and waits for Meshes.
+async fn ensure_crds(client: &Client) {
+    let dir: PathBuf = cluster::repo_root().join("config/crds");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|ext| ext != "yaml") {
+            continue;
+        }
+        let yaml = std::fs::read_to_string(path).unwrap();
+        apply_yaml(client, None, &yaml).await.unwrap();
+    }
+    let meshes: Api<Mesh> = Api::all(client.clone());
+    eventually("the Mesh kind to be served", DEFAULT_TIMEOUT, || async {
+        meshes
+            .list(&Default::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+/// Connects over TLS trusting `cas`; returns the stream and the server's leaf certificate.
+async fn connect(
+    addr: SocketAddr,
+    cas: &[&str],
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<TcpStream>,
+        CertificateDer<'static>,
+    ),
+    String,
+> {
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .ok_or("no peer certificate")?
+        .clone()
+        .into_owned();
+    Ok((tls, leaf))
+}
+
+/// POSTs `review` to the injector over TLS; returns the AdmissionReview response.
+async fn post_review(addr: SocketAddr, ca: &str, review: &Value) -> Result<Value, String> {
+    let (tls, _) = connect(addr, &[ca]).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(
+            http::Request::post(INJECT_PATH)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(serde_json::to_vec(review).unwrap())))
+                .unwrap(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if status != http::StatusCode::OK {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+fn pod_review(ns: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "6f1c2f0e-0000-4000-8000-000000000001",
+            "kind": { "group": "", "version": "v1", "kind": "Pod" },
+            "resource": { "group": "", "version": "v1", "resource": "pods" },
+            "namespace": ns,
+            "name": "web",
+            "operation": "CREATE",
+            "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller" },
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": { "name": "web", "namespace": ns, "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "web", "image": "example.invalid/web:1", "ports": [{ "containerPort": 8080 }] }] },
+            },
+            "oldObject": null,
+            "dryRun": false,
+        }
+    })
+}
+
+/// The containers the JSON patch in `response` adds, anywhere in the pod.
+fn added_containers(response: &Value) -> Vec<Value> {
+    // kube encodes the patch bytes as a JSON array of numbers (the apiserver accepts that);
+    // accept base64 too.
+    let patch: Vec<u8> = match response["response"]["patch"].clone() {
+        Value::String(b64) => {
+            let ByteString(bytes) = serde_json::from_value(Value::String(b64)).unwrap();
+            bytes
+        }
+        other => {
+            serde_json::from_value(other).unwrap_or_else(|e| panic!("no patch in {response}: {e}"))
+        }
+    };
+    let ops: Vec<Value> = serde_json::from_slice(&patch).unwrap();
+    let mut out = Vec::new();
+    for op in ops.iter().filter(|op| op["op"] == "add") {
+        match &op["value"] {
+            Value::Array(items) => out.extend(items.iter().cloned()),
+            value => out.push(value.clone()),
+        }
+    }
+    out.into_iter()
+        .filter(|v| v.get("name").is_some() && v.get("image").is_some())
+        .collect()
+}
+
+fn env_value(container: &Value, name: &str) -> Option<String> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn controller_serves_webhooks_with_the_secret_certificate() {
+    with_temp_ns("cp-webhooks", |client, ns| async move {
+        ensure_crds(&client).await;
+        // Pods of this namespace are injected.
+        Api::<Namespace>::all(client.clone())
+            .patch(
+                &ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "annotations": { well_known::INJECT_ANNOTATION: "enabled" } } })),
+            )
+            .await
+            .unwrap();
+        // The issuer Secret holds the trust bundle the injector hands to proxies.
+        let pki = TestPki::generate("cluster.local");
+        put_secret(&client, &ns, &pki.issuer_secret(&ns)).await;
+
+        // A test-unique Mesh whose control plane would live elsewhere (so this namespace is
+        // not the injector's excluded control-plane namespace).
+        let mesh_name = format!("{ns}-mesh");
+        let meshes: Api<Mesh> = Api::all(client.clone());
+        let mesh: Mesh = serde_json::from_value(json!({
+            "apiVersion": "trellis.dev/v1alpha1",
+            "kind": "Mesh",
+            "metadata": { "name": mesh_name },
+            "spec": { "namespace": format!("{ns}-cp") },
+        }))
+        .unwrap();
+        let mesh = meshes
+            .patch(
+                &mesh_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&mesh),
+            )
+            .await
+            .unwrap();
+        // The Mesh is deleted also when the test fails.
+        let outcome = tokio::spawn(run_controller(client.clone(), ns, mesh, pki)).await;
+        if let Err(e) = meshes.delete(&mesh_name, &DeleteParams::background()).await {
+            tracing::warn!(mesh = %mesh_name, error = %e, "Could not delete the test Mesh");
+        }
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    })
+    .await;
+}
+
+/// Runs the controller for `mesh` with its Secrets in `ns` and checks its webhooks.
+async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
+    let mesh_name = mesh.metadata.name.clone().unwrap();
+    let loopback = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let config = ControllerConfig {
+        identity_addr: loopback(0),
+        destination_addr: loopback(0),
+        policy_addr: loopback(0),
+        webhook_addr: loopback(0),
+        image_repository: IMAGE_REPOSITORY.to_string(),
+        mesh_name: mesh_name.clone(),
+        control_plane_namespace: ns.clone(),
+        ..ControllerConfig::default()
+    };
+    let controller = Controller::bind(config).await.unwrap();
+    let addr = controller.webhook_addr();
+    assert_ne!(addr.port(), 0);
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    let run = tokio::spawn({
+        let client = client.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let registry = SharedRegistry::default();
+            let readiness = Readiness::default();
+            controller
+                .run(client, &registry, &readiness, shutdown)
+                .await
+        }
+    });
+
+    // The controller starts before its certificate exists and waits for it.
+    let (ca_a, cert_a, key_a) = webhook_pki("first");
+    put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_a, &key_a)).await;
+    let review = pod_review(&ns);
+    let proxy = eventually(
+        "the controller injects the proxy with the Mesh's settings",
+        DEFAULT_TIMEOUT,
+        || async {
+            let response = post_review(addr, &ca_a, &review).await?;
+            if response["response"]["allowed"] != true {
+                return Err(format!("not allowed: {response}"));
+            }
+            let proxy = added_containers(&response)
+                .into_iter()
+                .find(|c| c["name"] == PROXY_CONTAINER)
+                .ok_or_else(|| format!("no proxy container added: {response}"))?;
+            // The trust bundle arrives with its own watch; wait for it too.
+            match env_value(&proxy, "TRELLIS_PROXY_IDENTITY_TRUST_ANCHORS") {
+                Some(anchors) if anchors == pki.anchor_pem => Ok(proxy),
+                other => Err(format!("trust anchors not applied yet: {other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        proxy["image"],
+        format!("{IMAGE_REPOSITORY}/proxy:{}", mesh.spec.version),
+        "{proxy}"
+    );
+
+    // Replacing the Secret changes the certificate of new connections, with no restart.
+    let (ca_b, cert_b, key_b) = webhook_pki("second");
+    put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_b, &key_b)).await;
+    let want = CertificateDer::from_pem_slice(cert_b.as_bytes()).unwrap();
+    eventually(
+        "new connections get the replaced certificate",
+        DEFAULT_TIMEOUT,
+        || async {
+            let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await?;
+            if leaf == want {
+                Ok(())
+            } else {
+                Err("still the first certificate".to_string())
+            }
+        },
+    )
+    .await;
+    let response = eventually("a review over the new certificate", DEFAULT_TIMEOUT, || {
+        post_review(addr, &ca_b, &review)
+    })
+    .await;
+    assert!(
+        added_containers(&response)
+            .iter()
+            .any(|c| c["name"] == PROXY_CONTAINER),
+        "{response}"
+    );
+
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+}
