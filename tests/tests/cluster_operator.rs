@@ -1,7 +1,7 @@
 //! The operator against the real apiserver: a Mesh becomes Ready, drift is undone, upgrades
 //! roll, disabled extensions are pruned, deletion cleans up cluster-scoped objects, bad
-//! identity input holds the rollout back, the Lease hands over, and the install manifests'
-//! RBAC is enough.
+//! identity input holds the rollout back, the Lease hands over, the install manifests'
+//! RBAC is enough, and a namespace's `trellis.dev/inject` annotation is mirrored onto a label.
 //!
 //! Needs the local cluster (`tests/cluster/cluster up`). The operator runs in-process, limited
 //! by a label selector to this test's Mesh, with its Lease in the test namespace. Every Mesh
@@ -1140,6 +1140,78 @@ async fn a_second_mesh_for_the_same_namespace_is_refused_and_the_first_kept() {
         .await;
         h.await_ready(&version()).await;
         assert_eq!(h.controller().await.uid(), before.uid());
+        op.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inject_annotation_is_mirrored_onto_a_namespace_label() {
+    with_mesh("op-inject-label", false, |h| async move {
+        const KEY: &str = "trellis.dev/inject";
+        const UNRELATED: &str = "example.com/team";
+        let op = start_operator(h.client.clone(), operator_config(&h, "replica-a")).await;
+        let namespaces: Api<Namespace> = Api::all(h.client.clone());
+        let merge = |patch: Value| {
+            let namespaces = namespaces.clone();
+            let name = h.ns.clone();
+            async move {
+                namespaces
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .unwrap_or_else(|e| panic!("patch Namespace {name}: {e}"));
+            }
+        };
+        let await_label = |want: Option<&'static str>| {
+            let namespaces = namespaces.clone();
+            let name = h.ns.clone();
+            async move {
+                eventually(
+                    &format!("label {KEY}={want:?} on {name}"),
+                    RESTORE_TIMEOUT,
+                    || async {
+                        let ns = namespaces.get(&name).await.map_err(|e| e.to_string())?;
+                        let labels = ns.labels().clone();
+                        if labels.get(KEY).map(String::as_str) == want {
+                            Ok(labels)
+                        } else {
+                            Err(format!("{labels:?}"))
+                        }
+                    },
+                )
+                .await
+            }
+        };
+
+        merge(json!({ "metadata": {
+            "labels": { UNRELATED: "payments" },
+            "annotations": { KEY: "enabled" },
+        } }))
+        .await;
+        let labels = await_label(Some("enabled")).await;
+        assert_eq!(labels.get(UNRELATED).map(String::as_str), Some("payments"));
+
+        merge(json!({ "metadata": { "annotations": { KEY: "disabled" } } })).await;
+        let labels = await_label(Some("disabled")).await;
+        assert_eq!(labels.get(UNRELATED).map(String::as_str), Some("payments"));
+
+        merge(json!({ "metadata": { "annotations": { KEY: null } } })).await;
+        let labels = await_label(None).await;
+        assert_eq!(labels.get(UNRELATED).map(String::as_str), Some("payments"));
+
+        // The label is owned by its own field manager, not the operator's.
+        let ns = namespaces.get(&h.ns).await.unwrap();
+        let managers: Vec<String> = ns
+            .managed_fields()
+            .iter()
+            .filter_map(|m| m.manager.clone())
+            .collect();
+        assert!(
+            !managers
+                .iter()
+                .any(|m| m == trellis_api::well_known::FIELD_MANAGER),
+            "{managers:?}"
+        );
         op.stop().await;
     })
     .await;

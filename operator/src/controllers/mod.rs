@@ -1,7 +1,9 @@
 //! Controllers of the `operator` role: shared context, metrics, per-object backoff, and
-//! [`run`], which waits for the Lease and then runs every controller until shutdown.
+//! [`run`], which waits for the Lease and then runs every controller (Meshes, and the
+//! namespace inject-label mirror) until shutdown.
 
 pub mod mesh;
+pub mod namespace;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -212,10 +214,19 @@ pub async fn run(
     if let Some(selector) = &config.mesh_selector {
         meshes = meshes.labels(selector);
     }
-    let controller = mesh_controller(client, ctx, meshes, config.concurrency, stop.clone());
+    let controller = futures::future::join(
+        mesh_controller(
+            client.clone(),
+            ctx.clone(),
+            meshes,
+            config.concurrency,
+            stop.clone(),
+        ),
+        namespace_controller(client, ctx, stop.clone()),
+    );
     let mut controller = std::pin::pin!(controller);
     let (lost, finished) = tokio::select! {
-        () = &mut controller => (false, true),
+        _ = &mut controller => (false, true),
         () = shutdown.cancelled() => (false, false),
         () = guard.lost() => (true, false),
     };
@@ -243,6 +254,25 @@ fn mesh_of<K: kube::Resource>(child: K) -> Option<ObjectRef<Mesh>> {
         .as_ref()
         .and_then(|l| l.get(MESH_LABEL))
         .map(|name| ObjectRef::new(name))
+}
+
+/// Mirrors the `trellis.dev/inject` annotation of every namespace onto a label.
+fn namespace_controller(
+    client: Client,
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(namespace::reconcile, namespace::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(namespace = %obj.name, "Reconciled"),
+                Err(e) => tracing::debug!(error = %e, "Reconcile failed"),
+            }
+        })
 }
 
 fn mesh_controller(

@@ -82,6 +82,16 @@ fn default_spec_renders_the_control_plane() {
         "Ignore"
     );
     assert_eq!(
+        injector.object.data["webhooks"][0]["namespaceSelector"],
+        serde_json::json!({
+            "matchExpressions": [
+                { "key": "trellis.dev/inject", "operator": "In", "values": ["enabled", "ingress"] },
+                { "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "trellis-system"] },
+            ],
+        }),
+        "the injector is called for namespaces whose mirrored label opts in"
+    );
+    assert_eq!(
         plan.objects.first().map(|o| o.resource.kind.as_str()),
         Some("Namespace")
     );

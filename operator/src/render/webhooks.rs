@@ -1,7 +1,9 @@
 //! Admission webhook configurations, with the operator-managed `caBundle`.
 //!
-//! Both are scoped to namespaces labelled `trellis.dev/inject=enabled` and fail open, so a
-//! control plane that is down or not yet serving never blocks admission elsewhere.
+//! Both are scoped by the `trellis.dev/inject` namespace label, which the operator's namespace
+//! controller mirrors from the annotation users set (values `enabled` or `ingress`). Both skip `kube-system` and the control-plane namespace and
+//! fail open, so a control plane that is down or not yet serving never blocks admission
+//! elsewhere.
 
 use k8s_openapi::{
     ByteString,
@@ -21,6 +23,9 @@ pub const WEBHOOKS_COMPONENT: &str = "webhooks";
 pub const INJECTOR_SUFFIX: &str = "proxy-injector";
 /// Suffix of the validating configuration's name.
 pub const VALIDATOR_SUFFIX: &str = "validator";
+/// Values of the namespace label `trellis.dev/inject` the injector is called for (the
+/// injector itself treats `ingress` as an ingress-mode opt-in).
+pub const INJECTOR_LABEL_VALUES: [&str; 2] = ["enabled", "ingress"];
 /// Seconds the apiserver waits for a webhook before failing open.
 pub const WEBHOOK_TIMEOUT_SECONDS: i32 = 5;
 
@@ -35,7 +40,7 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
     })?;
     let namespace_selector = json!({
         "matchExpressions": [
-            { "key": INJECT_ANNOTATION, "operator": "In", "values": ["enabled"] },
+            { "key": INJECT_ANNOTATION, "operator": "In", "values": INJECTOR_LABEL_VALUES },
             { "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", input.spec.namespace] },
         ],
     });
