@@ -153,3 +153,40 @@ pub fn signed_by(child: &[u8], parent: &[u8]) -> Result<(), String> {
         .verify_signature(Some(parent.public_key()))
         .map_err(|e| e.to_string())
 }
+
+/// A CA and a server certificate it signed for IP 127.0.0.1, as PEM.
+#[derive(Debug, Clone)]
+pub struct LocalhostPki {
+    /// The CA certificate (for `caBundle` or a client's roots).
+    pub ca_pem: String,
+    /// The server certificate.
+    pub cert_pem: String,
+    /// The server's PKCS#8 private key.
+    pub key_pem: String,
+}
+
+/// A fresh CA named `<name> CA` and a server certificate for 127.0.0.1 named `name`.
+pub fn localhost_server(name: &str) -> LocalhostPki {
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} CA"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca_cert = ca.self_signed(&ca_key).expect("self-signed CA");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::default();
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(DnType::CommonName, name);
+    leaf.subject_alt_names = vec![rcgen::SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    )];
+    let key = KeyPair::generate().expect("server key");
+    let cert = leaf.signed_by(&key, &issuer).expect("server certificate");
+    LocalhostPki {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}

@@ -12,15 +12,12 @@ use std::{
     net::{Ipv4Addr, SocketAddr},
     sync::Arc,
 };
+use trellis_tests::certs::{LocalhostPki, localhost_server};
 
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use rustls::{
     ClientConfig, RootCertStore,
     pki_types::{CertificateDer, ServerName, pem::PemObject},
@@ -35,26 +32,6 @@ use trellis_webhooks::{
     lookup::{NamespaceLookup, PolicyLookup},
     tls::{CertResolver, serve},
 };
-
-/// A CA and a server certificate for 127.0.0.1: (ca pem, cert pem, key pem).
-fn pki(name: &str) -> (String, String, String) {
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("{name} CA"));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::CommonName, name);
-    leaf.subject_alt_names = vec![SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
 
 /// Lookups with no namespaces and no Servers.
 struct Empty;
@@ -117,8 +94,16 @@ async fn connect(
 #[tokio::test]
 async fn serves_reviews_over_tls_and_reloads_the_certificate() {
     trellis_tests::trace_init();
-    let (ca_a, cert_a, key_a) = pki("first");
-    let (ca_b, cert_b, key_b) = pki("second");
+    let LocalhostPki {
+        ca_pem: ca_a,
+        cert_pem: cert_a,
+        key_pem: key_a,
+    } = localhost_server("first");
+    let LocalhostPki {
+        ca_pem: ca_b,
+        cert_pem: cert_b,
+        key_pem: key_b,
+    } = localhost_server("second");
     let certs = Arc::new(CertResolver::from_pem(cert_a.as_bytes(), key_a.as_bytes()).unwrap());
     let config = InjectConfig::from_mesh(&MeshSpec::default(), "registry.test/proxy:0.1.0", "");
     let state = State::new(config, Arc::new(Empty), Arc::new(Empty));

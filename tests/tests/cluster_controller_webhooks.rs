@@ -29,10 +29,6 @@ use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams},
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use rustls::{
     ClientConfig, RootCertStore,
     pki_types::{CertificateDer, ServerName, pem::PemObject},
@@ -50,33 +46,13 @@ use trellis_operator::{
 };
 use trellis_tests::{
     DEFAULT_TIMEOUT,
-    certs::TestPki,
+    certs::{LocalhostPki, TestPki, localhost_server},
     cluster, eventually,
     k8s::{FIELD_MANAGER, apply_yaml, with_temp_ns},
 };
 use trellis_webhooks::{INJECT_PATH, inject::template::PROXY_CONTAINER};
 
 const IMAGE_REPOSITORY: &str = "registry.test/trellis";
-
-/// A CA and a server certificate for 127.0.0.1 it signed: (ca pem, cert pem, key pem).
-fn webhook_pki(name: &str) -> (String, String, String) {
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("{name} CA"));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::CommonName, name);
-    leaf.subject_alt_names = vec![SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
 
 /// Server-side applies `secret` (replacing its data).
 async fn put_secret(client: &Client, ns: &str, secret: &Secret) {
@@ -334,7 +310,11 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     });
 
     // The controller starts before its certificate exists and waits for it.
-    let (ca_a, cert_a, key_a) = webhook_pki("first");
+    let LocalhostPki {
+        ca_pem: ca_a,
+        cert_pem: cert_a,
+        key_pem: key_a,
+    } = localhost_server("first");
     put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_a, &key_a)).await;
     let review = pod_review(&ns);
     let proxy = eventually(
@@ -364,7 +344,11 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     );
 
     // Replacing the Secret changes the certificate of new connections, with no restart.
-    let (ca_b, cert_b, key_b) = webhook_pki("second");
+    let LocalhostPki {
+        ca_pem: ca_b,
+        cert_pem: cert_b,
+        key_pem: key_b,
+    } = localhost_server("second");
     put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_b, &key_b)).await;
     let want = CertificateDer::from_pem_slice(cert_b.as_bytes()).unwrap();
     eventually(

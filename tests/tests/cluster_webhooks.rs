@@ -14,6 +14,7 @@
 )]
 
 use std::{collections::BTreeMap, future::Future, net::Ipv4Addr, path::PathBuf};
+use trellis_tests::certs::localhost_server;
 
 use k8s_openapi::{
     ByteString,
@@ -27,10 +28,6 @@ use k8s_openapi::{
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
-};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
 };
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot};
@@ -48,37 +45,6 @@ use trellis_webhooks::{
 };
 
 const PROXY_IMAGE: &str = "registry.test/trellis/proxy:0.1.0";
-
-/// A test CA and a server certificate for 127.0.0.1 it signed, as PEM.
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki() -> Pki {
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name
-        .push(DnType::CommonName, "trellis webhook test CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    leaf.subject_alt_names = vec![SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert_pem: leaf_cert.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
-}
 
 /// Applies the committed CRDs (server-side, idempotent) and waits until they are Established.
 async fn install_crds(client: &Client) {
@@ -197,7 +163,7 @@ where
 {
     with_temp_ns(name, |client, ns| async move {
         install_crds(&client).await;
-        let pki = pki();
+        let pki = localhost_server("127.0.0.1");
         let certs = std::sync::Arc::new(
             CertResolver::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap(),
         );
