@@ -3,9 +3,11 @@
 //!
 //! Needs the local cluster (`tests/cluster/cluster up`). Each test starts the webhook server
 //! on 127.0.0.1:0 with a certificate from a test CA (IP SAN 127.0.0.1), registers webhook
-//! configurations with test-unique names whose `clientConfig.url` points at it and whose
-//! namespaceSelector matches only the test's namespace, and deletes them at the end. The
-//! server is up before registration, so `failurePolicy: Fail` never blocks other pods.
+//! configurations with test-unique names whose `clientConfig.url` points at it, and deletes
+//! them at the end. Their namespaceSelectors are the ones the operator renders
+//! (`trellis_operator::render::webhooks`), narrowed to the test's namespace, so these tests
+//! break when the rendered selectors regress. The server is up before registration, so
+//! `failurePolicy: Fail` never blocks other pods.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -32,6 +34,9 @@ use kube::{
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot};
 use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_operator::render::webhooks::{
+    NAMESPACE_NAME_LABEL, injector_namespace_selector, validator_namespace_selector,
+};
 use trellis_tests::{
     DEFAULT_TIMEOUT,
     cluster::{self, kubectl},
@@ -90,12 +95,36 @@ struct Registration {
     validating: String,
 }
 
+/// Name of the test's mutating webhook configuration for namespace `ns`.
+fn mutating_name(ns: &str) -> String {
+    format!("trellis-test-inject-{ns}")
+}
+
+/// `selector` (as the operator renders it) narrowed to namespace `ns`: the rendered
+/// expressions still decide, and no other namespace is ever sent to the test server.
+fn scoped(selector: Value, ns: &str) -> Value {
+    let mut selector = selector;
+    assert!(
+        selector["matchLabels"].get(NAMESPACE_NAME_LABEL).is_none(),
+        "the rendered selector names a namespace: {selector}"
+    );
+    selector["matchLabels"][NAMESPACE_NAME_LABEL] = json!(ns);
+    selector
+}
+
+/// The operator's injector selector for a control plane in `control_plane_ns`, narrowed to `ns`.
+fn injector_selector(control_plane_ns: &str, ns: &str) -> Value {
+    scoped(injector_namespace_selector(control_plane_ns), ns)
+}
+
 async fn register(client: &Client, ns: &str, port: u16, ca_pem: &str) -> Registration {
     let ca_bundle = serde_json::to_value(ByteString(ca_pem.as_bytes().to_vec())).unwrap();
-    let selector = json!({ "matchLabels": { "kubernetes.io/metadata.name": ns } });
+    // The injector's control plane is the Mesh default's, as in the InjectConfig below.
+    let injector_selector = injector_selector(&MeshSpec::default().namespace, ns);
+    let validator_selector = scoped(validator_namespace_selector(), ns);
     let client_config = |path: &str| json!({ "url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle });
     let registration = Registration {
-        mutating: format!("trellis-test-inject-{ns}"),
+        mutating: mutating_name(ns),
         validating: format!("trellis-test-validate-{ns}"),
     };
     let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
@@ -108,7 +137,7 @@ async fn register(client: &Client, ns: &str, port: u16, ca_pem: &str) -> Registr
             "sideEffects": "None",
             "timeoutSeconds": 10,
             "reinvocationPolicy": "Never",
-            "namespaceSelector": selector,
+            "namespaceSelector": injector_selector,
             "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced" }],
         }],
     }))
@@ -122,7 +151,7 @@ async fn register(client: &Client, ns: &str, port: u16, ca_pem: &str) -> Registr
             "failurePolicy": "Fail",
             "sideEffects": "None",
             "timeoutSeconds": 10,
-            "namespaceSelector": selector,
+            "namespaceSelector": validator_selector,
             "rules": [{ "apiGroups": ["policy.trellis.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["servers", "authorizationpolicies"], "scope": "Namespaced" }],
         }],
     }))
@@ -195,31 +224,48 @@ fn pod(name: &str, annotations: Value) -> Pod {
     .unwrap()
 }
 
-/// Waits until the apiserver calls the injector for `ns` (a dry-run pod comes back injected).
-async fn await_injector(client: &Client, ns: &str) {
+/// Whether a dry-run pod annotated `trellis.dev/inject: enabled` comes back injected from
+/// `ns`; the injector always injects it, so `false` means the apiserver did not call it.
+async fn probe_injected(client: &Client, ns: &str) -> Result<bool, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let params = PostParams {
         dry_run: true,
         ..PostParams::default()
     };
+    let probe = pods
+        .create(
+            &params,
+            &pod("probe", json!({ "trellis.dev/inject": "enabled" })),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(!init_names(&probe).is_empty())
+}
+
+/// Waits until the apiserver calls the injector for `ns` (a dry-run pod comes back injected).
+async fn await_injector(client: &Client, ns: &str) {
     eventually(
         "the injector to be called by the apiserver",
         DEFAULT_TIMEOUT,
         || async {
-            let probe = pods
-                .create(
-                    &params,
-                    &pod("probe", json!({ "trellis.dev/inject": "enabled" })),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if init_names(&probe).is_empty() {
-                Err("dry-run pod not injected yet".to_string())
-            } else {
-                Ok(())
+            match probe_injected(client, ns).await? {
+                true => Ok(()),
+                false => Err("dry-run pod not injected yet".to_string()),
             }
         },
     )
+    .await;
+}
+
+/// Waits until the apiserver stops calling the injector for `ns` (after a selector or label
+/// change; callers first saw it called, so a pod left alone means the selector excluded it).
+async fn await_injector_skipped(client: &Client, ns: &str, why: &str) {
+    eventually(why, DEFAULT_TIMEOUT, || async {
+        match probe_injected(client, ns).await? {
+            false => Ok(()),
+            true => Err("dry-run pod still injected".to_string()),
+        }
+    })
     .await;
 }
 
@@ -292,23 +338,9 @@ async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
             )
             .await
             .unwrap();
-        assert_eq!(
-            init_names(&opted_out),
-            Vec::<String>::new(),
-            "inject: disabled is untouched"
-        );
-        let spec = opted_out.spec.as_ref().unwrap();
-        assert_eq!(spec.containers.len(), 1);
-        assert!(
-            spec.volumes
-                .iter()
-                .flatten()
-                .all(|v| !v.name.starts_with("trellis-"))
-        );
-        assert!(
-            !opted_out
-                .annotations()
-                .contains_key("trellis.dev/proxy-version")
+        assert_untouched(
+            &opted_out,
+            "inject: disabled on the pod beats the namespace's enabled",
         );
 
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -393,6 +425,150 @@ async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
                 .map(String::as_str),
             Some(env!("CARGO_PKG_VERSION"))
         );
+    })
+    .await;
+}
+
+/// Asserts that `pod` was admitted exactly as written: one container, no init containers, no
+/// Trellis volumes or annotations.
+fn assert_untouched(pod: &Pod, what: &str) {
+    assert_eq!(init_names(pod), Vec::<String>::new(), "{what}");
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.containers.len(), 1, "{what}");
+    assert!(
+        spec.volumes
+            .iter()
+            .flatten()
+            .all(|v| !v.name.starts_with("trellis-")),
+        "{what}"
+    );
+    assert!(
+        !pod.annotations().contains_key("trellis.dev/proxy-version"),
+        "{what}"
+    );
+}
+
+#[tokio::test]
+async fn pod_annotation_opts_in_where_the_namespace_has_not() {
+    with_webhooks("wh-pod-opt-in", |client, ns| async move {
+        let namespace = Api::<Namespace>::all(client.clone())
+            .get(&ns)
+            .await
+            .unwrap();
+        assert!(
+            !namespace.annotations().contains_key("trellis.dev/inject")
+                && !namespace.labels().contains_key("trellis.dev/inject"),
+            "the namespace has not opted in: {:?}",
+            namespace.metadata
+        );
+        // The apiserver calls the injector for a namespace that has not opted in.
+        await_injector(&client, &ns).await;
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let plain = pods
+            .create(&PostParams::default(), &pod("plain", json!({})))
+            .await
+            .unwrap();
+        assert_untouched(&plain, "no annotation on pod or namespace: untouched");
+
+        let opted_in = pods
+            .create(
+                &PostParams::default(),
+                &pod("opted-in", json!({ "trellis.dev/inject": "enabled" })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            init_names(&opted_in),
+            ["trellis-proxy-init", "trellis-proxy"],
+            "the pod's own annotation opts it in"
+        );
+        assert_eq!(
+            opted_in
+                .annotations()
+                .get("trellis.dev/proxy-version")
+                .map(String::as_str),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        let env = proxy_env(&opted_in);
+        assert_eq!(env["TRELLIS_PROXY_INBOUND_PORTS"], "8080");
+
+        let fetched = pods.get("plain").await.unwrap();
+        assert_untouched(&fetched, "the stored plain pod is untouched");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn injector_is_not_called_for_opted_out_or_control_plane_namespaces() {
+    with_webhooks("wh-ns-opt-out", |client, ns| async move {
+        await_injector(&client, &ns).await;
+
+        // The operator mirrors `trellis.dev/inject: disabled` onto the label; the rendered
+        // selector then keeps the whole namespace away from the injector, even for pods that
+        // ask for it (the injector itself would inject them: the pod's annotation wins).
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let set_inject = |value: Option<&str>| {
+            json!({ "metadata": {
+                "annotations": { "trellis.dev/inject": value },
+                "labels": { "trellis.dev/inject": value },
+            } })
+        };
+        namespaces
+            .patch(
+                &ns,
+                &PatchParams::default(),
+                &Patch::Merge(set_inject(Some("disabled"))),
+            )
+            .await
+            .unwrap();
+        await_injector_skipped(
+            &client,
+            &ns,
+            "the injector to be skipped for a namespace labelled disabled",
+        )
+        .await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let asked = pods
+            .create(
+                &PostParams::default(),
+                &pod("asked", json!({ "trellis.dev/inject": "enabled" })),
+            )
+            .await
+            .unwrap();
+        assert_untouched(
+            &asked,
+            "an opted-out namespace is never sent to the injector",
+        );
+
+        // Without the label the injector is called again.
+        namespaces
+            .patch(
+                &ns,
+                &PatchParams::default(),
+                &Patch::Merge(set_inject(None)),
+            )
+            .await
+            .unwrap();
+        await_injector(&client, &ns).await;
+
+        // Rendered for a control plane in this namespace, the selector leaves it out.
+        let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+        let name = mutating_name(&ns);
+        let mut config = mutating.get(&name).await.unwrap();
+        let webhook = config.webhooks.as_mut().unwrap().first_mut().unwrap();
+        webhook.namespace_selector =
+            Some(serde_json::from_value(injector_selector(&ns, &ns)).unwrap());
+        mutating
+            .replace(&name, &PostParams::default(), &config)
+            .await
+            .unwrap();
+        await_injector_skipped(
+            &client,
+            &ns,
+            "the injector to be skipped for the control-plane namespace",
+        )
+        .await;
     })
     .await;
 }

@@ -85,11 +85,11 @@ fn default_spec_renders_the_control_plane() {
         injector.object.data["webhooks"][0]["namespaceSelector"],
         serde_json::json!({
             "matchExpressions": [
-                { "key": "trellis.dev/inject", "operator": "In", "values": ["enabled", "ingress"] },
                 { "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "trellis-system"] },
+                { "key": "trellis.dev/inject", "operator": "NotIn", "values": ["disabled"] },
             ],
         }),
-        "the injector is called for namespaces whose mirrored label opts in"
+        "the injector is called for every namespace but kube-system, the control plane's and opted-out ones"
     );
     assert_eq!(
         plan.objects.first().map(|o| o.resource.kind.as_str()),
@@ -187,4 +187,69 @@ fn a_foreign_namespace_is_not_rendered() {
     })
     .unwrap();
     assert!(!plan.objects.iter().any(|o| o.resource.kind == "Namespace"));
+}
+
+#[test]
+fn webhook_selectors_follow_the_control_plane_namespace() {
+    let spec = MeshSpec {
+        namespace: "mesh-cp".to_string(),
+        ..MeshSpec::default()
+    };
+    let plan = plan_for(&spec);
+    let injector = &find(
+        &plan,
+        "MutatingWebhookConfiguration",
+        "trellis-m1-proxy-injector",
+    )
+    .object
+    .data["webhooks"][0];
+    assert_eq!(
+        injector["namespaceSelector"],
+        webhooks::injector_namespace_selector("mesh-cp")
+    );
+    let expressions = injector["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .unwrap();
+    assert!(
+        expressions.iter().all(|e| e["operator"] == "NotIn"),
+        "the injector is never limited to opted-in namespaces (a pod may opt in alone): {expressions:?}"
+    );
+    assert!(
+        expressions.contains(&serde_json::json!({
+            "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "mesh-cp"],
+        })),
+        "{expressions:?}"
+    );
+    assert!(
+        injector["namespaceSelector"].get("matchLabels").is_none(),
+        "{injector}"
+    );
+    assert_eq!(injector["failurePolicy"], "Ignore");
+    assert_eq!(
+        injector["timeoutSeconds"],
+        webhooks::WEBHOOK_TIMEOUT_SECONDS
+    );
+    assert_eq!(injector["clientConfig"]["service"]["namespace"], "mesh-cp");
+
+    let validator = &find(
+        &plan,
+        "ValidatingWebhookConfiguration",
+        "trellis-m1-validator",
+    )
+    .object
+    .data["webhooks"][0];
+    assert_eq!(
+        validator["namespaceSelector"],
+        serde_json::json!({
+            "matchExpressions": [
+                { "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"] },
+            ],
+        }),
+        "policy objects are validated in every namespace but kube-system, whatever its inject label"
+    );
+    assert_eq!(validator["failurePolicy"], "Ignore");
+    assert_eq!(
+        validator["timeoutSeconds"],
+        webhooks::WEBHOOK_TIMEOUT_SECONDS
+    );
 }

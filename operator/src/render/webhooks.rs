@@ -1,9 +1,14 @@
 //! Admission webhook configurations, with the operator-managed `caBundle`.
 //!
-//! Both are scoped by the `trellis.dev/inject` namespace label, which the operator's namespace
-//! controller mirrors from the annotation users set (values `enabled` or `ingress`). Both skip `kube-system` and the control-plane namespace and
-//! fail open, so a control plane that is down or not yet serving never blocks admission
-//! elsewhere.
+//! The proxy injector is called for pods in every namespace except `kube-system`, the
+//! control-plane namespace and namespaces that opted out (label `trellis.dev/inject:
+//! disabled`, which the operator's namespace controller mirrors from the annotation users
+//! set; a hard opt-out, no pod there reaches the injector), and decides per pod itself: the
+//! pod's own `trellis.dev/inject` annotation, or else its namespace's, must say `enabled` or
+//! `ingress` (see `trellis_webhooks::inject`). This is how Linkerd scopes its injector, and it
+//! lets a pod opt in inside a namespace that has not.
+//! The validator is called for policy objects everywhere except `kube-system`. Both fail
+//! open, so a control plane that is down or not yet serving never blocks admission elsewhere.
 
 use k8s_openapi::{
     ByteString,
@@ -11,7 +16,7 @@ use k8s_openapi::{
         MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
     },
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use trellis_api::well_known::{INJECT_ANNOTATION, WEBHOOK_SERVICE};
 
 use super::{Plan, RenderInput, cluster_name, labels, push};
@@ -23,11 +28,46 @@ pub const WEBHOOKS_COMPONENT: &str = "webhooks";
 pub const INJECTOR_SUFFIX: &str = "proxy-injector";
 /// Suffix of the validating configuration's name.
 pub const VALIDATOR_SUFFIX: &str = "validator";
-/// Values of the namespace label `trellis.dev/inject` the injector is called for (the
-/// injector itself treats `ingress` as an ingress-mode opt-in).
-pub const INJECTOR_LABEL_VALUES: [&str; 2] = ["enabled", "ingress"];
+/// Values of the namespace label `trellis.dev/inject` whose pods are never sent to the
+/// injector (the namespace opted out as a whole).
+pub const INJECTOR_EXCLUDED_LABEL_VALUES: [&str; 1] = ["disabled"];
+/// Namespaces no webhook is ever called for: the cluster's own system pods.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
+/// Label the apiserver sets on every namespace to its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// Seconds the apiserver waits for a webhook before failing open.
 pub const WEBHOOK_TIMEOUT_SECONDS: i32 = 5;
+
+/// The proxy injector's `namespaceSelector` for a control plane in `control_plane_namespace`.
+///
+/// It selects every namespace except `kube-system`, the control-plane namespace (its pods
+/// must start while the injector is down) and namespaces labelled `trellis.dev/inject:
+/// disabled`. Whether a selected pod is injected is the injector's decision, from the pod's
+/// and the namespace's annotations; a namespace without the label is not opted in by being
+/// selected.
+pub fn injector_namespace_selector(control_plane_namespace: &str) -> Value {
+    json!({
+        "matchExpressions": [
+            { "key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": [SYSTEM_NAMESPACE, control_plane_namespace] },
+            { "key": INJECT_ANNOTATION, "operator": "NotIn", "values": INJECTOR_EXCLUDED_LABEL_VALUES },
+        ],
+    })
+}
+
+/// The validator's `namespaceSelector`: every namespace except `kube-system`.
+///
+/// Policy objects (Servers, AuthorizationPolicies, ServiceProfiles) apply to meshed pods,
+/// and a pod can be meshed in any namespace by its own annotation, so they are validated in
+/// every namespace whatever its `trellis.dev/inject` label says, the control-plane namespace
+/// included (validating a policy object never waits on a pod there). Only `kube-system` is
+/// left out, as for every webhook.
+pub fn validator_namespace_selector() -> Value {
+    json!({
+        "matchExpressions": [
+            { "key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": [SYSTEM_NAMESPACE] },
+        ],
+    })
+}
 
 /// Renders both webhook configurations into `plan`.
 pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
@@ -38,12 +78,6 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
         what: "webhook caBundle".to_string(),
         source,
     })?;
-    let namespace_selector = json!({
-        "matchExpressions": [
-            { "key": INJECT_ANNOTATION, "operator": "In", "values": INJECTOR_LABEL_VALUES },
-            { "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", input.spec.namespace] },
-        ],
-    });
     let client_config = |path: &str| {
         json!({
             "service": { "name": WEBHOOK_SERVICE, "namespace": input.spec.namespace, "path": path, "port": 443 },
@@ -63,7 +97,7 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
                 "sideEffects": "None",
                 "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
                 "reinvocationPolicy": "Never",
-                "namespaceSelector": namespace_selector,
+                "namespaceSelector": injector_namespace_selector(&input.spec.namespace),
                 "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced" }],
             }],
         }),
@@ -80,7 +114,7 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
                 "failurePolicy": "Ignore",
                 "sideEffects": "None",
                 "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
-                "namespaceSelector": namespace_selector,
+                "namespaceSelector": validator_namespace_selector(),
                 "rules": [
                     { "apiGroups": ["policy.trellis.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["*"], "scope": "Namespaced" },
                     { "apiGroups": ["trellis.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["serviceprofiles"], "scope": "Namespaced" },

@@ -1,8 +1,14 @@
 //! The mutating webhook: adds trellis-proxy-init and trellis-proxy to pods that opt in.
 //!
-//! A pod is injected when its own `trellis.dev/inject` annotation, or else its namespace's,
-//! says `enabled` (or `ingress`). Pods on the host network, pods in the control-plane
-//! namespace and pods that already hold a proxy are left alone, so injection is idempotent.
+//! The apiserver calls it for pods in every namespace but `kube-system`, the control-plane
+//! namespace and namespaces labelled `trellis.dev/inject: disabled` (the operator's
+//! `namespaceSelector`), so the decision is made here, per pod: a pod is injected when its own
+//! `trellis.dev/inject` annotation, or else (when it has none, or an unknown value) its
+//! namespace's, says `enabled` (or `ingress`). A pod annotated `disabled` is left alone
+//! without reading its namespace; a namespace without the annotation opts nobody in. Pods on
+//! the host network, pods in the control-plane namespace and pods that already hold a proxy
+//! are left alone, so injection is idempotent. A pod left alone gets an allowing response
+//! without a patch.
 
 pub mod annotations;
 pub mod patch;

@@ -176,6 +176,55 @@ async fn pod_annotation_wins_over_namespace() {
 }
 
 #[tokio::test]
+async fn pod_annotation_opts_in_where_the_namespace_has_none() {
+    for ns_annotations in [&[][..], &[("owner", "shop-team")][..]] {
+        let (state, _) = mk_state(NS, ns_annotations);
+        let (out, response) = inject(&state, &mk_pod(&[])).await;
+        assert_eq!(out, None, "no annotation on pod or namespace: untouched");
+        assert_eq!(response.patch, None);
+        assert_eq!(response.warnings, None);
+
+        let (out, _) = inject(&state, &mk_pod(&[("trellis.dev/inject", "enabled")])).await;
+        let out = out.expect("the pod's own enabled annotation injects it");
+        let proxy = container(&out["spec"]["initContainers"], "trellis-proxy");
+        assert_eq!(proxy["image"], PROXY_IMAGE);
+
+        let (out, _) = inject(&state, &mk_pod(&[("trellis.dev/inject", "ingress")])).await;
+        let out = out.expect("the pod's own ingress annotation injects it");
+        let proxy = container(&out["spec"]["initContainers"], "trellis-proxy");
+        assert_eq!(env(proxy, "INGRESS_MODE"), "true");
+
+        let (out, _) = inject(&state, &mk_pod(&[("trellis.dev/inject", "yes")])).await;
+        assert_eq!(
+            out, None,
+            "an unknown pod value falls back to the namespace's (none)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_namespace_opts_nobody_in() {
+    let (state, _) = mk_state("elsewhere", &[("trellis.dev/inject", "enabled")]);
+    let (out, response) = inject(&state, &mk_pod(&[])).await;
+    assert!(response.allowed);
+    assert_eq!(
+        out, None,
+        "a namespace the lookup does not know is not opted in"
+    );
+    let (out, _) = inject(&state, &mk_pod(&[("trellis.dev/inject", "enabled")])).await;
+    assert!(out.is_some(), "the pod's own annotation still counts");
+}
+
+#[tokio::test]
+async fn disabled_pod_is_admitted_without_a_namespace_lookup() {
+    let (state, lookup) = mk_state(NS, &[("trellis.dev/inject", "enabled")]);
+    *lookup.fail.lock() = true;
+    let (out, response) = inject(&state, &mk_pod(&[("trellis.dev/inject", "disabled")])).await;
+    assert!(response.allowed);
+    assert_eq!(out, None, "inject: disabled never needs the namespace");
+}
+
+#[tokio::test]
 async fn annotations_override_mesh_defaults() {
     let (state, _) = mk_state(
         NS,
