@@ -12,10 +12,13 @@
     reason = "test support fails tests by panicking"
 )]
 
+pub mod bins;
 pub mod certs;
 pub mod cluster;
 pub mod control;
 pub mod k8s;
+pub mod mesh;
+pub mod netns;
 pub mod proxy;
 
 use std::{fmt::Debug, future::Future, time::Duration};

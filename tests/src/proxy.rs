@@ -4,8 +4,13 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
+
+use parking_lot::Mutex;
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -76,6 +81,12 @@ pub fn config(anchors_pem: &str, overrides: &[(&str, &str)]) -> Config {
 pub async fn echo_server(greeting: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    serve_echo(listener, greeting);
+    addr
+}
+
+/// Serves [`echo_server`]'s protocol on `listener`.
+pub fn serve_echo(listener: TcpListener, greeting: &'static [u8]) {
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
@@ -90,7 +101,6 @@ pub async fn echo_server(greeting: &'static [u8]) -> SocketAddr {
             });
         }
     });
-    addr
 }
 
 /// Sends `GET path` over HTTP/1.0 and returns the status code and body.
@@ -124,14 +134,24 @@ pub async fn http_app() -> SocketAddr {
 /// [`http_app`] whose bodies end with ` app=<name>` (when `name` is not empty), and where
 /// `/slow` waits 100 ms before answering.
 pub async fn http_app_named(name: &'static str) -> SocketAddr {
-    use hyper::{Request, Response, body::Incoming};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    serve_http_app(listener, name);
+    addr
+}
+
+/// Serves [`http_app_named`] on `listener`; returns the paths of the requests it has seen,
+/// in order.
+pub fn serve_http_app(listener: TcpListener, name: &'static str) -> Arc<Mutex<Vec<String>>> {
+    use hyper::{Request, Response, body::Incoming};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let seen = Arc::new(Mutex::new(Vec::new()));
     async fn handle(
         name: &'static str,
+        seen: Arc<Mutex<Vec<String>>>,
         mut req: Request<Incoming>,
     ) -> Result<Response<String>, std::convert::Infallible> {
+        seen.lock().push(req.uri().path().to_string());
         if req.uri().path() == "/slow" {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -174,22 +194,24 @@ pub async fn http_app_named(name: &'static str) -> SocketAddr {
             req.uri().path()
         )))
     }
+    let log = seen.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            let seen = log.clone();
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(
                         TokioIo::new(stream),
-                        hyper::service::service_fn(move |req| handle(name, req)),
+                        hyper::service::service_fn(move |req| handle(name, seen.clone(), req)),
                     )
                     .await;
             });
         }
     });
-    addr
+    seen
 }
 
 /// Sends `req` over a new HTTP/1 connection on `io`; returns the response with its body.

@@ -219,8 +219,16 @@ impl Inbound {
             server = policy.name(),
             "Inbound connection"
         );
+        let labels = endpoint(
+            Direction::Inbound,
+            orig_dst,
+            &label,
+            &srv_labels(&policy, orig_dst),
+        );
         if let Err(denied) = policy.authorize(client_addr.ip(), &client_tls) {
             tracing::info!(%denied, ?client_tls, "Connection denied");
+            let http = matches!(protocol, Protocol::Http1 | Protocol::Http2);
+            self.metrics.authz.deny(http, &labels);
             match protocol {
                 Protocol::Http1 => {
                     crate::http::serve_forbidden(io, false, denied.to_string()).await
@@ -230,12 +238,6 @@ impl Inbound {
             }
             return;
         }
-        let labels = endpoint(
-            Direction::Inbound,
-            orig_dst,
-            &label,
-            &srv_labels(&policy, orig_dst),
-        );
         let mut src = self.metrics.tcp.open("src", labels.clone());
         if let Protocol::Http1 | Protocol::Http2 = protocol {
             let client_id = match &client_tls {

@@ -1,5 +1,6 @@
 //! Prometheus metrics: the registry served on `/metrics` and the golden metric families.
 
+pub mod authz;
 pub mod http;
 pub mod labels;
 pub mod tcp;
@@ -16,6 +17,8 @@ pub struct Metrics {
     pub tcp: tcp::TcpMetrics,
     /// HTTP request and response metrics (both directions).
     pub http: http::HttpMetrics,
+    /// Inbound authorization denials.
+    pub authz: authz::AuthzMetrics,
 }
 
 impl Default for Metrics {
@@ -41,10 +44,12 @@ impl Metrics {
         registry.register("proxy_build_info", "Proxy build information", build_info);
         let tcp = tcp::TcpMetrics::register(&mut registry);
         let http = http::HttpMetrics::register(&mut registry);
+        let authz = authz::AuthzMetrics::register(&mut registry);
         Self {
             registry,
             tcp,
             http,
+            authz,
         }
     }
 
