@@ -35,7 +35,7 @@ pub fn path(name: &str) -> PathBuf {
     );
     let dir = BUILT.get_or_init(|| {
         let dir = profile_dir();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let cargo = crate::cluster::env("CARGO").unwrap_or_else(|| "cargo".to_string());
         let mut cmd = Command::new(cargo);
         cmd.arg("build").current_dir(crate::cluster::repo_root());
         if dir.file_name().is_some_and(|p| p == "release") {

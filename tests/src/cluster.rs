@@ -19,7 +19,9 @@ pub fn repo_root() -> PathBuf {
     clippy::disallowed_methods,
     reason = "test configuration is read here only"
 )]
-fn env(name: &str) -> Option<String> {
+/// The environment variable `name`, unless unset or empty: the one place test support reads
+/// its configuration.
+pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 

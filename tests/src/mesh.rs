@@ -518,7 +518,7 @@ impl Drop for MeshNet {
 
 /// The proxies' log filter: `$TRELLIS_NETNS_PROXY_LOG`, else warnings only.
 fn proxy_log_level() -> String {
-    std::env::var("TRELLIS_NETNS_PROXY_LOG").unwrap_or_else(|_| "warn".to_string())
+    crate::cluster::env("TRELLIS_NETNS_PROXY_LOG").unwrap_or_else(|| "warn".to_string())
 }
 
 /// Gives the proxy's uid the directory it writes its key into.

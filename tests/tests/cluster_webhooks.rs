@@ -500,35 +500,32 @@ async fn pod_annotation_opts_in_where_the_namespace_has_not() {
 }
 
 #[tokio::test]
-async fn injector_is_not_called_for_opted_out_or_control_plane_namespaces() {
+async fn pod_annotation_wins_over_a_disabled_namespace_and_the_control_plane_is_skipped() {
     with_webhooks("wh-ns-opt-out", |client, ns| async move {
         await_injector(&client, &ns).await;
 
-        // The operator mirrors `trellis.dev/inject: disabled` onto the label; the rendered
-        // selector then keeps the whole namespace away from the injector, even for pods that
-        // ask for it (the injector itself would inject them: the pod's annotation wins).
+        // A namespace that opts out (annotation, mirrored onto the label by the operator)
+        // still reaches the injector: its plain pods are left alone, a pod that asks for the
+        // proxy gets it.
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let set_inject = |value: Option<&str>| {
-            json!({ "metadata": {
-                "annotations": { "trellis.dev/inject": value },
-                "labels": { "trellis.dev/inject": value },
-            } })
-        };
+        let disabled = json!({ "metadata": {
+            "annotations": { "trellis.dev/inject": "disabled" },
+            "labels": { "trellis.dev/inject": "disabled" },
+        } });
         namespaces
-            .patch(
-                &ns,
-                &PatchParams::default(),
-                &Patch::Merge(set_inject(Some("disabled"))),
-            )
+            .patch(&ns, &PatchParams::default(), &Patch::Merge(disabled))
             .await
             .unwrap();
-        await_injector_skipped(
-            &client,
-            &ns,
-            "the injector to be skipped for a namespace labelled disabled",
-        )
-        .await;
+        await_injector(&client, &ns).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let plain = pods
+            .create(&PostParams::default(), &pod("plain", json!({})))
+            .await
+            .unwrap();
+        assert_untouched(
+            &plain,
+            "a pod in a disabled namespace without its own annotation",
+        );
         let asked = pods
             .create(
                 &PostParams::default(),
@@ -536,21 +533,11 @@ async fn injector_is_not_called_for_opted_out_or_control_plane_namespaces() {
             )
             .await
             .unwrap();
-        assert_untouched(
-            &asked,
-            "an opted-out namespace is never sent to the injector",
+        assert_eq!(
+            init_names(&asked),
+            ["trellis-proxy-init", "trellis-proxy"],
+            "the pod's own annotation wins over the namespace's disabled"
         );
-
-        // Without the label the injector is called again.
-        namespaces
-            .patch(
-                &ns,
-                &PatchParams::default(),
-                &Patch::Merge(set_inject(None)),
-            )
-            .await
-            .unwrap();
-        await_injector(&client, &ns).await;
 
         // Rendered for a control plane in this namespace, the selector leaves it out.
         let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());

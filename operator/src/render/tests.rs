@@ -86,10 +86,9 @@ fn default_spec_renders_the_control_plane() {
         serde_json::json!({
             "matchExpressions": [
                 { "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "trellis-system"] },
-                { "key": "trellis.dev/inject", "operator": "NotIn", "values": ["disabled"] },
             ],
         }),
-        "the injector is called for every namespace but kube-system, the control plane's and opted-out ones"
+        "the injector is called for every namespace but kube-system and the control plane's"
     );
     assert_eq!(
         plan.objects.first().map(|o| o.resource.kind.as_str()),

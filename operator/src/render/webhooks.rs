@@ -17,7 +17,7 @@ use k8s_openapi::{
     },
 };
 use serde_json::{Value, json};
-use trellis_api::well_known::{INJECT_ANNOTATION, WEBHOOK_SERVICE};
+use trellis_api::well_known::WEBHOOK_SERVICE;
 
 use super::{Plan, RenderInput, cluster_name, labels, push};
 use crate::error::Error;
@@ -28,9 +28,6 @@ pub const WEBHOOKS_COMPONENT: &str = "webhooks";
 pub const INJECTOR_SUFFIX: &str = "proxy-injector";
 /// Suffix of the validating configuration's name.
 pub const VALIDATOR_SUFFIX: &str = "validator";
-/// Values of the namespace label `trellis.dev/inject` whose pods are never sent to the
-/// injector (the namespace opted out as a whole).
-pub const INJECTOR_EXCLUDED_LABEL_VALUES: [&str; 1] = ["disabled"];
 /// Namespaces no webhook is ever called for: the cluster's own system pods.
 pub const SYSTEM_NAMESPACE: &str = "kube-system";
 /// Label the apiserver sets on every namespace to its name.
@@ -40,16 +37,15 @@ pub const WEBHOOK_TIMEOUT_SECONDS: i32 = 5;
 
 /// The proxy injector's `namespaceSelector` for a control plane in `control_plane_namespace`.
 ///
-/// It selects every namespace except `kube-system`, the control-plane namespace (its pods
-/// must start while the injector is down) and namespaces labelled `trellis.dev/inject:
-/// disabled`. Whether a selected pod is injected is the injector's decision, from the pod's
-/// and the namespace's annotations; a namespace without the label is not opted in by being
-/// selected.
+/// It selects every namespace except `kube-system` and the control-plane namespace (its pods
+/// must start while the injector is down). Whether a selected pod is injected is the
+/// injector's decision from the pod's and the namespace's annotations, the pod's winning in
+/// both directions; so a namespace annotated `disabled` is still selected, because a pod in
+/// it may opt in on its own.
 pub fn injector_namespace_selector(control_plane_namespace: &str) -> Value {
     json!({
         "matchExpressions": [
             { "key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": [SYSTEM_NAMESPACE, control_plane_namespace] },
-            { "key": INJECT_ANNOTATION, "operator": "NotIn", "values": INJECTOR_EXCLUDED_LABEL_VALUES },
         ],
     })
 }

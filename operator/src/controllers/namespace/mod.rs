@@ -1,5 +1,6 @@
 //! Mirrors each namespace's `trellis.dev/inject` annotation onto a label with the same key,
-//! so the proxy injector's `namespaceSelector` (which can only match labels) sees the opt-in.
+//! so label selectors (`kubectl get ns -l trellis.dev/inject=enabled`, webhook and policy
+//! selectors) can find meshed namespaces; annotations cannot be selected on.
 //!
 //! Only the label is written, by server-side apply under [`INJECT_LABEL_FIELD_MANAGER`], so no
 //! other field of the namespace is touched. Replicas and concurrent operators apply identical
