@@ -218,7 +218,8 @@ spec:
         let (code, body) = curl(
             &intruder,
             &format!("http://web.{ns}.svc.cluster.local/forbidden"),
-        ).await;
+        )
+        .await;
         assert_eq!(code, 403, "{body}");
         assert!(
             !seen.lock().iter().any(|p| p == "/forbidden"),
@@ -246,7 +247,8 @@ spec:
             let (code, body) = curl(
                 &cli,
                 &format!("http://web.{ns}.svc.cluster.local/after-{i}"),
-            ).await;
+            )
+            .await;
             assert_eq!(
                 code, 200,
                 "request {i} after the control plane stopped: {body}"
@@ -259,7 +261,8 @@ spec:
         let (code, _) = curl(
             &intruder,
             &format!("http://web.{ns}.svc.cluster.local/again"),
-        ).await;
+        )
+        .await;
         assert_eq!(code, 403, "policy stays enforced without the control plane");
         assert!(seen.lock().iter().any(|p| p == "/after-4"));
         drop(mesh);
