@@ -46,6 +46,8 @@ use crate::{
 
 /// Pod CIDR of the kwok node that holds the mesh's pods: the upper half of 198.18.0.0/24.
 pub const NODE_POD_CIDR: &str = "198.18.0.128/25";
+/// Field manager of the applied Mesh.
+const FIELD_MANAGER: &str = "trellis-netns-mesh";
 /// Label that lets this mesh's operator reconcile only its own Mesh.
 const MESH_LABEL: &str = "trellis.dev/netns-mesh";
 /// Image names in rendered pods; nothing pulls them.
@@ -69,7 +71,57 @@ pub struct MeshNet {
     hosts: Vec<(String, Ipv4Addr)>,
     pods: Vec<MeshPod>,
     control_plane: Option<NsProcess>,
+    setup: MeshSetup,
     net: Network,
+}
+
+/// Which Mesh a [`MeshNet`] runs and what it removes when dropped.
+#[derive(Clone, Debug)]
+pub struct MeshSetup {
+    /// Namespace of the workloads (it must exist; it also holds the operator's Lease).
+    pub ns: String,
+    /// The Mesh to apply.
+    pub mesh: Mesh,
+    /// The operator's Mesh label selector, so it leaves other Meshes alone.
+    pub selector: Option<String>,
+    /// Whether dropping the `MeshNet` deletes the control-plane namespace.
+    pub remove_control_plane_ns: bool,
+}
+
+impl MeshSetup {
+    /// A Mesh of the test's own: named `<ns>`, control plane in `<ns>-cp`, reconciled only
+    /// by this mesh's operator, everything removed afterwards.
+    pub fn isolated(ns: &str) -> Self {
+        let mesh = serde_json::from_value(json!({
+            "apiVersion": "trellis.dev/v1alpha1",
+            "kind": "Mesh",
+            "metadata": { "name": ns, "labels": { MESH_LABEL: ns } },
+            "spec": { "namespace": format!("{ns}-cp") },
+        }))
+        .unwrap();
+        Self {
+            ns: ns.to_string(),
+            mesh,
+            selector: Some(format!("{MESH_LABEL}={ns}")),
+            remove_control_plane_ns: true,
+        }
+    }
+
+    /// The quick-start Mesh, `config/samples/mesh.yaml`, with workloads in `ns`; its
+    /// control-plane namespace belongs to the install manifests and is kept.
+    pub fn sample(ns: &str) -> Self {
+        let path = crate::cluster::repo_root().join("config/samples/mesh.yaml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let mesh = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not a Mesh: {e}", path.display()));
+        Self {
+            ns: ns.to_string(),
+            mesh,
+            selector: None,
+            remove_control_plane_ns: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for MeshNet {
@@ -94,37 +146,45 @@ pub struct MeshPod {
 }
 
 impl MeshNet {
-    /// Creates the bridge, starts the control plane as a process and waits until the Mesh
-    /// `<ns>` (control plane in `<ns>-cp`) is Ready and its trust roots are published.
+    /// [`MeshNet::start_with`] a Mesh of the test's own ([`MeshSetup::isolated`]).
     pub async fn start(client: Client, ns: &str) -> Self {
+        Self::start_with(client, MeshSetup::isolated(ns)).await
+    }
+
+    /// Creates the bridge, starts the control plane as a process, applies `setup`'s Mesh
+    /// and waits until it is Ready and its trust roots are published.
+    pub async fn start_with(client: Client, setup: MeshSetup) -> Self {
         let net = Network::create();
+        let ns = setup.ns.clone();
         let dir = std::env::temp_dir().join(format!("trellis-mesh-{ns}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let cp_ns = format!("{ns}-cp");
+        let cp_ns = setup.mesh.spec.namespace.clone();
+        let mesh_name = setup.mesh.metadata.name.clone().expect("the Mesh has a name");
         let mut mesh = Self {
             client: client.clone(),
-            ns: ns.to_string(),
+            ns,
             cp_ns: cp_ns.clone(),
-            mesh_name: ns.to_string(),
+            mesh_name,
             node: format!("trellis-netns-{}", std::process::id()),
             dir,
             inject: None,
             hosts: Vec::new(),
             pods: Vec::new(),
             control_plane: None,
+            setup: setup.clone(),
             net,
         };
         mesh.start_control_plane();
         let meshes: Api<Mesh> = Api::all(client.clone());
-        let obj: Mesh = serde_json::from_value(json!({
-            "apiVersion": "trellis.dev/v1alpha1",
-            "kind": "Mesh",
-            "metadata": { "name": mesh.mesh_name, "labels": { MESH_LABEL: mesh.mesh_name } },
-            "spec": { "namespace": cp_ns },
-        }))
-        .unwrap();
-        meshes.create(&PostParams::default(), &obj).await.unwrap();
+        meshes
+            .patch(
+                &mesh.mesh_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&setup.mesh),
+            )
+            .await
+            .unwrap();
         let ready = eventually(
             &format!(
                 "Mesh {} Ready (log {})",
@@ -201,15 +261,14 @@ impl MeshNet {
                 addr(well_known::POLICY_PORT),
             )
             .env("TRELLIS_OPERATOR_MESH_NAME", &self.mesh_name)
-            .env(
-                "TRELLIS_OPERATOR_MESH_SELECTOR",
-                format!("{MESH_LABEL}={}", self.mesh_name),
-            )
             .env("TRELLIS_OPERATOR_CONTROL_PLANE_NAMESPACE", &self.cp_ns)
             .env("TRELLIS_OPERATOR_LEASE_NAMESPACE", &self.ns)
             .env("TRELLIS_OPERATOR_LEASE_NAME", "trellis-netns-mesh")
             .env("TRELLIS_OPERATOR_REPLICA_NAME", "netns")
             .env("TRELLIS_OPERATOR_IMAGE_REPOSITORY", IMAGE_REPOSITORY);
+        if let Some(selector) = &self.setup.selector {
+            cmd.env("TRELLIS_OPERATOR_MESH_SELECTOR", selector);
+        }
         let log = self.log("control-plane");
         self.control_plane = Some(NsProcess::spawn("trellis-operator", cmd, &log));
     }
@@ -466,7 +525,7 @@ impl MeshNet {
 
     /// Deletes the Mesh (while its operator still runs), the node and the control-plane
     /// namespace; used by `Drop`.
-    async fn remove_from_cluster(client: Client, mesh: String, node: String, cp_ns: String) {
+    async fn remove_from_cluster(client: Client, mesh: String, node: String, cp_ns: Option<String>) {
         let meshes: Api<Mesh> = Api::all(client.clone());
         let _ = meshes.delete(&mesh, &DeleteParams::default()).await;
         for _ in 0..100 {
@@ -485,9 +544,11 @@ impl MeshNet {
         let _ = Api::<Node>::all(client.clone())
             .delete(&node, &DeleteParams::default())
             .await;
-        let _ = Api::<Namespace>::all(client)
-            .delete(&cp_ns, &DeleteParams::background())
-            .await;
+        if let Some(cp_ns) = cp_ns {
+            let _ = Api::<Namespace>::all(client)
+                .delete(&cp_ns, &DeleteParams::background())
+                .await;
+        }
     }
 }
 
@@ -496,11 +557,11 @@ impl Drop for MeshNet {
         for pod in &mut self.pods {
             pod.proxy.kill();
         }
-        let (mesh, node, cp_ns) = (
-            self.mesh_name.clone(),
-            self.node.clone(),
-            self.cp_ns.clone(),
-        );
+        let (mesh, node) = (self.mesh_name.clone(), self.node.clone());
+        let cp_ns = self
+            .setup
+            .remove_control_plane_ns
+            .then(|| self.cp_ns.clone());
         let cleanup = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
