@@ -123,6 +123,19 @@ async fn deny_default_refuses_http_grpc_and_tcp_but_not_localhost() {
 
     // 127.0.0.1 has the implicit localhost authorization.
     assert!(echoes(TcpStream::connect(inbound).await.unwrap(), b"\x00local").await);
+
+    // Each denial is counted, by protocol class, with the server that refused it.
+    let (_, metrics) = http_get(proxy.admin_addr, "/metrics").await;
+    let total = |family: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .inspect(|l| assert!(l.contains(r#"srv_kind="default""#), "{l}"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(total("inbound_http_authz_deny_total"), 2.0, "{metrics}");
+    assert_eq!(total("inbound_tcp_authz_deny_total"), 1.0, "{metrics}");
     assert!(proxy.shutdown().await);
 }
 
