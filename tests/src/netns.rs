@@ -302,9 +302,13 @@ pub struct NsProcess {
 }
 
 impl NsProcess {
-    /// Starts `cmd` with its output in `log`.
+    /// Starts `cmd` with its output appended to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Self {
-        let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
         let err = out.try_clone().unwrap();
         let child = cmd
             .stdin(Stdio::null())

@@ -265,6 +265,38 @@ spec:
         .await;
         assert_eq!(code, 403, "policy stays enforced without the control plane");
         assert!(seen.lock().iter().any(|p| p == "/after-4"));
+
+        // The control plane comes back: the proxies reconnect and follow a policy change
+        // made meanwhile (the intruder is now listed).
+        apply_yaml(
+            &client,
+            Some(&ns),
+            &format!(
+                r#"
+apiVersion: policy.trellis.dev/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {{name: web-clients}}
+spec:
+  identities: ["{client_identity}", "{intruder_identity}"]
+"#
+            ),
+        )
+        .await
+        .unwrap();
+        mesh.start_control_plane();
+        let url = format!("http://web.{ns}.svc.cluster.local/welcome");
+        eventually(
+            "the reconnected proxy admits the newly listed identity",
+            DEFAULT_TIMEOUT,
+            || async {
+                match curl(&intruder, &url).await {
+                    (200, body) => Ok(body),
+                    other => Err(other),
+                }
+            },
+        )
+        .await;
+        assert!(seen.lock().iter().any(|p| p == "/welcome"));
         drop(mesh);
     })
     .await;

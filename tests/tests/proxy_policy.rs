@@ -259,3 +259,61 @@ async fn policy_updates_apply_to_new_connections() {
     );
     assert!(proxy.shutdown().await);
 }
+
+#[tokio::test]
+async fn a_policy_change_applies_to_requests_on_an_open_connection() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let fake_policy = FakePolicy::default();
+    let app_addr = trellis_tests::proxy::http_app().await;
+    let policy_addr = fake_policy.clone().spawn().await.to_string();
+    let proxy = app::spawn(
+        config(
+            &pki.anchor_pem,
+            &[(config::ENV_POLICY_SVC_ADDR, &policy_addr)],
+        ),
+        Options {
+            inbound_orig_dst: OrigDst::Fixed(app_addr),
+            outbound_orig_dst: OrigDst::Fixed(app_addr),
+        },
+    )
+    .await
+    .unwrap();
+    // One keep-alive connection, as a pooled connection between proxies would be.
+    let io = hyper_util::rt::TokioIo::new(connect_remote(proxy.inbound_addr).await);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        http::Request::get(path)
+            .header("host", "web")
+            .body(String::new())
+            .unwrap()
+    };
+    assert_eq!(
+        send.send_request(get("/before")).await.unwrap().status(),
+        200
+    );
+
+    // The controller now requires an identity: the next request on the same connection is
+    // refused (the watch converges after NotFound with backoff).
+    fake_policy.set(
+        app_addr.port(),
+        servers::meshed_only("web", &[CLIENT_IDENTITY]),
+    );
+    let mut status = 0;
+    for _ in 0..100 {
+        send.ready().await.expect("the connection stays open");
+        status = send
+            .send_request(get("/after"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 403 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 403, "the new policy applies on the open connection");
+    assert!(proxy.shutdown().await);
+}

@@ -1,11 +1,9 @@
 //! HTTP helpers shared by the inbound and outbound stacks.
 
-use std::convert::Infallible;
-
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::{body::Incoming, service::service_fn};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -42,30 +40,6 @@ pub fn forbidden<B>(req: &Request<B>, reason: &str) -> Response<Full<Bytes>> {
     }
     rsp.headers_mut().insert(L5D_PROXY_ERROR, reason);
     rsp
-}
-
-/// Serves HTTP on `io` (HTTP/2 when `h2`, else HTTP/1) answering every request as forbidden.
-pub async fn serve_forbidden<T>(io: T, h2: bool, reason: String)
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let rsp = forbidden(&req, &reason);
-        async move { Ok::<_, Infallible>(rsp) }
-    });
-    let io = TokioIo::new(io);
-    let res = if h2 {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, svc)
-            .await
-    } else {
-        hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, svc)
-            .await
-    };
-    if let Err(error) = res {
-        tracing::debug!(%error, "Denied HTTP connection ended with an error");
-    }
 }
 
 /// Serves HTTP (HTTP/2 when `h2`, else HTTP/1 with upgrades) on `io` with `svc`. When

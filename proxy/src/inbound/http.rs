@@ -2,9 +2,14 @@
 //!
 //! HTTP/2 requests carrying `l5d-orig-proto` are downgraded to the HTTP/1 the client app
 //! sent, and the header returns on the response. Meshed callers are named to the app in
-//! `l5d-client-id`. HTTP/1 upgrades (WebSocket) pass through.
+//! `l5d-client-id`. HTTP/1 upgrades (WebSocket) pass through. Every request is authorized
+//! against the port's current policy before it is forwarded.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
@@ -16,7 +21,11 @@ use hyper_util::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::metrics::{Labels, Metrics};
+use super::{
+    policy::{ClientTls, ServerPolicy},
+    watch::Policies,
+};
+use crate::metrics::{Labels, Metrics, TlsLabel};
 
 /// Header carrying the client app's HTTP version across an HTTP/2 hop.
 pub const L5D_ORIG_PROTO: &str = "l5d-orig-proto";
@@ -50,16 +59,52 @@ impl AppClients {
 /// What every request on one connection shares.
 #[derive(Clone, Debug)]
 pub struct ConnContext {
-    /// Where requests go.
+    /// Where requests go; its port is the one whose policy applies.
     pub target: SocketAddr,
-    /// The caller's identity, when meshed.
-    pub client_id: Option<String>,
-    /// Metric labels of the connection's endpoint.
+    /// The caller's address.
+    pub client_ip: IpAddr,
+    /// The caller's TLS state and identity.
+    pub client_tls: ClientTls,
+    /// The TLS label of the connection.
+    pub tls_label: TlsLabel,
+    /// Current policies, consulted for every request.
+    pub policies: Arc<Policies>,
+    /// The port's policy when the connection was accepted (`labels` were made for it).
+    pub accepted_policy: Arc<ServerPolicy>,
+    /// Metric labels of the connection's endpoint under `accepted_policy`.
     pub labels: Labels,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Clients to the app.
     pub clients: AppClients,
+}
+
+impl ConnContext {
+    /// Authorizes one request against the port's current policy; returns the metric labels
+    /// under that policy, or why it is refused.
+    fn authorize(&self) -> Result<Labels, String> {
+        let policy = self.policies.get(self.target.port());
+        let labels = if Arc::ptr_eq(&policy, &self.accepted_policy) {
+            self.labels.clone()
+        } else {
+            super::inbound_labels(self.target, &self.tls_label, &policy)
+        };
+        match policy.authorize(self.client_ip, &self.client_tls) {
+            Ok(_) => Ok(labels),
+            Err(denied) => {
+                tracing::info!(%denied, client_tls = ?self.client_tls, "Request denied");
+                self.metrics.authz.deny(true, &labels);
+                Err(denied.to_string())
+            }
+        }
+    }
+
+    fn client_id(&self) -> Option<&str> {
+        match &self.client_tls {
+            ClientTls::Established(Some(id)) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// Serves HTTP (HTTP/2 when `h2`) on `io`, forwarding every request per `ctx`, until the
@@ -85,12 +130,15 @@ fn proxy_error(status: StatusCode, reason: &str) -> Response<Body> {
 }
 
 async fn forward(ctx: ConnContext, mut req: Request<Incoming>) -> Response<Body> {
-    let metrics = ctx.metrics.http.request(ctx.labels.clone());
+    let labels = match ctx.authorize() {
+        Ok(labels) => labels,
+        Err(reason) => return crate::http::forbidden(&req, &reason).map(Either::Right),
+    };
+    let metrics = ctx.metrics.http.request(labels);
     let orig_proto = req.headers_mut().remove(L5D_ORIG_PROTO);
     req.headers_mut().remove(L5D_CLIENT_ID);
     if let Some(id) = ctx
-        .client_id
-        .as_deref()
+        .client_id()
         .and_then(|id| HeaderValue::from_str(id).ok())
     {
         req.headers_mut().insert(L5D_CLIENT_ID, id);

@@ -1,9 +1,11 @@
 //! Inbound: connections redirected to `:4143`, checked against policy and forwarded to the app.
 //!
 //! Each connection is detected (unless its port is opaque), mTLS addressed to this proxy's
-//! identity is terminated, and the port's policy decides: authorized connections are
-//! forwarded to their original destination; unauthorized HTTP gets `403` (gRPC:
-//! `PermissionDenied`) for every request, and anything else is closed.
+//! identity is terminated, and the port's policy decides. HTTP is authorized per request
+//! against the port's current policy, so a policy change applies at once to connections
+//! already open (pooled HTTP/2 between proxies carries many clients' requests for a long
+//! time); a refused request gets `403` (gRPC: `PermissionDenied`). Other traffic is
+//! authorized once per connection, and a refused connection is closed.
 
 pub mod http;
 pub mod policy;
@@ -21,7 +23,7 @@ use crate::{
     app::config::InboundConfig,
     drain::Drain,
     metrics::{
-        Metrics, TlsLabel,
+        Labels, Metrics, TlsLabel,
         labels::{Direction, endpoint},
     },
     tls,
@@ -219,34 +221,16 @@ impl Inbound {
             server = policy.name(),
             "Inbound connection"
         );
-        let labels = endpoint(
-            Direction::Inbound,
-            orig_dst,
-            &label,
-            &srv_labels(&policy, orig_dst),
-        );
-        if let Err(denied) = policy.authorize(client_addr.ip(), &client_tls) {
-            tracing::info!(%denied, ?client_tls, "Connection denied");
-            let http = matches!(protocol, Protocol::Http1 | Protocol::Http2);
-            self.metrics.authz.deny(http, &labels);
-            match protocol {
-                Protocol::Http1 => {
-                    crate::http::serve_forbidden(io, false, denied.to_string()).await
-                }
-                Protocol::Http2 => crate::http::serve_forbidden(io, true, denied.to_string()).await,
-                _ => {} // Dropping the connection closes it.
-            }
-            return;
-        }
-        let mut src = self.metrics.tcp.open("src", labels.clone());
+        let labels = inbound_labels(orig_dst, &label, &policy);
         if let Protocol::Http1 | Protocol::Http2 = protocol {
-            let client_id = match &client_tls {
-                ClientTls::Established(id) => id.clone(),
-                ClientTls::None => None,
-            };
+            let src = self.metrics.tcp.open("src", labels.clone());
             let ctx = http::ConnContext {
                 target: orig_dst,
-                client_id,
+                client_ip: client_addr.ip(),
+                client_tls,
+                tls_label: label,
+                policies: self.policies.clone(),
+                accepted_policy: policy,
                 labels,
                 metrics: self.metrics.clone(),
                 clients: self.clients.clone(),
@@ -255,6 +239,12 @@ impl Inbound {
             http::serve(io, protocol == Protocol::Http2, ctx, self.drain.clone()).await;
             return;
         }
+        if let Err(denied) = policy.authorize(client_addr.ip(), &client_tls) {
+            tracing::info!(%denied, ?client_tls, "Connection denied");
+            self.metrics.authz.deny(false, &labels);
+            return; // Dropping the connection closes it.
+        }
+        let mut src = self.metrics.tcp.open("src", labels.clone());
         let server = match forward::connect(orig_dst, self.config.connect_timeout).await {
             Ok(s) => s,
             Err(error) => {
@@ -285,6 +275,11 @@ fn no_tls(client_addr: SocketAddr) -> TlsLabel {
     } else {
         TlsLabel::NoIdentity("no_tls_from_remote")
     }
+}
+
+/// The labels of inbound traffic to `target` under `policy`.
+fn inbound_labels(target: SocketAddr, tls: &TlsLabel, policy: &ServerPolicy) -> Labels {
+    endpoint(Direction::Inbound, target, tls, &srv_labels(policy, target))
 }
 
 fn srv_labels(policy: &ServerPolicy, target: SocketAddr) -> Vec<(String, String)> {

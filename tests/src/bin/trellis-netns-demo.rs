@@ -36,7 +36,10 @@ async fn main() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     wait_namespace_gone(&namespaces).await;
     let obj = serde_json::from_value(serde_json::json!({ "metadata": { "name": NS } })).unwrap();
-    namespaces.create(&PostParams::default(), &obj).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap();
 
     let started = tokio::time::Instant::now();
     let mut mesh = MeshNet::start_with(client.clone(), MeshSetup::sample(NS)).await;
@@ -63,7 +66,15 @@ async fn main() {
     let mut last = String::new();
     for _ in 0..REQUESTS {
         let out = tokio::process::Command::new("ip")
-            .args(["netns", "exec", client_pod.ns(), "curl", "-sS", "--max-time", "10"])
+            .args([
+                "netns",
+                "exec",
+                client_pod.ns(),
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+            ])
             .args(["-o", "-", "-w", "\n%{http_code}", &url])
             .output()
             .await
