@@ -24,7 +24,7 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// Prefix length of the pod network 198.18.0.0/24.
 pub const PREFIX_LEN: u8 = 24;
 /// Lock file that keeps two networks from sharing 198.18.0.0/24.
-const LOCK_PATH: &str = "/run/lock/trellis-netns.lock";
+const LOCK_PATH: &str = "/tmp/trellis-netns.lock";
 /// Prefix of every namespace name this module creates.
 const NS_PREFIX: &str = "trellis-";
 /// Prefix of every bridge and veth name this module creates.
