@@ -29,6 +29,31 @@ pub enum Meta {
     },
 }
 
+impl Meta {
+    /// The `group` label: empty for defaults.
+    pub fn group(&self) -> &str {
+        match self {
+            Meta::Default(_) => "",
+            Meta::Resource { group, .. } => group,
+        }
+    }
+
+    /// The `kind` label: `default` for defaults.
+    pub fn kind(&self) -> &str {
+        match self {
+            Meta::Default(_) => "default",
+            Meta::Resource { kind, .. } => kind,
+        }
+    }
+
+    /// The `name` label.
+    pub fn name(&self) -> &str {
+        match self {
+            Meta::Default(name) | Meta::Resource { name, .. } => name,
+        }
+    }
+}
+
 /// How the proxy handles a port's traffic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -129,6 +154,16 @@ pub enum DefaultPolicy {
 }
 
 impl DefaultPolicy {
+    /// Every default policy.
+    pub const ALL: [Self; 6] = [
+        Self::AllUnauthenticated,
+        Self::AllAuthenticated,
+        Self::ClusterUnauthenticated,
+        Self::ClusterAuthenticated,
+        Self::Deny,
+        Self::Audit,
+    ];
+
     /// Parses the annotation / flag spelling.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {

@@ -28,15 +28,46 @@ impl TryFrom<api::PortSpec> for PortSpec {
 
 impl Meta {
     fn labels(&self) -> HashMap<String, String> {
-        let (group, kind, name) = match self {
-            Meta::Default(name) => (String::new(), "default".to_string(), name.clone()),
-            Meta::Resource { group, kind, name } => (group.clone(), kind.clone(), name.clone()),
-        };
         HashMap::from([
-            ("group".to_string(), group),
-            ("kind".to_string(), kind),
-            ("name".to_string(), name),
+            ("group".to_string(), self.group().to_string()),
+            ("kind".to_string(), self.kind().to_string()),
+            ("name".to_string(), self.name().to_string()),
         ])
+    }
+
+    /// Reads the `group`/`kind`/`name` labels of a `Server` (kind `default` is a default).
+    fn from_labels(labels: &HashMap<String, String>) -> Result<Self, InvalidMessage> {
+        let name = labels
+            .get("name")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| InvalidMessage::new("labels", "must contain name"))?
+            .clone();
+        let kind = labels.get("kind").cloned().unwrap_or_default();
+        Ok(if kind == "default" {
+            Meta::Default(name)
+        } else {
+            Meta::Resource {
+                group: labels.get("group").cloned().unwrap_or_default(),
+                kind,
+                name,
+            }
+        })
+    }
+}
+
+impl TryFrom<meta::Metadata> for Meta {
+    type Error = InvalidMessage;
+
+    fn try_from(m: meta::Metadata) -> Result<Self, Self::Error> {
+        match m.kind {
+            Some(meta::metadata::Kind::Default(name)) => Ok(Meta::Default(name)),
+            Some(meta::metadata::Kind::Resource(r)) => Ok(Meta::Resource {
+                group: r.group,
+                kind: r.kind,
+                name: r.name,
+            }),
+            None => Err(InvalidMessage::new("metadata.kind", "missing")),
+        }
     }
 }
 
@@ -177,5 +208,126 @@ impl From<ServerPolicy> for api::Server {
             authorizations: s.authorizations.into_iter().map(Into::into).collect(),
             labels: s.meta.labels(),
         }
+    }
+}
+
+impl TryFrom<api::ProxyProtocol> for Protocol {
+    type Error = InvalidMessage;
+
+    fn try_from(p: api::ProxyProtocol) -> Result<Self, Self::Error> {
+        use api::proxy_protocol::Kind;
+        Ok(
+            match p
+                .kind
+                .ok_or_else(|| InvalidMessage::new("protocol.kind", "missing"))?
+            {
+                Kind::Detect(d) => {
+                    let timeout = d
+                        .timeout
+                        .ok_or_else(|| InvalidMessage::new("protocol.detect.timeout", "missing"))?;
+                    let timeout = std::time::Duration::try_from(timeout).map_err(|e| {
+                        InvalidMessage::new("protocol.detect.timeout", e.to_string())
+                    })?;
+                    Protocol::Detect { timeout }
+                }
+                Kind::Opaque(_) => Protocol::Opaque,
+                Kind::Tls(_) => Protocol::Tls,
+                Kind::Http1(_) => Protocol::Http1,
+                Kind::Http2(_) => Protocol::Http2,
+                Kind::Grpc(_) => Protocol::Grpc,
+            },
+        )
+    }
+}
+
+impl TryFrom<api::Network> for Network {
+    type Error = InvalidMessage;
+
+    fn try_from(n: api::Network) -> Result<Self, Self::Error> {
+        let ip_net = |n: net::IpNetwork| {
+            ipnet::IpNet::try_from(n)
+                .map_err(|e| InvalidMessage::new("authorizations.networks", e.to_string()))
+        };
+        let main = n
+            .net
+            .ok_or_else(|| InvalidMessage::new("authorizations.networks.net", "missing"))?;
+        Ok(Network {
+            net: ip_net(main)?,
+            except: n.except.into_iter().map(ip_net).collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl TryFrom<api::Authn> for ClientAuthentication {
+    type Error = InvalidMessage;
+
+    fn try_from(a: api::Authn) -> Result<Self, Self::Error> {
+        use api::authn::{Permit, permit_mesh_tls::Clients};
+        let permit = a
+            .permit
+            .ok_or_else(|| InvalidMessage::new("authorizations.authentication", "missing"))?;
+        Ok(match permit {
+            Permit::Unauthenticated(_) => ClientAuthentication::Unauthenticated,
+            Permit::MeshTls(mtls) => match mtls.clients {
+                Some(Clients::Unauthenticated(_)) => ClientAuthentication::TlsUnauthenticated,
+                Some(Clients::Identities(ids)) => ClientAuthentication::MeshTls {
+                    identities: ids.identities.into_iter().map(|i| i.name).collect(),
+                    suffixes: ids.suffixes.into_iter().map(|s| s.parts).collect(),
+                },
+                None => {
+                    return Err(InvalidMessage::new(
+                        "authorizations.authentication.meshTLS.clients",
+                        "missing",
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl TryFrom<api::Authz> for Authorization {
+    type Error = InvalidMessage;
+
+    fn try_from(authz: api::Authz) -> Result<Self, Self::Error> {
+        if authz.networks.is_empty() {
+            return Err(InvalidMessage::new("authorizations.networks", "empty"));
+        }
+        // `metadata` names the authorization; servers that send only the deprecated labels,
+        // or neither, still get it enforced (unnamed in metrics).
+        let meta = match authz.metadata {
+            Some(m) => Meta::try_from(m)?,
+            None => Meta::from_labels(&authz.labels).unwrap_or(Meta::Default(String::new())),
+        };
+        Ok(Authorization {
+            meta,
+            networks: authz
+                .networks
+                .into_iter()
+                .map(Network::try_from)
+                .collect::<Result<_, _>>()?,
+            authentication: authz
+                .authentication
+                .ok_or_else(|| InvalidMessage::new("authorizations.authentication", "missing"))?
+                .try_into()?,
+        })
+    }
+}
+
+impl TryFrom<api::Server> for ServerPolicy {
+    type Error = InvalidMessage;
+
+    fn try_from(server: api::Server) -> Result<Self, Self::Error> {
+        Ok(ServerPolicy {
+            meta: Meta::from_labels(&server.labels)?,
+            protocol: server
+                .protocol
+                .ok_or_else(|| InvalidMessage::new("protocol.kind", "missing"))?
+                .try_into()?,
+            authorizations: server
+                .authorizations
+                .into_iter()
+                .map(Authorization::try_from)
+                .collect::<Result<_, _>>()?,
+        })
     }
 }

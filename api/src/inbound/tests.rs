@@ -72,3 +72,80 @@ fn defaults_follow_the_contract() {
         assert_eq!(DefaultPolicy::parse(name).unwrap().as_str(), name);
     }
 }
+
+#[test]
+fn server_policies_survive_the_wire_both_ways() {
+    let cluster: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let mut policies: Vec<ServerPolicy> = DefaultPolicy::ALL
+        .iter()
+        .map(|d| d.server(&cluster, false))
+        .collect();
+    policies.push(ServerPolicy {
+        meta: Meta::Resource {
+            group: "policy.trellis.dev".into(),
+            kind: "server".into(),
+            name: "web-http".into(),
+        },
+        protocol: Protocol::Http1,
+        authorizations: vec![Authorization {
+            meta: Meta::Resource {
+                group: "policy.trellis.dev".into(),
+                kind: "authorizationpolicy".into(),
+                name: "web-from-clients".into(),
+            },
+            networks: vec![Network {
+                net: "10.0.0.0/8".parse().unwrap(),
+                except: vec!["10.1.0.0/16".parse().unwrap()],
+            }],
+            authentication: ClientAuthentication::MeshTls {
+                identities: vec![
+                    "client.shop.serviceaccount.identity.trellis.cluster.local".into(),
+                ],
+                suffixes: vec![vec!["ingress".into(), "serviceaccount".into()]],
+            },
+        }],
+    });
+    policies.push(ServerPolicy {
+        protocol: Protocol::Opaque,
+        ..DefaultPolicy::Deny.server(&cluster, true)
+    });
+    for policy in policies {
+        let wire = api::Server::from(policy.clone());
+        assert_eq!(ServerPolicy::try_from(wire).unwrap(), policy);
+    }
+}
+
+#[test]
+fn invalid_servers_name_the_field() {
+    let valid = api::Server::from(DefaultPolicy::AllUnauthenticated.server(&[], false));
+    let cases: Vec<(&str, api::Server)> = vec![
+        (
+            "protocol.kind",
+            api::Server {
+                protocol: None,
+                ..valid.clone()
+            },
+        ),
+        (
+            "labels",
+            api::Server {
+                labels: Default::default(),
+                ..valid.clone()
+            },
+        ),
+        ("authorizations.networks", {
+            let mut s = valid.clone();
+            s.authorizations[0].networks.clear();
+            s
+        }),
+        ("authorizations.authentication", {
+            let mut s = valid.clone();
+            s.authorizations[0].authentication = None;
+            s
+        }),
+    ];
+    for (field, server) in cases {
+        let err = ServerPolicy::try_from(server).unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+    }
+}

@@ -392,44 +392,7 @@ pub enum AccessLogFormat {
 }
 
 /// The inbound policy used where no Server applies, and until the controller answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DefaultPolicy {
-    /// Everyone, unauthenticated.
-    AllUnauthenticated,
-    /// Any meshed identity.
-    AllAuthenticated,
-    /// Cluster networks, unauthenticated.
-    ClusterUnauthenticated,
-    /// Cluster networks, any meshed identity.
-    ClusterAuthenticated,
-    /// Nobody.
-    Deny,
-    /// Everyone, but recorded as audit.
-    Audit,
-}
-
-impl DefaultPolicy {
-    /// The name as written in configuration.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::AllUnauthenticated => "all-unauthenticated",
-            Self::AllAuthenticated => "all-authenticated",
-            Self::ClusterUnauthenticated => "cluster-unauthenticated",
-            Self::ClusterAuthenticated => "cluster-authenticated",
-            Self::Deny => "deny",
-            Self::Audit => "audit",
-        }
-    }
-
-    const ALL: [Self; 6] = [
-        Self::AllUnauthenticated,
-        Self::AllAuthenticated,
-        Self::ClusterUnauthenticated,
-        Self::ClusterAuthenticated,
-        Self::Deny,
-        Self::Audit,
-    ];
-}
+pub use trellis_api::inbound::DefaultPolicy;
 
 /// A control-plane address and the identity its server must prove.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -629,17 +592,14 @@ impl Config {
 
         let default_policy = match get(env, ENV_INBOUND_DEFAULT_POLICY) {
             None => DEFAULT_INBOUND_POLICY,
-            Some(v) => DefaultPolicy::ALL
-                .into_iter()
-                .find(|p| p.name() == v)
-                .ok_or_else(|| {
-                    let names: Vec<_> = DefaultPolicy::ALL.iter().map(|p| p.name()).collect();
-                    invalid(
-                        ENV_INBOUND_DEFAULT_POLICY,
-                        &v,
-                        format!("must be one of {}", names.join(", ")),
-                    )
-                })?,
+            Some(v) => DefaultPolicy::parse(&v).ok_or_else(|| {
+                let names: Vec<_> = DefaultPolicy::ALL.iter().map(|p| p.as_str()).collect();
+                invalid(
+                    ENV_INBOUND_DEFAULT_POLICY,
+                    &v,
+                    format!("must be one of {}", names.join(", ")),
+                )
+            })?,
         };
         let cluster_networks = list(env, ENV_POLICY_CLUSTER_NETWORKS, |s| s.parse::<IpNet>())?;
         if matches!(
@@ -649,7 +609,7 @@ impl Config {
         {
             return Err(invalid(
                 ENV_INBOUND_DEFAULT_POLICY,
-                default_policy.name(),
+                default_policy.as_str(),
                 format!("needs {ENV_POLICY_CLUSTER_NETWORKS}"),
             ));
         }

@@ -16,7 +16,7 @@ use crate::{
     admin::{Admin, Readiness},
     drain::Drain,
     identity::Identity,
-    inbound::{Inbound, policy::ServerPolicy, watch::Policies},
+    inbound::{Inbound, policy, watch::Policies},
     metrics::Metrics,
     outbound::{Outbound, balance::EndpointFactory, discover::Resolver},
     tls,
@@ -148,9 +148,12 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     );
 
     // Policy: the default until the controller answers; mTLS once certified.
-    let default_policy =
-        ServerPolicy::default_for(config.default_policy, &config.cluster_networks_ipnet())
-            .with_detect_timeout(config.inbound.detect_timeout);
+    let default_policy = policy::with_detect_timeout(
+        config
+            .default_policy
+            .server(&config.cluster_networks_ipnet(), false),
+        config.inbound.detect_timeout,
+    );
     let policy_tls = tls::client::Client::new(roots.clone(), Some(creds.clone()))?;
     let policy_channel = control::channel(&config.policy, &policy_tls)?;
     let policies = Arc::new(Policies::watched(

@@ -89,7 +89,7 @@ impl ConnContext {
         } else {
             super::inbound_labels(self.target, &self.tls_label, &policy)
         };
-        match policy.authorize(self.client_ip, &self.client_tls) {
+        match super::policy::authorize(&policy, self.client_ip, &self.client_tls) {
             Ok(_) => Ok(labels),
             Err(denied) => {
                 tracing::info!(%denied, client_tls = ?self.client_tls, "Request denied");

@@ -16,7 +16,7 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::{
-    policy::{ClientTls, ServerPolicy, ServerProtocol},
+    policy::{self as authz, ClientTls, Protocol as ServerProtocol, ServerPolicy},
     watch::Policies,
 };
 use crate::{
@@ -79,7 +79,7 @@ impl Inbound {
         // a transport header naming the real target.
         let direct = orig_dst.port() == self.listen_port;
         let policy = if direct {
-            Arc::new(ServerPolicy::invalid())
+            Arc::new(authz::invalid())
         } else {
             self.policies.get(orig_dst.port())
         };
@@ -218,7 +218,7 @@ impl Inbound {
         } = conn;
         tracing::debug!(
             protocol = protocol.name(),
-            server = policy.name(),
+            server = policy.meta.name(),
             "Inbound connection"
         );
         let labels = inbound_labels(orig_dst, &label, &policy);
@@ -239,7 +239,7 @@ impl Inbound {
             http::serve(io, protocol == Protocol::Http2, ctx, self.drain.clone()).await;
             return;
         }
-        if let Err(denied) = policy.authorize(client_addr.ip(), &client_tls) {
+        if let Err(denied) = authz::authorize(&policy, client_addr.ip(), &client_tls) {
             tracing::info!(%denied, ?client_tls, "Connection denied");
             self.metrics.authz.deny(false, &labels);
             return; // Dropping the connection closes it.
@@ -283,11 +283,11 @@ fn inbound_labels(target: SocketAddr, tls: &TlsLabel, policy: &ServerPolicy) -> 
 }
 
 fn srv_labels(policy: &ServerPolicy, target: SocketAddr) -> Vec<(String, String)> {
-    let get = |k: &str| policy.labels.get(k).cloned().unwrap_or_default();
+    let meta = &policy.meta;
     vec![
-        ("srv_group".into(), get("group")),
-        ("srv_kind".into(), get("kind")),
-        ("srv_name".into(), get("name")),
+        ("srv_group".into(), meta.group().to_string()),
+        ("srv_kind".into(), meta.kind().to_string()),
+        ("srv_name".into(), meta.name().to_string()),
         ("srv_port".into(), target.port().to_string()),
     ]
 }

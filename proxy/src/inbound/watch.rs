@@ -122,9 +122,13 @@ async fn watch_port(
                             backoff = BACKOFF_MIN;
                             let policy = ServerPolicy::try_from(server).unwrap_or_else(|error| {
                                 tracing::warn!(port, %error, "Controller sent an invalid policy; denying");
-                                ServerPolicy::invalid()
+                                super::policy::invalid()
                             });
-                            tracing::debug!(port, server = policy.name(), "Inbound policy updated");
+                            tracing::debug!(
+                                port,
+                                server = policy.meta.name(),
+                                "Inbound policy updated"
+                            );
                             tx.send_replace(Arc::new(policy));
                         }
                         Ok(None) => break tonic::Status::ok("stream ended"),

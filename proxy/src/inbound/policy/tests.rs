@@ -1,5 +1,7 @@
 use trellis_api::linkerd2_proxy_api::{inbound as wire, net::IpNetwork};
 
+use ipnet::IpNet;
+
 use super::*;
 
 const CLIENT: &str = "web.shop.serviceaccount.identity.trellis.cluster.local";
@@ -15,46 +17,32 @@ fn mtls(id: &str) -> ClientTls {
 #[test]
 fn default_policies_follow_the_contract() {
     let cluster: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-    let all = ServerPolicy::default_for(DefaultPolicy::AllUnauthenticated, &cluster);
+    let all = DefaultPolicy::AllUnauthenticated.server(&cluster, false);
     assert_eq!(
-        all.clone()
-            .with_detect_timeout(Duration::from_secs(2))
-            .protocol,
-        ServerProtocol::Detect {
+        with_detect_timeout(all.clone(), Duration::from_secs(2)).protocol,
+        Protocol::Detect {
             timeout: Duration::from_secs(2)
         }
     );
-    assert!(all.authorize(ip("192.0.2.1"), &ClientTls::None).is_ok());
+    assert!(authorize(&all, ip("192.0.2.1"), &ClientTls::None).is_ok());
 
-    let authn = ServerPolicy::default_for(DefaultPolicy::AllAuthenticated, &cluster);
-    assert!(authn.authorize(ip("192.0.2.1"), &ClientTls::None).is_err());
-    assert!(
-        authn
-            .authorize(ip("192.0.2.1"), &ClientTls::Established(None))
-            .is_err()
-    );
-    assert!(authn.authorize(ip("192.0.2.1"), &mtls(CLIENT)).is_ok());
+    let authn = DefaultPolicy::AllAuthenticated.server(&cluster, false);
+    assert!(authorize(&authn, ip("192.0.2.1"), &ClientTls::None).is_err());
+    assert!(authorize(&authn, ip("192.0.2.1"), &ClientTls::Established(None)).is_err());
+    assert!(authorize(&authn, ip("192.0.2.1"), &mtls(CLIENT)).is_ok());
 
-    let cluster_unauth = ServerPolicy::default_for(DefaultPolicy::ClusterUnauthenticated, &cluster);
-    assert!(
-        cluster_unauth
-            .authorize(ip("10.1.1.1"), &ClientTls::None)
-            .is_ok()
-    );
-    assert!(
-        cluster_unauth
-            .authorize(ip("192.0.2.1"), &ClientTls::None)
-            .is_err()
-    );
+    let cluster_unauth = DefaultPolicy::ClusterUnauthenticated.server(&cluster, false);
+    assert!(authorize(&cluster_unauth, ip("10.1.1.1"), &ClientTls::None).is_ok());
+    assert!(authorize(&cluster_unauth, ip("192.0.2.1"), &ClientTls::None).is_err());
 
-    let deny = ServerPolicy::default_for(DefaultPolicy::Deny, &cluster);
-    let err = deny.authorize(ip("10.1.1.1"), &mtls(CLIENT)).unwrap_err();
+    let deny = DefaultPolicy::Deny.server(&cluster, false);
+    let err = authorize(&deny, ip("10.1.1.1"), &mtls(CLIENT)).unwrap_err();
     assert!(err.to_string().contains("deny"), "{err}");
     // The implicit localhost authorization admits loopback clients even under deny.
-    assert!(deny.authorize(ip("127.0.0.1"), &ClientTls::None).is_ok());
-    assert!(deny.authorize(ip("::1"), &ClientTls::None).is_ok());
+    assert!(authorize(&deny, ip("127.0.0.1"), &ClientTls::None).is_ok());
+    assert!(authorize(&deny, ip("::1"), &ClientTls::None).is_ok());
     // Only those two addresses: other loopback addresses are ordinary clients.
-    assert!(deny.authorize(ip("127.0.0.2"), &ClientTls::None).is_err());
+    assert!(authorize(&deny, ip("127.0.0.2"), &ClientTls::None).is_err());
 }
 
 fn net(s: &str) -> wire::Network {
@@ -138,37 +126,33 @@ fn wire_servers_convert_and_authorize_by_identity_and_suffix() {
         ]],
     )]))
     .unwrap();
-    assert_eq!(policy.name(), "web-http");
+    assert_eq!(policy.meta.name(), "web-http");
     assert_eq!(
         policy.protocol,
-        ServerProtocol::Detect {
+        Protocol::Detect {
             timeout: Duration::from_secs(10)
         }
     );
     let remote = ip("10.0.0.9");
-    assert!(policy.authorize(remote, &mtls(CLIENT)).is_ok());
+    assert!(authorize(&policy, remote, &mtls(CLIENT)).is_ok());
     assert!(
-        policy
-            .authorize(
-                remote,
-                &mtls("api.billing.serviceaccount.identity.trellis.cluster.local")
-            )
-            .is_ok()
+        authorize(
+            &policy,
+            remote,
+            &mtls("api.billing.serviceaccount.identity.trellis.cluster.local")
+        )
+        .is_ok()
     );
     assert!(
-        policy
-            .authorize(
-                remote,
-                &mtls("api.other.serviceaccount.identity.trellis.cluster.local")
-            )
-            .is_err()
+        authorize(
+            &policy,
+            remote,
+            &mtls("api.other.serviceaccount.identity.trellis.cluster.local")
+        )
+        .is_err()
     );
-    assert!(policy.authorize(remote, &ClientTls::None).is_err());
-    assert!(
-        policy
-            .authorize(remote, &ClientTls::Established(None))
-            .is_err()
-    );
+    assert!(authorize(&policy, remote, &ClientTls::None).is_err());
+    assert!(authorize(&policy, remote, &ClientTls::Established(None)).is_err());
 }
 
 #[test]
@@ -185,9 +169,9 @@ fn networks_and_exceptions_are_enforced() {
         metadata: None,
     };
     let policy = ServerPolicy::try_from(server(vec![authz])).unwrap();
-    assert!(policy.authorize(ip("10.1.0.1"), &ClientTls::None).is_ok());
-    assert!(policy.authorize(ip("10.9.0.1"), &ClientTls::None).is_err());
-    assert!(policy.authorize(ip("192.0.2.1"), &ClientTls::None).is_err());
+    assert!(authorize(&policy, ip("10.1.0.1"), &ClientTls::None).is_ok());
+    assert!(authorize(&policy, ip("10.9.0.1"), &ClientTls::None).is_err());
+    assert!(authorize(&policy, ip("192.0.2.1"), &ClientTls::None).is_err());
 }
 
 #[test]
@@ -220,9 +204,5 @@ fn invalid_servers_are_rejected_with_the_field() {
     let err = ServerPolicy::try_from(server(vec![no_authn])).unwrap_err();
     assert!(err.to_string().contains("authentication"), "{err}");
 
-    assert!(
-        ServerPolicy::invalid()
-            .authorize(ip("10.0.0.1"), &ClientTls::None)
-            .is_err()
-    );
+    assert!(authorize(&invalid(), ip("10.0.0.1"), &ClientTls::None).is_err());
 }
