@@ -1,7 +1,8 @@
 //! The operator against the real apiserver: a Mesh becomes Ready, drift is undone, upgrades
 //! roll, disabled extensions are pruned, deletion cleans up cluster-scoped objects, bad
 //! identity input holds the rollout back, the Lease hands over, the install manifests'
-//! RBAC is enough, and a namespace's `trellis.dev/inject` annotation is mirrored onto a label.
+//! RBAC is enough, a namespace's `trellis.dev/inject` annotation is mirrored onto a label,
+//! and the MESHED / UP-TO-DATE counts follow the pods.
 //!
 //! Needs the local cluster (`tests/cluster/cluster up`). The operator runs in-process, limited
 //! by a label selector to this test's Mesh, with its Lease in the test namespace. Every Mesh
@@ -20,7 +21,7 @@ use k8s_openapi::{
         admissionregistration::v1::MutatingWebhookConfiguration,
         apps::v1::Deployment,
         coordination::v1::Lease,
-        core::v1::{Namespace, Secret},
+        core::v1::{Namespace, Pod, Secret},
         rbac::v1::ClusterRole,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -34,8 +35,8 @@ use serde_json::{Value, json};
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use trellis_api::well_known::{
-    CONTROLLER_NAME, ISSUER_SECRET, TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TRUST_ANCHOR_SECRET,
-    WEBHOOK_TLS_SECRET,
+    CONTROL_PLANE_NS_LABEL, CONTROLLER_NAME, ISSUER_SECRET, PROXY_VERSION_ANNOTATION, TLS_CA_KEY,
+    TLS_CERT_KEY, TLS_KEY_KEY, TRUST_ANCHOR_SECRET, WEBHOOK_TLS_SECRET,
 };
 use trellis_crds::{
     common::condition::{TRUE, find},
@@ -58,6 +59,8 @@ use trellis_tests::{
 const TEST_MESH_LABEL: &str = "trellis.dev/test-mesh";
 /// Bound for the operator to undo drift or roll a change.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A window without Mesh reconciles longer than the debounce (0.5 s) plus one reconcile.
+const QUIET: Duration = Duration::from_secs(3);
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -139,6 +142,35 @@ impl Running {
         let mut out = String::new();
         stream.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    /// Mesh reconciles started so far.
+    async fn mesh_reconciles(&self) -> u64 {
+        let metrics = self.metrics().await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("trellis_operator_reconciles_total{controller=\"mesh\"} "))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
+    /// Waits until no Mesh reconcile has started for [`QUIET`], so that what changes next is
+    /// not picked up by a reconcile already on its way (each status write reconciles again).
+    async fn await_quiet(&self) {
+        eventually(
+            "the Mesh controller to go quiet",
+            DEFAULT_TIMEOUT,
+            || async {
+                let before = self.mesh_reconciles().await;
+                tokio::time::sleep(QUIET).await;
+                let after = self.mesh_reconciles().await;
+                if before == after {
+                    Ok(())
+                } else {
+                    Err(format!("{} reconciles in {QUIET:?}", after - before))
+                }
+            },
+        )
+        .await;
     }
 }
 
@@ -256,6 +288,20 @@ impl Harness {
         .await
     }
 
+    /// Waits for `status.meshedPods` and `status.upToDatePods` to be these counts.
+    async fn await_pod_counts(&self, meshed: i32, up_to_date: i32) -> Mesh {
+        k8s::await_object(&self.meshes(), &self.mesh, DEFAULT_TIMEOUT, |m| {
+            let status = m.status.as_ref().ok_or("no status")?;
+            let counts = (status.meshed_pods, status.up_to_date_pods);
+            if counts == (Some(meshed), Some(up_to_date)) {
+                Ok(())
+            } else {
+                Err(format!("(meshedPods, upToDatePods) = {counts:?}"))
+            }
+        })
+        .await
+    }
+
     async fn controller(&self) -> Deployment {
         self.deployments().get(CONTROLLER_NAME).await.unwrap()
     }
@@ -337,6 +383,27 @@ where
 
 fn version() -> String {
     trellis_crds::v1alpha1::mesh::MeshSpec::default().version
+}
+
+/// A pod kwok runs, labelled as the injector labels the pods of the control plane in
+/// `control_plane_ns` (unlabelled when `None`), with proxy version `proxy_version`.
+fn test_pod(name: &str, control_plane_ns: Option<&str>, proxy_version: &str) -> Pod {
+    let labels = match control_plane_ns {
+        Some(ns) => json!({ CONTROL_PLANE_NS_LABEL: ns }),
+        None => json!({}),
+    };
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": { PROXY_VERSION_ANNOTATION: proxy_version },
+        },
+        "spec": {
+            "nodeName": "kwok-node-0",
+            "containers": [{ "name": "app", "image": "test.trellis.invalid/app" }],
+        },
+    }))
+    .unwrap()
 }
 
 fn image_of(d: &Deployment) -> String {
@@ -947,6 +1014,17 @@ async fn install_manifests_give_the_operator_enough_rights() {
         h.apply_mesh(json!({ "extensions": { "tracing": { "enabled": true } } }))
             .await;
         h.await_ready(&version()).await;
+        // Pods are counted (list in the reconcile, then the watch) with the operator's rights.
+        h.await_pod_counts(0, 0).await;
+        op.await_quiet().await;
+        let pods: Api<Pod> = Api::namespaced(h.client.clone(), &h.cp);
+        pods.create(
+            &PostParams::default(),
+            &test_pod("meshed", Some(&h.cp), &version()),
+        )
+        .await
+        .unwrap();
+        h.await_pod_counts(1, 1).await;
         h.meshes()
             .delete(&h.mesh, &DeleteParams::background())
             .await
@@ -1212,6 +1290,86 @@ async fn the_inject_annotation_is_mirrored_onto_a_namespace_label() {
                 .any(|m| m == trellis_api::well_known::FIELD_MANAGER),
             "{managers:?}"
         );
+        op.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meshed_and_up_to_date_counts_follow_the_pods() {
+    with_mesh("op-pods", false, |h| async move {
+        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        h.apply_mesh(json!({})).await;
+        h.await_ready(&version()).await;
+        h.await_pod_counts(0, 0).await;
+        // From here on, no reconcile is due (the next resync is minutes away): the counts
+        // must follow the pods without one.
+        op.await_quiet().await;
+        let pods: Api<Pod> = Api::namespaced(h.client.clone(), &h.cp);
+        let post = PostParams::default();
+        let old = "0.0.1-old";
+
+        // A finished pod does not count. It is finished before the others exist, so no count
+        // seen below can include it.
+        let mut done = test_pod("done", Some(&h.cp), &version());
+        let spec = done.spec.as_mut().unwrap();
+        spec.node_name = None;
+        spec.node_selector = Some([("trellis.dev/nowhere".to_string(), "true".to_string())].into());
+        spec.restart_policy = Some("Never".to_string());
+        pods.create(&post, &done).await.unwrap();
+        let finished = pods
+            .patch_status(
+                "done",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": { "phase": "Succeeded" } })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(finished.status.unwrap().phase.as_deref(), Some("Succeeded"));
+
+        // Three at the Mesh's version, two older, and one at the version but unlabelled.
+        let created = [
+            test_pod("current-0", Some(&h.cp), &version()),
+            test_pod("current-1", Some(&h.cp), &version()),
+            test_pod("current-2", Some(&h.cp), &version()),
+            test_pod("old-0", Some(&h.cp), old),
+            test_pod("old-1", Some(&h.cp), old),
+            test_pod("unlabelled", None, &version()),
+        ];
+        futures::future::try_join_all(created.iter().map(|p| pods.create(&post, p)))
+            .await
+            .unwrap();
+        h.await_pod_counts(5, 3).await;
+
+        // The columns of `kubectl get mesh -o wide`.
+        let (ok, out, err) = kubectl(&["get", "mesh", &h.mesh, "-o", "wide"]).await;
+        assert!(ok, "{err}");
+        let mut lines = out.lines().map(str::split_whitespace);
+        let columns: std::collections::HashMap<&str, &str> =
+            lines.next().unwrap().zip(lines.next().unwrap()).collect();
+        assert_eq!(
+            (columns.get("MESHED"), columns.get("UP-TO-DATE")),
+            (Some(&"5"), Some(&"3")),
+            "{out}"
+        );
+
+        // The counts follow a deleted pod and a pod moved to the new proxy version.
+        op.await_quiet().await;
+        pods.delete("current-0", &DeleteParams::default())
+            .await
+            .unwrap();
+        h.await_pod_counts(4, 2).await;
+        op.await_quiet().await;
+        pods.patch(
+            "old-0",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "metadata": { "annotations": { PROXY_VERSION_ANNOTATION: version() } } }),
+            ),
+        )
+        .await
+        .unwrap();
+        h.await_pod_counts(4, 3).await;
         op.stop().await;
     })
     .await;

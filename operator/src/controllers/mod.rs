@@ -1,6 +1,6 @@
 //! Controllers of the `operator` role: shared context, metrics, per-object backoff, and
-//! [`run`], which waits for the Lease and then runs every controller (Meshes, and the
-//! namespace inject-label mirror) until shutdown.
+//! [`run`], which waits for the Lease and then runs every controller (Meshes with their
+//! meshed-pod counts, and the namespace inject-label mirror) until shutdown.
 
 pub mod mesh;
 pub mod namespace;
@@ -291,7 +291,16 @@ fn mesh_controller(
     };
     let wc = || watcher::Config::default().labels(&managed_selector());
     let meshes: Api<Mesh> = Api::all(client.clone());
-    Controller::new(meshes, meshes_config)
+    let controller = Controller::new(meshes, meshes_config);
+    // Pods are not watched here: a pod event must not reconcile (render and apply) a Mesh.
+    // `keep_counts` watches them and writes only the counts (see its doc).
+    let counts = mesh::pods::keep_counts(
+        client.clone(),
+        ctx.clone(),
+        controller.store(),
+        stop.clone(),
+    );
+    let controller = controller
         .with_config(
             ControllerConfig::default()
                 .concurrency(concurrency)
@@ -332,5 +341,8 @@ fn mesh_controller(
                 Ok((obj, _)) => tracing::debug!(mesh = %obj.name, "Reconciled"),
                 Err(e) => tracing::debug!(error = %e, "Reconcile failed"),
             }
-        })
+        });
+    async move {
+        futures::future::join(controller, counts).await;
+    }
 }

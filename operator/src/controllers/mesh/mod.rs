@@ -3,6 +3,7 @@
 //! cluster-scoped objects through a finalizer when the Mesh is deleted.
 
 pub mod identity;
+pub mod pods;
 pub mod status;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
@@ -517,6 +518,15 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
             .set(i64::from(status.ready));
         obs.components.push(status);
     }
+    // Meshed pods: a failed count keeps the previous one and fails nothing (between
+    // reconciles `pods::keep_counts` keeps it current).
+    obs.pods = match pods::observe(&ctx.client, ns, &spec.version).await {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            tracing::warn!(mesh = %name, error = %e, "Cannot count meshed pods; keeping the previous counts");
+            None
+        }
+    };
     let all_ready = obs.components.iter().all(|c| c.ready);
     let next = status::build(&previous, &obs, now);
     write_status(ctx, &mesh, &previous, &next).await?;

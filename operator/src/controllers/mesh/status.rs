@@ -1,4 +1,5 @@
-//! Status of a Mesh: component readiness from Deployments, and the conditions written from it.
+//! Status of a Mesh: component readiness from Deployments, meshed-pod counts, and the
+//! conditions written from them.
 
 use k8s_openapi::{
     api::apps::v1::Deployment,
@@ -10,6 +11,7 @@ use trellis_crds::{
     v1alpha1::mesh::{ComponentStatus, MeshStatus, conditions, reasons},
 };
 
+use super::pods::PodCounts;
 use crate::render::{Component, VERSION_LABEL};
 
 /// Readiness of one component, from its Deployment (absent when `None`).
@@ -125,6 +127,9 @@ pub struct Observation {
     pub identity_warning: Option<(&'static str, String)>,
     /// Identity status to publish.
     pub identity: Option<trellis_crds::v1alpha1::mesh::IdentityStatus>,
+    /// Meshed and up-to-date pods; `None` keeps the previous counts (not counted, or the
+    /// pod list failed).
+    pub pods: Option<PodCounts>,
 }
 
 /// Builds the status from an observation and the previous status.
@@ -136,8 +141,8 @@ pub fn build(previous: &MeshStatus, obs: &Observation, now: Timestamp) -> MeshSt
         version: previous.version.clone(),
         components_ready: previous.components_ready.clone(),
         components: previous.components.clone(),
-        meshed_pods: previous.meshed_pods,
-        up_to_date_pods: previous.up_to_date_pods,
+        meshed_pods: obs.pods.map(|p| p.meshed).or(previous.meshed_pods),
+        up_to_date_pods: obs.pods.map(|p| p.up_to_date).or(previous.up_to_date_pods),
         identity: obs.identity.clone().or_else(|| previous.identity.clone()),
     };
     let gen_ = obs.generation;
