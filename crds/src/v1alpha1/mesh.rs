@@ -899,7 +899,7 @@ pub struct MeshStatus {
     /// Pods running a Trellis proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meshed_pods: Option<i32>,
-    /// Meshed pods whose proxy is at the running version.
+    /// Meshed pods whose proxy is at `spec.version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub up_to_date_pods: Option<i32>,
     /// Expiry and rotation state of the identity material.
