@@ -160,7 +160,12 @@ impl MeshNet {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let cp_ns = setup.mesh.spec.namespace.clone();
-        let mesh_name = setup.mesh.metadata.name.clone().expect("the Mesh has a name");
+        let mesh_name = setup
+            .mesh
+            .metadata
+            .name
+            .clone()
+            .expect("the Mesh has a name");
         let mut mesh = Self {
             client: client.clone(),
             ns,
@@ -440,6 +445,20 @@ impl MeshNet {
         net
     }
 
+    /// Adds a network namespace `name` with address `addr` on the mesh's bridge and nothing
+    /// else: no Pod in the cluster, no redirect rules, no proxy. The benchmark's unmeshed
+    /// `direct-veth` baseline takes the same path as the mesh's pods. `addr` must lie in
+    /// 198.18.0.0/24 outside [`NODE_POD_CIDR`], where kwok gives out the meshed pods' IPs.
+    pub fn add_plain_pod(&mut self, name: &str, addr: Ipv4Addr) -> Arc<PodNs> {
+        let node_cidr: ipnet::Ipv4Net = NODE_POD_CIDR.parse().unwrap();
+        let [a, b, c, d] = addr.octets();
+        assert!(
+            [a, b, c] == [198, 18, 0] && addr != GATEWAY && d != 0 && !node_cidr.contains(&addr),
+            "{addr} is not a free address of 198.18.0.0/24 outside {NODE_POD_CIDR}"
+        );
+        self.net.add_pod(name, addr)
+    }
+
     /// The pod as the injector renders it: the app container plus the proxy (a native
     /// sidecar) and proxy-init containers, on the mesh's node.
     fn rendered_pod(&self, name: &str, app: &str, sa: &str, ports: &[(&str, u16)]) -> Pod {
@@ -525,7 +544,12 @@ impl MeshNet {
 
     /// Deletes the Mesh (while its operator still runs), the node and the control-plane
     /// namespace; used by `Drop`.
-    async fn remove_from_cluster(client: Client, mesh: String, node: String, cp_ns: Option<String>) {
+    async fn remove_from_cluster(
+        client: Client,
+        mesh: String,
+        node: String,
+        cp_ns: Option<String>,
+    ) {
         let meshes: Api<Mesh> = Api::all(client.clone());
         let _ = meshes.delete(&mesh, &DeleteParams::default()).await;
         for _ in 0..100 {
