@@ -7,12 +7,8 @@ use std::{
     sync::OnceLock,
 };
 
-/// Binaries that [`path`] builds, with the package each belongs to.
-const BINARIES: [(&str, &str); 3] = [
-    ("trellis-proxy", "trellis-proxy"),
-    ("trellis-proxy-init", "trellis-proxy"),
-    ("trellis-operator", "trellis-operator"),
-];
+/// Binaries that [`path`] builds.
+const BINARIES: [&str; 3] = ["trellis-proxy", "trellis-proxy-init", "trellis-operator"];
 
 /// The profile directory (`target/debug` or `target/release`) of the running test binary.
 fn profile_dir() -> PathBuf {
@@ -30,19 +26,23 @@ fn profile_dir() -> PathBuf {
 pub fn path(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     assert!(
-        BINARIES.iter().any(|(bin, _)| *bin == name),
+        BINARIES.contains(&name),
         "{name} is not one of {BINARIES:?}"
     );
     let dir = BUILT.get_or_init(|| {
         let dir = profile_dir();
         let cargo = crate::cluster::env("CARGO").unwrap_or_else(|| "cargo".to_string());
         let mut cmd = Command::new(cargo);
+        // Select the packages and targets of the cargo command that built this test (`cargo
+        // test --workspace`, or `cargo bench -p trellis-tests`), so dependency features
+        // resolve the same way and its artifacts are reused instead of a second copy of every
+        // dependency being built for a narrower feature set.
         cmd.arg("build").current_dir(crate::cluster::repo_root());
         if dir.file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
-        }
-        for (bin, package) in BINARIES {
-            cmd.args(["-p", package, "--bin", bin]);
+            cmd.args(["--release", "-p", "trellis-tests", "-p", "trellis-proxy"]);
+            cmd.args(["-p", "trellis-operator", "--bins"]);
+        } else {
+            cmd.args(["--workspace", "--bins", "--tests"]);
         }
         let status = cmd
             .status()
