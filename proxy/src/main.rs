@@ -1,17 +1,20 @@
 //! Entry point of `trellis-proxy`: reads `TRELLIS_PROXY_*`, runs the proxy, drains on SIGTERM.
 
 use anyhow::Context as _;
-use trellis_proxy::app::{self, Config, config::LogFormat};
+use trellis_proxy::app::{self, Config, config::LogFormat, runtime};
 
 fn main() -> anyhow::Result<()> {
     let config = Config::from_env().context("invalid proxy configuration")?;
     init_tracing(&config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(run(config))
+    let data = runtime::data(config.cores).context("cannot start the data-plane runtime")?;
+    let control = runtime::Control::start().context("cannot start the control thread")?;
+    let options = app::Options {
+        control: Some(control.handle()),
+        ..app::Options::default()
+    };
+    let res = data.block_on(run(config, options));
+    control.stop();
+    res
 }
 
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
@@ -25,8 +28,8 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
     res.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let running = app::spawn(config, app::Options::default()).await?;
+async fn run(config: Config, options: app::Options) -> anyhow::Result<()> {
+    let running = app::spawn(config, options).await?;
     shutdown_signal().await?;
     running.shutdown().await;
     Ok(())

@@ -9,11 +9,15 @@
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Command, Stdio},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use trellis_proxy::{app::config, test_util};
+use trellis_proxy::{
+    app::{config, runtime},
+    test_util,
+};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -33,9 +37,16 @@ fn get(port: u16, path: &str) -> Option<u16> {
     rsp.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[test]
-fn binary_serves_admin_and_drains_on_sigterm() {
-    let dir = std::env::temp_dir().join(format!("trellis-proxy-binary-{}", std::process::id()));
+/// A running `trellis-proxy` with no control plane behind it, and its scratch directory.
+struct Proxy {
+    child: Child,
+    admin: u16,
+    dir: PathBuf,
+}
+
+/// Starts the binary with `extra` variables and waits for admin `/live`.
+fn start(name: &str, extra: &[(&str, &str)]) -> Proxy {
+    let dir = std::env::temp_dir().join(format!("trellis-proxy-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("token"), "token").unwrap();
@@ -61,7 +72,10 @@ fn binary_serves_admin_and_drains_on_sigterm() {
     ] {
         env.insert(k.to_string(), v);
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trellis-proxy"))
+    for (k, v) in extra {
+        env.insert((*k).to_string(), (*v).to_string());
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_trellis-proxy"))
         .env_clear()
         .envs(&env)
         .stdout(Stdio::null())
@@ -77,6 +91,29 @@ fn binary_serves_admin_and_drains_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(live, Some(200), "admin /live");
+    Proxy { child, admin, dir }
+}
+
+/// Names of the process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let comm = task.unwrap().path().join("comm");
+            std::fs::read_to_string(comm).unwrap().trim().to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn binary_serves_admin_and_drains_on_sigterm() {
+    let Proxy {
+        mut child,
+        admin,
+        dir,
+    } = start("binary", &[]);
     assert_eq!(
         get(admin, "/ready"),
         Some(503),
@@ -91,6 +128,22 @@ fn binary_serves_admin_and_drains_on_sigterm() {
     assert!(exit.success(), "exit status {exit:?}");
     assert!(dir.join("id").join("key.p8").exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn control_work_has_its_own_thread_and_cores_set_the_data_workers() {
+    for (cores, workers) in [(None, 0), (Some("2"), 2)] {
+        let extra: Vec<(&str, &str)> = cores.map(|c| (config::ENV_CORES, c)).into_iter().collect();
+        let mut proxy = start(&format!("cores-{}", cores.unwrap_or("default")), &extra);
+        let names = thread_names(proxy.child.id());
+        let count = |name: &str| names.iter().filter(|n| *n == name).count();
+        assert_eq!(count(runtime::CONTROL_THREAD_NAME), 1, "{names:?}");
+        // One core: the main thread is the only data worker (a single-threaded runtime).
+        assert_eq!(count(runtime::WORKER_THREAD_NAME), workers, "{names:?}");
+        proxy.child.kill().unwrap();
+        proxy.child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&proxy.dir);
+    }
 }
 
 #[test]

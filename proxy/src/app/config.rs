@@ -106,6 +106,8 @@ pub const ENV_INGRESS_MODE: &str = "TRELLIS_PROXY_INGRESS_MODE";
 pub const ENV_SHUTDOWN_ENDPOINT_ENABLED: &str = "TRELLIS_PROXY_SHUTDOWN_ENDPOINT_ENABLED";
 /// Env var: how long in-flight work may drain on shutdown.
 pub const ENV_SHUTDOWN_GRACE_PERIOD: &str = "TRELLIS_PROXY_SHUTDOWN_GRACE_PERIOD";
+/// Env var: data-plane worker threads (the injector sets it from the pod's CPU limit).
+pub const ENV_CORES: &str = "TRELLIS_PROXY_CORES";
 
 /// Every variable this module reads, for diagnostics and the prefix check.
 pub const ALL_ENV: &[&str] = &[
@@ -155,6 +157,7 @@ pub const ALL_ENV: &[&str] = &[
     ENV_INGRESS_MODE,
     ENV_SHUTDOWN_ENDPOINT_ENABLED,
     ENV_SHUTDOWN_GRACE_PERIOD,
+    ENV_CORES,
 ];
 
 /// Default inbound listen address (all addresses).
@@ -197,6 +200,10 @@ pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(120);
 pub const DEFAULT_PROFILE_SUFFIXES: &str = "svc.cluster.local.";
 /// Default log filter.
 pub const DEFAULT_LOG: &str = "warn,trellis_proxy=info";
+/// Default data-plane worker threads: one, on a single-threaded runtime.
+pub const DEFAULT_CORES: usize = 1;
+/// Most data-plane worker threads accepted (the Mesh's `proxy.cores` allows 1–64).
+pub const MAX_CORES: usize = 64;
 /// Default inbound policy.
 pub const DEFAULT_INBOUND_POLICY: DefaultPolicy = DefaultPolicy::AllUnauthenticated;
 
@@ -294,6 +301,8 @@ pub struct Config {
     pub shutdown_endpoint_enabled: bool,
     /// How long in-flight work may drain on shutdown.
     pub shutdown_grace_period: Duration,
+    /// Data-plane worker threads (1 runs a single-threaded runtime).
+    pub cores: usize,
 }
 
 /// Identity settings.
@@ -676,6 +685,7 @@ impl Config {
                 ENV_SHUTDOWN_GRACE_PERIOD,
                 DEFAULT_SHUTDOWN_GRACE_PERIOD,
             )?,
+            cores: cores(env)?,
         })
     }
 }
@@ -688,6 +698,22 @@ impl Config {
             .filter_map(|n| ipnet::IpNet::new(n.addr, n.prefix).ok())
             .collect()
     }
+}
+
+fn cores(env: &dyn Source) -> Result<usize, Error> {
+    let Some(raw) = get(env, ENV_CORES) else {
+        return Ok(DEFAULT_CORES);
+    };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_CORES).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                ENV_CORES,
+                &raw,
+                format!("must be a whole number of worker threads from 1 to {MAX_CORES}"),
+            )
+        })
 }
 
 fn invalid(name: &'static str, value: &str, reason: String) -> Error {

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod control;
+pub mod runtime;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -57,6 +58,8 @@ pub struct Options {
     pub inbound_orig_dst: OrigDst,
     /// How outbound connections learn their original destination.
     pub outbound_orig_dst: OrigDst,
+    /// The runtime for control work (admin, identity); `None` uses the caller's.
+    pub control: Option<tokio::runtime::Handle>,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
         Self {
             inbound_orig_dst: OrigDst::Syscall,
             outbound_orig_dst: OrigDst::Syscall,
+            control: None,
         }
     }
 }
@@ -109,8 +113,16 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     let creds = tls::Store::new(config.identity.local_name.clone());
     let tls_server = tls::server::Server::new(roots.clone(), creds.clone())?;
     // The identity controller is reached before this proxy has a certificate.
+    let control_rt = options
+        .control
+        .clone()
+        .unwrap_or_else(tokio::runtime::Handle::current);
     let identity_tls = tls::client::Client::new(roots.clone(), None)?;
-    let identity_channel = control::channel(&config.identity.svc, &identity_tls)?;
+    // The channel's connection task runs where it is made: on the control runtime.
+    let identity_channel = {
+        let _control = control_rt.enter();
+        control::channel(&config.identity.svc, &identity_tls)?
+    };
     let identity = Identity::new(
         config.identity.clone(),
         roots.clone(),
@@ -128,7 +140,12 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
                 source,
             })
     };
-    let (admin_addr, admin_listener) = bind("admin", config.admin_listen_addr).await?;
+    let (admin_addr, admin_listener) =
+        bind_on(&control_rt, config.admin_listen_addr).map_err(|source| Error::Bind {
+            listener: "admin",
+            addr: config.admin_listen_addr,
+            source,
+        })?;
     let (inbound_addr, inbound_listener) = bind("inbound", config.inbound.listen_addr).await?;
     let mut outbound_listeners = Vec::new();
     for addr in &config.outbound.listen_addrs {
@@ -137,7 +154,7 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     let outbound_addrs: Vec<SocketAddr> = outbound_listeners.iter().map(|(a, _)| *a).collect();
 
     let identity_drain = drain.clone();
-    tokio::spawn(
+    control_rt.spawn(
         async move {
             tokio::select! {
                 () = identity.run(IdentityClient::new(identity_channel)) => {}
@@ -168,7 +185,7 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     }
 
     let admin = Admin::new(readiness.clone(), metrics.clone());
-    tokio::spawn(
+    control_rt.spawn(
         admin
             .serve(admin_listener, drain.clone())
             .instrument(tracing::info_span!("admin", addr = %admin_addr)),
@@ -246,4 +263,17 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
         drain,
         config,
     })
+}
+
+/// Binds `addr` with the listener registered on `rt`'s reactor, so that accepting on it never
+/// wakes another runtime.
+fn bind_on(
+    rt: &tokio::runtime::Handle,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::net::TcpListener)> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let _rt = rt.enter();
+    Ok((local, tokio::net::TcpListener::from_std(listener)?))
 }

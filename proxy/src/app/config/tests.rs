@@ -263,3 +263,16 @@ fn listen_addrs_logs_and_flags_are_checked() {
         assert!(msg.contains(name), "{name}: {msg}");
     }
 }
+
+#[test]
+fn cores_default_to_one_and_are_bounded() {
+    assert_eq!(parse(&mk_env(FAKE_ANCHORS_PEM)).unwrap().cores, 1);
+    assert_eq!(parse(&with(&[(ENV_CORES, "4")])).unwrap().cores, 4);
+    for bad in ["0", "-1", "1.5", "two", "65"] {
+        let msg = err(&with(&[(ENV_CORES, bad)]));
+        assert!(
+            msg.contains(ENV_CORES) && msg.contains("from 1 to 64"),
+            "{bad}: {msg}"
+        );
+    }
+}
