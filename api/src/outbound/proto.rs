@@ -194,3 +194,186 @@ impl From<OutboundPolicy> for api::OutboundPolicy {
         }
     }
 }
+
+impl TryFrom<meta::Metadata> for ServiceRef {
+    type Error = InvalidMessage;
+
+    fn try_from(m: meta::Metadata) -> Result<Self, Self::Error> {
+        let Some(meta::metadata::Kind::Resource(r)) = m.kind else {
+            return Err(InvalidMessage::new(
+                "metadata",
+                "must name a Service resource",
+            ));
+        };
+        if r.group.is_empty() || r.kind.is_empty() || r.name.is_empty() || r.namespace.is_empty() {
+            return Err(InvalidMessage::new(
+                "metadata",
+                "group, kind, name and namespace must be set",
+            ));
+        }
+        let port = u16::try_from(r.port)
+            .map_err(|_| InvalidMessage::new("metadata.port", "above 65535"))?;
+        Ok(Self {
+            namespace: r.namespace,
+            name: r.name,
+            port,
+        })
+    }
+}
+
+/// The `Destination.Get` path of a balancer backend, checking the contract's required fields.
+fn balancer_path(b: &api::Backend) -> Result<Option<String>, InvalidMessage> {
+    use api::backend::{Kind, endpoint_discovery};
+    if b.metadata.is_none() {
+        return Err(InvalidMessage::missing("backend.metadata"));
+    }
+    if b.queue.is_none() {
+        return Err(InvalidMessage::missing("backend.queue"));
+    }
+    let Some(Kind::Balancer(bal)) = &b.kind else {
+        return Ok(None);
+    };
+    if bal.load.is_none() {
+        return Err(InvalidMessage::missing("backend.balancer.load"));
+    }
+    match bal.discovery.as_ref().and_then(|d| d.kind.as_ref()) {
+        Some(endpoint_discovery::Kind::Dst(dst)) if !dst.path.is_empty() => {
+            Ok(Some(dst.path.clone()))
+        }
+        _ => Err(InvalidMessage::missing(
+            "backend.balancer.discovery.dst.path",
+        )),
+    }
+}
+
+/// The first balancer backend's path among `backends`.
+fn first_path<'a>(
+    backends: impl IntoIterator<Item = &'a api::Backend>,
+) -> Result<Option<String>, InvalidMessage> {
+    for b in backends {
+        if let Some(path) = balancer_path(b)? {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+fn http_backends(routes: &[api::HttpRoute]) -> impl Iterator<Item = &api::Backend> {
+    use api::http_route::distribution::Kind;
+    routes
+        .iter()
+        .flat_map(|r| &r.rules)
+        .filter_map(|rule| rule.backends.as_ref()?.kind.as_ref())
+        .flat_map(|kind| -> Vec<&api::Backend> {
+            match kind {
+                Kind::Empty(_) => Vec::new(),
+                Kind::FirstAvailable(fa) => fa
+                    .backends
+                    .iter()
+                    .filter_map(|b| b.backend.as_ref())
+                    .collect(),
+                Kind::RandomAvailable(ra) => ra
+                    .backends
+                    .iter()
+                    .filter_map(|w| w.backend.as_ref()?.backend.as_ref())
+                    .collect(),
+            }
+        })
+}
+
+fn grpc_backends(routes: &[api::GrpcRoute]) -> impl Iterator<Item = &api::Backend> {
+    use api::grpc_route::distribution::Kind;
+    routes
+        .iter()
+        .flat_map(|r| &r.rules)
+        .filter_map(|rule| rule.backends.as_ref()?.kind.as_ref())
+        .flat_map(|kind| -> Vec<&api::Backend> {
+            match kind {
+                Kind::Empty(_) => Vec::new(),
+                Kind::FirstAvailable(fa) => fa
+                    .backends
+                    .iter()
+                    .filter_map(|b| b.backend.as_ref())
+                    .collect(),
+                Kind::RandomAvailable(ra) => ra
+                    .backends
+                    .iter()
+                    .filter_map(|w| w.backend.as_ref()?.backend.as_ref())
+                    .collect(),
+            }
+        })
+}
+
+fn opaque_backends(routes: &[api::OpaqueRoute]) -> impl Iterator<Item = &api::Backend> {
+    use api::opaque_route::distribution::Kind;
+    routes
+        .iter()
+        .flat_map(|r| &r.rules)
+        .filter_map(|rule| rule.backends.as_ref()?.kind.as_ref())
+        .flat_map(|kind| -> Vec<&api::Backend> {
+            match kind {
+                Kind::Empty(_) => Vec::new(),
+                Kind::FirstAvailable(fa) => fa
+                    .backends
+                    .iter()
+                    .filter_map(|b| b.backend.as_ref())
+                    .collect(),
+                Kind::RandomAvailable(ra) => ra
+                    .backends
+                    .iter()
+                    .filter_map(|w| w.backend.as_ref()?.backend.as_ref())
+                    .collect(),
+            }
+        })
+}
+
+/// Reads the protocol and the first balancer backend. gRPC counts as HTTP/2; TLS routes and
+/// policies with no balancer backend (only `forward` ones) are not representable and fail.
+impl TryFrom<api::OutboundPolicy> for OutboundPolicy {
+    type Error = InvalidMessage;
+
+    fn try_from(p: api::OutboundPolicy) -> Result<Self, Self::Error> {
+        use api::proxy_protocol::Kind;
+        let service = ServiceRef::try_from(
+            p.metadata
+                .ok_or_else(|| InvalidMessage::missing("metadata"))?,
+        )?;
+        let kind = p
+            .protocol
+            .and_then(|p| p.kind)
+            .ok_or_else(|| InvalidMessage::missing("protocol.kind"))?;
+        let (protocol, path) = match &kind {
+            Kind::Detect(d) => {
+                let (Some(_), Some(opaque), Some(http1), Some(_)) =
+                    (&d.timeout, &d.opaque, &d.http1, &d.http2)
+                else {
+                    return Err(InvalidMessage::new(
+                        "protocol.detect",
+                        "timeout, opaque, http1 and http2 are all required",
+                    ));
+                };
+                let path = match first_path(http_backends(&http1.routes))? {
+                    Some(path) => Some(path),
+                    None => first_path(opaque_backends(&opaque.routes))?,
+                };
+                (AppProtocol::Detect, path)
+            }
+            Kind::Http1(h) => (AppProtocol::Http1, first_path(http_backends(&h.routes))?),
+            Kind::Http2(h) => (AppProtocol::Http2, first_path(http_backends(&h.routes))?),
+            Kind::Grpc(g) => (AppProtocol::Http2, first_path(grpc_backends(&g.routes))?),
+            Kind::Opaque(o) => (AppProtocol::Opaque, first_path(opaque_backends(&o.routes))?),
+            Kind::Tls(_) => {
+                return Err(InvalidMessage::new(
+                    "protocol.kind",
+                    "tls policies are not supported",
+                ));
+            }
+        };
+        Ok(Self {
+            service,
+            backend_path: path
+                .ok_or_else(|| InvalidMessage::new("protocol.routes", "no balancer backend"))?,
+            protocol,
+        })
+    }
+}

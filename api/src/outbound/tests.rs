@@ -93,3 +93,48 @@ fn traffic_specs_need_a_target() {
         TrafficTarget::Addr("198.19.0.1:80".parse().unwrap())
     );
 }
+
+#[test]
+fn policies_round_trip_for_every_protocol() {
+    for protocol in [
+        AppProtocol::Detect,
+        AppProtocol::Http1,
+        AppProtocol::Http2,
+        AppProtocol::Opaque,
+    ] {
+        let wire = api::OutboundPolicy::from(policy(protocol));
+        assert_eq!(OutboundPolicy::try_from(wire).unwrap(), policy(protocol));
+    }
+}
+
+#[test]
+fn invalid_policies_name_the_bad_field() {
+    let mut wire = api::OutboundPolicy::from(policy(AppProtocol::Opaque));
+    wire.metadata = None;
+    assert_eq!(
+        OutboundPolicy::try_from(wire).unwrap_err().field,
+        "metadata"
+    );
+
+    let mut wire = api::OutboundPolicy::from(policy(AppProtocol::Detect));
+    let Some(api::proxy_protocol::Kind::Detect(d)) = wire.protocol.as_mut().unwrap().kind.as_mut()
+    else {
+        panic!("detect expected");
+    };
+    d.timeout = None;
+    assert_eq!(
+        OutboundPolicy::try_from(wire).unwrap_err().field,
+        "protocol.detect"
+    );
+
+    let mut wire = api::OutboundPolicy::from(policy(AppProtocol::Opaque));
+    let Some(api::proxy_protocol::Kind::Opaque(o)) = wire.protocol.as_mut().unwrap().kind.as_mut()
+    else {
+        panic!("opaque expected");
+    };
+    o.routes.clear();
+    assert_eq!(
+        OutboundPolicy::try_from(wire).unwrap_err().field,
+        "protocol.routes"
+    );
+}
