@@ -38,6 +38,7 @@ async fn proxy_for(app: std::net::SocketAddr, pki: &Arc<TestPki>) -> app::Runnin
         Options {
             inbound_orig_dst: OrigDst::Fixed(app),
             outbound_orig_dst: OrigDst::Fixed(app),
+            ..Default::default()
         },
     )
     .await
@@ -186,6 +187,7 @@ async fn shutdown_drains_in_flight_requests_and_closes_idle_keep_alive() {
         Options {
             inbound_orig_dst: OrigDst::Fixed(app),
             outbound_orig_dst: OrigDst::Fixed(app),
+            ..Default::default()
         },
     )
     .await

@@ -161,6 +161,7 @@ async fn certified_proxy(pki: &Arc<TestPki>) -> (app::Running, std::net::SocketA
         Options {
             inbound_orig_dst: OrigDst::Fixed(app_addr),
             outbound_orig_dst: OrigDst::Fixed(app_addr),
+            ..Default::default()
         },
     )
     .await

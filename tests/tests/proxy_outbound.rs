@@ -62,6 +62,7 @@ async fn backend(pki: &Arc<TestPki>, identity_addr: &str, name: &'static str) ->
         Options {
             inbound_orig_dst: OrigDst::Fixed(app),
             outbound_orig_dst: OrigDst::Fixed(app),
+            ..Default::default()
         },
     )
     .await
@@ -105,6 +106,7 @@ async fn http_is_balanced_over_mtls_h2_across_endpoints() {
         Options {
             inbound_orig_dst: OrigDst::Syscall,
             outbound_orig_dst: OrigDst::Fixed(service_ip()),
+            ..Default::default()
         },
     )
     .await;
@@ -191,6 +193,7 @@ async fn endpoints_stay_when_the_controller_goes_away() {
         Options {
             inbound_orig_dst: OrigDst::Syscall,
             outbound_orig_dst: OrigDst::Fixed(service_ip()),
+            ..Default::default()
         },
     )
     .await;
@@ -223,6 +226,7 @@ async fn unknown_targets_go_to_the_original_destination() {
         Options {
             inbound_orig_dst: OrigDst::Fixed(app),
             outbound_orig_dst: OrigDst::Fixed(app),
+            ..Default::default()
         },
     )
     .await
@@ -266,6 +270,7 @@ async fn http1_upgrades_pass_through_meshed_targets() {
         Options {
             inbound_orig_dst: OrigDst::Syscall,
             outbound_orig_dst: OrigDst::Fixed(service_ip()),
+            ..Default::default()
         },
     )
     .await;
@@ -319,6 +324,7 @@ async fn http2_from_the_app_stays_http2_end_to_end() {
         Options {
             inbound_orig_dst: OrigDst::Syscall,
             outbound_orig_dst: OrigDst::Fixed(service_ip()),
+            ..Default::default()
         },
     )
     .await;
@@ -360,6 +366,7 @@ async fn opaque_traffic_carries_a_transport_header_to_the_peer_inbound_port() {
         Options {
             inbound_orig_dst: OrigDst::Fixed("127.0.0.1:1".parse().unwrap()),
             outbound_orig_dst: OrigDst::Syscall,
+            ..Default::default()
         },
     )
     .await;
@@ -382,6 +389,7 @@ async fn opaque_traffic_carries_a_transport_header_to_the_peer_inbound_port() {
         Options {
             inbound_orig_dst: OrigDst::Syscall,
             outbound_orig_dst: OrigDst::Fixed(service_ip()),
+            ..Default::default()
         },
     )
     .await;

@@ -97,6 +97,7 @@ async fn proxy_with(overrides: &[(&str, &str)], pki: &TestPki) -> (app::Running,
         Options {
             inbound_orig_dst: OrigDst::Fixed(app_addr),
             outbound_orig_dst: OrigDst::Fixed(app_addr),
+            ..Default::default()
         },
     )
     .await
@@ -184,6 +185,7 @@ async fn watched_policy_admits_only_the_listed_identity() {
         Options {
             inbound_orig_dst: OrigDst::Fixed(app_addr),
             outbound_orig_dst: OrigDst::Fixed(app_addr),
+            ..Default::default()
         },
     )
     .await
@@ -240,6 +242,7 @@ async fn policy_updates_apply_to_new_connections() {
         Options {
             inbound_orig_dst: OrigDst::Fixed(app_addr),
             outbound_orig_dst: OrigDst::Fixed(app_addr),
+            ..Default::default()
         },
     )
     .await
@@ -275,6 +278,7 @@ async fn a_policy_change_applies_to_requests_on_an_open_connection() {
         Options {
             inbound_orig_dst: OrigDst::Fixed(app_addr),
             outbound_orig_dst: OrigDst::Fixed(app_addr),
+            ..Default::default()
         },
     )
     .await

@@ -60,6 +60,7 @@ async fn outbound_and_inbound_forward_tcp_to_the_original_destination() {
         Options {
             inbound_orig_dst: OrigDst::Fixed(app),
             outbound_orig_dst: OrigDst::Fixed(app),
+            ..Default::default()
         },
     )
     .await
@@ -112,6 +113,7 @@ async fn server_first_protocols_work_on_opaque_ports_and_after_the_detect_timeou
         Options {
             inbound_orig_dst: OrigDst::Fixed(app),
             outbound_orig_dst: OrigDst::Fixed(app),
+            ..Default::default()
         },
     )
     .await
@@ -149,6 +151,7 @@ async fn shutdown_drains_open_connections_then_closes_the_rest() {
         Options {
             inbound_orig_dst: OrigDst::Fixed(app),
             outbound_orig_dst: OrigDst::Fixed(app),
+            ..Default::default()
         },
     )
     .await
