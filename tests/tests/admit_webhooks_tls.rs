@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use rustls::{
     ClientConfig, RootCertStore,
     pki_types::{CertificateDer, ServerName, pem::PemObject},
@@ -56,6 +57,14 @@ impl PolicyLookup for Empty {
         _: &'a str,
     ) -> BoxFuture<'a, Result<bool, LookupError>> {
         Box::pin(async { Ok(false) })
+    }
+
+    fn pods<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }
 

@@ -561,6 +561,11 @@ async fn pod_annotation_wins_over_a_disabled_namespace_and_the_control_plane_is_
 }
 
 fn server(name: &str, selector: Value, port: i32) -> Server {
+    server_on(name, selector, json!(port))
+}
+
+/// A Server on `port`, a number or a container port name.
+fn server_on(name: &str, selector: Value, port: Value) -> Server {
     serde_json::from_value(json!({
         "apiVersion": "policy.trellis.dev/v1alpha1",
         "kind": "Server",
@@ -618,6 +623,38 @@ async fn validator_refuses_overlapping_server_and_warns_on_missing_target() {
             .create(&create, &server("web-admin", json!({ "matchLabels": { "app": "web" } }), 9090))
             .await
             .expect("a Server on another port is admitted");
+
+        // A named port is the same port as a number when a pod both select says so.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let named_pod: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "named-1", "labels": { "app": "named" } },
+            "spec": { "containers": [{ "name": "app", "image": "example.invalid/app:1",
+                "ports": [{ "name": "http", "containerPort": 8080 }, { "name": "metrics", "containerPort": 9100 }] }] },
+        }))
+        .unwrap();
+        pods.create(&create, &named_pod).await.unwrap();
+        let named = json!({ "matchLabels": { "app": "named" } });
+        servers
+            .create(&create, &server("named-8080", named.clone(), 8080))
+            .await
+            .unwrap();
+        let message = api_message(
+            servers
+                .create(&create, &server_on("named-http", named.clone(), json!("http")))
+                .await
+                .unwrap_err(),
+        );
+        assert!(
+            message.contains(
+                "Server named-http (port http) overlaps Server named-8080 (port 8080): both are \
+                 port 8080 of pod named-1"
+            ),
+            "{message}"
+        );
+        servers
+            .create(&create, &server_on("named-metrics", named, json!("metrics")))
+            .await
+            .expect("a named port that is another number on the pod is admitted");
 
         let policy = format!(
             "apiVersion: policy.trellis.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: early, namespace: {ns}}}\n\

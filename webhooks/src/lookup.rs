@@ -1,11 +1,14 @@
-//! Reads of other objects the webhooks need (namespaces, Servers), behind traits so that
-//! router tests can use fakes; [`KubeLookup`] answers them from the apiserver.
+//! Reads of other objects the webhooks need (namespaces, Servers, pods), behind traits so
+//! that router tests can use fakes; [`KubeLookup`] answers them from the apiserver.
 
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{Api, Client, api::ListParams};
+use k8s_openapi::{
+    api::core::v1::{Namespace, Pod},
+    apimachinery::pkg::apis::meta::v1::LabelSelector,
+};
+use kube::{Api, Client, api::ListParams, core::Selector};
 use trellis_crds::v1alpha1::server::Server;
 
 use crate::error::LookupError;
@@ -30,6 +33,12 @@ pub trait PolicyLookup: Send + Sync + 'static {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<bool, LookupError>>;
+    /// The pods in `namespace` that `selector` selects (to resolve named Server ports).
+    fn pods<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>>;
 }
 
 /// Answers lookups with direct reads from the apiserver.
@@ -45,7 +54,8 @@ impl std::fmt::Debug for KubeLookup {
 }
 
 impl KubeLookup {
-    /// Lookups through `client` (it needs get on namespaces, list and get on Servers).
+    /// Lookups through `client` (it needs get on namespaces, list and get on Servers, list
+    /// on pods).
     pub fn new(client: Client) -> Self {
         Self { client }
     }
@@ -83,6 +93,19 @@ impl PolicyLookup for KubeLookup {
         Box::pin(async move {
             let api: Api<Server> = Api::namespaced(self.client.clone(), namespace);
             Ok(api.get_opt(name).await?.is_some())
+        })
+    }
+
+    fn pods<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>> {
+        Box::pin(async move {
+            let selector = Selector::try_from(selector.clone())?;
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            let params = ListParams::default().labels_from(&selector);
+            Ok(api.list(&params).await?.items)
         })
     }
 }

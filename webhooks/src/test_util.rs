@@ -6,7 +6,8 @@ use axum::body::Body;
 use futures::future::BoxFuture;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use kube::core::{DynamicObject, admission::AdmissionReview};
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
+use kube::core::{DynamicObject, Selector, SelectorExt, admission::AdmissionReview};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -25,11 +26,13 @@ pub(crate) const TRUST_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END 
 /// Default proxy image in tests.
 pub(crate) const PROXY_IMAGE: &str = "registry.test/trellis/proxy:0.1.0";
 
-/// Namespaces (name → annotations) and Servers held in memory; `fail` makes every lookup fail.
+/// Namespaces (name → annotations), Servers and pods held in memory; `fail` makes every
+/// lookup fail.
 #[derive(Default)]
 pub(crate) struct FakeLookup {
     pub(crate) namespaces: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     pub(crate) servers: Mutex<Vec<Server>>,
+    pub(crate) pods: Mutex<Vec<Pod>>,
     pub(crate) fail: Mutex<bool>,
 }
 
@@ -83,6 +86,26 @@ impl PolicyLookup for FakeLookup {
                 s.metadata.namespace.as_deref() == Some(namespace)
                     && s.metadata.name.as_deref() == Some(name)
             }))
+        })
+    }
+
+    fn pods<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>> {
+        Box::pin(async move {
+            self.check()?;
+            let selector = Selector::try_from(selector.clone())?;
+            let empty = BTreeMap::new();
+            Ok(self
+                .pods
+                .lock()
+                .iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+                .filter(|p| selector.matches(p.metadata.labels.as_ref().unwrap_or(&empty)))
+                .cloned()
+                .collect())
         })
     }
 }

@@ -2,7 +2,7 @@
 //! targets, kinds without rules, and malformed bodies.
 
 use http::StatusCode;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use serde_json::{Value, json};
 use trellis_crds::v1alpha1::server::Server;
 
@@ -73,7 +73,7 @@ async fn overlapping_server_is_refused_with_both_names() {
             json!(9090),
         ),
         (
-            "named-port",
+            "named-port-no-pods",
             json!({ "matchLabels": { "app": "web" } }),
             json!("http"),
         ),
@@ -109,6 +109,96 @@ async fn overlapping_server_is_refused_with_both_names() {
     )
     .await;
     assert!(response.allowed, "a Server does not overlap itself");
+}
+
+fn mk_pod(name: &str, labels: Value, ports: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "namespace": NS, "labels": labels },
+        "spec": { "containers": [{ "name": "app", "image": "registry.test/web:1", "ports": ports }] },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn named_port_that_is_the_same_number_on_a_selected_pod_is_refused() {
+    let (state, lookup) = mk_state(NS, &[]);
+    let existing: Server = serde_json::from_value(mk_server(
+        "web-8080",
+        json!({ "matchLabels": { "app": "web" } }),
+        json!(8080),
+    ))
+    .unwrap();
+    lookup.servers.lock().push(existing);
+    let named = |name: &str, port: &str| {
+        mk_review(
+            SERVERS,
+            NS,
+            name,
+            "CREATE",
+            mk_server(
+                name,
+                json!({ "matchLabels": { "app": "web" } }),
+                json!(port),
+            ),
+        )
+    };
+
+    let response = review(state.clone(), VALIDATE_PATH, &named("web-http", "http")).await;
+    assert!(
+        response.allowed,
+        "no pod to resolve http on: {}",
+        response.result.message
+    );
+
+    lookup.pods.lock().push(mk_pod(
+        "api-1",
+        json!({ "app": "api" }),
+        json!([{ "name": "http", "containerPort": 8080 }]),
+    ));
+    lookup.pods.lock().push(mk_pod(
+        "web-1",
+        json!({ "app": "web" }),
+        json!([{ "name": "http", "containerPort": 9090 }, { "name": "admin", "containerPort": 8080 }]),
+    ));
+    let response = review(state.clone(), VALIDATE_PATH, &named("web-http", "http")).await;
+    assert!(
+        response.allowed,
+        "http is 9090 on the pods both select: {}",
+        response.result.message
+    );
+
+    let response = review(state.clone(), VALIDATE_PATH, &named("web-admin", "admin")).await;
+    assert!(!response.allowed, "admin is 8080 on web-1");
+    let message = &response.result.message;
+    assert!(
+        message.contains("Server web-admin (port admin) overlaps Server web-8080 (port 8080)")
+            && message.contains("port 8080 of pod web-1"),
+        "{message}"
+    );
+
+    // Two different names that are one port on a pod.
+    lookup.servers.lock().clear();
+    let http: Server = serde_json::from_value(mk_server(
+        "web-http",
+        json!({ "matchLabels": { "app": "web" } }),
+        json!("http"),
+    ))
+    .unwrap();
+    lookup.servers.lock().push(http);
+    lookup.pods.lock().push(mk_pod(
+        "web-2",
+        json!({ "app": "web" }),
+        json!([{ "name": "http", "containerPort": 7070, "protocol": "TCP" }, { "name": "web", "containerPort": 7070, "protocol": "UDP" }]),
+    ));
+    let response = review(state, VALIDATE_PATH, &named("web-web", "web")).await;
+    assert!(!response.allowed);
+    assert!(
+        response.result.message.contains(
+            "Server web-web (port web) overlaps Server web-http (port http): both are port 7070 of pod web-2"
+        ),
+        "{}",
+        response.result.message
+    );
 }
 
 #[test]
