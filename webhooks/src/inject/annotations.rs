@@ -59,6 +59,9 @@ pub enum InjectMode {
     Disabled,
 }
 
+/// The values `trellis.dev/inject` accepts.
+pub const INJECT_VALUES: [&str; 3] = ["enabled", "ingress", "disabled"];
+
 impl InjectMode {
     fn parse(value: &str) -> Option<Self> {
         match value {
@@ -84,6 +87,39 @@ pub fn inject_mode(
                 .get(INJECT_ANNOTATION)
                 .and_then(|v| InjectMode::parse(v))
         })
+}
+
+/// Warnings for `trellis.dev/inject` values that are not one of [`INJECT_VALUES`] (they
+/// count as absent), on the pod and on its namespace `namespace_name`.
+pub fn unknown_inject_values(
+    pod: &BTreeMap<String, String>,
+    namespace: &BTreeMap<String, String>,
+    namespace_name: &str,
+) -> Vec<String> {
+    let accepted = INJECT_VALUES.join(", ");
+    [
+        (
+            pod,
+            "the pod".to_string(),
+            "its namespace's annotation decides",
+        ),
+        (
+            namespace,
+            format!("namespace {namespace_name}"),
+            "its pods are injected only when they ask",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(annotations, owner, fallback)| {
+        let value = annotations.get(INJECT_ANNOTATION)?;
+        InjectMode::parse(value).is_none().then(|| {
+            format!(
+                "annotation {INJECT_ANNOTATION}={value:?} on {owner} is not a known value and is \
+                 ignored ({fallback}); use one of {accepted}"
+            )
+        })
+    })
+    .collect()
 }
 
 /// Proxy settings for one pod, after annotations are applied to the Mesh defaults.

@@ -1,14 +1,16 @@
 //! The mutating webhook: adds trellis-proxy-init and trellis-proxy to pods that opt in.
 //!
-//! The apiserver calls it for pods in every namespace but `kube-system`, the control-plane
-//! namespace and namespaces labelled `trellis.dev/inject: disabled` (the operator's
-//! `namespaceSelector`), so the decision is made here, per pod: a pod is injected when its own
-//! `trellis.dev/inject` annotation, or else (when it has none, or an unknown value) its
-//! namespace's, says `enabled` (or `ingress`). A pod annotated `disabled` is left alone
-//! without reading its namespace; a namespace without the annotation opts nobody in. Pods on
-//! the host network, pods in the control-plane namespace and pods that already hold a proxy
-//! are left alone, so injection is idempotent. A pod left alone gets an allowing response
-//! without a patch.
+//! The apiserver calls it for pods in every namespace but `kube-system` and the control-plane
+//! namespace (the operator's `namespaceSelector`); namespaces annotated or labelled
+//! `trellis.dev/inject: disabled` are still called, so the decision is made here, per pod: a
+//! pod is injected when its own `trellis.dev/inject` annotation, or else (when it has none, or
+//! an unknown value, which gets a warning) its namespace's, says `enabled` (or `ingress`). A
+//! pod annotated `disabled` is left alone without reading its namespace; a namespace without
+//! the annotation opts nobody in. Pods on the host network, pods in the control-plane
+//! namespace and pods that already hold a proxy are left alone, so injection is idempotent.
+//! So is a pod that opts in while the control plane has no trust anchors yet: its proxy could
+//! not start, so it is admitted as it is, with a warning. A pod left alone gets an allowing
+//! response without a patch.
 
 pub mod annotations;
 pub mod patch;
@@ -24,10 +26,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use trellis_api::well_known::{
     CONTROL_PLANE_NS_LABEL, MANAGED_BY_LABEL, OPAQUE_PORTS_ANNOTATION, PROXY_VERSION_ANNOTATION,
+    TRUST_ROOTS_CONFIGMAP,
 };
 
 use self::{
-    annotations::{InjectMode, inject_mode, merged_config, settings},
+    annotations::{
+        InjectMode, inject_mode, merged_config, port_list, settings, unknown_inject_values,
+    },
     patch::Additions,
     template::{PROXY_CONTAINER, proxy_container, proxy_init_container, volumes},
 };
@@ -46,6 +51,8 @@ pub enum Skip {
     AlreadyInjected,
     /// Neither the pod nor its namespace asks for injection, or one says `disabled`.
     NotEnabled,
+    /// The pod asks for injection, but the control plane has no trust anchors yet.
+    NoTrustAnchors,
 }
 
 impl Skip {
@@ -56,6 +63,7 @@ impl Skip {
             Self::ControlPlane => "control-plane pod",
             Self::AlreadyInjected => "already injected",
             Self::NotEnabled => "injection not enabled",
+            Self::NoTrustAnchors => "no trust anchors yet",
         }
     }
 }
@@ -71,7 +79,22 @@ pub enum Decision {
         warnings: Vec<String>,
     },
     /// Admit the pod unchanged.
-    Skip(Skip),
+    Skip {
+        /// Why.
+        reason: Skip,
+        /// Warnings for the apiserver to show (ignored annotations, or why a pod that asked
+        /// for the proxy did not get it).
+        warnings: Vec<String>,
+    },
+}
+
+impl Decision {
+    fn skip(reason: Skip) -> Self {
+        Self::Skip {
+            reason,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Handles one AdmissionReview body for the mutating webhook.
@@ -98,13 +121,17 @@ pub(crate) async fn handle(state: &State, body: &Bytes) -> Result<Vec<u8>, Error
             }
             response
         }
-        Decision::Skip(skip) => {
+        Decision::Skip { reason, warnings } => {
             tracing::debug!(
                 namespace = request.namespace.as_deref().unwrap_or_default(),
                 uid = %request.uid,
-                reason = skip.as_str(),
+                reason = reason.as_str(),
                 "Not injecting"
             );
+            let mut response = response;
+            if !warnings.is_empty() {
+                response.warnings = Some(warnings);
+            }
             response
         }
     };
@@ -114,7 +141,7 @@ pub(crate) async fn handle(state: &State, body: &Bytes) -> Result<Vec<u8>, Error
 /// Decides whether and how to inject `request`'s pod.
 pub async fn admit(state: &State, request: &AdmissionRequest<Pod>) -> Result<Decision, Error> {
     let (Operation::Create, Some(pod)) = (&request.operation, &request.object) else {
-        return Ok(Decision::Skip(Skip::NotACreate));
+        return Ok(Decision::skip(Skip::NotACreate));
     };
     let config = state.inject_config();
     let namespace = request
@@ -130,11 +157,11 @@ pub async fn admit(state: &State, request: &AdmissionRequest<Pod>) -> Result<Dec
         .and_then(|labels| labels.get(managed_by))
         .is_some_and(|value| value == operator);
     if namespace == config.control_plane_namespace || operator_managed {
-        return Ok(Decision::Skip(Skip::ControlPlane));
+        return Ok(Decision::skip(Skip::ControlPlane));
     }
     let spec = pod.spec.as_ref();
     if spec.and_then(|s| s.host_network).unwrap_or(false) {
-        return Ok(Decision::Skip(Skip::HostNetwork));
+        return Ok(Decision::skip(Skip::HostNetwork));
     }
     let has_proxy = spec.is_some_and(|s| {
         s.containers
@@ -144,10 +171,10 @@ pub async fn admit(state: &State, request: &AdmissionRequest<Pod>) -> Result<Dec
     });
     let pod_annotations = pod.metadata.annotations.clone().unwrap_or_default();
     if has_proxy || pod_annotations.contains_key(PROXY_VERSION_ANNOTATION) {
-        return Ok(Decision::Skip(Skip::AlreadyInjected));
+        return Ok(Decision::skip(Skip::AlreadyInjected));
     }
     if inject_mode(&pod_annotations, &BTreeMap::new()) == Some(InjectMode::Disabled) {
-        return Ok(Decision::Skip(Skip::NotEnabled));
+        return Ok(Decision::skip(Skip::NotEnabled));
     }
     let ns_annotations = state
         .namespaces
@@ -158,13 +185,37 @@ pub async fn admit(state: &State, request: &AdmissionRequest<Pod>) -> Result<Dec
             source,
         })?
         .unwrap_or_default();
+    let mut warnings = unknown_inject_values(&pod_annotations, &ns_annotations, &namespace);
     let mode = match inject_mode(&pod_annotations, &ns_annotations) {
         Some(mode @ (InjectMode::Enabled | InjectMode::Ingress)) => mode,
-        Some(InjectMode::Disabled) | None => return Ok(Decision::Skip(Skip::NotEnabled)),
+        Some(InjectMode::Disabled) | None => {
+            return Ok(Decision::Skip {
+                reason: Skip::NotEnabled,
+                warnings,
+            });
+        }
     };
+    if !config.has_trust_anchors() {
+        tracing::warn!(
+            %namespace,
+            uid = %request.uid,
+            "Pod admitted without a proxy: no trust anchors loaded yet"
+        );
+        warnings.push(format!(
+            "{PROXY_CONTAINER} not injected: no trust anchors yet (ConfigMap \
+             {TRUST_ROOTS_CONFIGMAP} in {cp} has no PEM bundle); the pod runs unmeshed, \
+             recreate it once the Mesh is ready",
+            cp = config.control_plane_namespace,
+        ));
+        return Ok(Decision::Skip {
+            reason: Skip::NoTrustAnchors,
+            warnings,
+        });
+    }
 
     let overrides = merged_config(&pod_annotations, &ns_annotations);
-    let (settings, warnings) = settings(&config, &overrides, mode);
+    let (settings, setting_warnings) = settings(&config, &overrides, mode);
+    warnings.extend(setting_warnings);
     let proxy = proxy_container(&config, &settings, pod);
     let mut additions = Additions {
         init_containers: vec![proxy_init_container(&settings)],
@@ -185,15 +236,28 @@ pub async fn admit(state: &State, request: &AdmissionRequest<Pod>) -> Result<Dec
         settings.version.clone(),
     );
     // Record the effective configuration on the pod: the namespace's values it inherits,
-    // and the default opaque ports it exposes (what destination and policy read).
+    // and the default opaque ports it exposes (what destination and policy read). An invalid
+    // opaque-ports value is not recorded: the pod gets the ports its proxy really uses.
+    let opaque_invalid = overrides
+        .get(OPAQUE_PORTS_ANNOTATION)
+        .is_some_and(|value| port_list(value).is_err());
     for (key, value) in &overrides {
-        if !pod_annotations.contains_key(key) {
+        if !pod_annotations.contains_key(key) && !(opaque_invalid && key == OPAQUE_PORTS_ANNOTATION)
+        {
             additions.annotations.insert(key.clone(), value.clone());
         }
     }
-    if !overrides.contains_key(OPAQUE_PORTS_ANNOTATION) {
+    if !overrides.contains_key(OPAQUE_PORTS_ANNOTATION) || opaque_invalid {
         let exposed = template::exposed_ports_in(pod, &settings.opaque_ports);
-        if !exposed.is_empty() {
+        let replaces_own = opaque_invalid && pod_annotations.contains_key(OPAQUE_PORTS_ANNOTATION);
+        if opaque_invalid {
+            warnings.push(format!(
+                "annotation {OPAQUE_PORTS_ANNOTATION} is invalid: the pod records the default \
+                 opaque ports it exposes ({exposed:?}); fix it to ports and ranges like \
+                 25,4000-4100"
+            ));
+        }
+        if !exposed.is_empty() || replaces_own {
             additions
                 .annotations
                 .insert(OPAQUE_PORTS_ANNOTATION.to_string(), exposed);

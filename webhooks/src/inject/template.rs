@@ -12,6 +12,7 @@ use k8s_openapi::{
     },
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde::Serialize;
 use trellis_api::well_known::{
     CONTROLLER_NAME, DEFAULT_CLUSTER_DOMAIN, DESTINATION_PORT, DESTINATION_SERVICE, IDENTITY_PORT,
@@ -49,8 +50,10 @@ pub const DEFAULT_CLUSTER_NETWORKS: &str =
     "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,198.18.0.0/15,fd00::/8";
 /// Log format of the proxy when none is configured.
 pub const DEFAULT_LOG_FORMAT: &str = "plain";
-/// Whether the proxy is a native sidecar by default (Kubernetes 1.29 and later).
+/// Whether the proxy is a native sidecar when the cluster's version is not known.
 pub const DEFAULT_NATIVE_SIDECAR: bool = true;
+/// The first Kubernetes version, as (major, minor), with native sidecars on by default.
+pub const NATIVE_SIDECAR_SINCE: (u32, u32) = (1, 29);
 
 /// Mesh-wide injection settings: the Mesh's proxy defaults plus the control plane's
 /// addresses and trust bundle. Built by the operator with [`InjectConfig::from_mesh`].
@@ -88,7 +91,8 @@ pub struct InjectConfig {
     pub cluster_networks: String,
     /// PEM trust bundle the proxy verifies peers against (empty until the operator has one).
     pub trust_anchors_pem: String,
-    /// Whether the proxy runs as a native sidecar (init container, restartPolicy Always).
+    /// Whether the proxy runs as a native sidecar (init container, restartPolicy Always);
+    /// otherwise it is the pod's first container. See [`native_sidecar_supported`].
     pub native_sidecar: bool,
 }
 
@@ -131,6 +135,12 @@ impl InjectConfig {
         }
     }
 
+    /// Whether [`Self::trust_anchors_pem`] holds a usable PEM bundle; without one the
+    /// injected proxy would refuse to start, so the injector leaves pods alone.
+    pub fn has_trust_anchors(&self) -> bool {
+        trust_anchors_valid(&self.trust_anchors_pem)
+    }
+
     fn service_addr(&self, service: &str, port: u16) -> String {
         format!(
             "{service}.{}.svc.{}.:{port}",
@@ -144,6 +154,25 @@ impl InjectConfig {
             &self.control_plane_namespace,
             &self.trust_domain,
         )
+    }
+}
+
+/// Whether `pem` is a bundle of one or more PEM certificates and nothing undecodable.
+pub fn trust_anchors_valid(pem: &str) -> bool {
+    let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes()).peekable();
+    certs.peek().is_some() && certs.all(|cert| cert.is_ok_and(|der| !der.is_empty()))
+}
+
+/// Whether an apiserver whose `/version` says `major` and `minor` (like `1` and `29+`) runs
+/// native sidecars (init containers with `restartPolicy: Always`) by default.
+pub fn native_sidecar_supported(major: &str, minor: &str) -> bool {
+    let number = |v: &str| -> Option<u32> {
+        let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    match (number(major), number(minor)) {
+        (Some(major), Some(minor)) => (major, minor) >= NATIVE_SIDECAR_SINCE,
+        _ => false,
     }
 }
 

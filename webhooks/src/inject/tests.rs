@@ -5,7 +5,7 @@ use http::StatusCode;
 use kube::core::admission::AdmissionResponse;
 use serde_json::{Value, json};
 
-use super::annotations::port_list;
+use super::{annotations::port_list, template::native_sidecar_supported};
 use crate::{
     INJECT_PATH, State,
     test_util::{PROXY_IMAGE, TRUST_PEM, mk_pod, mk_pod_review, mk_review, mk_state, post, review},
@@ -275,15 +275,18 @@ async fn annotations_override_mesh_defaults() {
 #[tokio::test]
 async fn invalid_annotation_keeps_default_and_warns() {
     let (state, _) = mk_state(NS, &[("trellis.dev/inject", "enabled")]);
-    let pod = mk_pod(&[
+    let mut pod = mk_pod(&[
         ("config.trellis.dev/proxy-log-level", "loud"),
         ("config.trellis.dev/opaque-ports", "70000"),
     ]);
+    pod["spec"]["containers"][0]["ports"] =
+        json!([{ "containerPort": 8080 }, { "containerPort": 5432 }]);
     let (out, response) = inject(&state, &pod).await;
-    let proxy = container(&out.unwrap()["spec"]["initContainers"], "trellis-proxy").clone();
+    let out = out.unwrap();
+    let proxy = container(&out["spec"]["initContainers"], "trellis-proxy").clone();
     assert_eq!(env(&proxy, "LOG"), "warn");
     let warnings = response.warnings.unwrap();
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(
         warnings
             .iter()
@@ -291,6 +294,150 @@ async fn invalid_annotation_keeps_default_and_warns() {
         "{warnings:?}"
     );
     assert!(warnings.iter().any(|w| w.contains("70000")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w
+            .contains("annotation config.trellis.dev/opaque-ports is invalid")
+            && w.contains("like 25,4000-4100")),
+        "the warning names the annotation and the fix: {warnings:?}"
+    );
+    assert_eq!(
+        out["metadata"]["annotations"]["config.trellis.dev/opaque-ports"], "5432",
+        "the invalid value is replaced by the ports the proxy treats as opaque"
+    );
+}
+
+#[tokio::test]
+async fn invalid_namespace_opaque_ports_are_not_copied_to_the_pod() {
+    let (state, _) = mk_state(
+        NS,
+        &[
+            ("trellis.dev/inject", "enabled"),
+            ("config.trellis.dev/opaque-ports", "mysql"),
+        ],
+    );
+    let (out, response) = inject(&state, &mk_pod(&[])).await;
+    let annotations = &out.unwrap()["metadata"]["annotations"];
+    assert!(
+        annotations["config.trellis.dev/opaque-ports"].is_null(),
+        "no invalid value and no default port exposed: {annotations}"
+    );
+    let warnings = response.warnings.unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("config.trellis.dev/opaque-ports is invalid")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_inject_values_warn_with_the_accepted_values() {
+    let (state, _) = mk_state(NS, &[("trellis.dev/inject", "Disabled")]);
+    let (out, response) = inject(&state, &mk_pod(&[("trellis.dev/inject", "false")])).await;
+    assert_eq!(out, None, "unknown values opt nobody in");
+    let warnings = response.warnings.unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains(r#"trellis.dev/inject="false" on the pod"#)
+            && warnings[0].contains("use one of enabled, ingress, disabled"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains(r#"trellis.dev/inject="Disabled" on namespace shop"#),
+        "{warnings:?}"
+    );
+
+    let (state, _) = mk_state(NS, &[("trellis.dev/inject", "enabled")]);
+    let (out, response) = inject(&state, &mk_pod(&[("trellis.dev/inject", "false")])).await;
+    assert!(out.is_some(), "the namespace's enabled applies");
+    let warnings = response.warnings.unwrap();
+    assert!(
+        warnings[0].contains("its namespace's annotation decides"),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_trust_anchors_admits_the_pod_unmodified_with_a_warning() {
+    for bundle in [
+        "",
+        "not a certificate",
+        "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+    ] {
+        let (state, _) = mk_state(NS, &[("trellis.dev/inject", "enabled")]);
+        let mut config = (*state.inject_config()).clone();
+        config.trust_anchors_pem = bundle.to_string();
+        state.set_inject_config(config);
+        let (out, response) = inject(&state, &mk_pod(&[])).await;
+        assert_eq!(
+            out, None,
+            "{bundle:?}: never injected without trust anchors"
+        );
+        let warnings = response.warnings.unwrap_or_default();
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("trellis-proxy not injected")
+                && warnings[0].contains("no trust anchors"),
+            "{bundle:?}: {warnings:?}"
+        );
+
+        let (out, response) = inject(&state, &mk_pod(&[("trellis.dev/inject", "disabled")])).await;
+        assert_eq!(
+            (out, response.warnings),
+            (None, None),
+            "a pod that did not ask gets no warning"
+        );
+    }
+}
+
+#[tokio::test]
+async fn regular_sidecar_where_native_sidecars_are_not_supported() {
+    let (state, _) = mk_state(NS, &[("trellis.dev/inject", "enabled")]);
+    let mut config = (*state.inject_config()).clone();
+    config.native_sidecar = false;
+    state.set_inject_config(config);
+    let (out, _) = inject(&state, &mk_pod(&[])).await;
+    let out = out.unwrap();
+    let proxy = &out["spec"]["containers"][0];
+    assert_eq!(
+        proxy["name"], "trellis-proxy",
+        "the proxy goes first: {out}"
+    );
+    assert_eq!(out["spec"]["containers"][1]["name"], "app");
+    assert!(proxy["restartPolicy"].is_null() && proxy["startupProbe"].is_null());
+    let init = out["spec"]["initContainers"].as_array().unwrap();
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0]["name"], "trellis-proxy-init");
+
+    let pod = mk_pod(&[("config.trellis.dev/proxy-enable-native-sidecar", "true")]);
+    let (out, _) = inject(&state, &pod).await;
+    let out = out.unwrap();
+    let proxy = container(&out["spec"]["initContainers"], "trellis-proxy");
+    assert_eq!(
+        proxy["restartPolicy"], "Always",
+        "the annotation still wins"
+    );
+    assert_eq!(out["spec"]["containers"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn native_sidecars_from_kubernetes_1_29() {
+    for (major, minor, native) in [
+        ("1", "29", true),
+        ("1", "36", true),
+        ("1", "30+", true),
+        ("2", "0", true),
+        ("1", "28", false),
+        ("1", "28+", false),
+        ("1", "", false),
+        ("", "", false),
+    ] {
+        assert_eq!(
+            native_sidecar_supported(major, minor),
+            native,
+            "{major}.{minor}"
+        );
+    }
 }
 
 #[tokio::test]
