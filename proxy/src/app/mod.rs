@@ -11,6 +11,7 @@ use tracing::Instrument;
 use trellis_api::linkerd2_proxy_api::{
     destination::destination_client::DestinationClient, identity::identity_client::IdentityClient,
     inbound::inbound_server_policies_client::InboundServerPoliciesClient,
+    outbound::outbound_policies_client::OutboundPoliciesClient,
 };
 
 use crate::{
@@ -19,7 +20,11 @@ use crate::{
     identity::Identity,
     inbound::{Inbound, policy, watch::Policies},
     metrics::Metrics,
-    outbound::{Outbound, balance::EndpointFactory, discover::Resolver},
+    outbound::{
+        Outbound,
+        balance::EndpointFactory,
+        discover::{Discovery, Resolver},
+    },
     tls,
     transport::{OrigDst, listen},
 };
@@ -175,7 +180,7 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     let policy_channel = control::channel(&config.policy, &policy_tls)?;
     let policies = Arc::new(Policies::watched(
         default_policy,
-        InboundServerPoliciesClient::new(policy_channel),
+        InboundServerPoliciesClient::new(policy_channel.clone()),
         config.policy_workload.clone(),
         (!config.policy.is_loopback()).then(|| creds.clone()),
         drain.clone(),
@@ -218,9 +223,15 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     let mesh_tls = tls::client::Client::new(roots.clone(), Some(creds.clone()))?;
     let destination_channel = control::channel(&config.destination, &mesh_tls)?;
     let resolver = Arc::new(Resolver::new(
-        DestinationClient::new(destination_channel),
-        config.destination_context.clone(),
-        (!config.destination.is_loopback()).then(|| creds.clone()),
+        Discovery {
+            destination: DestinationClient::new(destination_channel),
+            destination_creds: (!config.destination.is_loopback()).then(|| creds.clone()),
+            context: config.destination_context.clone(),
+            policy: OutboundPoliciesClient::new(policy_channel),
+            policy_creds: (!config.policy.is_loopback()).then(|| creds.clone()),
+            workload: config.policy_workload.clone(),
+        },
+        config.outbound.discovery_idle_timeout,
         drain.clone(),
     ));
     let outbound = Outbound::new(

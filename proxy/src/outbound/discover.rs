@@ -1,5 +1,10 @@
-//! Outbound discovery: `GetProfile` names a target's Service, `Destination.Get` streams its
-//! endpoints; each target's endpoint set is watched and kept when the controller fails.
+//! Outbound discovery: per original destination, `OutboundPolicies.Watch` and `GetProfile`
+//! at once, then `Destination.Get` for the backend they name.
+//!
+//! Each target gets one task that follows both streams, derives the current [`Resolution`]
+//! from them and moves the endpoint watch when the backend changes, so later updates reach
+//! new connections and requests. Failures keep the last state (fail static). A target unused
+//! for the discovery idle timeout is dropped with its watches and its balancer.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -9,16 +14,29 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 use tonic::{Code, transport::Channel};
-use trellis_api::linkerd2_proxy_api::destination::{
-    self as wire, GetDestination, destination_client::DestinationClient,
+use tracing::Instrument;
+use trellis_api::{
+    linkerd2_proxy_api::{
+        destination::{self as wire, GetDestination, destination_client::DestinationClient},
+        outbound::outbound_policies_client::OutboundPoliciesClient,
+    },
+    outbound::AppProtocol,
 };
 
+use super::{
+    balance::Balancer,
+    policy::{self, PolicyState},
+    profile::{self, ProfileState},
+};
 use crate::{drain::Drain, tls};
 
-/// How long a lookup waits for the controller's first answer before falling back to the
-/// original destination.
+#[cfg(test)]
+mod tests;
+
+/// How long a new target waits for the controller's first answers before it is resolved
+/// with what is known (nothing: the original destination).
 pub const PROFILE_TIMEOUT: Duration = Duration::from_secs(3);
 /// First retry delay after a failed stream.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -76,126 +94,385 @@ impl Endpoint {
     }
 }
 
+/// A watched endpoint set, keyed by address.
+pub type EndpointSet = Arc<BTreeMap<SocketAddr, Endpoint>>;
+
 /// What discovery says about an original destination.
 #[derive(Clone, Debug)]
 pub enum Resolution {
     /// Not meshed or not known: go to the original destination.
     Forward,
-    /// A Service: balance over its endpoints (`name:port` is the logical name).
+    /// The policy controller rejected the target: connections fail.
+    Reject,
+    /// A Service: balance over its endpoints (`name` is the backend's logical name).
     Balance {
         /// `<svc>.<ns>.svc.<domain>:<port>`.
         name: String,
-        /// The current endpoint set, keyed by address.
-        endpoints: watch::Receiver<Arc<BTreeMap<SocketAddr, Endpoint>>>,
-        /// The profile marks the target opaque.
-        opaque: bool,
+        /// The current endpoint set.
+        endpoints: watch::Receiver<EndpointSet>,
+        /// The protocol the policy (or an opaque profile) names.
+        protocol: AppProtocol,
     },
     /// One known endpoint (a pod IP).
-    Endpoint(Endpoint),
+    Endpoint {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// The profile marks it opaque.
+        opaque: bool,
+    },
 }
 
-/// Resolves original destinations through a destination controller, caching each target.
+impl Resolution {
+    /// How the connection's protocol is found: only `Detect` reads from the client first.
+    pub fn protocol(&self) -> AppProtocol {
+        match self {
+            Self::Forward | Self::Reject => AppProtocol::Opaque,
+            Self::Balance { protocol, .. } => *protocol,
+            Self::Endpoint { opaque: true, .. } => AppProtocol::Opaque,
+            Self::Endpoint { opaque: false, .. } => AppProtocol::Detect,
+        }
+    }
+}
+
+/// What a target's profile and policy call for, before any endpoint watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Plan {
+    Forward,
+    Reject,
+    Balance { path: String, protocol: AppProtocol },
+    Endpoint { endpoint: Endpoint, opaque: bool },
+}
+
+/// Derives the plan: a policy names the backend and protocol (an opaque profile wins); with
+/// no policy, the profile's endpoint, else its Service, else the original destination.
+fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Plan {
+    let profile = match profile {
+        ProfileState::Known(p) => Some(p),
+        _ => None,
+    };
+    let opaque = profile.is_some_and(|p| p.opaque);
+    match policy {
+        PolicyState::Rejected => return Plan::Reject,
+        PolicyState::Known(p) => {
+            return Plan::Balance {
+                path: p.backend_path.clone(),
+                protocol: if opaque {
+                    AppProtocol::Opaque
+                } else {
+                    p.protocol
+                },
+            };
+        }
+        _ => {}
+    }
+    let Some(profile) = profile else {
+        return Plan::Forward;
+    };
+    if let Some(endpoint) = &profile.endpoint {
+        return Plan::Endpoint {
+            endpoint: endpoint.clone(),
+            opaque,
+        };
+    }
+    if profile.fqn.is_empty() {
+        return Plan::Forward;
+    }
+    Plan::Balance {
+        path: format!("{}:{}", profile.fqn, target.port()),
+        protocol: if opaque {
+            AppProtocol::Opaque
+        } else {
+            AppProtocol::Detect
+        },
+    }
+}
+
+/// The control-plane clients discovery uses.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    /// `Destination` (`GetProfile`, `Get`).
+    pub destination: DestinationClient<Channel>,
+    /// Waited on before destination calls (mTLS needs this proxy's certificate).
+    pub destination_creds: Option<Arc<tls::Store>>,
+    /// The destination context token.
+    pub context: String,
+    /// `OutboundPolicies`.
+    pub policy: OutboundPoliciesClient<Channel>,
+    /// Waited on before policy calls.
+    pub policy_creds: Option<Arc<tls::Store>>,
+    /// The workload sent in policy lookups.
+    pub workload: String,
+}
+
+/// One target's shared state: its resolution, its balancer, and when it was last used.
 #[derive(Debug)]
-pub struct Resolver {
-    client: DestinationClient<Channel>,
-    context: String,
-    creds: Option<Arc<tls::Store>>,
-    cache: Mutex<HashMap<SocketAddr, Resolution>>,
+struct Target {
+    resolution: watch::Receiver<Option<Resolution>>,
+    balancer: Mutex<Option<(String, Balancer)>>,
+    last_used: Mutex<Instant>,
+}
+
+/// A target in use by a connection; it is not evicted while held.
+#[derive(Debug)]
+pub struct Lease(Arc<Target>);
+
+impl Lease {
+    /// The target's balancer for backend `name`, built by `make` when there is none for it.
+    pub fn balancer(&self, name: &str, make: impl FnOnce() -> Balancer) -> Balancer {
+        let mut slot = self.0.balancer.lock();
+        match &*slot {
+            Some((current, balancer)) if current == name => balancer.clone(),
+            _ => {
+                let balancer = make();
+                *slot = Some((name.to_string(), balancer.clone()));
+                balancer
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        *self.0.last_used.lock() = Instant::now();
+    }
+}
+
+/// Aborts its task when dropped.
+#[derive(Debug)]
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Task {
+    fn spawn(fut: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(tokio::spawn(fut))
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    discovery: Discovery,
+    idle_timeout: Duration,
+    targets: Mutex<HashMap<SocketAddr, Arc<Target>>>,
     drain: Drain,
 }
 
+/// Resolves original destinations, keeping one set of watches per target while it is used.
+#[derive(Debug)]
+pub struct Resolver {
+    inner: Arc<Inner>,
+}
+
 impl Resolver {
-    /// A resolver over `client`; `creds` (for mTLS) is awaited before the first call.
-    pub fn new(
-        client: DestinationClient<Channel>,
-        context: String,
-        creds: Option<Arc<tls::Store>>,
-        drain: Drain,
-    ) -> Self {
+    /// A resolver over `discovery`; a target's watches are dropped after `idle_timeout`
+    /// without connections, and all of them when `drain` starts.
+    pub fn new(discovery: Discovery, idle_timeout: Duration, drain: Drain) -> Self {
         Self {
-            client,
-            context,
-            creds,
-            cache: Mutex::default(),
-            drain,
+            inner: Arc::new(Inner {
+                discovery,
+                idle_timeout,
+                targets: Mutex::default(),
+                drain,
+            }),
         }
     }
 
-    /// Resolves `target`, from the cache when it was seen before.
-    pub async fn resolve(&self, target: SocketAddr) -> Resolution {
-        if let Some(res) = self.cache.lock().get(&target) {
-            return res.clone();
-        }
-        let res = match tokio::time::timeout(PROFILE_TIMEOUT, self.lookup(target)).await {
-            Ok(Ok(res)) => res,
-            Ok(Err(status)) => {
-                // Transient: not cached, so the next connection asks again.
-                tracing::info!(%target, %status, "Discovery unavailable; forwarding to the original destination");
-                return Resolution::Forward;
-            }
-            Err(_) => {
-                tracing::info!(%target, "Discovery timed out; forwarding to the original destination");
-                return Resolution::Forward;
+    /// Resolves `addr`, starting its watches when it is new; waits up to
+    /// [`PROFILE_TIMEOUT`] for the controller's first answers. Hold the [`Lease`] while the
+    /// connection lasts.
+    pub async fn resolve(&self, addr: SocketAddr) -> (Resolution, Lease) {
+        let target = {
+            let mut targets = self.inner.targets.lock();
+            match targets.get(&addr) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = spawn_target(self.inner.clone(), addr);
+                    targets.insert(addr, t.clone());
+                    t
+                }
             }
         };
-        self.cache.lock().insert(target, res.clone());
-        res
+        *target.last_used.lock() = Instant::now();
+        let mut rx = target.resolution.clone();
+        // The target's task answers within PROFILE_TIMEOUT; the margin covers scheduling.
+        let waited = tokio::time::timeout(
+            PROFILE_TIMEOUT + Duration::from_secs(1),
+            rx.wait_for(Option::is_some),
+        )
+        .await;
+        let res = match waited {
+            Ok(Ok(res)) => res.clone().unwrap_or(Resolution::Forward),
+            _ => Resolution::Forward,
+        };
+        (res, Lease(target))
     }
 
-    /// Looks `target` up; `Err` for transient failures.
-    async fn lookup(&self, target: SocketAddr) -> Result<Resolution, tonic::Status> {
-        if let Some(creds) = &self.creds {
-            creds.certified().await;
+    /// How many targets are being watched.
+    pub fn targets(&self) -> usize {
+        self.inner.targets.lock().len()
+    }
+}
+
+impl Inner {
+    /// Removes `target` when no connection holds it and it has been idle long enough.
+    fn evict(&self, addr: SocketAddr, target: &Arc<Target>) -> bool {
+        let mut targets = self.targets.lock();
+        // The map and the target's own task hold it; anything more is a connection.
+        let unused = Arc::strong_count(target) <= 2
+            && target.last_used.lock().elapsed() >= self.idle_timeout;
+        if unused && targets.get(&addr).is_some_and(|t| Arc::ptr_eq(t, target)) {
+            targets.remove(&addr);
+            return true;
         }
-        let mut client = self.client.clone();
-        let req = GetDestination {
-            scheme: String::new(),
-            path: target.to_string(),
-            context_token: self.context.clone(),
-        };
-        let profile = match client.get_profile(req).await {
-            Ok(rsp) => rsp.into_inner().message().await,
-            Err(status) => Err(status),
-        };
-        let profile = match profile {
-            Ok(Some(p)) => p,
-            Ok(None) => return Ok(Resolution::Forward),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    Code::InvalidArgument | Code::FailedPrecondition
-                ) =>
-            {
-                tracing::debug!(%target, %status, "No profile; forwarding to the original destination");
-                return Ok(Resolution::Forward);
-            }
-            Err(status) => return Err(status),
-        };
-        if let Some(ep) = profile
-            .endpoint
-            .and_then(|e| Endpoint::from_wire(e, &HashMap::new()))
-        {
-            return Ok(Resolution::Endpoint(ep));
-        }
-        let fqn = profile.fully_qualified_name.trim_end_matches('.');
-        if fqn.is_empty() {
-            return Ok(Resolution::Forward);
-        }
-        let name = format!("{fqn}:{}", target.port());
-        let (tx, rx) = watch::channel(Arc::new(BTreeMap::new()));
-        let task = watch_endpoints(client, name.clone(), self.context.clone(), tx);
-        let drain = self.drain.clone();
-        tokio::spawn(async move {
+        false
+    }
+}
+
+fn spawn_target(inner: Arc<Inner>, addr: SocketAddr) -> Arc<Target> {
+    let (tx, rx) = watch::channel(None);
+    let target = Arc::new(Target {
+        resolution: rx,
+        balancer: Mutex::default(),
+        last_used: Mutex::new(Instant::now()),
+    });
+    let task = run_target(inner.clone(), addr, target.clone(), tx);
+    let span = tracing::debug_span!("discover", %addr);
+    tokio::spawn(
+        async move {
             tokio::select! {
                 () = task => {}
-                () = drain.signaled() => {}
+                () = inner.drain.signaled() => {}
             }
-        });
-        Ok(Resolution::Balance {
-            name,
-            endpoints: rx,
-            opaque: profile.opaque_protocol,
-        })
+        }
+        .instrument(span),
+    );
+    target
+}
+
+/// Follows `addr`'s profile and policy, publishing its resolution, until it is evicted.
+async fn run_target(
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    target: Arc<Target>,
+    tx: watch::Sender<Option<Resolution>>,
+) {
+    let d = &inner.discovery;
+    let (profile_tx, mut profiles) = watch::channel(ProfileState::Pending);
+    let _profile_watch = Task::spawn(profile::watch(
+        d.destination.clone(),
+        addr,
+        d.context.clone(),
+        d.destination_creds.clone(),
+        profile_tx,
+    ));
+    let (policy_tx, mut policies) = watch::channel(PolicyState::Pending);
+    let watch_policy = || {
+        Task::spawn(policy::watch(
+            d.policy.clone(),
+            addr,
+            d.workload.clone(),
+            d.policy_creds.clone(),
+            policy_tx.clone(),
+        ))
+    };
+    let mut policy_watch = watch_policy();
+    let mut endpoints: Option<(String, watch::Receiver<EndpointSet>, Task)> = None;
+    let first_deadline = Instant::now() + PROFILE_TIMEOUT;
+    let mut last_fqn = String::new();
+    // Whether the last wake-up may have changed the resolution.
+    let mut changed = true;
+    loop {
+        let profile = profiles.borrow_and_update().clone();
+        let mut policy = policies.borrow_and_update().clone();
+        // A target the policy controller did not know may have become a Service: ask again.
+        if let ProfileState::Known(p) = &profile
+            && p.fqn != last_fqn
+        {
+            last_fqn = p.fqn.clone();
+            if !p.fqn.is_empty() && policy.is_absent() {
+                tracing::debug!(fqn = %p.fqn, "Target became a Service; asking for its policy again");
+                policy_tx.send_replace(PolicyState::Pending);
+                policies.borrow_and_update();
+                policy = PolicyState::Pending;
+                policy_watch = watch_policy();
+            }
+        }
+        let answered =
+            !matches!(profile, ProfileState::Pending) && !matches!(policy, PolicyState::Pending);
+        let ready = answered || tx.borrow().is_some() || Instant::now() >= first_deadline;
+        if changed && ready {
+            let res = resolution(addr, &profile, &policy, &mut endpoints, &inner);
+            tracing::debug!(?res, "Target resolved");
+            tx.send_replace(Some(res));
+        }
+        // A target still in use when its idle time came is checked again a timeout later.
+        let now = Instant::now();
+        let idle_at = Some(*target.last_used.lock() + inner.idle_timeout)
+            .filter(|at| *at > now)
+            .unwrap_or(now + inner.idle_timeout);
+        changed = true;
+        tokio::select! {
+            Ok(()) = profiles.changed() => {}
+            Ok(()) = policies.changed() => {}
+            () = tokio::time::sleep_until(first_deadline), if tx.borrow().is_none() => {}
+            () = tokio::time::sleep_until(idle_at) => {
+                changed = false;
+                if inner.evict(addr, &target) {
+                    tracing::debug!("Target unused; dropping its watches");
+                    drop(policy_watch);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The resolution for a plan, moving the endpoint watch to the plan's backend.
+fn resolution(
+    addr: SocketAddr,
+    profile: &ProfileState,
+    policy: &PolicyState,
+    endpoints: &mut Option<(String, watch::Receiver<EndpointSet>, Task)>,
+    inner: &Inner,
+) -> Resolution {
+    match plan(addr, profile, policy) {
+        Plan::Forward => {
+            *endpoints = None;
+            Resolution::Forward
+        }
+        Plan::Reject => {
+            *endpoints = None;
+            Resolution::Reject
+        }
+        Plan::Endpoint { endpoint, opaque } => {
+            *endpoints = None;
+            Resolution::Endpoint { endpoint, opaque }
+        }
+        Plan::Balance { path, protocol } => {
+            let rx = match endpoints {
+                Some((current, rx, _)) if *current == path => rx.clone(),
+                _ => {
+                    let (tx, rx) = watch::channel(EndpointSet::default());
+                    let task = Task::spawn(watch_endpoints(
+                        inner.discovery.destination.clone(),
+                        path.clone(),
+                        inner.discovery.context.clone(),
+                        tx,
+                    ));
+                    *endpoints = Some((path.clone(), rx.clone(), task));
+                    rx
+                }
+            };
+            Resolution::Balance {
+                name: path,
+                endpoints: rx,
+                protocol,
+            }
+        }
     }
 }
 
@@ -205,7 +482,7 @@ async fn watch_endpoints(
     mut client: DestinationClient<Channel>,
     path: String,
     context_token: String,
-    tx: watch::Sender<Arc<BTreeMap<SocketAddr, Endpoint>>>,
+    tx: watch::Sender<EndpointSet>,
 ) {
     use wire::update::Update;
     let mut backoff = BACKOFF_MIN;

@@ -3,27 +3,26 @@
 //! Discovery decides: a Service's HTTP goes through a P2C peak-EWMA balancer over its
 //! endpoints, as HTTP/2 over pooled mTLS connections to meshed peers; its other traffic goes
 //! over mTLS to one endpoint; targets that are not meshed or not known are forwarded to the
-//! original destination.
+//! original destination. Only targets whose policy says `detect` wait for the client's first
+//! bytes; opaque, HTTP/1 and HTTP/2 targets (and forwarded ones) are served at once.
 
 pub mod balance;
 pub mod discover;
 pub mod endpoint;
 pub mod http;
+pub mod policy;
+pub mod profile;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
-use parking_lot::Mutex;
+use bytes::Bytes;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::watch,
 };
 
 use self::{
-    balance::{Balancer, EndpointFactory},
+    balance::EndpointFactory,
     discover::{Endpoint, Resolution, Resolver},
 };
 use crate::{
@@ -33,8 +32,9 @@ use crate::{
         Metrics, TlsLabel,
         labels::{Direction, endpoint},
     },
-    transport::{Accepted, Protocol, detect, forward},
+    transport::{Accepted, PrefixedIo, Protocol, detect, forward},
 };
+use trellis_api::outbound::AppProtocol;
 
 /// The outbound side's shared state.
 #[derive(Clone, Debug)]
@@ -44,7 +44,6 @@ pub struct Outbound {
     listen_addrs: Arc<Vec<SocketAddr>>,
     resolver: Option<Arc<Resolver>>,
     factory: EndpointFactory,
-    balancers: Arc<Mutex<HashMap<SocketAddr, Balancer>>>,
     drain: Drain,
 }
 
@@ -65,7 +64,6 @@ impl Outbound {
             listen_addrs: Arc::new(listen_addrs),
             resolver,
             factory,
-            balancers: Arc::default(),
             drain,
         }
     }
@@ -82,48 +80,68 @@ impl Outbound {
             tracing::warn!(%client_addr, "Closing a connection addressed to the outbound listener itself (loop)");
             return;
         }
-        let resolution = match &self.resolver {
-            Some(resolver) => resolver.resolve(orig_dst).await,
-            None => Resolution::Forward,
-        };
-        let detected = tokio::select! {
-            res = detect(stream, self.config.detect_timeout) => res,
-            () = self.drain.signaled() => return,
-        };
-        let (protocol, io) = match detected {
-            Ok(res) => res,
-            Err(error) => {
-                tracing::debug!(%error, "Connection failed during detection");
-                return;
+        let (resolution, lease) = match &self.resolver {
+            Some(resolver) => {
+                let (res, lease) = resolver.resolve(orig_dst).await;
+                (res, Some(lease))
             }
+            None => (Resolution::Forward, None),
+        };
+        let (protocol, io) = match resolution.protocol() {
+            AppProtocol::Detect => {
+                let detected = tokio::select! {
+                    res = detect(stream, self.config.detect_timeout) => res,
+                    () = self.drain.signaled() => return,
+                };
+                match detected {
+                    Ok(res) => res,
+                    Err(error) => {
+                        tracing::debug!(%error, "Connection failed during detection");
+                        return;
+                    }
+                }
+            }
+            // Known protocols, and targets that need none, skip detection.
+            AppProtocol::Http1 => (Protocol::Http1, PrefixedIo::new(Bytes::new(), stream)),
+            AppProtocol::Http2 => (Protocol::Http2, PrefixedIo::new(Bytes::new(), stream)),
+            AppProtocol::Opaque => (Protocol::Opaque, PrefixedIo::new(Bytes::new(), stream)),
         };
         tracing::debug!(
             protocol = protocol.name(),
             ?resolution,
             "Outbound connection"
         );
-        let (name, endpoints, opaque) = match resolution {
+        let (name, key, endpoints, opaque) = match resolution {
             Resolution::Forward => return self.forward(io, orig_dst).await,
-            Resolution::Endpoint(ep) => {
-                let set = Arc::new(BTreeMap::from([(ep.addr, ep)]));
+            Resolution::Reject => {
+                tracing::info!("Outbound policy rejected the target; closing the connection");
+                return;
+            }
+            Resolution::Endpoint { endpoint, opaque } => {
+                let key = format!("endpoint {} {:?}", endpoint.addr, endpoint.identity);
+                let set = Arc::new(BTreeMap::from([(endpoint.addr, endpoint)]));
                 // The balancer sees the unseen initial value even with the sender gone.
                 let (_tx, rx) = watch::channel(set);
-                (orig_dst.to_string(), rx, false)
+                (orig_dst.to_string(), key, rx, opaque)
             }
             Resolution::Balance {
                 name,
                 endpoints,
-                opaque,
-            } => (name, endpoints, opaque),
+                protocol,
+            } => (
+                name.clone(),
+                name,
+                endpoints,
+                protocol == AppProtocol::Opaque,
+            ),
         };
         match protocol {
             Protocol::Http1 | Protocol::Http2 if !opaque => {
-                let balancer = self
-                    .balancers
-                    .lock()
-                    .entry(orig_dst)
-                    .or_insert_with(|| balance::balancer(endpoints, self.factory.clone()))
-                    .clone();
+                let make = || balance::balancer(endpoints, self.factory.clone());
+                let balancer = match &lease {
+                    Some(lease) => lease.balancer(&key, make),
+                    None => make(),
+                };
                 http::serve(
                     io,
                     protocol == Protocol::Http2,

@@ -1,0 +1,135 @@
+use std::collections::BTreeMap;
+
+use trellis_api::outbound::{OutboundPolicy, ServiceRef};
+
+use super::*;
+use crate::outbound::profile::Profile;
+
+fn target() -> SocketAddr {
+    "198.19.0.10:80".parse().unwrap()
+}
+
+fn profile(fqn: &str, opaque: bool) -> ProfileState {
+    ProfileState::Known(Profile {
+        fqn: fqn.into(),
+        opaque,
+        endpoint: None,
+    })
+}
+
+fn policy(protocol: AppProtocol) -> PolicyState {
+    PolicyState::Known(OutboundPolicy {
+        service: ServiceRef {
+            namespace: "shop".into(),
+            name: "web".into(),
+            port: 80,
+        },
+        backend_path: "web.shop.svc.cluster.local:80".into(),
+        protocol,
+    })
+}
+
+fn balance(path: &str, protocol: AppProtocol) -> Plan {
+    Plan::Balance {
+        path: path.into(),
+        protocol,
+    }
+}
+
+#[test]
+fn a_policy_names_the_backend_and_protocol() {
+    let path = "web.shop.svc.cluster.local:80";
+    for protocol in [
+        AppProtocol::Detect,
+        AppProtocol::Http1,
+        AppProtocol::Http2,
+        AppProtocol::Opaque,
+    ] {
+        assert_eq!(
+            plan(target(), &ProfileState::Pending, &policy(protocol)),
+            balance(path, protocol)
+        );
+    }
+    // An opaque profile wins over the policy's protocol.
+    assert_eq!(
+        plan(
+            target(),
+            &profile("web.shop.svc.cluster.local", true),
+            &policy(AppProtocol::Http1)
+        ),
+        balance(path, AppProtocol::Opaque)
+    );
+}
+
+#[test]
+fn without_a_policy_the_profile_decides() {
+    for absent in [
+        PolicyState::NotFound,
+        PolicyState::Invalid,
+        PolicyState::Unavailable,
+    ] {
+        assert_eq!(
+            plan(
+                target(),
+                &profile("web.shop.svc.cluster.local", false),
+                &absent
+            ),
+            balance("web.shop.svc.cluster.local:80", AppProtocol::Detect)
+        );
+        assert_eq!(plan(target(), &profile("", false), &absent), Plan::Forward);
+        assert_eq!(
+            plan(target(), &ProfileState::Rejected, &absent),
+            Plan::Forward
+        );
+        assert_eq!(
+            plan(target(), &ProfileState::Unavailable, &absent),
+            Plan::Forward
+        );
+    }
+    let endpoint = Endpoint {
+        addr: "198.18.128.5:8080".parse().unwrap(),
+        identity: Some("web.shop.serviceaccount.identity.trellis.cluster.local".into()),
+        h2: true,
+        opaque: false,
+        opaque_transport: None,
+        labels: BTreeMap::new(),
+    };
+    let pod = ProfileState::Known(Profile {
+        fqn: String::new(),
+        opaque: true,
+        endpoint: Some(endpoint.clone()),
+    });
+    assert_eq!(
+        plan(target(), &pod, &PolicyState::NotFound),
+        Plan::Endpoint {
+            endpoint,
+            opaque: true
+        }
+    );
+}
+
+#[test]
+fn a_rejected_policy_fails_the_target() {
+    assert_eq!(
+        plan(
+            target(),
+            &profile("web.shop.svc.cluster.local", false),
+            &PolicyState::Rejected
+        ),
+        Plan::Reject
+    );
+}
+
+#[test]
+fn only_detect_reads_before_choosing() {
+    let (_tx, rx) = watch::channel(EndpointSet::default());
+    let res = |protocol| Resolution::Balance {
+        name: "web.shop.svc.cluster.local:80".into(),
+        endpoints: rx.clone(),
+        protocol,
+    };
+    assert_eq!(res(AppProtocol::Opaque).protocol(), AppProtocol::Opaque);
+    assert_eq!(res(AppProtocol::Http2).protocol(), AppProtocol::Http2);
+    assert_eq!(res(AppProtocol::Detect).protocol(), AppProtocol::Detect);
+    assert_eq!(Resolution::Forward.protocol(), AppProtocol::Opaque);
+}
