@@ -1,5 +1,5 @@
-//! In-process fakes of the Linkerd proxy API (identity, and later destination and policy),
-//! served over real sockets, plaintext or TLS.
+//! In-process fakes of the Linkerd proxy API (identity, destination, inbound and outbound
+//! policy), served over real sockets, plaintext or TLS.
 
 use std::{
     net::SocketAddr,
@@ -278,25 +278,32 @@ type DstProfile = trellis_api::linkerd2_proxy_api::destination::DestinationProfi
 type DstAddr = trellis_api::linkerd2_proxy_api::destination::WeightedAddr;
 type DstUpdate = trellis_api::linkerd2_proxy_api::destination::Update;
 
-/// A fake destination controller. `GetProfile` answers the profile set for `ip:port` (and
-/// `InvalidArgument` for others, so the proxy forwards to the original destination); `Get`
-/// streams the endpoints set for a path as `add`/`remove` updates.
+/// A fake destination controller. `GetProfile` streams the profile set for `ip:port` (and,
+/// like the real controller, a default profile naming no Service for others, so the proxy
+/// forwards to the original destination); `Get` streams the endpoints set for a path as
+/// `add`/`remove` updates.
 #[derive(Clone, Debug, Default)]
 pub struct FakeDestination {
-    profiles: Arc<parking_lot::Mutex<std::collections::HashMap<String, DstProfile>>>,
+    profiles: Arc<tokio::sync::watch::Sender<std::collections::HashMap<String, DstProfile>>>,
     endpoints: Arc<tokio::sync::watch::Sender<std::collections::HashMap<String, Vec<DstAddr>>>>,
+    /// `GetProfile` streams open now.
+    pub profile_streams: Arc<AtomicUsize>,
+    /// `Get` streams open now.
+    pub endpoint_streams: Arc<AtomicUsize>,
 }
 
 impl FakeDestination {
-    /// Answers `GetProfile(target)` with a Service profile named `fqn`.
+    /// Answers (and streams to) `GetProfile(target)` a Service profile named `fqn`.
     pub fn set_service(&self, target: SocketAddr, fqn: &str) {
-        self.profiles.lock().insert(
-            target.to_string(),
-            DstProfile {
-                fully_qualified_name: fqn.to_string(),
-                ..Default::default()
-            },
-        );
+        self.profiles.send_modify(|p| {
+            p.insert(
+                target.to_string(),
+                DstProfile {
+                    fully_qualified_name: fqn.to_string(),
+                    ..Default::default()
+                },
+            );
+        });
     }
 
     /// Sets (and streams) the endpoints of `path` (`<fqn>:<port>`).
@@ -356,6 +363,7 @@ impl trellis_api::linkerd2_proxy_api::destination::destination_server::Destinati
             AddrSet, WeightedAddrSet, update::Update,
         };
         let path = req.into_inner().path;
+        let open = OpenStream::new(&self.endpoint_streams);
         let label_set: std::collections::HashMap<String, String> =
             [("namespace", "shop"), ("service", "web")]
                 .into_iter()
@@ -387,7 +395,11 @@ impl trellis_api::linkerd2_proxy_api::destination::destination_server::Destinati
                 }
                 futures::future::ready(Some(futures::stream::iter(updates)))
             })
-            .flatten();
+            .flatten()
+            .map(move |update| {
+                let _open = &open;
+                update
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -395,15 +407,22 @@ impl trellis_api::linkerd2_proxy_api::destination::destination_server::Destinati
         &self,
         req: Request<trellis_api::linkerd2_proxy_api::destination::GetDestination>,
     ) -> Result<Response<Self::GetProfileStream>, Status> {
-        let path = req.into_inner().path;
-        let profile = self
-            .profiles
-            .lock()
-            .get(&path)
-            .cloned()
-            .ok_or_else(|| Status::invalid_argument("not a service"))?;
         use futures::StreamExt;
-        let stream = futures::stream::iter([Ok(profile)]).chain(futures::stream::pending());
+        let path = req.into_inner().path;
+        let open = OpenStream::new(&self.profile_streams);
+        let stream = tokio_stream::wrappers::WatchStream::new(self.profiles.subscribe())
+            .map(move |profiles| profiles.get(&path).cloned().unwrap_or_default())
+            .scan(None, |last, profile| {
+                // Only changes are sent, as the real controller does.
+                let changed = last.as_ref() != Some(&profile);
+                *last = Some(profile.clone());
+                futures::future::ready(Some(changed.then_some(profile)))
+            })
+            .filter_map(futures::future::ready)
+            .map(move |profile| {
+                let _open = &open;
+                Ok(profile)
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -420,4 +439,121 @@ pub fn opaque_transport_endpoint(addr: SocketAddr, identity: &str, inbound_port:
         }),
     });
     ep
+}
+
+/// Counts one open server stream until it is dropped (when the client goes away).
+#[derive(Debug)]
+struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+type WirePolicy = trellis_api::linkerd2_proxy_api::outbound::OutboundPolicy;
+
+/// A fake `OutboundPolicies` controller: `Watch` streams the policy set for a target address
+/// and answers `NotFound` for others, like the real controller for a non-Service IP.
+#[derive(Clone, Debug, Default)]
+pub struct FakeOutboundPolicy {
+    policies: Arc<tokio::sync::watch::Sender<std::collections::HashMap<SocketAddr, WirePolicy>>>,
+    /// `Watch` calls received.
+    pub watches: Arc<AtomicUsize>,
+    /// `Watch` streams open now.
+    pub streams: Arc<AtomicUsize>,
+}
+
+impl FakeOutboundPolicy {
+    /// Sets (and streams) the policy of `target`: one Service port whose balancer backend is
+    /// `backend_path`, carrying `protocol`.
+    pub fn set(
+        &self,
+        target: SocketAddr,
+        backend_path: &str,
+        protocol: trellis_api::outbound::AppProtocol,
+    ) {
+        use trellis_api::outbound::{OutboundPolicy, ServiceRef};
+        let policy = OutboundPolicy {
+            service: ServiceRef {
+                namespace: "shop".into(),
+                name: "web".into(),
+                port: target.port(),
+            },
+            backend_path: backend_path.to_string(),
+            protocol,
+        };
+        self.policies.send_modify(|p| {
+            p.insert(target, policy.into());
+        });
+    }
+
+    /// Serves it on `127.0.0.1:0` (plaintext).
+    pub async fn spawn(self) -> SocketAddr {
+        use trellis_api::linkerd2_proxy_api::outbound::outbound_policies_server::OutboundPoliciesServer;
+        serve(OutboundPoliciesServer::new(self), None).await
+    }
+
+    fn lookup(
+        &self,
+        spec: trellis_api::linkerd2_proxy_api::outbound::TrafficSpec,
+    ) -> Result<SocketAddr, Status> {
+        use trellis_api::outbound::{TrafficSpec, TrafficTarget};
+        let spec =
+            TrafficSpec::try_from(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let TrafficTarget::Addr(addr) = spec.target else {
+            return Err(Status::invalid_argument("fake: only addresses"));
+        };
+        if !self.policies.borrow().contains_key(&addr) {
+            return Err(Status::not_found(format!(
+                "{addr} is not a Service address"
+            )));
+        }
+        Ok(addr)
+    }
+}
+
+#[tonic::async_trait]
+impl trellis_api::linkerd2_proxy_api::outbound::outbound_policies_server::OutboundPolicies
+    for FakeOutboundPolicy
+{
+    async fn get(
+        &self,
+        req: Request<trellis_api::linkerd2_proxy_api::outbound::TrafficSpec>,
+    ) -> Result<Response<WirePolicy>, Status> {
+        let addr = self.lookup(req.into_inner())?;
+        self.policies
+            .borrow()
+            .get(&addr)
+            .cloned()
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found("gone"))
+    }
+
+    type WatchStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<WirePolicy, Status>> + Send + 'static>>;
+
+    async fn watch(
+        &self,
+        req: Request<trellis_api::linkerd2_proxy_api::outbound::TrafficSpec>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        use futures::StreamExt;
+        self.watches.fetch_add(1, Ordering::SeqCst);
+        let addr = self.lookup(req.into_inner())?;
+        let open = OpenStream::new(&self.streams);
+        let stream = tokio_stream::wrappers::WatchStream::new(self.policies.subscribe())
+            .filter_map(move |p| futures::future::ready(p.get(&addr).cloned()))
+            .map(move |policy| {
+                let _open = &open;
+                Ok(policy)
+            });
+        Ok(Response::new(Box::pin(stream)))
+    }
 }

@@ -1,7 +1,8 @@
-//! In-process outbound over real sockets: discovery from a fake destination controller,
-//! HTTP/1 from the app carried as HTTP/2 over mTLS to peer proxies, P2C peak-EWMA balancing
-//! across endpoints, endpoint removal, fail-static, fallback to the original destination,
-//! and outbound metrics with `dst_*` labels.
+//! In-process outbound over real sockets: discovery from fake destination and outbound
+//! policy controllers, HTTP/1 from the app carried as HTTP/2 over mTLS to peer proxies, P2C
+//! peak-EWMA balancing across endpoints, endpoint removal, fail-static, fallback to the
+//! original destination, opaque policies skipping detection, discovery updates reaching new
+//! connections, idle targets dropping their watches, and outbound metrics with `dst_*` labels.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,9 +10,15 @@
     reason = "test helpers fail by panicking"
 )]
 
-use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use tokio::net::TcpStream;
+use trellis_api::outbound::AppProtocol;
 use trellis_proxy::{
     app::{self, Options, config},
     test_util::{LOCAL_IDENTITY, TestPki},
@@ -19,7 +26,10 @@ use trellis_proxy::{
 };
 use trellis_tests::{
     assert_eventually,
-    control::{FakeDestination, FakeIdentity, meshed_endpoint},
+    control::{
+        FakeDestination, FakeIdentity, FakeOutboundPolicy, meshed_endpoint,
+        opaque_transport_endpoint,
+    },
     proxy::{config, echo_server, http_app_named, http_get, http1_send},
 };
 
@@ -374,7 +384,7 @@ async fn opaque_traffic_carries_a_transport_header_to_the_peer_inbound_port() {
     dst.set_service(service_ip(), WEB_FQN);
     dst.set_endpoints(
         &format!("{WEB_FQN}:80"),
-        vec![trellis_tests::control::opaque_transport_endpoint(
+        vec![opaque_transport_endpoint(
             echo,
             WEB_IDENTITY,
             peer.inbound_addr.port(),
@@ -408,6 +418,283 @@ async fn opaque_traffic_carries_a_transport_header_to_the_peer_inbound_port() {
     );
     assert!(body.contains(&want), "want {want} in\n{body}");
     for proxy in [client, peer] {
+        assert!(proxy.shutdown().await);
+    }
+}
+
+/// A client proxy whose outbound connections all target `orig_dst`, discovering through
+/// `dst` and `policy`, with `extra` settings.
+async fn client_of(
+    pki: &Arc<TestPki>,
+    identity: &str,
+    dst: SocketAddr,
+    policy: SocketAddr,
+    orig_dst: SocketAddr,
+    extra: &[(&str, &str)],
+) -> app::Running {
+    let (dst, policy) = (dst.to_string(), policy.to_string());
+    let mut env = vec![
+        (config::ENV_DESTINATION_SVC_ADDR, dst.as_str()),
+        (config::ENV_POLICY_SVC_ADDR, policy.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    certified(
+        pki,
+        identity,
+        LOCAL_IDENTITY,
+        &env,
+        Options {
+            inbound_orig_dst: OrigDst::Syscall,
+            outbound_orig_dst: OrigDst::Fixed(orig_dst),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn opaque_policies_skip_detection_for_server_speaks_first_protocols() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await
+        .to_string();
+    // A server-speaks-first app behind a meshed peer, reached with a transport header.
+    let banner = echo_server(b"220 ready\r\n").await;
+    let peer = certified(
+        &pki,
+        &identity,
+        WEB_IDENTITY,
+        &[],
+        Options {
+            inbound_orig_dst: OrigDst::Fixed("127.0.0.1:1".parse().unwrap()),
+            outbound_orig_dst: OrigDst::Syscall,
+            ..Default::default()
+        },
+    )
+    .await;
+    let path = format!("{WEB_FQN}:80");
+    let dst = FakeDestination::default();
+    dst.set_service(service_ip(), WEB_FQN);
+    dst.set_endpoints(
+        &path,
+        vec![opaque_transport_endpoint(
+            banner,
+            WEB_IDENTITY,
+            peer.inbound_addr.port(),
+        )],
+    );
+    let policy = FakeOutboundPolicy::default();
+    policy.set(service_ip(), &path, AppProtocol::Opaque);
+    // Detection would wait far longer than the test does.
+    let client = client_of(
+        &pki,
+        &identity,
+        dst.spawn().await,
+        policy.spawn().await,
+        service_ip(),
+        &[(config::ENV_OUTBOUND_DETECT_TIMEOUT, "1h")],
+    )
+    .await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(client.outbound_addrs[0]).await.unwrap();
+    let mut buf = [0; 11];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut buf))
+        .await
+        .expect("the banner arrives without the client sending first")
+        .unwrap();
+    assert_eq!(&buf, b"220 ready\r\n");
+    stream.write_all(b"QUIT\r\n").await.unwrap();
+    let mut buf = [0; 6];
+    stream.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"QUIT\r\n");
+    drop(stream);
+    // It went over mTLS to the peer, which forwarded to the banner port.
+    let (_, body) = http_get(peer.admin_addr, "/metrics").await;
+    let want = format!(
+        "tcp_open_total{{direction=\"inbound\",peer=\"src\",target_addr=\"{banner}\",target_ip=\"127.0.0.1\",target_port=\"{}\",tls=\"true\",client_id=\"{LOCAL_IDENTITY}\"",
+        banner.port()
+    );
+    assert!(body.contains(&want), "want {want} in\n{body}");
+    for proxy in [client, peer] {
+        assert!(proxy.shutdown().await);
+    }
+}
+
+#[tokio::test]
+async fn a_target_first_unknown_is_meshed_once_the_control_plane_knows_it() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await
+        .to_string();
+    let web0 = backend(&pki, &identity, "web-0").await;
+    // The target is a real app, reached directly while discovery does not know it.
+    let direct = http_app_named("direct").await;
+    let path = format!("{WEB_FQN}:{}", direct.port());
+    let dst = FakeDestination::default();
+    dst.set_endpoints(
+        &path,
+        vec![meshed_endpoint(web0.inbound_addr, WEB_IDENTITY, "web-0")],
+    );
+    let policy = FakeOutboundPolicy::default();
+    // Idle eviction never re-resolves here: only the open watches can bring the change.
+    let client = client_of(
+        &pki,
+        &identity,
+        dst.clone().spawn().await,
+        policy.clone().spawn().await,
+        direct,
+        &[(config::ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, "1h")],
+    )
+    .await;
+    let outbound = client.outbound_addrs[0];
+    let rsp = request(outbound, "/before").await;
+    assert_eq!(
+        rsp.body(),
+        "version=HTTP/1.1 client-id= path=/before app=direct"
+    );
+    assert_eq!(policy.watches.load(Ordering::SeqCst), 1);
+
+    // The Service gets indexed: its policy (HTTP/1, no detection) and then its profile.
+    policy.set(direct, &path, AppProtocol::Http1);
+    dst.set_service(direct, WEB_FQN);
+    assert_eventually!(
+        request(outbound, "/after")
+            .await
+            .body()
+            .ends_with("app=web-0"),
+        WAIT
+    );
+    let rsp = request(outbound, "/after").await;
+    assert_eq!(
+        rsp.body(),
+        &format!("version=HTTP/1.1 client-id={LOCAL_IDENTITY} path=/after app=web-0")
+    );
+    // The policy was asked for again once the profile named a Service.
+    assert_eq!(policy.watches.load(Ordering::SeqCst), 2);
+    assert_eq!(policy.streams.load(Ordering::SeqCst), 1);
+    for proxy in [client, web0] {
+        assert!(proxy.shutdown().await);
+    }
+}
+
+#[tokio::test]
+async fn policy_updates_move_new_requests_to_the_new_backend() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await
+        .to_string();
+    let web0 = backend(&pki, &identity, "web-0").await;
+    let web1 = backend(&pki, &identity, "web-1").await;
+    let (a, b) = ("a.shop.svc.cluster.local:80", "b.shop.svc.cluster.local:80");
+    let dst = FakeDestination::default();
+    dst.set_service(service_ip(), WEB_FQN);
+    dst.set_endpoints(
+        a,
+        vec![meshed_endpoint(web0.inbound_addr, WEB_IDENTITY, "web-0")],
+    );
+    dst.set_endpoints(
+        b,
+        vec![meshed_endpoint(web1.inbound_addr, WEB_IDENTITY, "web-1")],
+    );
+    let policy = FakeOutboundPolicy::default();
+    policy.set(service_ip(), a, AppProtocol::Detect);
+    let client = client_of(
+        &pki,
+        &identity,
+        dst.clone().spawn().await,
+        policy.clone().spawn().await,
+        service_ip(),
+        &[(config::ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, "1h")],
+    )
+    .await;
+    let outbound = client.outbound_addrs[0];
+    // The policy's backend wins over the profile's Service name.
+    assert!(request(outbound, "/a").await.body().ends_with("app=web-0"));
+    policy.set(service_ip(), b, AppProtocol::Detect);
+    assert_eventually!(
+        request(outbound, "/b").await.body().ends_with("app=web-1"),
+        WAIT
+    );
+    // The first backend's endpoint watch was dropped for the second's.
+    assert_eventually!(dst.endpoint_streams.load(Ordering::SeqCst) == 1, WAIT);
+    for proxy in [client, web0, web1] {
+        assert!(proxy.shutdown().await);
+    }
+}
+
+#[tokio::test]
+async fn idle_targets_drop_their_watches() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await
+        .to_string();
+    let web0 = backend(&pki, &identity, "web-0").await;
+    let path = format!("{WEB_FQN}:80");
+    let dst = FakeDestination::default();
+    dst.set_service(service_ip(), WEB_FQN);
+    dst.set_endpoints(
+        &path,
+        vec![meshed_endpoint(web0.inbound_addr, WEB_IDENTITY, "web-0")],
+    );
+    let policy = FakeOutboundPolicy::default();
+    policy.set(service_ip(), &path, AppProtocol::Detect);
+    let client = client_of(
+        &pki,
+        &identity,
+        dst.clone().spawn().await,
+        policy.clone().spawn().await,
+        service_ip(),
+        &[(config::ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, "200ms")],
+    )
+    .await;
+    let open = || {
+        (
+            policy.streams.load(Ordering::SeqCst),
+            dst.profile_streams.load(Ordering::SeqCst),
+            dst.endpoint_streams.load(Ordering::SeqCst),
+        )
+    };
+    // A connection in use keeps its target's watches past the idle timeout.
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
+        TcpStream::connect(client.outbound_addrs[0]).await.unwrap(),
+    ))
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let get = || {
+        http::Request::get("/held")
+            .header("host", "web.shop.svc.cluster.local")
+            .body(String::new())
+            .unwrap()
+    };
+    assert_eq!(send.send_request(get()).await.unwrap().status(), 200);
+    assert_eq!(open(), (1, 1, 1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(open(), (1, 1, 1));
+    assert_eq!(send.send_request(get()).await.unwrap().status(), 200);
+
+    // Once the connection closes, the idle target's three watches end.
+    drop(send);
+    conn.await.unwrap().unwrap();
+    assert_eventually!(open() == (0, 0, 0), WAIT);
+
+    // The next connection starts them again.
+    assert!(
+        request(client.outbound_addrs[0], "/again")
+            .await
+            .body()
+            .ends_with("app=web-0")
+    );
+    assert_eq!(open(), (1, 1, 1));
+    for proxy in [client, web0] {
         assert!(proxy.shutdown().await);
     }
 }
