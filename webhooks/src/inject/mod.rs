@@ -242,8 +242,8 @@ pub async fn admit(state: &State, request: &AdmissionRequest<Pod>) -> Result<Dec
         .get(OPAQUE_PORTS_ANNOTATION)
         .is_some_and(|value| port_list(value).is_err());
     for (key, value) in &overrides {
-        if !pod_annotations.contains_key(key) && !(opaque_invalid && key == OPAQUE_PORTS_ANNOTATION)
-        {
+        let invalid = opaque_invalid && key == OPAQUE_PORTS_ANNOTATION;
+        if !invalid && !pod_annotations.contains_key(key) {
             additions.annotations.insert(key.clone(), value.clone());
         }
     }
