@@ -2,15 +2,18 @@
 //!
 //! The serving certificate comes from the `trellis-webhook-tls` Secret in the control-plane
 //! namespace, read through the API and reloaded on every change (no restart). The injection
-//! settings follow the Mesh the controller follows, with the trust bundle (`ca.crt`) of the
-//! issuer Secret the identity server loads. The listener is bound first
-//! ([`WebhookServer::bind`]) and accepts connections once a certificate and the Mesh are
-//! known; until then it logs and waits.
+//! settings follow the Mesh the controller follows, with the trust bundle of the
+//! `trellis-identity-trust-roots` ConfigMap the operator renders (every anchor proxies must
+//! trust, more than one during a rotation), whatever the issuer's source. Whether the proxy is
+//! a native sidecar follows the apiserver's version, read once at start. The listener is
+//! bound first ([`WebhookServer::bind`]) and accepts connections once a certificate, the Mesh
+//! and a PEM trust bundle are known, so no pod is injected with a proxy that cannot start;
+//! until then it logs and waits.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Client,
     runtime::{WatchStreamExt, watcher},
@@ -19,7 +22,21 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 use trellis_api::well_known;
 use trellis_crds::v1alpha1::mesh::{Mesh, MeshSpec};
-use trellis_webhooks::{State, inject::template::InjectConfig, tls::CertResolver};
+use trellis_webhooks::{
+    State,
+    inject::template::{InjectConfig, native_sidecar_supported, trust_anchors_valid},
+    tls::CertResolver,
+};
+
+use crate::controllers::mesh::identity::parse_pem_bundle;
+
+/// Attempts at reading the apiserver version before falling back to a regular sidecar.
+pub const VERSION_ATTEMPTS: u32 = 5;
+/// Pause between attempts at reading the apiserver version.
+pub const VERSION_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests;
 
 /// What the webhook server needs to start.
 #[derive(Clone, Debug)]
@@ -28,7 +45,7 @@ pub struct WebhookSettings {
     pub addr: SocketAddr,
     /// The Mesh whose proxy settings the injector uses.
     pub mesh_name: String,
-    /// Namespace of the control plane (holds the webhook TLS and issuer Secrets).
+    /// Namespace of the control plane (holds the webhook TLS Secret and the trust roots).
     pub namespace: String,
     /// Repository of the default proxy image, `<repository>/proxy:<spec.version>`.
     pub image_repository: String,
@@ -87,7 +104,8 @@ impl WebhookServer {
     }
 
     /// Follows the TLS Secret, the Mesh and the trust bundle, and serves the webhooks once a
-    /// certificate and the Mesh are known, until `shutdown`; requests in flight then drain.
+    /// certificate, the Mesh and a trust bundle are known, until `shutdown`; requests in
+    /// flight then drain.
     pub async fn run(
         self,
         client: Client,
@@ -108,7 +126,7 @@ impl WebhookServer {
             let Some((certs, state)) = ready else {
                 return Ok(());
             };
-            tracing::info!(%local_addr, "Webhook certificate and Mesh loaded; serving");
+            tracing::info!(%local_addr, "Webhook certificate, Mesh and trust bundle loaded; serving");
             let stop = shutdown.clone();
             trellis_webhooks::tls::serve(listener, certs, state, async move {
                 stop.cancelled().await;
@@ -127,16 +145,33 @@ type Ready = Option<(Arc<CertResolver>, State)>;
 struct Followed {
     settings: WebhookSettings,
     client: Client,
+    /// Whether the cluster runs native sidecars.
+    native_sidecar: bool,
     mesh: Option<MeshSpec>,
-    trust_bundle: String,
+    /// The last valid PEM trust bundle; `None` until one is loaded.
+    trust_bundle: Option<String>,
     certs: Option<Arc<CertResolver>>,
+    /// Created once the Mesh and a trust bundle are known.
     state: Option<State>,
 }
 
 impl Followed {
-    fn inject_config(&self, mesh: &MeshSpec) -> InjectConfig {
+    fn new(settings: WebhookSettings, client: Client, native_sidecar: bool) -> Self {
+        Self {
+            settings,
+            client,
+            native_sidecar,
+            mesh: None,
+            trust_bundle: None,
+            certs: None,
+            state: None,
+        }
+    }
+
+    fn inject_config(&self, mesh: &MeshSpec, trust_bundle: &str) -> InjectConfig {
         let image = crate::render::proxy_image(&self.settings.image_repository, &mesh.version);
-        let mut config = InjectConfig::from_mesh(mesh, &image, &self.trust_bundle);
+        let mut config = InjectConfig::from_mesh(mesh, &image, trust_bundle);
+        config.native_sidecar = self.native_sidecar;
         config.cluster_domain = self.settings.cluster_domain.clone();
         if !self.settings.cluster_networks.is_empty() {
             config.cluster_networks = self
@@ -150,10 +185,13 @@ impl Followed {
         config
     }
 
-    /// Applies the current Mesh and trust bundle to the state, creating it the first time.
+    /// Applies the current Mesh and trust bundle to the state, creating it the first time
+    /// both are known.
     fn apply_inject_config(&mut self) {
-        let Some(mesh) = &self.mesh else { return };
-        let config = self.inject_config(mesh);
+        let (Some(mesh), Some(bundle)) = (&self.mesh, &self.trust_bundle) else {
+            return;
+        };
+        let config = self.inject_config(mesh, bundle);
         match &self.state {
             Some(state) => state.set_inject_config(config),
             None => self.state = Some(State::with_client(config, self.client.clone())),
@@ -180,20 +218,36 @@ impl Followed {
         }
     }
 
-    fn apply_issuer_secret(&mut self, secret: &Secret) {
-        let Some(bundle) =
-            secret_value(secret, well_known::TLS_CA_KEY).and_then(|b| std::str::from_utf8(b).ok())
-        else {
-            tracing::warn!(
-                name = well_known::ISSUER_SECRET,
-                "Issuer Secret has no readable ca.crt; keeping the current trust bundle"
-            );
+    /// Takes the trust bundle from the trust-roots ConfigMap when it holds PEM certificates;
+    /// otherwise keeps the current one (none at first, so nothing is injected yet).
+    fn apply_trust_roots(&mut self, config_map: &ConfigMap) {
+        let name = well_known::TRUST_ROOTS_CONFIGMAP;
+        let key = well_known::TRUST_ROOTS_KEY;
+        let Some(bundle) = config_map.data.as_ref().and_then(|data| data.get(key)) else {
+            tracing::warn!(%name, %key, "Trust-roots ConfigMap lacks the bundle; keeping the current trust bundle");
             return;
         };
-        if bundle != self.trust_bundle {
-            self.trust_bundle = bundle.to_string();
+        let anchors = match parse_pem_bundle(bundle) {
+            Ok(anchors) if trust_anchors_valid(bundle) => anchors.len(),
+            Ok(_) => {
+                tracing::warn!(%name, "Trust bundle holds undecodable PEM; keeping the current one");
+                return;
+            }
+            Err(reason) => {
+                tracing::warn!(%name, %reason, "Trust bundle not loaded; keeping the current one");
+                return;
+            }
+        };
+        if self.trust_bundle.as_deref() != Some(bundle.as_str()) {
+            tracing::info!(%name, anchors, "Trust bundle loaded");
+            self.trust_bundle = Some(bundle.clone());
             self.apply_inject_config();
         }
+    }
+
+    fn apply_mesh(&mut self, mesh: MeshSpec) {
+        self.mesh = Some(mesh);
+        self.apply_inject_config();
     }
 
     fn ready(&self) -> Ready {
@@ -220,33 +274,54 @@ where
     watcher(api, config).default_backoff().applied_objects()
 }
 
-/// Follows the webhook TLS Secret, the issuer Secret and the Mesh until `shutdown`,
-/// publishing the certificate and state on `ready` once both are known.
+/// Whether the apiserver runs native sidecars, from its version; a regular sidecar (which
+/// works on every version) when the version cannot be read.
+async fn detect_native_sidecar(client: &Client, shutdown: &CancellationToken) -> bool {
+    for attempt in 1..=VERSION_ATTEMPTS {
+        match client.apiserver_version().await {
+            Ok(info) => {
+                let native = native_sidecar_supported(&info.major, &info.minor);
+                tracing::info!(version = %info.git_version, native_sidecar = native, "Read the apiserver version");
+                return native;
+            }
+            Err(error) => {
+                tracing::debug!(%error, attempt, "Could not read the apiserver version");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(VERSION_RETRY) => {}
+        }
+    }
+    tracing::warn!(
+        "Could not read the apiserver version; injecting the proxy as a regular container"
+    );
+    false
+}
+
+/// Follows the webhook TLS Secret, the trust-roots ConfigMap and the Mesh until `shutdown`,
+/// publishing the certificate and state on `ready` once all are known.
 async fn follow(
     client: Client,
     settings: WebhookSettings,
     ready: watch::Sender<Ready>,
     shutdown: CancellationToken,
 ) {
+    let native_sidecar = detect_native_sidecar(&client, &shutdown).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
-    let mut tls = std::pin::pin!(named(secrets.clone(), well_known::WEBHOOK_TLS_SECRET));
-    let mut issuer = std::pin::pin!(named(secrets, well_known::ISSUER_SECRET));
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
+    let mut tls = std::pin::pin!(named(secrets, well_known::WEBHOOK_TLS_SECRET));
+    let mut roots = std::pin::pin!(named(config_maps, well_known::TRUST_ROOTS_CONFIGMAP));
     let mut meshes = std::pin::pin!(named(Api::<Mesh>::all(client.clone()), &settings.mesh_name));
     let namespace = settings.namespace.clone();
     let mesh_name = settings.mesh_name.clone();
-    let mut followed = Followed {
-        settings,
-        client,
-        mesh: None,
-        trust_bundle: String::new(),
-        certs: None,
-        state: None,
-    };
+    let mut followed = Followed::new(settings, client, native_sidecar);
     tracing::info!(
         %namespace,
         secret = well_known::WEBHOOK_TLS_SECRET,
+        config_map = well_known::TRUST_ROOTS_CONFIGMAP,
         mesh = %mesh_name,
-        "Webhooks wait for their certificate and the Mesh"
+        "Webhooks wait for their certificate, the trust bundle and the Mesh"
     );
     loop {
         tokio::select! {
@@ -255,14 +330,13 @@ async fn follow(
                 Ok(secret) => followed.apply_tls_secret(&secret),
                 Err(error) => tracing::warn!(%namespace, %error, "Webhook TLS Secret watch failed"),
             },
-            Some(next) = issuer.next() => match next {
-                Ok(secret) => followed.apply_issuer_secret(&secret),
-                Err(error) => tracing::warn!(%namespace, %error, "Issuer Secret watch failed"),
+            Some(next) = roots.next() => match next {
+                Ok(config_map) => followed.apply_trust_roots(&config_map),
+                Err(error) => tracing::warn!(%namespace, %error, "Trust-roots ConfigMap watch failed"),
             },
             Some(next) = meshes.next() => match next {
                 Ok(mesh) => {
-                    followed.mesh = Some(mesh.spec);
-                    followed.apply_inject_config();
+                    followed.apply_mesh(mesh.spec);
                     tracing::info!(mesh = %mesh_name, "Injection settings applied");
                 }
                 Err(error) => tracing::warn!(mesh = %mesh_name, %error, "Mesh watch failed"),

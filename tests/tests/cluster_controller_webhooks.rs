@@ -1,6 +1,8 @@
 //! The `controller` role serves the admission webhooks: run in-process against the local
 //! cluster, it loads its serving certificate from the `trellis-webhook-tls` Secret, injects
-//! the proxy with the followed Mesh's settings, and picks up a replaced Secret with no restart.
+//! the proxy with the followed Mesh's settings, the whole bundle of the trust-roots ConfigMap
+//! (never an empty one) and, on this 1.36 cluster, as a native sidecar; and it picks up a
+//! replaced Secret with no restart.
 //!
 //! Needs the local cluster (`tests/cluster/cluster up`). The controller's control-plane
 //! namespace is the test namespace (it holds the test's Secrets); the Mesh it follows has a
@@ -23,7 +25,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::{
     ByteString,
-    api::core::v1::{Namespace, Secret},
+    api::core::v1::{ConfigMap, Namespace, Secret},
 };
 use kube::{
     Api, Client,
@@ -53,6 +55,10 @@ use trellis_tests::{
 use trellis_webhooks::{INJECT_PATH, inject::template::PROXY_CONTAINER};
 
 const IMAGE_REPOSITORY: &str = "registry.test/trellis";
+/// Reviews sent before the trust roots exist, each given [`PROBE_TIMEOUT`].
+const PROBES_WITHOUT_TRUST_ROOTS: usize = 3;
+/// How long one review before the trust roots may take (the server does not accept yet).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Server-side applies `secret` (replacing its data).
 async fn put_secret(client: &Client, ns: &str, secret: &Secret) {
@@ -65,6 +71,17 @@ async fn put_secret(client: &Client, ns: &str, secret: &Secret) {
         )
         .await
         .unwrap_or_else(|e| panic!("apply Secret {name}: {e}"));
+}
+
+/// The trust-roots ConfigMap the operator renders, holding `bundle`.
+fn trust_roots(ns: &str, bundle: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": well_known::TRUST_ROOTS_CONFIGMAP, "namespace": ns },
+        "data": { well_known::TRUST_ROOTS_KEY: bundle },
+    }))
+    .unwrap()
 }
 
 fn webhook_tls_secret(ns: &str, cert_pem: &str, key_pem: &str) -> Secret {
@@ -243,7 +260,8 @@ async fn controller_serves_webhooks_with_the_secret_certificate() {
             )
             .await
             .unwrap();
-        // The issuer Secret holds the trust bundle the injector hands to proxies.
+        // The issuer Secret (for the identity server); its ca.crt is only the current anchor,
+        // while the trust roots the injector hands to proxies are put later, mid-rotation.
         let pki = TestPki::generate("cluster.local");
         put_secret(&client, &ns, &pki.issuer_secret(&ns)).await;
 
@@ -317,6 +335,30 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     } = localhost_server("first");
     put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_a, &key_a)).await;
     let review = pod_review(&ns);
+    // Until the trust roots exist the server must not inject: a proxy without the trust
+    // bundle cannot start. The certificate and the Mesh are there, so a few reviews give a
+    // server that serves too early the chance to answer one with a proxy.
+    for _ in 0..PROBES_WITHOUT_TRUST_ROOTS {
+        let attempt = tokio::time::timeout(PROBE_TIMEOUT, post_review(addr, &ca_a, &review)).await;
+        if let Ok(Ok(response)) = attempt {
+            let proxy = added_containers(&response)
+                .into_iter()
+                .find(|c| c["name"] == PROXY_CONTAINER);
+            assert_eq!(proxy, None, "injected before the trust roots were loaded");
+        }
+    }
+
+    // Mid-rotation the ConfigMap holds the current anchor and the next one.
+    let next = TestPki::generate("cluster.local");
+    let bundle = format!("{}{}", pki.anchor_pem, next.anchor_pem);
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .patch(
+            well_known::TRUST_ROOTS_CONFIGMAP,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&trust_roots(&ns, &bundle)),
+        )
+        .await
+        .unwrap();
     let proxy = eventually(
         "the controller injects the proxy with the Mesh's settings",
         DEFAULT_TIMEOUT,
@@ -329,14 +371,20 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
                 .into_iter()
                 .find(|c| c["name"] == PROXY_CONTAINER)
                 .ok_or_else(|| format!("no proxy container added: {response}"))?;
-            // The trust bundle arrives with its own watch; wait for it too.
-            match env_value(&proxy, "TRELLIS_PROXY_IDENTITY_TRUST_ANCHORS") {
-                Some(anchors) if anchors == pki.anchor_pem => Ok(proxy),
-                other => Err(format!("trust anchors not applied yet: {other:?}")),
-            }
+            let anchors = env_value(&proxy, "TRELLIS_PROXY_IDENTITY_TRUST_ANCHORS");
+            assert_eq!(
+                anchors.as_deref(),
+                Some(bundle.as_str()),
+                "every injected proxy gets the whole trust-roots bundle"
+            );
+            Ok(proxy)
         },
     )
     .await;
+    assert_eq!(
+        proxy["restartPolicy"], "Always",
+        "the 1.36 apiserver runs native sidecars: {proxy}"
+    );
     assert_eq!(
         proxy["image"],
         format!("{IMAGE_REPOSITORY}/proxy:{}", mesh.spec.version),
