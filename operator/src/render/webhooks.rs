@@ -1,12 +1,11 @@
 //! Admission webhook configurations, with the operator-managed `caBundle`.
 //!
-//! The proxy injector is called for pods in every namespace except `kube-system`, the
-//! control-plane namespace and namespaces that opted out (label `trellis.dev/inject:
-//! disabled`, which the operator's namespace controller mirrors from the annotation users
-//! set; a hard opt-out, no pod there reaches the injector), and decides per pod itself: the
-//! pod's own `trellis.dev/inject` annotation, or else its namespace's, must say `enabled` or
-//! `ingress` (see `trellis_webhooks::inject`). This is how Linkerd scopes its injector, and it
-//! lets a pod opt in inside a namespace that has not.
+//! The proxy injector is called for pods in every namespace except `kube-system` and the
+//! control-plane namespace, including namespaces that opted out (`trellis.dev/inject:
+//! disabled`, whether annotated or labelled): the selector does not look at that, and the
+//! injector decides per pod itself: the pod's own `trellis.dev/inject` annotation, or else its
+//! namespace's, must say `enabled` or `ingress` (see `trellis_webhooks::inject`). This is how
+//! Linkerd scopes its injector, and it lets a pod opt in inside a namespace that has not.
 //! The validator is called for policy objects everywhere except `kube-system`. Both fail
 //! open, so a control plane that is down or not yet serving never blocks admission elsewhere.
 
