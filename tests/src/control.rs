@@ -557,3 +557,43 @@ impl trellis_api::linkerd2_proxy_api::outbound::outbound_policies_server::Outbou
         Ok(Response::new(Box::pin(stream)))
     }
 }
+
+/// A fake controller on a runtime and thread of its own, so a test can take it away.
+#[derive(Debug)]
+pub struct Stoppable {
+    /// Where it serves.
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Stoppable {
+    /// Runs `spawn` (e.g. `|| dst.spawn()`) on a new thread's runtime.
+    pub async fn start<F, Fut>(spawn: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = SocketAddr>,
+    {
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            addr_tx.send(rt.block_on(spawn())).unwrap();
+            let _ = rt.block_on(stop_rx);
+        });
+        Self {
+            addr: addr_rx.await.unwrap(),
+            stop,
+            thread,
+        }
+    }
+
+    /// Stops it: its listener and every open stream go away.
+    pub async fn stop(self) {
+        self.stop.send(()).unwrap();
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+}

@@ -27,7 +27,7 @@ use trellis_proxy::{
 use trellis_tests::{
     assert_eventually,
     control::{
-        FakeDestination, FakeIdentity, FakeOutboundPolicy, meshed_endpoint,
+        FakeDestination, FakeIdentity, FakeOutboundPolicy, Stoppable, meshed_endpoint,
         opaque_transport_endpoint,
     },
     proxy::{config, echo_server, http_app_named, http_get, http1_send},
@@ -187,14 +187,8 @@ async fn endpoints_stay_when_the_controller_goes_away() {
         vec![meshed_endpoint(web0.inbound_addr, WEB_IDENTITY, "web-0")],
     );
     // The controller lives on its own runtime and thread so the test can stop it.
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controller = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        addr_tx.send(rt.block_on(dst.spawn())).unwrap();
-        let _ = rt.block_on(stop_rx);
-    });
-    let dst_addr = addr_rx.await.unwrap().to_string();
+    let controller = Stoppable::start(move || dst.spawn()).await;
+    let dst_addr = controller.addr.to_string();
     let client = certified(
         &pki,
         &identity,
@@ -209,10 +203,7 @@ async fn endpoints_stay_when_the_controller_goes_away() {
     .await;
     let outbound = client.outbound_addrs[0];
     assert!(request(outbound, "/a").await.body().ends_with("app=web-0"));
-    stop_tx.send(()).unwrap();
-    tokio::task::spawn_blocking(move || controller.join().unwrap())
-        .await
-        .unwrap();
+    controller.stop().await;
     // New connections and requests still reach the last known endpoint.
     for _ in 0..3 {
         assert!(request(outbound, "/b").await.body().ends_with("app=web-0"));
@@ -452,19 +443,39 @@ async fn client_of(
     .await
 }
 
-#[tokio::test]
-async fn opaque_policies_skip_detection_for_server_speaks_first_protocols() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
-        .spawn(false)
+/// Connects to `outbound` and, sending nothing first, expects the `220 ready` banner, then
+/// an echo.
+async fn banner_then_echo(outbound: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(outbound).await.unwrap();
+    let mut buf = [0; 11];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut buf))
         .await
-        .to_string();
-    // A server-speaks-first app behind a meshed peer, reached with a transport header.
+        .expect("the banner arrives without the client sending first")
+        .unwrap();
+    assert_eq!(&buf, b"220 ready\r\n");
+    stream.write_all(b"QUIT\r\n").await.unwrap();
+    let mut buf = [0; 6];
+    stream.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"QUIT\r\n");
+}
+
+/// A meshed peer in front of a server-speaks-first app, and the client's discovery for it:
+/// a Service at [`service_ip`] whose policy is opaque. Returns the peer, the banner app's
+/// address, and both fakes.
+async fn opaque_service(
+    pki: &Arc<TestPki>,
+    identity: &str,
+) -> (
+    app::Running,
+    SocketAddr,
+    FakeDestination,
+    FakeOutboundPolicy,
+) {
     let banner = echo_server(b"220 ready\r\n").await;
     let peer = certified(
-        &pki,
-        &identity,
+        pki,
+        identity,
         WEB_IDENTITY,
         &[],
         Options {
@@ -487,6 +498,53 @@ async fn opaque_policies_skip_detection_for_server_speaks_first_protocols() {
     );
     let policy = FakeOutboundPolicy::default();
     policy.set(service_ip(), &path, AppProtocol::Opaque);
+    (peer, banner, dst, policy)
+}
+
+#[tokio::test]
+async fn the_last_policy_stays_when_the_policy_controller_goes_away() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await
+        .to_string();
+    let (peer, _, dst, policy) = opaque_service(&pki, &identity).await;
+    let controller = Stoppable::start(move || policy.spawn()).await;
+    // The target stays known (no idle eviction) while its policy watch retries.
+    let client = client_of(
+        &pki,
+        &identity,
+        dst.spawn().await,
+        controller.addr,
+        service_ip(),
+        &[
+            (config::ENV_OUTBOUND_DETECT_TIMEOUT, "1h"),
+            (config::ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, "1h"),
+        ],
+    )
+    .await;
+    banner_then_echo(client.outbound_addrs[0]).await;
+    controller.stop().await;
+    // New connections still skip detection: the opaque policy is kept.
+    for _ in 0..3 {
+        banner_then_echo(client.outbound_addrs[0]).await;
+    }
+    for proxy in [client, peer] {
+        assert!(proxy.shutdown().await);
+    }
+}
+
+#[tokio::test]
+async fn opaque_policies_skip_detection_for_server_speaks_first_protocols() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
+        .spawn(false)
+        .await
+        .to_string();
+    // A server-speaks-first app behind a meshed peer, reached with a transport header.
+    let (peer, banner, dst, policy) = opaque_service(&pki, &identity).await;
     // Detection would wait far longer than the test does.
     let client = client_of(
         &pki,
@@ -497,19 +555,7 @@ async fn opaque_policies_skip_detection_for_server_speaks_first_protocols() {
         &[(config::ENV_OUTBOUND_DETECT_TIMEOUT, "1h")],
     )
     .await;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(client.outbound_addrs[0]).await.unwrap();
-    let mut buf = [0; 11];
-    tokio::time::timeout(WAIT, stream.read_exact(&mut buf))
-        .await
-        .expect("the banner arrives without the client sending first")
-        .unwrap();
-    assert_eq!(&buf, b"220 ready\r\n");
-    stream.write_all(b"QUIT\r\n").await.unwrap();
-    let mut buf = [0; 6];
-    stream.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"QUIT\r\n");
-    drop(stream);
+    banner_then_echo(client.outbound_addrs[0]).await;
     // It went over mTLS to the peer, which forwarded to the banner port.
     let (_, body) = http_get(peer.admin_addr, "/metrics").await;
     let want = format!(
