@@ -321,3 +321,39 @@ async fn a_policy_change_applies_to_requests_on_an_open_connection() {
     assert_eq!(status, 403, "the new policy applies on the open connection");
     assert!(proxy.shutdown().await);
 }
+
+#[tokio::test]
+async fn the_first_connection_to_an_unlisted_port_waits_for_its_policy() {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let fake_policy = FakePolicy::default();
+    let app_addr = echo_server(b"").await;
+    fake_policy.set(
+        app_addr.port(),
+        servers::meshed_only("web", &[CLIENT_IDENTITY]),
+    );
+    let policy_addr = fake_policy.clone().spawn().await.to_string();
+    // The app's port is not among INBOUND_PORTS, so no watch runs for it before the first
+    // connection, and the default policy (all-unauthenticated) would admit plaintext.
+    let proxy = app::spawn(
+        config(
+            &pki.anchor_pem,
+            &[
+                (config::ENV_POLICY_SVC_ADDR, &policy_addr),
+                (config::ENV_INBOUND_PORTS, "1"),
+            ],
+        ),
+        Options {
+            inbound_orig_dst: OrigDst::Fixed(app_addr),
+            outbound_orig_dst: OrigDst::Fixed(app_addr),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        closed_after(connect_remote(proxy.inbound_addr).await, b"\x00first").await,
+        "the very first connection is judged by the controller's policy"
+    );
+    assert!(proxy.shutdown().await);
+}

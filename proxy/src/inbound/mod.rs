@@ -81,7 +81,7 @@ impl Inbound {
         let policy = if direct {
             Arc::new(authz::invalid())
         } else {
-            self.policies.get(orig_dst.port())
+            self.policies.first(orig_dst.port()).await
         };
         let timeout = match policy.protocol {
             ServerProtocol::Detect { timeout } => timeout,
@@ -156,7 +156,7 @@ impl Inbound {
                     let conn = Conn {
                         client_addr,
                         orig_dst: target,
-                        policy: self.policies.get(header.port),
+                        policy: self.policies.first(header.port).await,
                     };
                     let io = PrefixedIo::new(Default::default(), tls);
                     let client_tls = ClientTls::Established(client_id);

@@ -2,7 +2,10 @@
 //!
 //! Each port starts on the configured default policy. A watch replaces it with what the
 //! controller sends, keeps the last value when the stream fails, and resubscribes with
-//! backoff; `InvalidArgument` and `FailedPrecondition` end the watch for good.
+//! backoff; `InvalidArgument` and `FailedPrecondition` end the watch for good. A new
+//! connection waits briefly for its port's first answer ([`Policies::first`]), so a port the
+//! proxy was not told about up front is not served on the default policy while its watch is
+//! still starting.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -20,12 +23,15 @@ use crate::{drain::Drain, tls};
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a connection waits for its port's first policy before the default applies.
+pub const FIRST_POLICY_WAIT: Duration = Duration::from_secs(1);
 
 /// Where inbound connections get their port's policy.
 #[derive(Debug)]
 pub struct Policies {
     default: Arc<ServerPolicy>,
-    ports: Mutex<HashMap<u16, watch::Receiver<Arc<ServerPolicy>>>>,
+    /// Per port: the controller's latest policy, `None` until it first answers.
+    ports: Mutex<HashMap<u16, watch::Receiver<Option<Arc<ServerPolicy>>>>>,
     controller: Option<Controller>,
 }
 
@@ -71,15 +77,36 @@ impl Policies {
 
     /// The current policy of `port`; the first call for a port starts its watch.
     pub fn get(&self, port: u16) -> Arc<ServerPolicy> {
-        let Some(controller) = &self.controller else {
+        match self.receiver(port) {
+            Some(rx) => rx.borrow().clone().unwrap_or_else(|| self.default.clone()),
+            None => self.default.clone(),
+        }
+    }
+
+    /// The policy of `port` once the controller has answered for it, or the default after
+    /// [`FIRST_POLICY_WAIT`] (the controller is slow or away).
+    pub async fn first(&self, port: u16) -> Arc<ServerPolicy> {
+        let Some(mut rx) = self.receiver(port) else {
             return self.default.clone();
         };
+        match tokio::time::timeout(FIRST_POLICY_WAIT, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(policy)) => policy.clone().unwrap_or_else(|| self.default.clone()),
+            _ => {
+                tracing::debug!(port, "No policy from the controller yet; using the default");
+                self.get(port)
+            }
+        }
+    }
+
+    /// The watch of `port`, started on first use; `None` without a controller.
+    fn receiver(&self, port: u16) -> Option<watch::Receiver<Option<Arc<ServerPolicy>>>> {
+        let controller = self.controller.as_ref()?;
         let mut ports = self.ports.lock();
         if let Some(rx) = ports.get(&port) {
-            return rx.borrow().clone();
+            return Some(rx.clone());
         }
-        let (tx, rx) = watch::channel(self.default.clone());
-        ports.insert(port, rx);
+        let (tx, rx) = watch::channel(None);
+        ports.insert(port, rx.clone());
         let task = watch_port(
             controller.client.clone(),
             PortSpec {
@@ -96,7 +123,7 @@ impl Policies {
                 () = drain.signaled() => {}
             }
         });
-        self.default.clone()
+        Some(rx)
     }
 }
 
@@ -104,7 +131,7 @@ async fn watch_port(
     mut client: InboundServerPoliciesClient<Channel>,
     spec: PortSpec,
     creds: Option<Arc<tls::Store>>,
-    tx: watch::Sender<Arc<ServerPolicy>>,
+    tx: watch::Sender<Option<Arc<ServerPolicy>>>,
 ) {
     if let Some(creds) = creds {
         creds.certified().await;
@@ -129,7 +156,7 @@ async fn watch_port(
                                 server = policy.meta.name(),
                                 "Inbound policy updated"
                             );
-                            tx.send_replace(Arc::new(policy));
+                            tx.send_replace(Some(Arc::new(policy)));
                         }
                         Ok(None) => break tonic::Status::ok("stream ended"),
                         Err(status) => break status,
