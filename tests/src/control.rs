@@ -225,6 +225,17 @@ pub mod servers {
             .collect()
     }
 
+    /// A `detect` server named `name` that admits every client, meshed or not.
+    pub fn unauthenticated(name: &str) -> wire::Server {
+        let mut server = meshed_only(name, &[]);
+        server.authorizations[0].authentication = Some(wire::Authn {
+            permit: Some(wire::authn::Permit::Unauthenticated(
+                wire::authn::PermitUnauthenticated {},
+            )),
+        });
+        server
+    }
+
     /// A `detect` server named `name` that admits only meshed clients with `identities`.
     pub fn meshed_only(name: &str, identities: &[&str]) -> wire::Server {
         use wire::authn::{Permit, PermitMeshTls, permit_mesh_tls};

@@ -27,8 +27,8 @@ use trellis_proxy::{
 use trellis_tests::{
     assert_eventually,
     control::{
-        FakeDestination, FakeIdentity, FakeOutboundPolicy, Stoppable, meshed_endpoint,
-        opaque_transport_endpoint,
+        FakeDestination, FakeIdentity, FakeOutboundPolicy, FakePolicy, Stoppable, meshed_endpoint,
+        opaque_transport_endpoint, servers,
     },
     proxy::{config, echo_server, http_app_named, http_get, http1_send},
 };
@@ -61,14 +61,18 @@ async fn certified(
     proxy
 }
 
-/// A meshed backend: an HTTP app named `name` behind its own proxy.
+/// A meshed backend: an HTTP app named `name` behind its own proxy, whose policy
+/// controller admits every client on the app's port.
 async fn backend(pki: &Arc<TestPki>, identity_addr: &str, name: &'static str) -> app::Running {
     let app = http_app_named(name).await;
+    let policy = FakePolicy::default();
+    policy.set(app.port(), servers::unauthenticated(name));
+    let policy_addr = policy.spawn().await.to_string();
     certified(
         pki,
         identity_addr,
         WEB_IDENTITY,
-        &[],
+        &[(config::ENV_POLICY_SVC_ADDR, &policy_addr)],
         Options {
             inbound_orig_dst: OrigDst::Fixed(app),
             outbound_orig_dst: OrigDst::Fixed(app),

@@ -83,8 +83,8 @@ impl Policies {
         }
     }
 
-    /// The policy of `port` once the controller has answered for it, or the default after
-    /// [`FIRST_POLICY_WAIT`] (the controller is slow or away).
+    /// The policy of `port` once the controller has answered for it, or the default once
+    /// the port's watch is [`FIRST_POLICY_WAIT`] old (the controller is slow or away).
     pub async fn first(&self, port: u16) -> Arc<ServerPolicy> {
         let Some(mut rx) = self.receiver(port) else {
             return self.default.clone();
@@ -106,7 +106,16 @@ impl Policies {
             return Some(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
+        let tx = Arc::new(tx);
         ports.insert(port, rx.clone());
+        // Only connections in the port's first moments wait: after that, the default stands
+        // until the controller answers (fail static when it is away).
+        let default = self.default.clone();
+        let timer = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FIRST_POLICY_WAIT).await;
+            timer.send_if_modified(|policy| policy.is_none() && policy.replace(default).is_none());
+        });
         let task = watch_port(
             controller.client.clone(),
             PortSpec {
@@ -131,7 +140,7 @@ async fn watch_port(
     mut client: InboundServerPoliciesClient<Channel>,
     spec: PortSpec,
     creds: Option<Arc<tls::Store>>,
-    tx: watch::Sender<Option<Arc<ServerPolicy>>>,
+    tx: Arc<watch::Sender<Option<Arc<ServerPolicy>>>>,
 ) {
     if let Some(creds) = creds {
         creds.certified().await;
