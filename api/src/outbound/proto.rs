@@ -258,74 +258,38 @@ fn first_path<'a>(
     Ok(None)
 }
 
-fn http_backends(routes: &[api::HttpRoute]) -> impl Iterator<Item = &api::Backend> {
-    use api::http_route::distribution::Kind;
-    routes
-        .iter()
-        .flat_map(|r| &r.rules)
-        .filter_map(|rule| rule.backends.as_ref()?.kind.as_ref())
-        .flat_map(|kind| -> Vec<&api::Backend> {
-            match kind {
-                Kind::Empty(_) => Vec::new(),
-                Kind::FirstAvailable(fa) => fa
-                    .backends
-                    .iter()
-                    .filter_map(|b| b.backend.as_ref())
-                    .collect(),
-                Kind::RandomAvailable(ra) => ra
-                    .backends
-                    .iter()
-                    .filter_map(|w| w.backend.as_ref()?.backend.as_ref())
-                    .collect(),
-            }
-        })
+/// Every backend of `routes`' rules, for one route kind (each kind has its own prost types
+/// of the same shape).
+macro_rules! route_backends {
+    ($name:ident, $route:ty, $module:ident) => {
+        fn $name(routes: &[$route]) -> impl Iterator<Item = &api::Backend> {
+            use api::$module::distribution::Kind;
+            routes
+                .iter()
+                .flat_map(|r| &r.rules)
+                .filter_map(|rule| rule.backends.as_ref()?.kind.as_ref())
+                .flat_map(|kind| -> Vec<&api::Backend> {
+                    match kind {
+                        Kind::Empty(_) => Vec::new(),
+                        Kind::FirstAvailable(fa) => fa
+                            .backends
+                            .iter()
+                            .filter_map(|b| b.backend.as_ref())
+                            .collect(),
+                        Kind::RandomAvailable(ra) => ra
+                            .backends
+                            .iter()
+                            .filter_map(|w| w.backend.as_ref()?.backend.as_ref())
+                            .collect(),
+                    }
+                })
+        }
+    };
 }
 
-fn grpc_backends(routes: &[api::GrpcRoute]) -> impl Iterator<Item = &api::Backend> {
-    use api::grpc_route::distribution::Kind;
-    routes
-        .iter()
-        .flat_map(|r| &r.rules)
-        .filter_map(|rule| rule.backends.as_ref()?.kind.as_ref())
-        .flat_map(|kind| -> Vec<&api::Backend> {
-            match kind {
-                Kind::Empty(_) => Vec::new(),
-                Kind::FirstAvailable(fa) => fa
-                    .backends
-                    .iter()
-                    .filter_map(|b| b.backend.as_ref())
-                    .collect(),
-                Kind::RandomAvailable(ra) => ra
-                    .backends
-                    .iter()
-                    .filter_map(|w| w.backend.as_ref()?.backend.as_ref())
-                    .collect(),
-            }
-        })
-}
-
-fn opaque_backends(routes: &[api::OpaqueRoute]) -> impl Iterator<Item = &api::Backend> {
-    use api::opaque_route::distribution::Kind;
-    routes
-        .iter()
-        .flat_map(|r| &r.rules)
-        .filter_map(|rule| rule.backends.as_ref()?.kind.as_ref())
-        .flat_map(|kind| -> Vec<&api::Backend> {
-            match kind {
-                Kind::Empty(_) => Vec::new(),
-                Kind::FirstAvailable(fa) => fa
-                    .backends
-                    .iter()
-                    .filter_map(|b| b.backend.as_ref())
-                    .collect(),
-                Kind::RandomAvailable(ra) => ra
-                    .backends
-                    .iter()
-                    .filter_map(|w| w.backend.as_ref()?.backend.as_ref())
-                    .collect(),
-            }
-        })
-}
+route_backends!(http_backends, api::HttpRoute, http_route);
+route_backends!(grpc_backends, api::GrpcRoute, grpc_route);
+route_backends!(opaque_backends, api::OpaqueRoute, opaque_route);
 
 /// Reads the protocol and the first balancer backend. gRPC counts as HTTP/2; TLS routes and
 /// policies with no balancer backend (only `forward` ones) are not representable and fail.
