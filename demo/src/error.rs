@@ -6,7 +6,9 @@ use std::{num::ParseIntError, time::TryFromFloatSecsError};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server name cannot be sent in the `x-demo-server` header.
-    #[error("server name {name:?} is not a valid header value; set --name or DEMO_NAME to printable ASCII")]
+    #[error(
+        "server name {name:?} is not a valid header value; set --name or DEMO_NAME to printable ASCII"
+    )]
     InvalidName {
         /// The rejected name.
         name: String,
@@ -16,7 +18,9 @@ pub enum Error {
     },
 
     /// The target and path do not make an `http://HOST:PORT/path` URI.
-    #[error("target {target:?} with path {path:?} is not a valid URI; use HOST:PORT and a path starting with /")]
+    #[error(
+        "target {target:?} with path {path:?} is not a valid URI; use HOST:PORT and a path starting with /"
+    )]
     InvalidTarget {
         /// The `--target` value.
         target: String,
@@ -34,18 +38,10 @@ pub enum Error {
         target: String,
     },
 
-    /// tonic rejected the gRPC endpoint built from the target.
-    #[error("target {target:?} is not a valid gRPC endpoint")]
-    GrpcEndpoint {
-        /// The `--target` value.
-        target: String,
-        /// Why tonic rejected it.
-        #[source]
-        source: tonic::transport::Error,
-    },
-
     /// The rate does not give a usable interval between requests.
-    #[error("rate {rate} is not a usable number of requests per second; use a positive number such as 10 or 0.5")]
+    #[error(
+        "rate {rate} is not a usable number of requests per second; use a positive number such as 10 or 0.5"
+    )]
     InvalidRate {
         /// The `--rate` value.
         rate: f64,

@@ -4,15 +4,13 @@ use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Full};
 use hyper::{body::Incoming, service::service_fn};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
 
-use crate::server::{self, Body};
+use crate::server::{self, Body, full};
 
 /// Default address of the stats server.
 pub const DEFAULT_STATS_ADDR: &str = "0.0.0.0:9000";
@@ -99,9 +97,6 @@ impl Stats {
 
 /// Serves `GET /stats`, `POST /reset` and `GET /healthz` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, stats: Arc<Stats>, shutdown: CancellationToken) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "Serving stats");
-    }
     let svc = service_fn(move |req: Request<Incoming>| {
         let res = handle(&stats, &req);
         async move { Ok::<_, Infallible>(res) }
@@ -146,10 +141,4 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut res = Response::new(full(body));
     *res.status_mut() = status;
     res
-}
-
-fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }

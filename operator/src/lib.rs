@@ -115,12 +115,17 @@ impl Controller {
         readiness: &Readiness,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
-        readiness.register("controller").set(true);
+        // Ready (in the Service's endpoints) only once proxies and the apiserver get real
+        // answers: every watched kind listed into the index, and the webhook certificate,
+        // Mesh and trust bundle loaded.
+        let index_ready = readiness.register("index");
+        let webhooks_ready = readiness.register("webhooks");
         let control_plane = async {
             let result = index::serve::run_control_plane(
                 client.clone(),
                 self.config.control_plane(),
                 registry,
+                index_ready,
                 shutdown.clone(),
             )
             .await;
@@ -128,7 +133,10 @@ impl Controller {
             result
         };
         let webhooks = async {
-            let result = self.webhooks.run(client.clone(), shutdown.clone()).await;
+            let result = self
+                .webhooks
+                .run(client.clone(), webhooks_ready, shutdown.clone())
+                .await;
             shutdown.cancel();
             result
         };

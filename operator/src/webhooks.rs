@@ -28,7 +28,7 @@ use trellis_webhooks::{
     tls::CertResolver,
 };
 
-use crate::controllers::mesh::identity::parse_pem_bundle;
+use crate::{admin::ReadyFlag, controllers::mesh::identity::parse_pem_bundle};
 
 /// Attempts at reading the apiserver version before falling back to a regular sidecar.
 pub const VERSION_ATTEMPTS: u32 = 5;
@@ -104,11 +104,12 @@ impl WebhookServer {
     }
 
     /// Follows the TLS Secret, the Mesh and the trust bundle, and serves the webhooks once a
-    /// certificate, the Mesh and a trust bundle are known, until `shutdown`; requests in
-    /// flight then drain.
+    /// certificate, the Mesh and a trust bundle are known (then `ready_flag` is set), until
+    /// `shutdown`; requests in flight then drain.
     pub async fn run(
         self,
         client: Client,
+        ready_flag: ReadyFlag,
         shutdown: CancellationToken,
     ) -> Result<(), WebhookError> {
         let Self {
@@ -127,6 +128,7 @@ impl WebhookServer {
                 return Ok(());
             };
             tracing::info!(%local_addr, "Webhook certificate, Mesh and trust bundle loaded; serving");
+            ready_flag.set(true);
             let stop = shutdown.clone();
             trellis_webhooks::tls::serve(listener, certs, state, async move {
                 stop.cancelled().await;

@@ -30,6 +30,12 @@ NODE_SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip
 PAUSE_IMAGE=localhost/trellis/pause:3.10
 COREDNS_IMAGE=localhost/trellis/coredns:$COREDNS_VERSION
 NODE_COMPONENTS="kube-proxy kubelet containerd"
+# Namespace annotations that send every pod of a namespace to the real node.
+REAL_NODE_LABEL=trellis.dev/node=real
+REAL_NODE_SELECTOR_ANNOTATION=scheduler.alpha.kubernetes.io/node-selector
+REAL_NODE_TOLERATIONS_ANNOTATION=scheduler.alpha.kubernetes.io/defaultTolerations
+REAL_NODE_TOLERATIONS='[{"key":"trellis.dev/real-node","operator":"Exists","effect":"NoSchedule"}]'
+
 
 ctr_() { "$CBIN/ctr" --address "$CTD_SOCK" --namespace k8s.io "$@"; }
 

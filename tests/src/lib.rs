@@ -20,6 +20,7 @@ pub mod k8s;
 pub mod mesh;
 pub mod netns;
 pub mod proxy;
+pub mod real_node;
 
 use std::{fmt::Debug, future::Future, time::Duration};
 

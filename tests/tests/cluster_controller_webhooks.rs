@@ -315,12 +315,13 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     assert_ne!(addr.port(), 0);
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
+    let readiness = Readiness::default();
     let run = tokio::spawn({
         let client = client.clone();
         let shutdown = shutdown.clone();
+        let readiness = readiness.clone();
         async move {
             let registry = SharedRegistry::default();
-            let readiness = Readiness::default();
             controller
                 .run(client, &registry, &readiness, shutdown)
                 .await
@@ -347,6 +348,12 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
             );
         }
     }
+    // Not ready (out of the Service's endpoints) while the webhooks cannot serve.
+    assert!(
+        readiness.not_ready().contains(&"webhooks".to_string()),
+        "ready without trust roots: {:?}",
+        readiness.not_ready()
+    );
 
     // Mid-rotation the ConfigMap holds the current anchor and the next one.
     let next = TestPki::generate("cluster.local");
@@ -385,6 +392,12 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
         proxy["restartPolicy"], "Always",
         "the 1.36 apiserver runs native sidecars: {proxy}"
     );
+    // Serving webhooks and an index listed from the cluster: the controller is ready.
+    eventually("the controller ready", DEFAULT_TIMEOUT, || async {
+        let missing = readiness.not_ready();
+        if missing.is_empty() { Ok(()) } else { Err(missing) }
+    })
+    .await;
     assert_eq!(
         proxy["image"],
         format!("{IMAGE_REPOSITORY}/proxy:{}", mesh.spec.version),

@@ -59,6 +59,10 @@ pub mod reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// An enabled extension is not available in this release; it is not installed.
     pub const EXTENSION_UNAVAILABLE: &str = "ExtensionUnavailable";
+    /// Degraded: a component's image cannot be pulled; the message names the pod and image.
+    pub const IMAGE_UNAVAILABLE: &str = "ImageUnavailable";
+    /// Degraded: a component's containers crash or cannot be created; the message says which.
+    pub const COMPONENT_FAILING: &str = "ComponentFailing";
     /// IdentityHealthy is True.
     pub const IDENTITY_VALID: &str = "IdentityValid";
     /// Referenced trust anchors or issuer are missing or do not parse, chain or match keys.

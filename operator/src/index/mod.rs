@@ -352,11 +352,56 @@ indexed!(
     |i, _ns, n| i.delete_namespace(n)
 );
 
-/// Follows one kind cluster-wide until `shutdown`, writing every event into `index`.
-async fn follow<K: Indexed>(index: SharedIndex, client: Client, shutdown: CancellationToken)
-where
+/// Counts the kinds whose first list is in the index; calls its callback once all are.
+#[derive(Clone)]
+pub struct Synced {
+    remaining: Arc<std::sync::atomic::AtomicUsize>,
+    done: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Synced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Synced")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Synced {
+    /// Calls `done` once every kind [`run_synced`] follows has been listed.
+    pub fn new(done: impl Fn() + Send + Sync + 'static) -> Self {
+        Self {
+            remaining: Arc::new(std::sync::atomic::AtomicUsize::new(FOLLOWED_KINDS)),
+            done: Arc::new(done),
+        }
+    }
+
+    /// One kind listed; the last one calls `done`.
+    fn kind_done(&self) {
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            (self.done)();
+        }
+    }
+}
+
+/// How many kinds [`run`] follows.
+const FOLLOWED_KINDS: usize = 9;
+
+/// Follows one kind cluster-wide until `shutdown`, writing every event into `index`; tells
+/// `synced` once, after the first full list.
+async fn follow<K: Indexed>(
+    index: SharedIndex,
+    client: Client,
+    synced: Option<Synced>,
+    shutdown: CancellationToken,
+) where
     K::DynamicType: Default,
 {
+    let mut synced = synced;
     let api: Api<K> = Api::all(client);
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
@@ -385,6 +430,9 @@ where
                 let mut index = index.write();
                 reset::<K>(&mut index, &objs);
                 tracing::debug!(kind = K::kind_name(), count = objs.len(), "Index synced");
+                if let Some(synced) = synced.take() {
+                    synced.kind_done();
+                }
             }
             watcher::Event::Apply(obj) => K::apply(&mut index.write(), &obj),
             watcher::Event::Delete(obj) => K::delete(
@@ -430,16 +478,36 @@ impl Index {
 
 /// Runs every watch that feeds `index` until `shutdown`.
 pub async fn run(index: SharedIndex, client: Client, shutdown: CancellationToken) {
+    run_watches(index, client, None, shutdown).await;
+}
+
+/// [`run`], telling `synced` when every kind has been listed once.
+pub async fn run_synced(
+    index: SharedIndex,
+    client: Client,
+    synced: Synced,
+    shutdown: CancellationToken,
+) {
+    run_watches(index, client, Some(synced), shutdown).await;
+}
+
+async fn run_watches(
+    index: SharedIndex,
+    client: Client,
+    synced: Option<Synced>,
+    shutdown: CancellationToken,
+) {
+    let (i, c, s, d) = (&index, &client, &synced, &shutdown);
     tokio::join!(
-        follow::<Service>(index.clone(), client.clone(), shutdown.clone()),
-        follow::<EndpointSlice>(index.clone(), client.clone(), shutdown.clone()),
-        follow::<Pod>(index.clone(), client.clone(), shutdown.clone()),
-        follow::<ServiceProfile>(index.clone(), client.clone(), shutdown.clone()),
-        follow::<Server>(index.clone(), client.clone(), shutdown.clone()),
-        follow::<AuthorizationPolicy>(index.clone(), client.clone(), shutdown.clone()),
-        follow::<MeshTLSAuthentication>(index.clone(), client.clone(), shutdown.clone()),
-        follow::<NetworkAuthentication>(index.clone(), client.clone(), shutdown.clone()),
-        follow::<Namespace>(index.clone(), client.clone(), shutdown.clone()),
+        follow::<Service>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<EndpointSlice>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<Pod>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<ServiceProfile>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<Server>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<AuthorizationPolicy>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<MeshTLSAuthentication>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<NetworkAuthentication>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<Namespace>(i.clone(), c.clone(), s.clone(), d.clone()),
     );
 }
 

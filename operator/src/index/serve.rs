@@ -17,6 +17,7 @@ use trellis_crds::{common::access_policy::AccessPolicy, v1alpha1::mesh::Mesh};
 
 use super::{ClusterSettings, Index, SharedIndex};
 use crate::{
+    admin::ReadyFlag,
     destination::{self, DestinationMetrics, DestinationService},
     identity::{
         self, IdentityMetrics, IdentityService, IdentitySettings, LeafLifetime, SharedIssuer,
@@ -140,6 +141,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ControlPlaneError> {
 }
 
 /// Runs the index, the issuer and Mesh followers and the three gRPC servers until `shutdown`.
+/// `index_ready` is set once every watched kind has been listed into the index.
 ///
 /// Loopback listeners serve plaintext (local runs and tests); any other address serves TLS
 /// with the controller's own certificate.
@@ -147,6 +149,7 @@ pub async fn run_control_plane(
     client: Client,
     settings: ControlPlaneSettings,
     registry: &Arc<RwLock<Registry>>,
+    index_ready: ReadyFlag,
     shutdown: CancellationToken,
 ) -> Result<(), ControlPlaneError> {
     let (identity_metrics, destination_metrics, policy_metrics) = {
@@ -177,7 +180,13 @@ pub async fn run_control_plane(
         index.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(super::run(index.clone(), client.clone(), shutdown.clone()));
+    let synced = super::Synced::new(move || index_ready.set(true));
+    tokio::spawn(super::run_synced(
+        index.clone(),
+        client.clone(),
+        synced,
+        shutdown.clone(),
+    ));
 
     let creds = Arc::new(ControllerCredentials::new(
         well_known::CONTROLLER_NAME.to_string(),

@@ -266,8 +266,10 @@ fn deployment(input: &RenderInput<'_>, replicas: i32, image: &str) -> Result<Val
                 { "name": "webhook", "containerPort": WEBHOOK_PORT },
                 { "name": "admin", "containerPort": CONTROL_PLANE_ADMIN_PORT },
             ],
-            "readinessProbe": { "httpGet": { "path": "/ready", "port": CONTROL_PLANE_ADMIN_PORT } },
-            "livenessProbe": { "httpGet": { "path": "/live", "port": CONTROL_PLANE_ADMIN_PORT } },
+            // Ready once the index is listed and the webhooks serve (see `Controller::run`):
+            // probed often, so a rollout waits no longer than it must.
+            "readinessProbe": { "httpGet": { "path": "/ready", "port": CONTROL_PLANE_ADMIN_PORT }, "periodSeconds": 2, "failureThreshold": 3 },
+            "livenessProbe": { "httpGet": { "path": "/live", "port": CONTROL_PLANE_ADMIN_PORT }, "periodSeconds": 10, "failureThreshold": 3 },
             "resources": resources,
             "securityContext": {
                 "allowPrivilegeEscalation": false,

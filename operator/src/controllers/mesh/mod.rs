@@ -2,6 +2,7 @@
 //! apply, prunes what the spec no longer asks for, reports status, and cleans up
 //! cluster-scoped objects through a finalizer when the Mesh is deleted.
 
+pub mod failures;
 pub mod identity;
 pub mod pods;
 pub mod status;
@@ -508,7 +509,19 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
                 "get Deployment {ns}/{}",
                 component.deployment
             )))?;
-        let status = component_status(component, deployment.as_ref(), &spec.version);
+        let mut status = component_status(component, deployment.as_ref(), &spec.version);
+        if !status.ready
+            && let Some(deployment) = &deployment
+        {
+            let problems = failures::of_deployment(&ctx.client, deployment).await;
+            if let Some(message) = status.message.as_mut() {
+                for problem in &problems {
+                    message.push_str("; ");
+                    message.push_str(&problem.message);
+                }
+            }
+            obs.pod_problems.extend(problems);
+        }
         ctx.metrics
             .component_ready
             .get_or_create(&vec![

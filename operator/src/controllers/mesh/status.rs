@@ -11,7 +11,7 @@ use trellis_crds::{
     v1alpha1::mesh::{ComponentStatus, MeshStatus, conditions, reasons},
 };
 
-use super::pods::PodCounts;
+use super::{failures::PodProblem, pods::PodCounts};
 use crate::render::{Component, VERSION_LABEL};
 
 /// Readiness of one component, from its Deployment (absent when `None`).
@@ -130,6 +130,8 @@ pub struct Observation {
     /// Meshed and up-to-date pods; `None` keeps the previous counts (not counted, or the
     /// pod list failed).
     pub pods: Option<PodCounts>,
+    /// Why pods of not-ready components do not run (missing images, crash loops).
+    pub pod_problems: Vec<PodProblem>,
 }
 
 /// Builds the status from an observation and the previous status.
@@ -273,10 +275,25 @@ pub fn build(previous: &MeshStatus, obs: &Observation, now: Timestamp) -> MeshSt
             format!("generation {} applied", obs.generation.unwrap_or(0)),
         ),
     }
-    let degraded = obs.blocked.clone().or_else(|| {
-        (!obs.unavailable.is_empty())
-            .then(|| (reasons::EXTENSION_UNAVAILABLE, obs.unavailable.join("; ")))
-    });
+    let degraded = obs
+        .blocked
+        .clone()
+        .or_else(|| {
+            (!obs.pod_problems.is_empty()).then(|| {
+                let reason = if obs.pod_problems.iter().any(|p| p.image) {
+                    reasons::IMAGE_UNAVAILABLE
+                } else {
+                    reasons::COMPONENT_FAILING
+                };
+                let messages: Vec<&str> =
+                    obs.pod_problems.iter().map(|p| p.message.as_str()).collect();
+                (reason, messages.join("; "))
+            })
+        })
+        .or_else(|| {
+            (!obs.unavailable.is_empty())
+                .then(|| (reasons::EXTENSION_UNAVAILABLE, obs.unavailable.join("; ")))
+        });
     match degraded {
         Some((reason, message)) => {
             set(

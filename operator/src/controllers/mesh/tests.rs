@@ -284,3 +284,33 @@ fn meshed_pods_follow_watch_events_and_relists() {
     assert_eq!(pods.counts("trellis", "0.2.0"), counts(1, 0));
     assert_eq!(pods.counts("trellis", "0.1.0"), counts(1, 1));
 }
+
+#[test]
+fn unpullable_images_make_the_mesh_degraded_naming_the_image() {
+    let obs = Observation {
+        generation: Some(2),
+        desired_version: "9.9.9".to_string(),
+        components: vec![component("controller", false)],
+        pod_problems: vec![super::failures::PodProblem {
+            image: true,
+            message: "pod p container controller: image r/controller:9.9.9 is not available".to_string(),
+        }],
+        ..Observation::default()
+    };
+    let status = build(&MeshStatus::default(), &obs, Timestamp::now());
+    let degraded = find(&status.conditions, conditions::DEGRADED).unwrap();
+    assert_eq!(degraded.status, "True");
+    assert_eq!(degraded.reason, reasons::IMAGE_UNAVAILABLE);
+    assert!(degraded.message.contains("r/controller:9.9.9"), "{}", degraded.message);
+    let stalled = find(&status.conditions, conditions::STALLED).unwrap();
+    assert_eq!(stalled.status, "True");
+
+    let fixed = Observation {
+        components: vec![component("controller", true)],
+        pod_problems: Vec::new(),
+        ..obs
+    };
+    let status = build(&status, &fixed, Timestamp::now());
+    let degraded = find(&status.conditions, conditions::DEGRADED).unwrap();
+    assert_eq!(degraded.status, "False");
+}

@@ -1,0 +1,619 @@
+//! The mesh on the local cluster's real node, as a user runs it: the operator installed from
+//! `config/install/` as a real Deployment, `config/samples/mesh.yaml` applied, injected demo
+//! workloads talking HTTP/1.1, HTTP/2, gRPC and raw TCP over mTLS, an AuthorizationPolicy
+//! that denies and then allows, an upgrade that rolls the control plane under steady
+//! traffic with zero failed requests, the operator's leader killed, and the Mesh deleted.
+//!
+//! Needs the images from `tests/images/build trellis --tag <version> --tag <version>-next`
+//! (`tests/test-all` builds them) in the node's containerd. The steps share one installation,
+//! so they run in order inside one test; a failed step still uninstalls everything.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use k8s_openapi::api::{
+    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{ConfigMap, Namespace, Pod, Secret, Service},
+    rbac::v1::{ClusterRole, ClusterRoleBinding},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+};
+use serde_json::json;
+use trellis_crds::v1alpha1::mesh::Mesh;
+use trellis_tests::{
+    cluster, eventually, k8s,
+    real_node::{self, Stats},
+};
+
+const CONTROL_PLANE_NS: &str = "trellis-system";
+const MESH: &str = "default";
+/// Real pods on two shared cores: image start, identity, probes.
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(240);
+const TRAFFIC_TIMEOUT: Duration = Duration::from_secs(90);
+/// The demo clients and the stats port each listens on (container name, protocol, port).
+const CLIENTS: [(&str, &str, u16); 4] = [
+    ("http1", "http1", 9001),
+    ("http2", "http2", 9002),
+    ("grpc", "grpc", 9003),
+    ("tcp", "tcp", 9004),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_runs_on_real_pods_from_install_to_delete() {
+    trellis_tests::trace_init();
+    let client = cluster::client().await;
+    let apps = format!("t-node-e2e-{:06x}", rand::random::<u32>() % 0xff_ffff);
+    let outcome = tokio::spawn(run(client.clone(), apps.clone())).await;
+    uninstall(&client, &apps).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn run(client: Client, apps: String) {
+    // A fresh install: earlier tests leave config/install applied with kwok's fake pods.
+    uninstall(&client, &apps).await;
+    install(&client).await;
+    apply_mesh(&client).await;
+    let demo = deploy_workloads(&client, &apps).await;
+    every_protocol_flows_over_mtls(&client, &apps, &demo).await;
+    authorization_denies_then_allows(&client, &apps, &demo).await;
+    a_missing_image_is_reported_and_changes_nothing(&client, &demo).await;
+    upgrade_rolls_the_control_plane_without_failed_requests(&client, &demo).await;
+    killing_the_leader_hands_over(&client).await;
+    memory_of_real_containers(&client, &apps).await;
+    deleting_the_mesh_removes_everything(&client).await;
+}
+
+fn repo_file(path: &str) -> String {
+    let p: PathBuf = cluster::repo_root().join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn yaml_files(dir: &str) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cluster::repo_root().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+fn meshes(client: &Client) -> Api<Mesh> {
+    Api::all(client.clone())
+}
+
+/// CRDs and `config/install/` (the operator as a real Deployment of two replicas).
+async fn install(client: &Client) {
+    for yaml in yaml_files("config/crds") {
+        k8s::apply_yaml(client, None, &yaml).await.unwrap();
+    }
+    eventually("the Mesh CRD served", Duration::from_secs(60), || async {
+        meshes(client).list(&ListParams::default()).await.map_err(|e| e.to_string())
+    })
+    .await;
+    real_node::namespace(client, CONTROL_PLANE_NS, &[]).await;
+    for yaml in yaml_files("config/install") {
+        k8s::apply_yaml(client, None, &yaml).await.unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    real_node::rollout(client, CONTROL_PLANE_NS, "trellis-operator", ROLLOUT_TIMEOUT).await;
+    eprintln!("operator: 2 real replicas Ready in {:?}", started.elapsed());
+}
+
+/// `config/samples/mesh.yaml`, then Ready once the controller's real pods are Ready.
+async fn apply_mesh(client: &Client) {
+    let started = tokio::time::Instant::now();
+    k8s::apply_yaml(client, None, &repo_file("config/samples/mesh.yaml"))
+        .await
+        .unwrap();
+    let mesh = await_mesh_ready(client, real_node::version()).await;
+    eprintln!(
+        "mesh.yaml → Ready with real pods in {:?} ({})",
+        started.elapsed(),
+        mesh.status.unwrap().components_ready.unwrap_or_default()
+    );
+    let controller = real_node::ready_pods(
+        client,
+        CONTROL_PLANE_NS,
+        "app.kubernetes.io/component=controller",
+    )
+    .await;
+    assert!(!controller.is_empty(), "no Ready controller pod");
+    for pod in &controller {
+        assert_eq!(
+            pod.spec.as_ref().unwrap().node_name.as_deref(),
+            Some("trellis-node-0"),
+            "the controller must run on the real node"
+        );
+    }
+}
+
+async fn await_mesh_ready(client: &Client, version: &str) -> Mesh {
+    let api = meshes(client);
+    eventually(
+        &format!("Mesh {MESH} Ready at {version}"),
+        ROLLOUT_TIMEOUT,
+        || async {
+            let mesh = api.get(MESH).await.map_err(|e| e.to_string())?;
+            let status = mesh.status.clone().unwrap_or_default();
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let observed = status.observed_generation >= mesh.metadata.generation;
+            if ready && observed && status.version.as_deref() == Some(version) {
+                Ok(mesh)
+            } else {
+                Err(status
+                    .conditions
+                    .iter()
+                    .map(|c| format!("{}={} {}", c.type_, c.status, c.message))
+                    .collect::<Vec<_>>())
+            }
+        },
+    )
+    .await
+}
+
+/// Pod IPs of the demo: the web pods and the client pod.
+#[derive(Debug)]
+struct Demo {
+    web: Vec<IpAddr>,
+    client: IpAddr,
+}
+
+/// `web` (two replicas) and one `client` pod with a demo client per protocol, injected.
+async fn deploy_workloads(client: &Client, ns: &str) -> Demo {
+    real_node::namespace(client, ns, &[("trellis.dev/inject", "enabled")]).await;
+    let image = real_node::demo_image();
+    let target = format!("web.{ns}.svc.cluster.local");
+    let containers: Vec<serde_json::Value> = CLIENTS
+        .iter()
+        .map(|(name, protocol, port)| {
+            let port_of_target = if *protocol == "tcp" { 8082 } else { 80 };
+            json!({
+                "name": name, "image": image, "imagePullPolicy": "Never",
+                "args": ["client", "--target", format!("{target}:{port_of_target}"),
+                         "--protocol", protocol, "--rate", "10",
+                         "--stats-addr", format!("0.0.0.0:{port}")],
+                "ports": [{ "name": format!("stats-{name}"), "containerPort": port }],
+                "resources": { "requests": { "cpu": "5m", "memory": "8Mi" } },
+            })
+        })
+        .collect();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: web}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: client}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      serviceAccountName: web
+      containers:
+      - name: web
+        image: {image}
+        imagePullPolicy: Never
+        args: [server]
+        ports: [{{name: http, containerPort: 8080}}, {{name: tcp, containerPort: 8082}}]
+        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}, {{name: tcp, port: 8082, targetPort: 8082}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: client}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: client}}}}
+  template:
+    metadata: {{labels: {{app: client}}}}
+    spec:
+      serviceAccountName: client
+      containers: {containers}
+"#,
+        containers = serde_json::to_string(&containers).unwrap()
+    );
+    k8s::apply_yaml(client, Some(ns), &yaml).await.unwrap();
+    real_node::rollout(client, ns, "web", ROLLOUT_TIMEOUT).await;
+    real_node::rollout(client, ns, "client", ROLLOUT_TIMEOUT).await;
+    let web = real_node::ready_pods(client, ns, "app=web").await;
+    let clients = real_node::ready_pods(client, ns, "app=client").await;
+    for pod in web.iter().chain(&clients) {
+        let spec = pod.spec.as_ref().unwrap();
+        let names: Vec<&str> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(
+            names.contains(&trellis_webhooks::inject::template::PROXY_CONTAINER)
+                && names.contains(&trellis_webhooks::inject::template::PROXY_INIT_CONTAINER),
+            "pod {} was not injected: {names:?}",
+            pod.name_any()
+        );
+    }
+    Demo {
+        web: web.iter().map(real_node::pod_ip).collect(),
+        client: real_node::pod_ip(&clients[0]),
+    }
+}
+
+/// Waits until every client has `min_ok` good answers since its last reset, and none failed.
+async fn await_clean_traffic(demo: &Demo, min_ok: u64, what: &str) -> Vec<Stats> {
+    eventually(what, TRAFFIC_TIMEOUT, || async {
+        let mut all = Vec::new();
+        for (name, _, port) in CLIENTS {
+            let s = real_node::stats(demo.client, port, false)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            if s.failed > 0 {
+                panic!("{what}: client {name} had failed requests: {s:?}");
+            }
+            if s.ok < min_ok {
+                return Err(format!("{name}: {s:?}"));
+            }
+            all.push(s);
+        }
+        Ok(all)
+    })
+    .await
+}
+
+async fn reset_all(demo: &Demo) {
+    for (name, _, port) in CLIENTS {
+        real_node::stats(demo.client, port, true)
+            .await
+            .unwrap_or_else(|e| panic!("reset {name}: {e}"));
+    }
+}
+
+fn identity(sa: &str, ns: &str) -> String {
+    format!("{sa}.{ns}.serviceaccount.identity.trellis.cluster.local")
+}
+
+async fn every_protocol_flows_over_mtls(_client: &Client, ns: &str, demo: &Demo) {
+    reset_all(demo).await;
+    await_clean_traffic(demo, 10, "HTTP/1.1, HTTP/2, gRPC and TCP through the proxies").await;
+    let client_id = identity("client", ns);
+    let web_id = identity("web", ns);
+    let mut inbound_http = 0.0;
+    let mut inbound_tcp = 0.0;
+    for ip in &demo.web {
+        let m = real_node::proxy_metrics(*ip).await.unwrap();
+        inbound_http += real_node::metric_sum(
+            &m,
+            "request_total",
+            &[("direction", "inbound"), ("tls", "true"), ("client_id", &client_id)],
+        );
+        inbound_tcp += real_node::metric_sum(
+            &m,
+            "tcp_open_total",
+            &[
+                ("direction", "inbound"),
+                ("target_port", "8082"),
+                ("tls", "true"),
+                ("client_id", &client_id),
+            ],
+        );
+    }
+    assert!(inbound_http >= 30.0, "web proxies saw {inbound_http} mTLS requests from {client_id}");
+    assert!(inbound_tcp >= 10.0, "web proxies saw {inbound_tcp} mTLS TCP connections from {client_id}");
+    let m = real_node::proxy_metrics(demo.client).await.unwrap();
+    let outbound = real_node::metric_sum(
+        &m,
+        "request_total",
+        &[("direction", "outbound"), ("tls", "true"), ("server_id", &web_id)],
+    );
+    assert!(outbound >= 30.0, "the client proxy sent {outbound} mTLS requests to {web_id}");
+}
+
+async fn authorization_denies_then_allows(client: &Client, ns: &str, demo: &Demo) {
+    let policy = |allowed: &str| {
+        format!(
+            r#"
+apiVersion: policy.trellis.dev/v1alpha1
+kind: Server
+metadata: {{name: web-http}}
+spec:
+  podSelector: {{matchLabels: {{app: web}}}}
+  port: http
+  accessPolicy: deny
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {{name: web-clients}}
+spec:
+  identities: ["{allowed}"]
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: web-http-from-clients}}
+spec:
+  targetRef: {{group: policy.trellis.dev, kind: Server, name: web-http}}
+  requiredAuthenticationRefs:
+  - {{group: policy.trellis.dev, kind: MeshTLSAuthentication, name: web-clients}}
+"#
+        )
+    };
+    k8s::apply_yaml(client, Some(ns), &policy(&identity("someone-else", ns)))
+        .await
+        .unwrap();
+    real_node::stats(demo.client, 9001, true).await.unwrap();
+    let denied = eventually("the HTTP/1.1 client denied with 403", TRAFFIC_TIMEOUT, || async {
+        let s = real_node::stats(demo.client, 9001, false).await?;
+        if s.outcome("403") >= 5 {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    eprintln!("denied: {denied:?}");
+    k8s::apply_yaml(client, Some(ns), &policy(&identity("client", ns)))
+        .await
+        .unwrap();
+    eventually("the client allowed again", TRAFFIC_TIMEOUT, || async {
+        let s = real_node::stats(demo.client, 9001, true).await?;
+        if s.ok >= 5 && s.failed == 0 {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    for (kind, name) in [
+        ("AuthorizationPolicy", "web-http-from-clients"),
+        ("MeshTLSAuthentication", "web-clients"),
+        ("Server", "web-http"),
+    ] {
+        let (ok, _, err) = cluster::kubectl(&["-n", ns, "delete", &format!("{}.policy.trellis.dev", kind.to_lowercase()), name]).await;
+        assert!(ok, "delete {kind} {name}: {err}");
+    }
+}
+
+/// A Mesh naming an image the node does not have: Degraded names it, the running control
+/// plane keeps serving, and restoring the version heals it.
+async fn a_missing_image_is_reported_and_changes_nothing(client: &Client, demo: &Demo) {
+    reset_all(demo).await;
+    set_version(client, "9.9.9-missing").await;
+    eventually("Degraded naming the missing image", ROLLOUT_TIMEOUT, || async {
+        let mesh = meshes(client).get(MESH).await.map_err(|e| e.to_string())?;
+        let conds = mesh.status.unwrap_or_default().conditions;
+        let degraded = conds.iter().find(|c| c.type_ == "Degraded");
+        match degraded {
+            Some(c)
+                if c.status == "True"
+                    && c.reason == "ImageUnavailable"
+                    && c.message.contains("controller:9.9.9-missing") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    set_version(client, real_node::version()).await;
+    await_mesh_ready(client, real_node::version()).await;
+    let stats = await_clean_traffic(demo, 5, "traffic while a control-plane image was missing").await;
+    eprintln!("traffic while the image was missing: {stats:?}");
+}
+
+async fn set_version(client: &Client, version: &str) {
+    meshes(client)
+        .patch(
+            MESH,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "version": version } })),
+        )
+        .await
+        .unwrap();
+}
+
+async fn upgrade_rolls_the_control_plane_without_failed_requests(client: &Client, demo: &Demo) {
+    let controllers: Api<Deployment> = Api::namespaced(client.clone(), CONTROL_PLANE_NS);
+    let before = real_node::ready_pods(client, CONTROL_PLANE_NS, "app.kubernetes.io/component=controller").await;
+    reset_all(demo).await;
+    let next = real_node::next_version();
+    set_version(client, &next).await;
+    await_mesh_ready(client, &next).await;
+    let d = controllers.get("trellis-controller").await.unwrap();
+    let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+    assert!(image.ends_with(&format!("/controller:{next}")), "{image}");
+    let after = real_node::ready_pods(client, CONTROL_PLANE_NS, "app.kubernetes.io/component=controller").await;
+    assert!(
+        after.iter().all(|p| before.iter().all(|b| b.uid() != p.uid())),
+        "the control plane's pods were not replaced"
+    );
+    // Keep the clients going on the new control plane a little, then count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut total = 0;
+    for (name, _, port) in CLIENTS {
+        let s = real_node::stats(demo.client, port, false).await.unwrap();
+        assert_eq!(s.failed, 0, "client {name} had failed requests during the upgrade: {s:?}");
+        assert!(s.ok > 0, "client {name} sent nothing during the upgrade");
+        total += s.ok;
+    }
+    eprintln!("upgrade {} → {next}: {total} requests, 0 failed", real_node::version());
+}
+
+async fn killing_the_leader_hands_over(client: &Client) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), CONTROL_PLANE_NS);
+    let holder = || async {
+        leases
+            .get("trellis-operator")
+            .await
+            .ok()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let leader = eventually("a leader", Duration::from_secs(60), || async {
+        holder().await.ok_or("no holder")
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), CONTROL_PLANE_NS);
+    let others: Vec<String> = real_node::ready_pods(client, CONTROL_PLANE_NS, "app.kubernetes.io/component=operator")
+        .await
+        .iter()
+        .map(ResourceExt::name_any)
+        .filter(|n| *n != leader)
+        .collect();
+    assert!(!others.is_empty(), "no standby operator replica besides {leader}");
+    let started = tokio::time::Instant::now();
+    pods.delete(&leader, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
+        .await
+        .unwrap();
+    let new = eventually("a standby replica to take the lease", Duration::from_secs(90), || async {
+        match holder().await {
+            Some(h) if others.contains(&h) => Ok(h),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    eprintln!("leader {leader} killed; {new} took over after {:?}", started.elapsed());
+    // The new leader reconciles: a spec change is observed and the Mesh stays Ready.
+    meshes(client)
+        .patch(
+            MESH,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "controlPlane": { "logLevel": "debug" } } })),
+        )
+        .await
+        .unwrap();
+    await_mesh_ready(client, &real_node::next_version()).await;
+}
+
+async fn memory_of_real_containers(client: &Client, ns: &str) {
+    let mut lines = Vec::new();
+    for (pod_ns, selector) in [
+        (CONTROL_PLANE_NS, "app.kubernetes.io/component=controller"),
+        (CONTROL_PLANE_NS, "app.kubernetes.io/component=operator"),
+        (ns, "app=web"),
+        (ns, "app=client"),
+    ] {
+        for pod in real_node::ready_pods(client, pod_ns, selector).await.iter().take(1) {
+            let st = pod.status.clone().unwrap_or_default();
+            for c in st.init_container_statuses.iter().flatten().chain(st.container_statuses.iter().flatten()) {
+                if let Some(id) = &c.container_id
+                    && let Some((usage, ws)) = real_node::container_memory(id)
+                {
+                    lines.push(format!(
+                        "{} {}: usage {:.1} MiB, working set {:.1} MiB",
+                        pod.name_any(),
+                        c.name,
+                        usage as f64 / 1048576.0,
+                        ws as f64 / 1048576.0
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!("container memory (cgroups):\n  {}", lines.join("\n  "));
+    assert!(lines.iter().any(|l| l.contains("trellis-proxy")), "no proxy cgroup found: {lines:?}");
+}
+
+async fn deleting_the_mesh_removes_everything(client: &Client) {
+    meshes(client).delete(MESH, &DeleteParams::background()).await.unwrap();
+    eventually("the Mesh gone (finalizer done)", ROLLOUT_TIMEOUT, || async {
+        match meshes(client).get_opt(MESH).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|m| m.map(|m| m.status)))),
+        }
+    })
+    .await;
+    let lp = ListParams::default().labels(&format!("trellis.dev/mesh={MESH}"));
+    let left = leftovers(client, &lp).await;
+    assert!(left.is_empty(), "the Mesh's objects are still there: {left:?}");
+}
+
+async fn leftovers(client: &Client, lp: &ListParams) -> Vec<String> {
+    let mut left = Vec::new();
+    macro_rules! collect {
+        ($kind:ty, $api:expr) => {{
+            let api: Api<$kind> = $api;
+            for o in api.list_metadata(lp).await.unwrap().items {
+                left.push(format!("{} {}", stringify!($kind), o.name_any()));
+            }
+        }};
+    }
+    collect!(Deployment, Api::namespaced(client.clone(), CONTROL_PLANE_NS));
+    collect!(Service, Api::namespaced(client.clone(), CONTROL_PLANE_NS));
+    collect!(ConfigMap, Api::namespaced(client.clone(), CONTROL_PLANE_NS));
+    collect!(Secret, Api::namespaced(client.clone(), CONTROL_PLANE_NS));
+    collect!(ClusterRole, Api::all(client.clone()));
+    collect!(ClusterRoleBinding, Api::all(client.clone()));
+    collect!(MutatingWebhookConfiguration, Api::all(client.clone()));
+    collect!(ValidatingWebhookConfiguration, Api::all(client.clone()));
+    left
+}
+
+/// Removes the workloads, the Mesh and `config/install/` (not the CRDs), and waits for the
+/// namespaces to go, so later tests find the cluster as it was.
+async fn uninstall(client: &Client, apps: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(apps, &DeleteParams::background()).await;
+    if meshes(client).get_opt(MESH).await.ok().flatten().is_some() {
+        let _ = meshes(client).delete(MESH, &DeleteParams::background()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(120), async {
+            while meshes(client).get_opt(MESH).await.ok().flatten().is_some() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+        .await;
+    }
+    let mut install = yaml_files("config/install");
+    install.reverse();
+    for yaml in install {
+        for obj in k8s::parse_yaml(&yaml) {
+            let kind = obj.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+            let mut args = vec!["delete".to_string(), "--ignore-not-found".to_string(), "--wait=false".to_string(), kind.to_lowercase(), obj.name_any()];
+            if let Some(ns) = obj.namespace() {
+                args.extend(["-n".to_string(), ns]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = cluster::kubectl(&args).await;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(180), async {
+        loop {
+            let cp = namespaces.get_opt(CONTROL_PLANE_NS).await.ok().flatten();
+            let a = namespaces.get_opt(apps).await.ok().flatten();
+            if cp.is_none() && a.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .await;
+}
