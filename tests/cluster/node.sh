@@ -278,7 +278,7 @@ kind: ConfigMap
 metadata: {name: coredns, namespace: kube-system}
 data:
   Corefile: |
-    .:53 {
+    cluster.local:53 in-addr.arpa:53 {
         errors
         health :18080
         ready :18181
@@ -286,6 +286,10 @@ data:
             pods insecure
         }
         cache 30
+    }
+    # Nothing outside the cluster resolves: pods never learn an address off this machine.
+    .:53 {
+        errors
         template ANY ANY {
             rcode NXDOMAIN
         }

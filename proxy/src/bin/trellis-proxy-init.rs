@@ -57,6 +57,9 @@ fn main() -> anyhow::Result<()> {
         outbound_ports_to_ignore: args.outbound_ports_to_ignore,
         subnets_to_ignore: args.subnets_to_ignore,
     };
+    if !args.dry_run {
+        init::capabilities::pass_to_children()?;
+    }
     let mut families = vec![Family::V4];
     if args.ipv6 {
         families.push(Family::V6);

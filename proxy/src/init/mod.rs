@@ -5,6 +5,8 @@
 //! prefixed `proxy-init/`). [`apply`] runs them: existing chains are flushed and rebuilt and
 //! jumps are added only once, so a rerun is idempotent.
 
+pub mod capabilities;
+
 use std::{io, net::IpAddr, process::Output};
 
 use trellis_api::well_known;

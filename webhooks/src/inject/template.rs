@@ -30,8 +30,9 @@ pub const PROXY_CONTAINER: &str = "trellis-proxy";
 pub const PROXY_INIT_CONTAINER: &str = "trellis-proxy-init";
 /// Command of the init container (shipped in the proxy image).
 pub const PROXY_INIT_COMMAND: &str = "trellis-proxy-init";
-/// Uid of the init container (nobody); it only needs NET_ADMIN and NET_RAW.
-pub const PROXY_INIT_UID: i64 = 65534;
+/// Uid of the init container: root, with only NET_ADMIN and NET_RAW. Container runtimes give
+/// a non-root user no capabilities, and iptables needs those two (as Istio's init does).
+pub const PROXY_INIT_UID: i64 = 0;
 /// Volume (memory emptyDir) where the proxy keeps its key and CSR.
 pub const IDENTITY_DIR_VOLUME: &str = "trellis-identity-end-entity";
 /// Mount path of [`IDENTITY_DIR_VOLUME`].
@@ -458,7 +459,8 @@ pub fn proxy_init_container(settings: &ProxySettings) -> Container {
         }),
         security_context: Some(SecurityContext {
             run_as_user: Some(PROXY_INIT_UID),
-            run_as_non_root: Some(true),
+            // Overrides a pod-level runAsNonRoot: the rules need root's two capabilities.
+            run_as_non_root: Some(false),
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             privileged: Some(false),
