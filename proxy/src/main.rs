@@ -20,7 +20,11 @@ fn main() -> anyhow::Result<()> {
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .with_context(|| format!("invalid log filter {:?}", config.log.filter))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: container logs are files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let res = match config.log.format {
         LogFormat::Plain => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -109,3 +109,19 @@ fn crds_have_no_grpc() {
         ],
     );
 }
+
+#[test]
+fn demo_app_is_a_plain_workload() {
+    assert_free_of(
+        "trellis-demo",
+        &[
+            "kube*",
+            "k8s-openapi",
+            "trellis-api",
+            "trellis-crds",
+            "trellis-operator",
+            "trellis-proxy",
+            "trellis-webhooks",
+        ],
+    );
+}
