@@ -18,8 +18,13 @@ use kube::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{eventually, k8s::FIELD_MANAGER};
+use crate::eventually;
 
+/// Field manager of the annotations [`namespace`] applies.
+const FIELD_MANAGER_REAL_NODE: &str = "trellis-tests-real-node";
+
+/// The real node's name.
+pub const NODE_NAME: &str = "trellis-node-0";
 /// The node's label, which the namespace node selector asks for.
 pub const NODE_SELECTOR: &str = "trellis.dev/node=real";
 /// The node's taint key.
@@ -62,9 +67,11 @@ pub async fn namespace(client: &Client, name: &str, annotations: &[(&str, &str)]
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": { "name": name, "annotations": all },
     });
+    // A field manager of its own: a later apply of the same namespace (config/install/) by
+    // the tests' manager must not take these annotations away.
     api.patch(
         name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
+        &PatchParams::apply(FIELD_MANAGER_REAL_NODE).force(),
         &Patch::Apply(&patch),
     )
     .await

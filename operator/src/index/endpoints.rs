@@ -172,6 +172,10 @@ pub struct PodInfo {
     pub skip_inbound_ports: Vec<(u16, u16)>,
     /// Container ports: number → name.
     pub container_ports: BTreeMap<u16, Option<String>>,
+    /// Ports the kubelet probes (HTTP, TCP or gRPC probes of the containers).
+    pub probe_ports: BTreeSet<u16>,
+    /// The node's address, where the kubelet's probes come from.
+    pub host_ip: Option<IpAddr>,
 }
 
 impl PodInfo {
@@ -253,6 +257,8 @@ impl PodInfo {
             .flat_map(|c| c.ports.iter().flatten())
             .filter_map(|p| Some((u16::try_from(p.container_port).ok()?, p.name.clone())))
             .collect();
+        let probe_ports = probe_ports(&spec, &container_ports);
+        let host_ip = status.host_ip.as_deref().and_then(|ip| ip.parse().ok());
         Self {
             service_account,
             control_plane_ns,
@@ -263,7 +269,14 @@ impl PodInfo {
             opaque_ports,
             skip_inbound_ports,
             container_ports,
+            probe_ports,
+            host_ip,
         }
+    }
+
+    /// Whether the kubelet probes `port`.
+    pub fn is_probed(&self, port: u16) -> bool {
+        self.probe_ports.contains(&port)
     }
 
     /// Whether `port` is opaque by the pod's annotation.
@@ -395,4 +408,34 @@ impl EndpointsIndex {
             .find(|(_, pod)| pod.ips.contains(&ip))
             .map(|((ns, name), pod)| (ns.as_str(), name.as_str(), pod))
     }
+}
+
+/// The ports the kubelet probes in `spec` (named ports resolved through `container_ports`).
+fn probe_ports(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    container_ports: &BTreeMap<u16, Option<String>>,
+) -> BTreeSet<u16> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let resolve = |port: &IntOrString| match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => container_ports
+            .iter()
+            .find(|(_, n)| n.as_deref() == Some(name.as_str()))
+            .map(|(p, _)| *p),
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| [&c.readiness_probe, &c.liveness_probe, &c.startup_probe])
+        .flatten()
+        .filter_map(|probe| {
+            if let Some(http) = &probe.http_get {
+                resolve(&http.port)
+            } else if let Some(tcp) = &probe.tcp_socket {
+                resolve(&tcp.port)
+            } else {
+                probe.grpc.as_ref().and_then(|g| u16::try_from(g.port).ok())
+            }
+        })
+        .collect()
 }

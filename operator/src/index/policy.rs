@@ -190,6 +190,37 @@ fn access_default(policy: AccessPolicy) -> DefaultPolicy {
     }
 }
 
+/// Name of the authorization that lets the kubelet probe a port whatever the policy.
+pub const PROBE_AUTHORIZATION: &str = "probe";
+
+/// Adds the kubelet's authorization to `policy` when the kubelet probes `port`: its probes
+/// come unauthenticated from the node's address, and a port that refuses them takes the pod
+/// out of its Service (Linkerd authorizes probes by default too). Only the node's address is
+/// allowed, and only on probed ports.
+fn with_probes(mut policy: ServerPolicy, pod: &PodInfo, port: u16) -> ServerPolicy {
+    let Some(host) = pod.host_ip.filter(|_| pod.is_probed(port)) else {
+        return policy;
+    };
+    let node = ipnet::IpNet::from(host);
+    let already = policy.authorizations.iter().any(|a| {
+        a.authentication == ClientAuthentication::Unauthenticated
+            && a.networks
+                .iter()
+                .any(|n| n.net.contains(&node) && !n.except.iter().any(|e| e.contains(&host)))
+    });
+    if !already {
+        policy.authorizations.push(Authorization {
+            meta: Meta::Default(PROBE_AUTHORIZATION.to_string()),
+            networks: vec![Network {
+                net: node,
+                except: Vec::new(),
+            }],
+            authentication: ClientAuthentication::Unauthenticated,
+        });
+    }
+    policy
+}
+
 fn parse_net(cidr: &str) -> Option<ipnet::IpNet> {
     cidr.parse::<ipnet::IpNet>()
         .ok()
@@ -224,7 +255,11 @@ impl Index {
         let Some(((_, name), server)) = servers.first() else {
             let default = self.default_policy(ns, pod);
             let opaque = pod.is_opaque(spec.port) || self.namespace_opaque_port(ns, spec.port);
-            return Ok(default.server(networks, opaque));
+            return Ok(with_probes(
+                default.server(networks, opaque),
+                pod,
+                spec.port,
+            ));
         };
         let protocol = match server.spec.proxy_protocol {
             ProxyProtocol::Unknown => Protocol::Detect {
@@ -253,15 +288,19 @@ impl Index {
         if authorizations.is_empty() {
             authorizations = access_default(server.spec.access_policy).authorizations(networks);
         }
-        Ok(ServerPolicy {
-            meta: Meta::Resource {
-                group: POLICY_GROUP.to_string(),
-                kind: "server".to_string(),
-                name: name.clone(),
+        Ok(with_probes(
+            ServerPolicy {
+                meta: Meta::Resource {
+                    group: POLICY_GROUP.to_string(),
+                    kind: "server".to_string(),
+                    name: name.clone(),
+                },
+                protocol,
+                authorizations,
             },
-            protocol,
-            authorizations,
-        })
+            pod,
+            spec.port,
+        ))
     }
 
     fn namespace_opaque_port(&self, ns: &str, port: u16) -> bool {

@@ -174,3 +174,36 @@ fn outbound_policies_for_services_only() {
         Err(LookupError::Invalid(_))
     ));
 }
+
+#[test]
+fn the_kubelet_may_probe_a_probed_port_whatever_the_policy() {
+    let index = Index::shared(ClusterSettings::default());
+    index.write().apply_pod(&obj::<Pod>(serde_json::json!({
+        "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+        "spec": {"containers": [{
+            "name": "web",
+            "ports": [{"name": "http", "containerPort": 8080}, {"name": "tcp", "containerPort": 8082}],
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        }]},
+        "status": {"podIP": "198.18.64.20", "hostIP": "198.18.64.1"}
+    })));
+    index.write().apply_server(&obj::<Server>(serde_json::json!({
+        "metadata": {"name": "web-http", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080, "accessPolicy": "deny"}
+    })));
+    index.write().apply_server(&obj::<Server>(serde_json::json!({
+        "metadata": {"name": "web-tcp", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "port": 8082, "accessPolicy": "deny"}
+    })));
+
+    let probed = index.inbound(&spec(8080)).unwrap();
+    assert_eq!(probed.authorizations.len(), 1, "{probed:?}");
+    let probe = &probed.authorizations[0];
+    assert_eq!(probe.meta, Meta::Default("probe".into()));
+    assert_eq!(probe.authentication, ClientAuthentication::Unauthenticated);
+    assert_eq!(probe.networks.len(), 1);
+    assert_eq!(probe.networks[0].net, "198.18.64.1/32".parse().unwrap());
+
+    let unprobed = index.inbound(&spec(8082)).unwrap();
+    assert!(unprobed.authorizations.is_empty(), "{unprobed:?}");
+}
