@@ -54,8 +54,8 @@ pub async fn client() -> Client {
     client
 }
 
-/// Path of a version pin from `tests/cluster/versions`, e.g. `K8S_VERSION`.
-fn pinned(name: &str) -> String {
+/// A version pin from `tests/cluster/versions`, e.g. `K8S_VERSION`.
+pub fn pinned(name: &str) -> String {
     let versions = std::fs::read_to_string(repo_root().join("tests/cluster/versions"))
         .expect("read tests/cluster/versions");
     versions
@@ -66,12 +66,16 @@ fn pinned(name: &str) -> String {
         .to_string()
 }
 
+/// Where `tests/cluster/build` caches binaries: `$TRELLIS_CACHE`, else `~/.cache/trellis`.
+pub fn cache_dir() -> PathBuf {
+    env("TRELLIS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env("HOME").expect("HOME is set")).join(".cache/trellis"))
+}
+
 /// The cached kubectl that matches the cluster's version.
 pub fn kubectl_path() -> PathBuf {
-    let cache = env("TRELLIS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env("HOME").expect("HOME is set")).join(".cache/trellis"));
-    cache
+    cache_dir()
         .join(format!("kubernetes-{}", pinned("K8S_VERSION")))
         .join("kubectl")
 }

@@ -83,23 +83,28 @@ pub async fn namespace(client: &Client, name: &str, annotations: &[(&str, &str)]
 pub async fn rollout(client: &Client, ns: &str, name: &str, timeout: Duration) -> Deployment {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("Deployment {ns}/{name} rolled out"), timeout, || async {
-        let d = api.get(name).await.map_err(|e| e.to_string())?;
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let st = d.status.clone().unwrap_or_default();
-        let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-        let done = observed
-            && st.updated_replicas.unwrap_or(0) == want
-            && st.available_replicas.unwrap_or(0) == want
-            && st.replicas.unwrap_or(0) == want;
-        if done {
-            return Ok(d);
-        }
-        Err(format!(
-            "{st:?}; pods: {}",
-            pod_summary(&pods, &selector_of(&d)).await
-        ))
-    })
+    eventually(
+        &format!("Deployment {ns}/{name} rolled out"),
+        timeout,
+        || async {
+            let d = api.get(name).await.map_err(|e| e.to_string())?;
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let st = d.status.clone().unwrap_or_default();
+            let observed =
+                st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+            let done = observed
+                && st.updated_replicas.unwrap_or(0) == want
+                && st.available_replicas.unwrap_or(0) == want
+                && st.replicas.unwrap_or(0) == want;
+            if done {
+                return Ok(d);
+            }
+            Err(format!(
+                "{st:?}; pods: {}",
+                pod_summary(&pods, &selector_of(&d)).await
+            ))
+        },
+    )
     .await
 }
 
@@ -183,7 +188,12 @@ pub fn pod_ip(pod: &Pod) -> IpAddr {
 }
 
 /// Plain HTTP/1.1 `method` to `http://ip:port/path` from the host; (status, body) or a message.
-pub async fn http(method: &str, ip: IpAddr, port: u16, path: &str) -> Result<(u16, String), String> {
+pub async fn http(
+    method: &str,
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+) -> Result<(u16, String), String> {
     let client = HttpClient::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
     let req = http::Request::builder()
         .method(method)
@@ -310,4 +320,37 @@ fn find_dir(dir: &std::path::Path, name: &str, depth: u32) -> Option<std::path::
         }
     }
     None
+}
+
+/// SIGKILLs a container through the node's containerd (`ctr tasks kill`): a crash, not a
+/// graceful stop. `container_id` is a pod status's `containerID` (`containerd://<id>`).
+pub async fn kill_container(container_id: &str) {
+    let id = container_id.rsplit("://").next().unwrap_or(container_id);
+    let ctr = crate::cluster::cache_dir()
+        .join(format!(
+            "containerd-{}",
+            crate::cluster::pinned("CONTAINERD_VERSION")
+        ))
+        .join("ctr");
+    let socket = crate::cluster::repo_root().join("tests/cluster/.run/node/ctd.sock");
+    let out = tokio::process::Command::new(&ctr)
+        .arg("--address")
+        .arg(&socket)
+        .args([
+            "--namespace",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "--signal",
+            "SIGKILL",
+            id,
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", ctr.display()));
+    assert!(
+        out.status.success(),
+        "ctr tasks kill {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -395,7 +395,11 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     // Serving webhooks and an index listed from the cluster: the controller is ready.
     eventually("the controller ready", DEFAULT_TIMEOUT, || async {
         let missing = readiness.not_ready();
-        if missing.is_empty() { Ok(()) } else { Err(missing) }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing)
+        }
     })
     .await;
     assert_eq!(

@@ -102,7 +102,10 @@ async fn install(client: &Client) {
         k8s::apply_yaml(client, None, &yaml).await.unwrap();
     }
     eventually("the Mesh CRD served", Duration::from_secs(60), || async {
-        meshes(client).list(&ListParams::default()).await.map_err(|e| e.to_string())
+        meshes(client)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())
     })
     .await;
     real_node::namespace(client, CONTROL_PLANE_NS, &[]).await;
@@ -110,7 +113,13 @@ async fn install(client: &Client) {
         k8s::apply_yaml(client, None, &yaml).await.unwrap();
     }
     let started = tokio::time::Instant::now();
-    real_node::rollout(client, CONTROL_PLANE_NS, "trellis-operator", ROLLOUT_TIMEOUT).await;
+    real_node::rollout(
+        client,
+        CONTROL_PLANE_NS,
+        "trellis-operator",
+        ROLLOUT_TIMEOUT,
+    )
+    .await;
     let operators = real_node::ready_pods(
         client,
         CONTROL_PLANE_NS,
@@ -319,7 +328,12 @@ fn identity(sa: &str, ns: &str) -> String {
 
 async fn every_protocol_flows_over_mtls(_client: &Client, ns: &str, demo: &Demo) {
     reset_all(demo).await;
-    await_clean_traffic(demo, 10, "HTTP/1.1, HTTP/2, gRPC and TCP through the proxies").await;
+    await_clean_traffic(
+        demo,
+        10,
+        "HTTP/1.1, HTTP/2, gRPC and TCP through the proxies",
+    )
+    .await;
     let client_id = identity("client", ns);
     let web_id = identity("web", ns);
     let mut inbound_http = 0.0;
@@ -329,7 +343,11 @@ async fn every_protocol_flows_over_mtls(_client: &Client, ns: &str, demo: &Demo)
         inbound_http += real_node::metric_sum(
             &m,
             "request_total",
-            &[("direction", "inbound"), ("tls", "true"), ("client_id", &client_id)],
+            &[
+                ("direction", "inbound"),
+                ("tls", "true"),
+                ("client_id", &client_id),
+            ],
         );
         inbound_tcp += real_node::metric_sum(
             &m,
@@ -342,15 +360,28 @@ async fn every_protocol_flows_over_mtls(_client: &Client, ns: &str, demo: &Demo)
             ],
         );
     }
-    assert!(inbound_http >= 30.0, "web proxies saw {inbound_http} mTLS requests from {client_id}");
-    assert!(inbound_tcp >= 10.0, "web proxies saw {inbound_tcp} mTLS TCP connections from {client_id}");
+    assert!(
+        inbound_http >= 30.0,
+        "web proxies saw {inbound_http} mTLS requests from {client_id}"
+    );
+    assert!(
+        inbound_tcp >= 10.0,
+        "web proxies saw {inbound_tcp} mTLS TCP connections from {client_id}"
+    );
     let m = real_node::proxy_metrics(demo.client).await.unwrap();
     let outbound = real_node::metric_sum(
         &m,
         "request_total",
-        &[("direction", "outbound"), ("tls", "true"), ("server_id", &web_id)],
+        &[
+            ("direction", "outbound"),
+            ("tls", "true"),
+            ("server_id", &web_id),
+        ],
     );
-    assert!(outbound >= 30.0, "the client proxy sent {outbound} mTLS requests to {web_id}");
+    assert!(
+        outbound >= 30.0,
+        "the client proxy sent {outbound} mTLS requests to {web_id}"
+    );
 }
 
 async fn authorization_denies_then_allows(client: &Client, ns: &str, demo: &Demo) {
@@ -385,21 +416,28 @@ spec:
         .await
         .unwrap();
     real_node::stats(demo.client, 9001, true).await.unwrap();
-    let denied = eventually("the HTTP/1.1 client denied with 403", TRAFFIC_TIMEOUT, || async {
-        let s = real_node::stats(demo.client, 9001, false).await?;
-        if s.outcome("403") >= 5 {
-            Ok(s)
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
+    let denied = eventually(
+        "the HTTP/1.1 client denied with 403",
+        TRAFFIC_TIMEOUT,
+        || async {
+            let s = real_node::stats(demo.client, 9001, false).await?;
+            if s.outcome("403") >= 5 {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    )
     .await;
     eprintln!("denied: {denied:?}");
     k8s::apply_yaml(client, Some(ns), &policy(&identity("client", ns)))
         .await
         .unwrap();
     eventually("the client allowed again", TRAFFIC_TIMEOUT, || async {
-        let s = real_node::stats(demo.client, 9001, true).await?;
+        // One second of traffic (10 requests) with no failure.
+        real_node::stats(demo.client, 9001, true).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = real_node::stats(demo.client, 9001, false).await?;
         if s.ok >= 5 && s.failed == 0 {
             Ok(())
         } else {
@@ -412,7 +450,14 @@ spec:
         ("MeshTLSAuthentication", "web-clients"),
         ("Server", "web-http"),
     ] {
-        let (ok, _, err) = cluster::kubectl(&["-n", ns, "delete", &format!("{}.policy.trellis.dev", kind.to_lowercase()), name]).await;
+        let (ok, _, err) = cluster::kubectl(&[
+            "-n",
+            ns,
+            "delete",
+            &format!("{}.policy.trellis.dev", kind.to_lowercase()),
+            name,
+        ])
+        .await;
         assert!(ok, "delete {kind} {name}: {err}");
     }
 }
@@ -422,25 +467,30 @@ spec:
 async fn a_missing_image_is_reported_and_changes_nothing(client: &Client, demo: &Demo) {
     reset_all(demo).await;
     set_version(client, "9.9.9-missing").await;
-    eventually("Degraded naming the missing image", ROLLOUT_TIMEOUT, || async {
-        let mesh = meshes(client).get(MESH).await.map_err(|e| e.to_string())?;
-        let conds = mesh.status.unwrap_or_default().conditions;
-        let degraded = conds.iter().find(|c| c.type_ == "Degraded");
-        match degraded {
-            Some(c)
-                if c.status == "True"
-                    && c.reason == "ImageUnavailable"
-                    && c.message.contains("controller:9.9.9-missing") =>
-            {
-                Ok(())
+    eventually(
+        "Degraded naming the missing image",
+        ROLLOUT_TIMEOUT,
+        || async {
+            let mesh = meshes(client).get(MESH).await.map_err(|e| e.to_string())?;
+            let conds = mesh.status.unwrap_or_default().conditions;
+            let degraded = conds.iter().find(|c| c.type_ == "Degraded");
+            match degraded {
+                Some(c)
+                    if c.status == "True"
+                        && c.reason == "ImageUnavailable"
+                        && c.message.contains("controller:9.9.9-missing") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
             }
-            other => Err(format!("{other:?}")),
-        }
-    })
+        },
+    )
     .await;
     set_version(client, real_node::version()).await;
     await_mesh_ready(client, real_node::version()).await;
-    let stats = await_clean_traffic(demo, 5, "traffic while a control-plane image was missing").await;
+    let stats =
+        await_clean_traffic(demo, 5, "traffic while a control-plane image was missing").await;
     eprintln!("traffic while the image was missing: {stats:?}");
 }
 
@@ -457,17 +507,32 @@ async fn set_version(client: &Client, version: &str) {
 
 async fn upgrade_rolls_the_control_plane_without_failed_requests(client: &Client, demo: &Demo) {
     let controllers: Api<Deployment> = Api::namespaced(client.clone(), CONTROL_PLANE_NS);
-    let before = real_node::ready_pods(client, CONTROL_PLANE_NS, "app.kubernetes.io/component=controller").await;
+    let before = real_node::ready_pods(
+        client,
+        CONTROL_PLANE_NS,
+        "app.kubernetes.io/component=controller",
+    )
+    .await;
     reset_all(demo).await;
     let next = real_node::next_version();
     set_version(client, &next).await;
     await_mesh_ready(client, &next).await;
     let d = controllers.get("trellis-controller").await.unwrap();
-    let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+    let image = d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap();
     assert!(image.ends_with(&format!("/controller:{next}")), "{image}");
-    let after = real_node::ready_pods(client, CONTROL_PLANE_NS, "app.kubernetes.io/component=controller").await;
+    let after = real_node::ready_pods(
+        client,
+        CONTROL_PLANE_NS,
+        "app.kubernetes.io/component=controller",
+    )
+    .await;
     assert!(
-        after.iter().all(|p| before.iter().all(|b| b.uid() != p.uid())),
+        after
+            .iter()
+            .all(|p| before.iter().all(|b| b.uid() != p.uid())),
         "the control plane's pods were not replaced"
     );
     // Keep the clients going on the new control plane a little, then count.
@@ -475,11 +540,17 @@ async fn upgrade_rolls_the_control_plane_without_failed_requests(client: &Client
     let mut total = 0;
     for (name, _, port) in CLIENTS {
         let s = real_node::stats(demo.client, port, false).await.unwrap();
-        assert_eq!(s.failed, 0, "client {name} had failed requests during the upgrade: {s:?}");
+        assert_eq!(
+            s.failed, 0,
+            "client {name} had failed requests during the upgrade: {s:?}"
+        );
         assert!(s.ok > 0, "client {name} sent nothing during the upgrade");
         total += s.ok;
     }
-    eprintln!("upgrade {} → {next}: {total} requests, 0 failed", real_node::version());
+    eprintln!(
+        "upgrade {} → {next}: {total} requests, 0 failed",
+        real_node::version()
+    );
 }
 
 async fn killing_the_leader_hands_over(client: &Client) {
@@ -495,26 +566,70 @@ async fn killing_the_leader_hands_over(client: &Client) {
         holder().await.ok_or("no holder")
     })
     .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), CONTROL_PLANE_NS);
-    let others: Vec<String> = real_node::ready_pods(client, CONTROL_PLANE_NS, "app.kubernetes.io/component=operator")
-        .await
+    let operators = real_node::ready_pods(
+        client,
+        CONTROL_PLANE_NS,
+        "app.kubernetes.io/component=operator",
+    )
+    .await;
+    let others: Vec<String> = operators
         .iter()
         .map(ResourceExt::name_any)
         .filter(|n| *n != leader)
         .collect();
-    assert!(!others.is_empty(), "no standby operator replica besides {leader}");
-    let started = tokio::time::Instant::now();
-    pods.delete(&leader, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
-        .await
+    assert!(
+        !others.is_empty(),
+        "no standby operator replica besides {leader}"
+    );
+    let leader_pod = operators.iter().find(|p| p.name_any() == leader).unwrap();
+    let container = leader_pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .container_id
+        .clone()
         .unwrap();
-    let new = eventually("a standby replica to take the lease", Duration::from_secs(90), || async {
-        match holder().await {
-            Some(h) if others.contains(&h) => Ok(h),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    // A crash: SIGKILL, so the Lease is not released and the standby waits for it to expire;
+    // the pod is force-deleted so the kubelet does not restart it in place (a restarted
+    // leader would simply renew its own Lease).
+    let started = tokio::time::Instant::now();
+    real_node::kill_container(&container).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), CONTROL_PLANE_NS);
+    pods.delete(
+        &leader,
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    let new = eventually(
+        "a standby replica to take the lease",
+        Duration::from_secs(90),
+        || async {
+            match holder().await {
+                Some(h) if others.contains(&h) => Ok(h),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
-    eprintln!("leader {leader} killed; {new} took over after {:?}", started.elapsed());
+    eprintln!(
+        "leader {leader} SIGKILLed; {new} took over after {:?}",
+        started.elapsed()
+    );
+    // The Deployment replaces the killed pod; the new one waits as the standby.
+    real_node::rollout(
+        client,
+        CONTROL_PLANE_NS,
+        "trellis-operator",
+        ROLLOUT_TIMEOUT,
+    )
+    .await;
     // The new leader reconciles: a spec change is observed and the Mesh stays Ready.
     meshes(client)
         .patch(
@@ -535,9 +650,18 @@ async fn memory_of_real_containers(client: &Client, ns: &str) {
         (ns, "app=web"),
         (ns, "app=client"),
     ] {
-        for pod in real_node::ready_pods(client, pod_ns, selector).await.iter().take(1) {
+        for pod in real_node::ready_pods(client, pod_ns, selector)
+            .await
+            .iter()
+            .take(1)
+        {
             let st = pod.status.clone().unwrap_or_default();
-            for c in st.init_container_statuses.iter().flatten().chain(st.container_statuses.iter().flatten()) {
+            for c in st
+                .init_container_statuses
+                .iter()
+                .flatten()
+                .chain(st.container_statuses.iter().flatten())
+            {
                 if let Some(id) = &c.container_id
                     && let Some((usage, ws)) = real_node::container_memory(id)
                 {
@@ -553,21 +677,34 @@ async fn memory_of_real_containers(client: &Client, ns: &str) {
         }
     }
     eprintln!("container memory (cgroups):\n  {}", lines.join("\n  "));
-    assert!(lines.iter().any(|l| l.contains("trellis-proxy")), "no proxy cgroup found: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("trellis-proxy")),
+        "no proxy cgroup found: {lines:?}"
+    );
 }
 
 async fn deleting_the_mesh_removes_everything(client: &Client) {
-    meshes(client).delete(MESH, &DeleteParams::background()).await.unwrap();
-    eventually("the Mesh gone (finalizer done)", ROLLOUT_TIMEOUT, || async {
-        match meshes(client).get_opt(MESH).await {
-            Ok(None) => Ok(()),
-            other => Err(format!("{:?}", other.map(|m| m.map(|m| m.status)))),
-        }
-    })
+    meshes(client)
+        .delete(MESH, &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(
+        "the Mesh gone (finalizer done)",
+        ROLLOUT_TIMEOUT,
+        || async {
+            match meshes(client).get_opt(MESH).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|m| m.map(|m| m.status)))),
+            }
+        },
+    )
     .await;
     let lp = ListParams::default().labels(&format!("trellis.dev/mesh={MESH}"));
     let left = leftovers(client, &lp).await;
-    assert!(left.is_empty(), "the Mesh's objects are still there: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the Mesh's objects are still there: {left:?}"
+    );
 }
 
 async fn leftovers(client: &Client, lp: &ListParams) -> Vec<String> {
@@ -580,7 +717,10 @@ async fn leftovers(client: &Client, lp: &ListParams) -> Vec<String> {
             }
         }};
     }
-    collect!(Deployment, Api::namespaced(client.clone(), CONTROL_PLANE_NS));
+    collect!(
+        Deployment,
+        Api::namespaced(client.clone(), CONTROL_PLANE_NS)
+    );
     collect!(Service, Api::namespaced(client.clone(), CONTROL_PLANE_NS));
     collect!(ConfigMap, Api::namespaced(client.clone(), CONTROL_PLANE_NS));
     collect!(Secret, Api::namespaced(client.clone(), CONTROL_PLANE_NS));
@@ -597,7 +737,9 @@ async fn uninstall(client: &Client, apps: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(apps, &DeleteParams::background()).await;
     if meshes(client).get_opt(MESH).await.ok().flatten().is_some() {
-        let _ = meshes(client).delete(MESH, &DeleteParams::background()).await;
+        let _ = meshes(client)
+            .delete(MESH, &DeleteParams::background())
+            .await;
         let gone = tokio::time::timeout(Duration::from_secs(120), async {
             while meshes(client).get_opt(MESH).await.ok().flatten().is_some() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -620,8 +762,18 @@ async fn uninstall(client: &Client, apps: &str) {
     install.reverse();
     for yaml in install {
         for obj in k8s::parse_yaml(&yaml) {
-            let kind = obj.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
-            let mut args = vec!["delete".to_string(), "--ignore-not-found".to_string(), "--wait=false".to_string(), kind.to_lowercase(), obj.name_any()];
+            let kind = obj
+                .types
+                .as_ref()
+                .map(|t| t.kind.clone())
+                .unwrap_or_default();
+            let mut args = vec![
+                "delete".to_string(),
+                "--ignore-not-found".to_string(),
+                "--wait=false".to_string(),
+                kind.to_lowercase(),
+                obj.name_any(),
+            ];
             if let Some(ns) = obj.namespace() {
                 args.extend(["-n".to_string(), ns]);
             }

@@ -129,8 +129,14 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].image);
         let m = &found[0].message;
-        assert!(m.contains("trellis-controller-abc") && m.contains("controller:9.9.9"), "{m}");
-        assert!(m.contains("ImagePullBackOff") && m.contains("spec.version"), "{m}");
+        assert!(
+            m.contains("trellis-controller-abc") && m.contains("controller:9.9.9"),
+            "{m}"
+        );
+        assert!(
+            m.contains("ImagePullBackOff") && m.contains("spec.version"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -142,7 +148,11 @@ mod tests {
         let found = problems(&p);
         assert_eq!(found.len(), 1);
         assert!(!found[0].image);
-        assert!(found[0].message.contains("kubectl logs"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("kubectl logs"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]

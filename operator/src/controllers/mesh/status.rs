@@ -285,8 +285,11 @@ pub fn build(previous: &MeshStatus, obs: &Observation, now: Timestamp) -> MeshSt
                 } else {
                     reasons::COMPONENT_FAILING
                 };
-                let messages: Vec<&str> =
-                    obs.pod_problems.iter().map(|p| p.message.as_str()).collect();
+                let messages: Vec<&str> = obs
+                    .pod_problems
+                    .iter()
+                    .map(|p| p.message.as_str())
+                    .collect();
                 (reason, messages.join("; "))
             })
         })

@@ -293,7 +293,8 @@ fn unpullable_images_make_the_mesh_degraded_naming_the_image() {
         components: vec![component("controller", false)],
         pod_problems: vec![super::failures::PodProblem {
             image: true,
-            message: "pod p container controller: image r/controller:9.9.9 is not available".to_string(),
+            message: "pod p container controller: image r/controller:9.9.9 is not available"
+                .to_string(),
         }],
         ..Observation::default()
     };
@@ -301,7 +302,11 @@ fn unpullable_images_make_the_mesh_degraded_naming_the_image() {
     let degraded = find(&status.conditions, conditions::DEGRADED).unwrap();
     assert_eq!(degraded.status, "True");
     assert_eq!(degraded.reason, reasons::IMAGE_UNAVAILABLE);
-    assert!(degraded.message.contains("r/controller:9.9.9"), "{}", degraded.message);
+    assert!(
+        degraded.message.contains("r/controller:9.9.9"),
+        "{}",
+        degraded.message
+    );
     let stalled = find(&status.conditions, conditions::STALLED).unwrap();
     assert_eq!(stalled.status, "True");
 
