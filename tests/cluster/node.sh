@@ -56,6 +56,29 @@ node_need() {
   fi
 }
 
+# Paths the kubelet and containerd create whatever their flags say; `down` removes those that
+# did not exist before `up` (recorded here), and never another kubelet's.
+NODE_HOST_PATHS="/var/lib/kubelet /var/lib/cni /var/log/containers /run/containerd"
+
+node_save_host_paths() {
+  local p
+  for p in $NODE_HOST_PATHS; do
+    [ -e "$p" ] && echo "$p"
+  done >"$N/host-paths.preexisting"
+  return 0
+}
+
+node_remove_host_paths() {
+  local p
+  for p in $NODE_HOST_PATHS; do
+    grep -qx "$p" "$N/host-paths.preexisting" 2>/dev/null && continue
+    [ -e "$p" ] && rm -rf "$p"
+  done
+  # In paths that existed, only what points into this node.
+  find /var/log/containers -maxdepth 1 -lname "$N/*" -delete 2>/dev/null || true
+  rm -f /var/lib/cni/results/trellis-node-* 2>/dev/null || true
+}
+
 node_save_sysctls() {
   local s
   for s in $NODE_SYSCTLS; do
@@ -409,11 +432,7 @@ node_down() {
   node_kill_shims
   node_unmount
   node_cgroups_down
-  # What the kubelet and containerd write outside their directories whatever the flags say.
-  find /var/log/containers -maxdepth 1 -lname "$N/*" -delete 2>/dev/null || true
-  rm -f /var/lib/cni/results/trellis-node-* 2>/dev/null || true
-  rm -rf /var/lib/kubelet/device-plugins /var/lib/kubelet/plugins_registry /var/lib/kubelet/plugins 2>/dev/null || true
-  rmdir /var/lib/kubelet /var/lib/cni/results /var/lib/cni /var/log/containers /run/containerd/s /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
+  node_remove_host_paths
 }
 
 node_status() {
