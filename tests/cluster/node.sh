@@ -65,6 +65,9 @@ node_save_host_paths() {
   for p in $NODE_HOST_PATHS; do
     [ -e "$p" ] && echo "$p"
   done >"$N/host-paths.preexisting"
+  # kube-proxy and the kubelet add KUBE-FIREWALL (filter) even where --cleanup leaves it.
+  iptables -w -S KUBE-FIREWALL >/dev/null 2>&1 && echo "iptables:KUBE-FIREWALL" >>"$N/host-paths.preexisting"
+  ip6tables -w -S KUBE-FIREWALL >/dev/null 2>&1 && echo "ip6tables:KUBE-FIREWALL" >>"$N/host-paths.preexisting"
   return 0
 }
 
@@ -73,6 +76,15 @@ node_remove_host_paths() {
   for p in $NODE_HOST_PATHS; do
     grep -qx "$p" "$N/host-paths.preexisting" 2>/dev/null && continue
     [ -e "$p" ] && rm -rf "$p"
+  done
+  local ipt
+  for ipt in iptables ip6tables; do
+    grep -qx "$ipt:KUBE-FIREWALL" "$N/host-paths.preexisting" 2>/dev/null && continue
+    "$ipt" -w -S KUBE-FIREWALL >/dev/null 2>&1 || continue
+    "$ipt" -w -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
+    "$ipt" -w -D OUTPUT -j KUBE-FIREWALL 2>/dev/null || true
+    "$ipt" -w -F KUBE-FIREWALL 2>/dev/null || true
+    "$ipt" -w -X KUBE-FIREWALL 2>/dev/null || true
   done
   # In paths that existed, only what points into this node.
   find /var/log/containers -maxdepth 1 -lname "$N/*" -delete 2>/dev/null || true
