@@ -123,6 +123,40 @@ pub fn dynamic_api(
     Ok((api, resource, caps))
 }
 
+/// A Server `web-http` for the `web` pods' port `http` that denies everyone but the clients of
+/// an AuthorizationPolicy requiring MeshTLSAuthentication `web-clients` with `identity`
+/// (`proxy_protocol` set when given, else detected).
+pub fn web_http_policy_yaml(identity: &str, proxy_protocol: Option<&str>) -> String {
+    let protocol = proxy_protocol
+        .map(|p| format!("\n  proxyProtocol: {p}"))
+        .unwrap_or_default();
+    format!(
+        r#"
+apiVersion: policy.trellis.dev/v1alpha1
+kind: Server
+metadata: {{name: web-http}}
+spec:
+  podSelector: {{matchLabels: {{app: web}}}}
+  port: http{protocol}
+  accessPolicy: deny
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {{name: web-clients}}
+spec:
+  identities: ["{identity}"]
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: web-http-from-clients}}
+spec:
+  targetRef: {{group: policy.trellis.dev, kind: Server, name: web-http}}
+  requiredAuthenticationRefs:
+    - {{group: policy.trellis.dev, kind: MeshTLSAuthentication, name: web-clients}}
+"#
+    )
+}
+
 /// Parses a multi-document YAML string into dynamic objects (empty documents are skipped).
 pub fn parse_yaml(yaml: &str) -> Vec<DynamicObject> {
     serde_yaml::Deserializer::from_str(yaml)

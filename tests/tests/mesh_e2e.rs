@@ -108,32 +108,7 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
         apply_yaml(
             &client,
             Some(&ns),
-            &format!(
-                r#"
-apiVersion: policy.trellis.dev/v1alpha1
-kind: Server
-metadata: {{name: web-http}}
-spec:
-  podSelector: {{matchLabels: {{app: web}}}}
-  port: http
-  proxyProtocol: HTTP/1
-  accessPolicy: deny
----
-apiVersion: policy.trellis.dev/v1alpha1
-kind: MeshTLSAuthentication
-metadata: {{name: web-clients}}
-spec:
-  identities: ["{client_identity}"]
----
-apiVersion: policy.trellis.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata: {{name: web-http-from-clients}}
-spec:
-  targetRef: {{group: policy.trellis.dev, kind: Server, name: web-http}}
-  requiredAuthenticationRefs:
-    - {{group: policy.trellis.dev, kind: MeshTLSAuthentication, name: web-clients}}
-"#
-            ),
+            &trellis_tests::k8s::web_http_policy_yaml(&client_identity, Some("HTTP/1")),
         )
         .await
         .unwrap();

@@ -385,33 +385,7 @@ async fn every_protocol_flows_over_mtls(_client: &Client, ns: &str, demo: &Demo)
 }
 
 async fn authorization_denies_then_allows(client: &Client, ns: &str, demo: &Demo) {
-    let policy = |allowed: &str| {
-        format!(
-            r#"
-apiVersion: policy.trellis.dev/v1alpha1
-kind: Server
-metadata: {{name: web-http}}
-spec:
-  podSelector: {{matchLabels: {{app: web}}}}
-  port: http
-  accessPolicy: deny
----
-apiVersion: policy.trellis.dev/v1alpha1
-kind: MeshTLSAuthentication
-metadata: {{name: web-clients}}
-spec:
-  identities: ["{allowed}"]
----
-apiVersion: policy.trellis.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata: {{name: web-http-from-clients}}
-spec:
-  targetRef: {{group: policy.trellis.dev, kind: Server, name: web-http}}
-  requiredAuthenticationRefs:
-  - {{group: policy.trellis.dev, kind: MeshTLSAuthentication, name: web-clients}}
-"#
-        )
-    };
+    let policy = |allowed: &str| k8s::web_http_policy_yaml(allowed, None);
     k8s::apply_yaml(client, Some(ns), &policy(&identity("someone-else", ns)))
         .await
         .unwrap();
