@@ -1,7 +1,7 @@
 # The local cluster's real worker node: a bridge, containerd + runc, the kubelet, kube-proxy
 # and CoreDNS, so that real containers run from locally built images. Sourced by
 # tests/cluster/cluster (which defines R, CACHE, die, log, start, stop, alive, wait_for,
-# kubectl_); see ../shared/reference/real-node.md for the recipe and its pitfalls.
+# kubectl_, write_kubeconfig); see ../shared/reference/real-node.md for the recipe and its pitfalls.
 #
 # Addresses: the bridge (and the node's InternalIP, where the apiserver also listens) is
 # 198.18.64.1/24, pods get 198.18.64.10-250 with the single route 198.18.0.0/15, the DNS Service
@@ -138,29 +138,6 @@ node_pki() {
   ) >>"$R/logs/pki.log" 2>&1 || { cat "$R/logs/pki.log" >&2; die "generating the node's certificates with openssl failed (see above)"; }
 }
 
-# A kubeconfig for $1 (file) with client certificate $2 (pki basename).
-node_kubeconfig() {
-  local b64='base64 -w0'
-  cat >"$1" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: trellis-test
-  cluster:
-    server: "$API"
-    certificate-authority-data: $($b64 <"$R/pki/ca.crt")
-users:
-- name: $2
-  user:
-    client-certificate-data: $($b64 <"$R/pki/$2.crt")
-    client-key-data: $($b64 <"$R/pki/$2.key")
-contexts:
-- name: trellis-test
-  context: {cluster: trellis-test, user: $2}
-current-context: trellis-test
-KC
-  chmod 600 "$1"
-}
 
 node_configs() {
   mkdir -p "$N/cni" "$N/certs.d/_default" "$N/kubelet" "$N/pod-logs" "$N/cni-results"
@@ -227,8 +204,8 @@ CTD
 }
 CNI
   echo "nameserver 127.0.0.1" >"$N/resolv.conf"
-  node_kubeconfig "$N/kubelet.kubeconfig" kubelet
-  node_kubeconfig "$N/kube-proxy.kubeconfig" kube-proxy
+  write_kubeconfig "$N/kubelet.kubeconfig" kubelet
+  write_kubeconfig "$N/kube-proxy.kubeconfig" kube-proxy
   cat >"$N/kubelet.yaml" <<KL
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
