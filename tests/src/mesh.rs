@@ -151,9 +151,10 @@ impl MeshNet {
         Self::start_with(client, MeshSetup::isolated(ns)).await
     }
 
-    /// Creates the bridge, starts the control plane as a process, applies `setup`'s Mesh
-    /// and waits until it is Ready and its trust roots are published.
+    /// Installs the CRDs, creates the bridge, starts the control plane as a process, applies
+    /// `setup`'s Mesh and waits until it is Ready and its trust roots are published.
     pub async fn start_with(client: Client, setup: MeshSetup) -> Self {
+        crate::k8s::install_crds(&client).await;
         let net = Network::create();
         let ns = setup.ns.clone();
         let dir = std::env::temp_dir().join(format!("trellis-mesh-{ns}"));
