@@ -22,7 +22,10 @@ use k8s_openapi::{
 };
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
-use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_crds::{
+    settings::MeshSettings,
+    v1alpha1::{mesh::MeshSpec, server::Server},
+};
 use trellis_proxy::app::{
     Config,
     config::{DefaultPolicy, LogFormat},
@@ -72,6 +75,13 @@ impl PolicyLookup for Namespace {
     ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+}
+
+/// Repository of the proxy image `registry.test/trellis/proxy:<version>`.
+const IMAGE_REPOSITORY: &str = "registry.test/trellis";
+
+fn mesh(spec: &MeshSpec) -> MeshSettings {
+    MeshSettings::try_from(spec).unwrap()
 }
 
 fn state(config: InjectConfig, namespace: &[(&str, &str)]) -> State {
@@ -185,11 +195,8 @@ async fn injected_env_parses_with_the_pods_settings() {
         TestPki::generate("cluster.local").anchor_pem,
         TestPki::generate("cluster.local").anchor_pem
     );
-    let config = InjectConfig::from_mesh(
-        &MeshSpec::default(),
-        "registry.test/trellis/proxy:0.1.0",
-        &anchors,
-    );
+    let config =
+        InjectConfig::from_settings(&mesh(&MeshSpec::default()), IMAGE_REPOSITORY, &anchors);
     let state = state(
         config,
         &[
@@ -281,7 +288,7 @@ async fn ingress_and_regular_sidecar_env_parses_too() {
     let anchors = TestPki::generate("example.org").anchor_pem;
     let mut spec = MeshSpec::default();
     spec.identity.trust_domain = "example.org".to_string();
-    let mut config = InjectConfig::from_mesh(&spec, "registry.test/trellis/proxy:0.1.0", &anchors);
+    let mut config = InjectConfig::from_settings(&mesh(&spec), IMAGE_REPOSITORY, &anchors);
     config.native_sidecar = false;
     let state = state(config, &[]);
     let request = request(json!({ "trellis.dev/inject": "ingress" }));

@@ -25,7 +25,10 @@ use rustls::{
 };
 use tokio::{net::TcpStream, sync::oneshot};
 use tokio_rustls::TlsConnector;
-use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_crds::{
+    settings::MeshSettings,
+    v1alpha1::{mesh::MeshSpec, server::Server},
+};
 use trellis_webhooks::{
     INJECT_PATH, State,
     error::LookupError,
@@ -114,7 +117,8 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         key_pem: key_b,
     } = localhost_server("second");
     let certs = Arc::new(CertResolver::from_pem(cert_a.as_bytes(), key_a.as_bytes()).unwrap());
-    let config = InjectConfig::from_mesh(&MeshSpec::default(), "registry.test/proxy:0.1.0", "");
+    let mesh = MeshSettings::try_from(&MeshSpec::default()).unwrap();
+    let config = InjectConfig::from_settings(&mesh, "registry.test", "");
     let state = State::new(config, Arc::new(Empty), Arc::new(Empty));
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await

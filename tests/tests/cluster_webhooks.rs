@@ -33,7 +33,10 @@ use kube::{
 };
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot};
-use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_crds::{
+    settings::MeshSettings,
+    v1alpha1::{mesh::MeshSpec, server::Server},
+};
 use trellis_operator::render::webhooks::{
     NAMESPACE_NAME_LABEL, injector_namespace_selector, validator_namespace_selector,
 };
@@ -50,6 +53,8 @@ use trellis_webhooks::{
 };
 
 const PROXY_IMAGE: &str = "registry.test/trellis/proxy:0.1.0";
+/// Repository of [`PROXY_IMAGE`], whose tag is the default Mesh's version.
+const IMAGE_REPOSITORY: &str = "registry.test/trellis";
 
 /// Applies the committed CRDs (server-side, idempotent) and waits until they are Established.
 async fn install_crds(client: &Client) {
@@ -196,7 +201,8 @@ where
         let certs = std::sync::Arc::new(
             CertResolver::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap(),
         );
-        let config = InjectConfig::from_mesh(&MeshSpec::default(), PROXY_IMAGE, &pki.ca_pem);
+        let mesh = MeshSettings::try_from(&MeshSpec::default()).unwrap();
+        let config = InjectConfig::from_settings(&mesh, IMAGE_REPOSITORY, &pki.ca_pem);
         let state = State::with_client(config, client.clone());
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -11,7 +11,10 @@ use kube::core::{DynamicObject, Selector, SelectorExt, admission::AdmissionRevie
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_crds::{
+    settings::MeshSettings,
+    v1alpha1::{mesh::MeshSpec, server::Server},
+};
 
 use crate::{
     State,
@@ -25,6 +28,8 @@ use crate::{
 pub(crate) const TRUST_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 /// Default proxy image in tests.
 pub(crate) const PROXY_IMAGE: &str = "registry.test/trellis/proxy:0.1.0";
+/// Repository of [`PROXY_IMAGE`], whose tag is the default Mesh's version.
+pub(crate) const IMAGE_REPOSITORY: &str = "registry.test/trellis";
 
 /// Namespaces (name → annotations), Servers and pods held in memory; `fail` makes every
 /// lookup fail.
@@ -112,7 +117,8 @@ impl PolicyLookup for FakeLookup {
 
 /// Injection settings from a default Mesh.
 pub(crate) fn mk_config() -> InjectConfig {
-    InjectConfig::from_mesh(&MeshSpec::default(), PROXY_IMAGE, TRUST_PEM)
+    let mesh = MeshSettings::try_from(&MeshSpec::default()).unwrap();
+    InjectConfig::from_settings(&mesh, IMAGE_REPOSITORY, TRUST_PEM)
 }
 
 /// State over a fake lookup with namespace `ns` annotated with `annotations`.
