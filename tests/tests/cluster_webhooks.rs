@@ -230,6 +230,14 @@ fn pod(name: &str, annotations: Value) -> Pod {
     .unwrap()
 }
 
+/// Creates `pod(name, annotations)` through `pods` (so through the webhooks) and returns it
+/// as stored.
+async fn create_pod(pods: &Api<Pod>, name: &str, annotations: Value) -> Pod {
+    pods.create(&PostParams::default(), &pod(name, annotations))
+        .await
+        .unwrap()
+}
+
 /// Whether a dry-run pod annotated `trellis.dev/inject: enabled` comes back injected from
 /// `ns`; the injector always injects it, so `false` means the apiserver did not call it.
 async fn probe_injected(client: &Client, ns: &str) -> Result<bool, String> {
@@ -337,13 +345,12 @@ async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
 
         apply_yaml(&client, Some(&ns), WEB).await.unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let opted_out = pods
-            .create(
-                &PostParams::default(),
-                &pod("opted-out", json!({ "trellis.dev/inject": "disabled" })),
-            )
-            .await
-            .unwrap();
+        let opted_out = create_pod(
+            &pods,
+            "opted-out",
+            json!({ "trellis.dev/inject": "disabled" }),
+        )
+        .await;
         assert_untouched(
             &opted_out,
             "inject: disabled on the pod beats the namespace's enabled",
@@ -471,19 +478,15 @@ async fn pod_annotation_opts_in_where_the_namespace_has_not() {
         await_injector(&client, &ns).await;
 
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let plain = pods
-            .create(&PostParams::default(), &pod("plain", json!({})))
-            .await
-            .unwrap();
+        let plain = create_pod(&pods, "plain", json!({})).await;
         assert_untouched(&plain, "no annotation on pod or namespace: untouched");
 
-        let opted_in = pods
-            .create(
-                &PostParams::default(),
-                &pod("opted-in", json!({ "trellis.dev/inject": "enabled" })),
-            )
-            .await
-            .unwrap();
+        let opted_in = create_pod(
+            &pods,
+            "opted-in",
+            json!({ "trellis.dev/inject": "enabled" }),
+        )
+        .await;
         assert_eq!(
             init_names(&opted_in),
             ["trellis-proxy-init", "trellis-proxy"],
@@ -524,21 +527,12 @@ async fn pod_annotation_wins_over_a_disabled_namespace_and_the_control_plane_is_
             .unwrap();
         await_injector(&client, &ns).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let plain = pods
-            .create(&PostParams::default(), &pod("plain", json!({})))
-            .await
-            .unwrap();
+        let plain = create_pod(&pods, "plain", json!({})).await;
         assert_untouched(
             &plain,
             "a pod in a disabled namespace without its own annotation",
         );
-        let asked = pods
-            .create(
-                &PostParams::default(),
-                &pod("asked", json!({ "trellis.dev/inject": "enabled" })),
-            )
-            .await
-            .unwrap();
+        let asked = create_pod(&pods, "asked", json!({ "trellis.dev/inject": "enabled" })).await;
         assert_eq!(
             init_names(&asked),
             ["trellis-proxy-init", "trellis-proxy"],
