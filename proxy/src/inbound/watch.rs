@@ -17,12 +17,8 @@ use trellis_api::linkerd2_proxy_api::inbound::{
 };
 
 use super::policy::ServerPolicy;
-use crate::{drain::Drain, tls};
+use crate::{drain::Drain, retry::Backoff, tls};
 
-/// First retry delay after a failed watch.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a connection waits for its port's first policy before the default applies.
 pub const FIRST_POLICY_WAIT: Duration = Duration::from_secs(1);
 
@@ -146,7 +142,7 @@ async fn watch_port(
         creds.certified().await;
     }
     let port = spec.port;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     loop {
         let status = match client.watch_port(spec.clone()).await {
             Err(status) => status,
@@ -155,7 +151,7 @@ async fn watch_port(
                 loop {
                     match stream.message().await {
                         Ok(Some(server)) => {
-                            backoff = BACKOFF_MIN;
+                            backoff.reset();
                             let policy = ServerPolicy::try_from(server).unwrap_or_else(|error| {
                                 tracing::warn!(port, %error, "Controller sent an invalid policy; denying");
                                 super::policy::invalid()
@@ -180,8 +176,7 @@ async fn watch_port(
             tracing::warn!(port, %status, "Policy watch rejected; keeping the current policy");
             return;
         }
-        tracing::debug!(port, %status, ?backoff, "Policy watch ended; resubscribing");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tracing::debug!(port, %status, "Policy watch ended; resubscribing");
+        backoff.wait().await;
     }
 }

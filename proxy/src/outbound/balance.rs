@@ -20,7 +20,7 @@ use tower::{
     util::BoxCloneSyncService,
 };
 
-use super::{discover::Endpoint, endpoint::EndpointSvc};
+use super::endpoint::{Endpoint, EndpointSvc};
 use crate::{error::Error, metrics::Metrics, tls};
 
 /// Peak-EWMA's starting RTT estimate (the contract's `default_rtt`).

@@ -27,10 +27,11 @@ use trellis_api::{
 
 use super::{
     balance::Balancer,
+    endpoint::Endpoint,
     policy::{self, PolicyState},
     profile::{self, ProfileState},
 };
-use crate::{drain::Drain, tls};
+use crate::{drain::Drain, retry::Backoff, tls};
 
 #[cfg(test)]
 mod tests;
@@ -38,62 +39,6 @@ mod tests;
 /// How long a new target waits for the controller's first answers before it is resolved
 /// with what is known (nothing: the original destination).
 pub const PROFILE_TIMEOUT: Duration = Duration::from_secs(3);
-/// First retry delay after a failed stream.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
-/// One endpoint from discovery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Address.
-    pub addr: SocketAddr,
-    /// The peer proxy's identity; `None` means plaintext.
-    pub identity: Option<String>,
-    /// Whether HTTP/1 may be carried over HTTP/2 to this endpoint.
-    pub h2: bool,
-    /// Whether the endpoint's port is opaque.
-    pub opaque: bool,
-    /// The peer's inbound port, when opaque traffic must carry a transport header.
-    pub opaque_transport: Option<u16>,
-    /// Metric labels (exported as `dst_<key>`).
-    pub labels: BTreeMap<String, String>,
-}
-
-impl Endpoint {
-    /// Converts a wire endpoint, merging the set's labels; `None` without a valid address.
-    pub fn from_wire(
-        addr: wire::WeightedAddr,
-        set_labels: &HashMap<String, String>,
-    ) -> Option<Self> {
-        use wire::{protocol_hint::Protocol, tls_identity::Strategy};
-        let sock = SocketAddr::try_from(addr.addr?).ok()?;
-        let identity = addr.tls_identity.and_then(|t| match t.strategy? {
-            Strategy::DnsLikeIdentity(d) => Some(d.name),
-            Strategy::UriLikeIdentity(u) => t.server_name.map(|s| s.name).or(Some(u.uri)),
-        });
-        let (protocol, opaque_transport) = match addr.protocol_hint {
-            Some(h) => (
-                h.protocol,
-                h.opaque_transport
-                    .and_then(|t| u16::try_from(t.inbound_port).ok())
-                    .filter(|p| *p != 0),
-            ),
-            None => (None, None),
-        };
-        let mut labels: BTreeMap<String, String> = set_labels.clone().into_iter().collect();
-        labels.extend(addr.metric_labels);
-        Some(Self {
-            addr: sock,
-            identity: identity.filter(|i| !i.is_empty()),
-            h2: matches!(protocol, Some(Protocol::H2(_))),
-            opaque: matches!(protocol, Some(Protocol::Opaque(_))),
-            opaque_transport,
-            labels,
-        })
-    }
-}
-
 /// A watched endpoint set, keyed by address.
 pub type EndpointSet = Arc<BTreeMap<SocketAddr, Endpoint>>;
 
@@ -485,7 +430,7 @@ async fn watch_endpoints(
     tx: watch::Sender<EndpointSet>,
 ) {
     use wire::update::Update;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     loop {
         let req = GetDestination {
             scheme: String::new(),
@@ -502,7 +447,7 @@ async fn watch_endpoints(
                     loop {
                         match stream.message().await {
                             Ok(Some(update)) => {
-                                backoff = BACKOFF_MIN;
+                                backoff.reset();
                                 let mut set = if fresh {
                                     BTreeMap::new()
                                 } else {
@@ -543,8 +488,7 @@ async fn watch_endpoints(
             tracing::warn!(%path, %status, "Endpoint watch rejected");
             return;
         }
-        tracing::debug!(%path, %status, ?backoff, "Endpoint watch ended; resubscribing");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tracing::debug!(%path, %status, "Endpoint watch ended; resubscribing");
+        backoff.wait().await;
     }
 }

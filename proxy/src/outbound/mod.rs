@@ -23,7 +23,8 @@ use tokio::{
 
 use self::{
     balance::EndpointFactory,
-    discover::{Endpoint, Resolution, Resolver},
+    discover::{Resolution, Resolver},
+    endpoint::Endpoint,
 };
 use crate::{
     app::config::OutboundConfig,

@@ -12,8 +12,7 @@ use trellis_api::{
     outbound::OutboundPolicy,
 };
 
-use super::discover::{BACKOFF_MAX, BACKOFF_MIN};
-use crate::tls;
+use crate::{retry::Backoff, tls};
 
 /// The policy of a target as known so far.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +55,7 @@ pub async fn watch(
         source_workload: workload,
         target: Some(traffic_spec::Target::Addr(TcpAddress::from(target))),
     };
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     loop {
         let status = match client.watch(spec.clone()).await {
             Err(status) => status,
@@ -65,7 +64,7 @@ pub async fn watch(
                 loop {
                     match stream.message().await {
                         Ok(Some(policy)) => {
-                            backoff = BACKOFF_MIN;
+                            backoff.reset();
                             let next = match OutboundPolicy::try_from(policy) {
                                 Ok(policy) => {
                                     tracing::debug!(%target, backend = %policy.backend_path, protocol = ?policy.protocol, "Outbound policy updated");
@@ -108,8 +107,7 @@ pub async fn watch(
             }
             first
         });
-        tracing::debug!(%target, %status, ?backoff, "Outbound policy watch ended; resubscribing");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tracing::debug!(%target, %status, "Outbound policy watch ended; resubscribing");
+        backoff.wait().await;
     }
 }

@@ -8,8 +8,8 @@ use trellis_api::linkerd2_proxy_api::destination::{
     DestinationProfile, GetDestination, destination_client::DestinationClient,
 };
 
-use super::discover::{BACKOFF_MAX, BACKOFF_MIN, Endpoint};
-use crate::tls;
+use super::endpoint::Endpoint;
+use crate::{retry::Backoff, tls};
 
 /// How long a rejected lookup (`InvalidArgument`, `FailedPrecondition`) stands before it is
 /// asked again, so a target that opted out can opt back in.
@@ -63,7 +63,7 @@ pub async fn watch(
     if let Some(creds) = creds {
         creds.certified().await;
     }
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     loop {
         let req = GetDestination {
             scheme: String::new(),
@@ -77,7 +77,7 @@ pub async fn watch(
                 loop {
                     match stream.message().await {
                         Ok(Some(profile)) => {
-                            backoff = BACKOFF_MIN;
+                            backoff.reset();
                             let profile = Profile::from(profile);
                             tracing::debug!(%target, fqn = %profile.fqn, opaque = profile.opaque, "Profile updated");
                             tx.send_if_modified(|state| {
@@ -109,8 +109,7 @@ pub async fn watch(
             }
             first
         });
-        tracing::debug!(%target, %status, ?backoff, "Profile watch ended; resubscribing");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tracing::debug!(%target, %status, "Profile watch ended; resubscribing");
+        backoff.wait().await;
     }
 }
