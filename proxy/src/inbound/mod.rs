@@ -244,20 +244,8 @@ impl Inbound {
             self.metrics.authz.deny(false, &labels);
             return; // Dropping the connection closes it.
         }
-        let mut src = self.metrics.tcp.open("src", labels.clone());
-        let server = match forward::connect(orig_dst, self.config.connect_timeout).await {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::info!(%error, "Inbound target unreachable");
-                return;
-            }
-        };
-        let mut dst = self.metrics.tcp.open("dst", labels);
-        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
-            tracing::debug!(%error, "Inbound connection ended with an error");
-            src.set_error(&error);
-            dst.set_error(&error);
-        }
+        let connect = forward::connect(orig_dst, self.config.connect_timeout);
+        forward::forward(io, &self.metrics.tcp, labels, connect).await;
     }
 }
 

@@ -179,26 +179,8 @@ impl Outbound {
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
-        let labels = endpoint::labels(ep);
-        let mut src = self.metrics.tcp.open("src", labels.clone());
-        let server = match endpoint::connect_opaque(
-            ep,
-            &self.factory.tls,
-            self.config.connect_timeout,
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::info!(addr = %ep.addr, %error, "Endpoint unreachable");
-                return;
-            }
-        };
-        let mut dst = self.metrics.tcp.open("dst", labels);
-        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
-            src.set_error(&error);
-            dst.set_error(&error);
-        }
+        let connect = endpoint::connect_opaque(ep, &self.factory.tls, self.config.connect_timeout);
+        forward::forward(io, &self.metrics.tcp, endpoint::labels(ep), connect).await;
     }
 
     async fn forward<T>(&self, io: T, orig_dst: SocketAddr)
@@ -211,19 +193,7 @@ impl Outbound {
             TlsLabel::NoIdentity("not_provided_by_service_discovery")
         };
         let labels = endpoint(Direction::Outbound, orig_dst, &tls, &[]);
-        let mut src = self.metrics.tcp.open("src", labels.clone());
-        let server = match forward::connect(orig_dst, self.config.connect_timeout).await {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::info!(%error, "Outbound target unreachable");
-                return;
-            }
-        };
-        let mut dst = self.metrics.tcp.open("dst", labels);
-        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
-            tracing::debug!(%error, "Outbound connection ended with an error");
-            src.set_error(&error);
-            dst.set_error(&error);
-        }
+        let connect = forward::connect(orig_dst, self.config.connect_timeout);
+        forward::forward(io, &self.metrics.tcp, labels, connect).await;
     }
 }
