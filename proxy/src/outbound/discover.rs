@@ -18,8 +18,9 @@ use tokio::{sync::watch, time::Instant};
 use tonic::{Code, transport::Channel};
 use tracing::Instrument;
 use trellis_api::{
+    destination::{Endpoint, Update},
     linkerd2_proxy_api::{
-        destination::{self as wire, GetDestination, destination_client::DestinationClient},
+        destination::{GetDestination, destination_client::DestinationClient},
         outbound::outbound_policies_client::OutboundPoliciesClient,
     },
     outbound::AppProtocol,
@@ -27,7 +28,6 @@ use trellis_api::{
 
 use super::{
     balance::Balancer,
-    endpoint::Endpoint,
     policy::{self, PolicyState},
     profile::{self, ProfileState},
 };
@@ -95,7 +95,7 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
         ProfileState::Known(p) => Some(p),
         _ => None,
     };
-    let opaque = profile.is_some_and(|p| p.opaque);
+    let opaque = profile.is_some_and(|p| p.opaque_protocol);
     match policy {
         PolicyState::Rejected => return Plan::Reject,
         PolicyState::Known(p) => {
@@ -119,11 +119,11 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
             opaque,
         };
     }
-    if profile.fqn.is_empty() {
+    if profile.fully_qualified_name.is_empty() {
         return Plan::Forward;
     }
     Plan::Balance {
-        path: format!("{}:{}", profile.fqn, target.port()),
+        path: format!("{}:{}", profile.fully_qualified_name, target.port()),
         protocol: if opaque {
             AppProtocol::Opaque
         } else {
@@ -335,11 +335,11 @@ async fn run_target(
         let mut policy = policies.borrow_and_update().clone();
         // A target the policy controller did not know may have become a Service: ask again.
         if let ProfileState::Known(p) = &profile
-            && p.fqn != last_fqn
+            && p.fully_qualified_name != last_fqn
         {
-            last_fqn = p.fqn.clone();
-            if !p.fqn.is_empty() && policy.is_absent() {
-                tracing::debug!(fqn = %p.fqn, "Target became a Service; asking for its policy again");
+            last_fqn = p.fully_qualified_name.clone();
+            if !last_fqn.is_empty() && policy.is_absent() {
+                tracing::debug!(fqn = %last_fqn, "Target became a Service; asking for its policy again");
                 policy_tx.send_replace(PolicyState::Pending);
                 policies.borrow_and_update();
                 policy = PolicyState::Pending;
@@ -429,7 +429,6 @@ async fn watch_endpoints(
     context_token: String,
     tx: watch::Sender<EndpointSet>,
 ) {
-    use wire::update::Update;
     let mut backoff = Backoff::default();
     loop {
         let req = GetDestination {
@@ -437,50 +436,38 @@ async fn watch_endpoints(
             path: path.clone(),
             context_token: context_token.clone(),
         };
-        let status =
-            match client.get(req).await {
-                Err(status) => status,
-                Ok(rsp) => {
-                    let mut stream = rsp.into_inner();
-                    // A resubscription starts from an empty set, applied at its first `add`.
-                    let mut fresh = true;
-                    loop {
-                        match stream.message().await {
-                            Ok(Some(update)) => {
-                                backoff.reset();
-                                let mut set = if fresh {
-                                    BTreeMap::new()
-                                } else {
-                                    (**tx.borrow()).clone()
-                                };
-                                fresh = false;
-                                match update.update {
-                                    Some(Update::Add(add)) => {
-                                        for ep in add.addrs.into_iter().filter_map(|a| {
-                                            Endpoint::from_wire(a, &add.metric_labels)
-                                        }) {
-                                            set.insert(ep.addr, ep);
-                                        }
-                                    }
-                                    Some(Update::Remove(rm)) => {
-                                        for addr in rm.addrs {
-                                            if let Ok(a) = SocketAddr::try_from(addr) {
-                                                set.remove(&a);
-                                            }
-                                        }
-                                    }
-                                    Some(Update::NoEndpoints(_)) => set.clear(),
-                                    None => continue,
+        let status = match client.get(req).await {
+            Err(status) => status,
+            Ok(rsp) => {
+                let mut stream = rsp.into_inner();
+                // A resubscription starts from an empty set, applied at its first `add`.
+                let mut fresh = true;
+                loop {
+                    match stream.message().await {
+                        Ok(Some(update)) => {
+                            backoff.reset();
+                            let mut set = if fresh {
+                                BTreeMap::new()
+                            } else {
+                                (**tx.borrow()).clone()
+                            };
+                            fresh = false;
+                            match Update::try_from(update) {
+                                Ok(update) => apply(&mut set, update),
+                                Err(error) => {
+                                    tracing::debug!(%path, %error, "Ignoring an invalid endpoint update");
+                                    continue;
                                 }
-                                tracing::debug!(%path, endpoints = set.len(), "Endpoints updated");
-                                tx.send_replace(Arc::new(set));
                             }
-                            Ok(None) => break tonic::Status::ok("stream ended"),
-                            Err(status) => break status,
+                            tracing::debug!(%path, endpoints = set.len(), "Endpoints updated");
+                            tx.send_replace(Arc::new(set));
                         }
+                        Ok(None) => break tonic::Status::ok("stream ended"),
+                        Err(status) => break status,
                     }
                 }
-            };
+            }
+        };
         if matches!(
             status.code(),
             Code::InvalidArgument | Code::FailedPrecondition
@@ -490,5 +477,28 @@ async fn watch_endpoints(
         }
         tracing::debug!(%path, %status, "Endpoint watch ended; resubscribing");
         backoff.wait().await;
+    }
+}
+
+/// Applies one `Get` update to an endpoint set; each endpoint carries its set's labels
+/// under its own.
+fn apply(set: &mut BTreeMap<SocketAddr, Endpoint>, update: Update) {
+    match update {
+        Update::Add {
+            set_labels,
+            endpoints,
+        } => {
+            for mut ep in endpoints {
+                let own = std::mem::replace(&mut ep.labels, set_labels.clone());
+                ep.labels.extend(own);
+                set.insert(ep.addr, ep);
+            }
+        }
+        Update::Remove(addrs) => {
+            for addr in addrs {
+                set.remove(&addr);
+            }
+        }
+        Update::NoEndpoints { .. } => set.clear(),
     }
 }

@@ -2,8 +2,6 @@
 //! meshed peers), carrying HTTP/1 requests with `l5d-orig-proto`; counted per endpoint.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -15,7 +13,7 @@ use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use trellis_api::linkerd2_proxy_api::destination as wire;
+use trellis_api::destination::{Endpoint, ProtocolHint};
 
 use crate::{
     error::Error,
@@ -27,57 +25,6 @@ use crate::{
     tls,
     transport::{forward, header as transport_header},
 };
-
-/// One endpoint from discovery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Address.
-    pub addr: SocketAddr,
-    /// The peer proxy's identity; `None` means plaintext.
-    pub identity: Option<String>,
-    /// Whether HTTP/1 may be carried over HTTP/2 to this endpoint.
-    pub h2: bool,
-    /// Whether the endpoint's port is opaque.
-    pub opaque: bool,
-    /// The peer's inbound port, when opaque traffic must carry a transport header.
-    pub opaque_transport: Option<u16>,
-    /// Metric labels (exported as `dst_<key>`).
-    pub labels: BTreeMap<String, String>,
-}
-
-impl Endpoint {
-    /// Converts a wire endpoint, merging the set's labels; `None` without a valid address.
-    pub fn from_wire(
-        addr: wire::WeightedAddr,
-        set_labels: &HashMap<String, String>,
-    ) -> Option<Self> {
-        use wire::{protocol_hint::Protocol, tls_identity::Strategy};
-        let sock = SocketAddr::try_from(addr.addr?).ok()?;
-        let identity = addr.tls_identity.and_then(|t| match t.strategy? {
-            Strategy::DnsLikeIdentity(d) => Some(d.name),
-            Strategy::UriLikeIdentity(u) => t.server_name.map(|s| s.name).or(Some(u.uri)),
-        });
-        let (protocol, opaque_transport) = match addr.protocol_hint {
-            Some(h) => (
-                h.protocol,
-                h.opaque_transport
-                    .and_then(|t| u16::try_from(t.inbound_port).ok())
-                    .filter(|p| *p != 0),
-            ),
-            None => (None, None),
-        };
-        let mut labels: BTreeMap<String, String> = set_labels.clone().into_iter().collect();
-        labels.extend(addr.metric_labels);
-        Some(Self {
-            addr: sock,
-            identity: identity.filter(|i| !i.is_empty()),
-            h2: matches!(protocol, Some(Protocol::H2(_))),
-            opaque: matches!(protocol, Some(Protocol::Opaque(_))),
-            opaque_transport,
-            labels,
-        })
-    }
-}
 
 /// An I/O stream to an endpoint: plain TCP or TLS over it.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -107,7 +54,7 @@ pub async fn connect_opaque(
     tls: &tls::client::Client,
     timeout: Duration,
 ) -> Result<BoxIo, Error> {
-    let (Some(inbound_port), Some(id)) = (ep.opaque_transport, &ep.identity) else {
+    let (Some(inbound_port), Some(id)) = (ep.opaque_transport_port, &ep.identity) else {
         return connect(ep, tls, timeout).await;
     };
     let addr = std::net::SocketAddr::new(ep.addr.ip(), inbound_port);
@@ -198,7 +145,7 @@ impl EndpointSvc {
     }
 
     async fn send(self, mut req: Request<Incoming>) -> Result<Response<Incoming>, Error> {
-        if !self.ep.h2 || upgrade::is_upgrade(&req) {
+        if self.ep.hint != ProtocolHint::H2 || upgrade::is_upgrade(&req) {
             // No HTTP/2 hint, or an HTTP/1 upgrade (which HTTP/2 cannot carry): one HTTP/1
             // connection for this request.
             let io = connect(&self.ep, &self.tls, self.connect_timeout).await?;

@@ -24,7 +24,6 @@ use tokio::{
 use self::{
     balance::EndpointFactory,
     discover::{Resolution, Resolver},
-    endpoint::Endpoint,
 };
 use crate::{
     app::config::OutboundConfig,
@@ -35,7 +34,7 @@ use crate::{
     },
     transport::{Accepted, PrefixedIo, Protocol, detect, forward},
 };
-use trellis_api::outbound::AppProtocol;
+use trellis_api::{destination::Endpoint, outbound::AppProtocol};
 
 /// The outbound side's shared state.
 #[derive(Clone, Debug)]

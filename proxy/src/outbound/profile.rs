@@ -1,45 +1,22 @@
 //! Outbound profiles: follows `GetProfile(ip:port)` for one target, failing static.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 use tonic::{Code, transport::Channel};
-use trellis_api::linkerd2_proxy_api::destination::{
-    DestinationProfile, GetDestination, destination_client::DestinationClient,
+use trellis_api::{
+    destination::Profile,
+    linkerd2_proxy_api::destination::{GetDestination, destination_client::DestinationClient},
 };
 
-use super::endpoint::Endpoint;
 use crate::{retry::Backoff, tls};
 
 /// How long a rejected lookup (`InvalidArgument`, `FailedPrecondition`) stands before it is
 /// asked again, so a target that opted out can opt back in.
 pub const REJECTED_TTL: Duration = Duration::from_secs(30);
 
-/// What a profile says about a target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Profile {
-    /// The Service's FQDN without the trailing dot; empty when the target is not a Service.
-    pub fqn: String,
-    /// The target is opaque (wins over policy).
-    pub opaque: bool,
-    /// The one endpoint the target is (a pod IP).
-    pub endpoint: Option<Endpoint>,
-}
-
-impl From<DestinationProfile> for Profile {
-    fn from(p: DestinationProfile) -> Self {
-        Self {
-            fqn: p.fully_qualified_name.trim_end_matches('.').to_string(),
-            opaque: p.opaque_protocol,
-            endpoint: p
-                .endpoint
-                .and_then(|e| Endpoint::from_wire(e, &HashMap::new())),
-        }
-    }
-}
-
 /// The profile of a target as known so far.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ProfileState {
     /// No answer yet.
     Pending,
@@ -79,7 +56,7 @@ pub async fn watch(
                         Ok(Some(profile)) => {
                             backoff.reset();
                             let profile = Profile::from(profile);
-                            tracing::debug!(%target, fqn = %profile.fqn, opaque = profile.opaque, "Profile updated");
+                            tracing::debug!(%target, fqn = %profile.fully_qualified_name, opaque = profile.opaque_protocol, "Profile updated");
                             tx.send_if_modified(|state| {
                                 let next = ProfileState::Known(profile);
                                 let changed = *state != next;
