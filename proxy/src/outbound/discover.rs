@@ -31,7 +31,11 @@ use super::{
     policy::{self, PolicyState},
     profile::{self, ProfileState},
 };
-use crate::{drain::Drain, retry::Backoff, tls};
+use crate::{
+    drain::Drain,
+    retry::{self, Next},
+    tls,
+};
 
 #[cfg(test)]
 mod tests;
@@ -187,8 +191,9 @@ impl Drop for Lease {
 struct Task(tokio::task::JoinHandle<()>);
 
 impl Task {
+    /// Spawns `fut` in the current span (the target's).
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self(tokio::spawn(fut))
+        Self(tokio::spawn(fut.in_current_span()))
     }
 }
 
@@ -424,60 +429,48 @@ fn resolution(
 /// Follows `Destination.Get` for `path`, resubscribing with backoff and keeping the last
 /// set while the controller is unreachable.
 async fn watch_endpoints(
-    mut client: DestinationClient<Channel>,
+    client: DestinationClient<Channel>,
     path: String,
     context_token: String,
     tx: watch::Sender<EndpointSet>,
 ) {
-    let mut backoff = Backoff::default();
-    loop {
-        let req = GetDestination {
-            scheme: String::new(),
-            path: path.clone(),
-            context_token: context_token.clone(),
+    let req = GetDestination {
+        scheme: String::new(),
+        path: path.clone(),
+        context_token,
+    };
+    let open = || {
+        let (mut client, req) = (client.clone(), req.clone());
+        async move { client.get(req).await.map(tonic::Response::into_inner) }
+    };
+    let on_update = |update: Result<Update, _>, first: bool| {
+        // A resubscription starts from an empty set, applied at its first update.
+        let mut set = if first {
+            BTreeMap::new()
+        } else {
+            (**tx.borrow()).clone()
         };
-        let status = match client.get(req).await {
-            Err(status) => status,
-            Ok(rsp) => {
-                let mut stream = rsp.into_inner();
-                // A resubscription starts from an empty set, applied at its first `add`.
-                let mut fresh = true;
-                loop {
-                    match stream.message().await {
-                        Ok(Some(update)) => {
-                            backoff.reset();
-                            let mut set = if fresh {
-                                BTreeMap::new()
-                            } else {
-                                (**tx.borrow()).clone()
-                            };
-                            fresh = false;
-                            match Update::try_from(update) {
-                                Ok(update) => apply(&mut set, update),
-                                Err(error) => {
-                                    tracing::debug!(%path, %error, "Ignoring an invalid endpoint update");
-                                    continue;
-                                }
-                            }
-                            tracing::debug!(%path, endpoints = set.len(), "Endpoints updated");
-                            tx.send_replace(Arc::new(set));
-                        }
-                        Ok(None) => break tonic::Status::ok("stream ended"),
-                        Err(status) => break status,
-                    }
-                }
+        match update {
+            Ok(update) => apply(&mut set, update),
+            Err(error) => {
+                tracing::debug!(%path, %error, "Ignoring an invalid endpoint update");
+                return;
             }
-        };
+        }
+        tracing::debug!(%path, endpoints = set.len(), "Endpoints updated");
+        tx.send_replace(Arc::new(set));
+    };
+    let on_end = |status: &tonic::Status| {
         if matches!(
             status.code(),
             Code::InvalidArgument | Code::FailedPrecondition
         ) {
             tracing::warn!(%path, %status, "Endpoint watch rejected");
-            return;
+            return Next::Stop;
         }
-        tracing::debug!(%path, %status, "Endpoint watch ended; resubscribing");
-        backoff.wait().await;
-    }
+        Next::Retry
+    };
+    retry::follow("endpoints", open, on_update, on_end).await;
 }
 
 /// Applies one `Get` update to an endpoint set; each endpoint carries its set's labels

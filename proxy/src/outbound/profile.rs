@@ -1,6 +1,6 @@
 //! Outbound profiles: follows `GetProfile(ip:port)` for one target, failing static.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 use tonic::{Code, transport::Channel};
@@ -9,7 +9,11 @@ use trellis_api::{
     linkerd2_proxy_api::destination::{GetDestination, destination_client::DestinationClient},
 };
 
-use crate::{retry::Backoff, tls};
+use super::policy::mark_unavailable;
+use crate::{
+    retry::{self, Next},
+    tls,
+};
 
 /// How long a rejected lookup (`InvalidArgument`, `FailedPrecondition`) stands before it is
 /// asked again, so a target that opted out can opt back in.
@@ -31,7 +35,7 @@ pub enum ProfileState {
 /// Follows `GetProfile` for `target` into `tx`, forever: resubscribes with backoff keeping
 /// the last profile, and asks again [`REJECTED_TTL`] after a rejection.
 pub async fn watch(
-    mut client: DestinationClient<Channel>,
+    client: DestinationClient<Channel>,
     target: SocketAddr,
     context_token: String,
     creds: Option<Arc<tls::Store>>,
@@ -40,53 +44,41 @@ pub async fn watch(
     if let Some(creds) = creds {
         creds.certified().await;
     }
-    let mut backoff = Backoff::default();
-    loop {
-        let req = GetDestination {
-            scheme: String::new(),
-            path: target.to_string(),
-            context_token: context_token.clone(),
-        };
-        let status = match client.get_profile(req).await {
-            Err(status) => status,
-            Ok(rsp) => {
-                let mut stream = rsp.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(profile)) => {
-                            backoff.reset();
-                            let profile = Profile::from(profile);
-                            tracing::debug!(%target, fqn = %profile.fully_qualified_name, opaque = profile.opaque_protocol, "Profile updated");
-                            tx.send_if_modified(|state| {
-                                let next = ProfileState::Known(profile);
-                                let changed = *state != next;
-                                *state = next;
-                                changed
-                            });
-                        }
-                        Ok(None) => break tonic::Status::ok("stream ended"),
-                        Err(status) => break status,
-                    }
-                }
-            }
-        };
+    let req = GetDestination {
+        scheme: String::new(),
+        path: target.to_string(),
+        context_token,
+    };
+    let open = || {
+        let (mut client, req) = (client.clone(), req.clone());
+        async move {
+            client
+                .get_profile(req)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let on_update = |profile: Result<Profile, Infallible>, _| {
+        let Ok(profile) = profile;
+        tracing::debug!(%target, fqn = %profile.fully_qualified_name, opaque = profile.opaque_protocol, "Profile updated");
+        tx.send_if_modified(|state| {
+            let next = ProfileState::Known(profile);
+            let changed = *state != next;
+            *state = next;
+            changed
+        });
+    };
+    let on_end = |status: &tonic::Status| {
         if matches!(
             status.code(),
             Code::InvalidArgument | Code::FailedPrecondition
         ) {
             tracing::debug!(%target, %status, "Profile lookup rejected; going on with no profile");
             tx.send_replace(ProfileState::Rejected);
-            tokio::time::sleep(REJECTED_TTL).await;
-            continue;
+            return Next::RetryAfter(REJECTED_TTL);
         }
-        tx.send_if_modified(|state| {
-            let first = *state == ProfileState::Pending;
-            if first {
-                *state = ProfileState::Unavailable;
-            }
-            first
-        });
-        tracing::debug!(%target, %status, "Profile watch ended; resubscribing");
-        backoff.wait().await;
-    }
+        mark_unavailable(&tx, &ProfileState::Pending, ProfileState::Unavailable);
+        Next::Retry
+    };
+    retry::follow("profile", open, on_update, on_end).await;
 }
