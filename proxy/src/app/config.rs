@@ -10,7 +10,8 @@ use std::{
     time::Duration,
 };
 
-use trellis_api::well_known;
+use ipnet::IpNet;
+use trellis_api::{ports, well_known};
 
 /// Env var: destination service address (`host:port`).
 pub const ENV_DESTINATION_SVC_ADDR: &str = "TRELLIS_PROXY_DESTINATION_SVC_ADDR";
@@ -438,57 +439,25 @@ fn is_loopback_host(host: &str) -> bool {
     }
 }
 
-/// An IP network in CIDR form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpNet {
-    /// Network address.
-    pub addr: IpAddr,
-    /// Prefix length.
-    pub prefix: u8,
-}
-
-impl IpNet {
-    /// True when `ip` is inside this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+/// Parses an IP network in CIDR form; a bare address is a network of one address.
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
     }
-}
-
-impl std::str::FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{addr:?} is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("prefix {p:?} must be a number from 0 to {max}"))?,
-        };
-        Ok(Self { addr, prefix })
+    match s.split_once('/') {
+        None => s
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("{s:?} is not an IP address")),
+        Some((addr, prefix)) => {
+            let addr: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{addr:?} is not an IP address"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            Err(format!(
+                "prefix {prefix:?} must be a number from 0 to {max}"
+            ))
+        }
     }
 }
 
@@ -610,7 +579,7 @@ impl Config {
                 )
             })?,
         };
-        let cluster_networks = list(env, ENV_POLICY_CLUSTER_NETWORKS, |s| s.parse::<IpNet>())?;
+        let cluster_networks = list(env, ENV_POLICY_CLUSTER_NETWORKS, parse_net)?;
         if matches!(
             default_policy,
             DefaultPolicy::ClusterAuthenticated | DefaultPolicy::ClusterUnauthenticated
@@ -645,9 +614,7 @@ impl Config {
         Ok(Self {
             destination,
             destination_context: get(env, ENV_DESTINATION_CONTEXT).unwrap_or_default(),
-            profile_networks: list(env, ENV_DESTINATION_PROFILE_NETWORKS, |s| {
-                s.parse::<IpNet>()
-            })?,
+            profile_networks: list(env, ENV_DESTINATION_PROFILE_NETWORKS, parse_net)?,
             profile_suffixes: match get(env, ENV_DESTINATION_PROFILE_SUFFIXES) {
                 Some(_) => list(env, ENV_DESTINATION_PROFILE_SUFFIXES, |s| {
                     Ok::<_, String>(s.to_string())
@@ -687,16 +654,6 @@ impl Config {
             )?,
             cores: cores(env)?,
         })
-    }
-}
-
-impl Config {
-    /// The cluster networks as `ipnet` networks.
-    pub fn cluster_networks_ipnet(&self) -> Vec<ipnet::IpNet> {
-        self.cluster_networks
-            .iter()
-            .filter_map(|n| ipnet::IpNet::new(n.addr, n.prefix).ok())
-            .collect()
     }
 }
 
@@ -824,64 +781,40 @@ fn list<T, E: std::fmt::Display>(
         .collect()
 }
 
-/// Parses a port list: commas and `a-b` ranges.
-pub fn parse_ports(raw: &str) -> Result<BTreeSet<u16>, String> {
-    let mut ports = BTreeSet::new();
-    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let port = |s: &str| {
-            s.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("{s:?} is not a port from 1 to 65535"))
-        };
-        match item.split_once('-') {
-            Some((lo, hi)) => {
-                let (lo, hi) = (port(lo)?, port(hi)?);
-                if lo > hi {
-                    return Err(format!("range {item:?} is backwards"));
-                }
-                ports.extend(lo..=hi);
-            }
-            None => {
-                ports.insert(port(item)?);
-            }
-        }
-    }
-    Ok(ports)
-}
-
 fn port_set(env: &dyn Source, name: &'static str) -> Result<BTreeSet<u16>, Error> {
     match get(env, name) {
         None => Ok(BTreeSet::new()),
-        Some(v) => parse_ports(&v).map_err(|reason| invalid(name, &v, reason)),
+        Some(v) => ports::parse_set(&v).map_err(|e| invalid(name, &v, e.to_string())),
     }
 }
 
-/// Parses a duration: `<n>ms`, `<n>s`, `<n>m`, `<n>h` or `<n>d`.
+/// Parses a duration in Go's `time.ParseDuration` grammar (`250ms`, `1.5s`, `1h30m`), as
+/// Kubernetes writes them, or as whole days `<n>d` (the injector's `365d`, as in Linkerd's
+/// proxy). Negative durations are rejected.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{raw:?} needs a unit: ms, s, m, h or d"))?;
-    let (num, unit) = raw.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{raw:?} must start with a whole number"))?;
-    let secs = |mult: u64| {
-        n.checked_mul(mult)
+    if let Some(days) = raw.strip_suffix('d')
+        && !days.is_empty()
+        && days.bytes().all(|b| b.is_ascii_digit())
+    {
+        return days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(24 * 60 * 60))
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("{raw:?} is too large"))
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(60 * 60),
-        "d" => secs(24 * 60 * 60),
-        _ => Err(format!(
-            "unit {unit:?} is not one of ms, s, m, h, d (e.g. 10s)"
-        )),
+            .ok_or_else(|| format!("{raw:?} is too large"));
     }
+    // The parser indexes bytes as characters and panics on non-ASCII input ("1µs").
+    if !raw.is_ascii() {
+        return Err(format!("{raw:?} is not ASCII; write us for microseconds"));
+    }
+    let nanos = go_parse_duration::parse_duration(raw).map_err(
+        |go_parse_duration::Error::ParseError(reason)| {
+            format!("{reason}; write a number with a unit (ns, us, ms, s, m, h; or d), e.g. 10s or 1m30s")
+        },
+    )?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("{raw:?} is negative; durations must be zero or more"))
 }
 
 fn opt_duration(env: &dyn Source, name: &'static str) -> Result<Option<Duration>, Error> {

@@ -173,7 +173,7 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     let default_policy = policy::with_detect_timeout(
         config
             .default_policy
-            .server(&config.cluster_networks_ipnet(), false),
+            .server(&config.cluster_networks, false),
         config.inbound.detect_timeout,
     );
     let policy_tls = tls::client::Client::new(roots.clone(), Some(creds.clone()))?;

@@ -9,7 +9,7 @@ pub mod capabilities;
 
 use std::{io, net::IpAddr, process::Output};
 
-use trellis_api::well_known;
+use trellis_api::{ports::PortRange, well_known};
 
 /// Chain that redirects inbound traffic.
 pub const REDIRECT_CHAIN: &str = "PROXY_INIT_REDIRECT";
@@ -23,44 +23,12 @@ pub const MULTIPORT_MAX: usize = 15;
 pub const ALWAYS_IGNORED_INBOUND: [u16; 2] =
     [well_known::PROXY_CONTROL_PORT, well_known::PROXY_ADMIN_PORT];
 
-/// A port or an inclusive range of ports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PortRange {
-    /// First port.
-    pub lo: u16,
-    /// Last port.
-    pub hi: u16,
-}
-
-impl PortRange {
-    fn multiport(self) -> String {
-        if self.lo == self.hi {
-            self.lo.to_string()
-        } else {
-            format!("{}:{}", self.lo, self.hi)
-        }
-    }
-}
-
-impl std::str::FromStr for PortRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let port = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("{p:?} is not a port from 1 to 65535"))
-        };
-        let (lo, hi) = match s.split_once('-') {
-            Some((lo, hi)) => (port(lo)?, port(hi)?),
-            None => (port(s)?, port(s)?),
-        };
-        if lo > hi {
-            return Err(format!("range {s:?} is backwards"));
-        }
-        Ok(Self { lo, hi })
+/// A range as a `multiport` match writes it: `80` or `80:90`.
+fn multiport(range: PortRange) -> String {
+    if range.lo == range.hi {
+        range.lo.to_string()
+    } else {
+        format!("{}:{}", range.lo, range.hi)
     }
 }
 
@@ -146,7 +114,7 @@ fn ignore_ports(chain: &'static str, ports: &[PortRange], what: &str) -> Vec<Ste
         .map(|chunk| {
             let list = chunk
                 .iter()
-                .map(|p| p.multiport())
+                .map(|p| multiport(*p))
                 .collect::<Vec<_>>()
                 .join(",");
             let mut rule = args(&[
