@@ -1,3 +1,7 @@
+use std::net::IpAddr;
+
+use trellis_api::{ports, well_known};
+
 use super::*;
 use crate::test_util::{FAKE_ANCHORS_PEM, mk_env};
 
