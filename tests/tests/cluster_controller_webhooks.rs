@@ -48,7 +48,7 @@ use trellis_operator::{
 };
 use trellis_tests::{
     DEFAULT_TIMEOUT,
-    certs::{LocalhostPki, TestPki, localhost_server},
+    certs::{IssuerSecret, LocalhostPki, TestPki, localhost_server},
     cluster, eventually,
     k8s::{FIELD_MANAGER, apply_yaml, with_temp_ns},
 };
