@@ -70,6 +70,14 @@ fn web_service(endpoints: Vec<WeightedAddr>) -> FakeDestination {
     dst
 }
 
+/// The `web-0` backend, and a destination controller whose web Service has it as its one
+/// endpoint.
+async fn web0_service(mesh: &Mesh) -> (app::Running, FakeDestination) {
+    let web0 = backend(mesh, "web-0").await;
+    let endpoint = meshed_endpoint(web0.inbound_addr, WEB_IDENTITY, "web-0");
+    (web0, web_service(vec![endpoint]))
+}
+
 /// A client proxy reaching [`service_ip`] through the destination controller at `dst`.
 async fn web_client(mesh: &Mesh, dst: SocketAddr) -> app::Running {
     let dst = dst.to_string();
@@ -145,12 +153,7 @@ async fn http_is_balanced_over_mtls_h2_across_endpoints() {
 #[tokio::test]
 async fn endpoints_stay_when_the_controller_goes_away() {
     let mesh = Mesh::new().await;
-    let web0 = backend(&mesh, "web-0").await;
-    let dst = web_service(vec![meshed_endpoint(
-        web0.inbound_addr,
-        WEB_IDENTITY,
-        "web-0",
-    )]);
+    let (web0, dst) = web0_service(&mesh).await;
     // The controller lives on its own runtime and thread so the test can stop it.
     let controller = Stoppable::start(move || dst.spawn()).await;
     let client = web_client(&mesh, controller.addr).await;
@@ -191,12 +194,7 @@ async fn unknown_targets_go_to_the_original_destination() {
 #[tokio::test]
 async fn http1_upgrades_pass_through_meshed_targets() {
     let mesh = Mesh::new().await;
-    let web0 = backend(&mesh, "web-0").await;
-    let dst = web_service(vec![meshed_endpoint(
-        web0.inbound_addr,
-        WEB_IDENTITY,
-        "web-0",
-    )]);
+    let (web0, dst) = web0_service(&mesh).await;
     let client = web_client(&mesh, dst.spawn().await).await;
     let io = TcpStream::connect(client.outbound_addrs[0]).await.unwrap();
     upgrade_and_echo(io, WEB_FQN, b"websocket frames").await;
@@ -206,12 +204,7 @@ async fn http1_upgrades_pass_through_meshed_targets() {
 #[tokio::test]
 async fn http2_from_the_app_stays_http2_end_to_end() {
     let mesh = Mesh::new().await;
-    let web0 = backend(&mesh, "web-0").await;
-    let dst = web_service(vec![meshed_endpoint(
-        web0.inbound_addr,
-        WEB_IDENTITY,
-        "web-0",
-    )]);
+    let (web0, dst) = web0_service(&mesh).await;
     let client = web_client(&mesh, dst.spawn().await).await;
     let req = http::Request::post("http://web.shop.svc.cluster.local/pkg.Svc/Call")
         .header("content-type", "application/grpc")
@@ -463,12 +456,7 @@ async fn policy_updates_move_new_requests_to_the_new_backend() {
 #[tokio::test]
 async fn idle_targets_drop_their_watches() {
     let mesh = Mesh::new().await;
-    let web0 = backend(&mesh, "web-0").await;
-    let dst = web_service(vec![meshed_endpoint(
-        web0.inbound_addr,
-        WEB_IDENTITY,
-        "web-0",
-    )]);
+    let (web0, dst) = web0_service(&mesh).await;
     let policy = FakeOutboundPolicy::default();
     policy.set(service_ip(), &format!("{WEB_FQN}:80"), AppProtocol::Detect);
     let client = client_of(

@@ -20,7 +20,9 @@ use trellis_proxy::{
 use trellis_tests::{
     assert_eventually,
     control::{FakePolicy, servers},
-    proxy::{Mesh, WAIT, connect_remote, echo_server, get, http_app, http_get, spawn, to},
+    proxy::{
+        Mesh, WAIT, connect_remote, echo_server, get, http_app, http_get, http2_send, spawn, to,
+    },
 };
 
 const CLIENT_IDENTITY: &str = "client.shop.serviceaccount.identity.trellis.cluster.local";
@@ -47,18 +49,11 @@ async fn grpc_request<T>(io: T) -> (u16, Option<String>)
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
     let req = http::Request::post("http://web/pkg.Svc/Method")
         .header("content-type", "application/grpc")
         .body(String::new())
         .unwrap();
-    let rsp = send.send_request(req).await.unwrap();
+    let rsp = http2_send(io, req).await;
     let status = rsp
         .headers()
         .get("grpc-status")

@@ -132,9 +132,9 @@ fn default_profile_has_name_and_budget() {
     assert!(wire.routes.is_empty());
 }
 
-#[test]
-fn routes_carry_the_route_label_and_timeout() {
-    let route = Route {
+/// A retryable route for `GET /books/...` with a 1.5 s timeout, whose 5xx are failures.
+fn books_route() -> Route {
+    Route {
         name: "get-books".into(),
         condition: RequestMatch::All(vec![
             RequestMatch::Method(http::Method::GET),
@@ -146,8 +146,12 @@ fn routes_carry_the_route_label_and_timeout() {
         }],
         is_retryable: true,
         timeout: Some(std::time::Duration::from_millis(1500)),
-    };
-    let wire = api::Route::from(route);
+    }
+}
+
+#[test]
+fn routes_carry_the_route_label_and_timeout() {
+    let wire = api::Route::from(books_route());
     assert_eq!(wire.metrics_labels["route"], "get-books");
     let t = wire.timeout.unwrap();
     assert_eq!((t.seconds, t.nanos), (1, 500_000_000));
@@ -246,19 +250,17 @@ fn an_unusable_address_is_skipped_not_the_update() {
 
 #[test]
 fn profiles_round_trip_and_lose_the_trailing_dot() {
-    let route = Route {
-        name: "get-books".into(),
-        condition: RequestMatch::All(vec![
-            RequestMatch::Method(http::Method::GET),
-            RequestMatch::Not(Box::new(RequestMatch::Path("/admin/.*".into()))),
-        ]),
-        response_classes: vec![ResponseClass {
-            condition: ResponseMatch::Any(vec![ResponseMatch::Status { min: 500, max: 599 }]),
-            is_failure: true,
-        }],
-        is_retryable: true,
-        timeout: Some(std::time::Duration::from_millis(1500)),
-    };
+    // Every combinator round-trips.
+    let mut route = books_route();
+    route.condition = RequestMatch::Any(vec![
+        route.condition,
+        RequestMatch::Not(Box::new(RequestMatch::Path("/admin/.*".into()))),
+    ]);
+    route.response_classes[0].condition =
+        ResponseMatch::Not(Box::new(ResponseMatch::All(vec![ResponseMatch::Status {
+            min: 200,
+            max: 499,
+        }])));
     let profile = Profile {
         routes: vec![route],
         dst_overrides: vec![WeightedDst {

@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 use tracing::Instrument;
 use trellis_api::linkerd2_proxy_api::inbound::{
     PortSpec, inbound_server_policies_client::InboundServerPoliciesClient,
@@ -170,10 +170,7 @@ async fn watch_port(
         tx.send_replace(Some(Arc::new(policy)));
     };
     let on_end = |status: &tonic::Status| {
-        if matches!(
-            status.code(),
-            Code::InvalidArgument | Code::FailedPrecondition
-        ) {
+        if retry::is_rejection(status) {
             tracing::warn!(port, %status, "Policy watch rejected; keeping the current policy");
             return Next::Stop;
         }

@@ -92,17 +92,34 @@ pub enum Step {
     },
 }
 
-fn comment(name: &str) -> Vec<String> {
-    vec![
+/// A rule appended to `chain`: `rule`, then a comment `proxy-init/<comment>`.
+fn append(chain: &'static str, rule: &[&str], comment: &str) -> Step {
+    let mut rule: Vec<String> = rule.iter().map(|s| (*s).to_string()).collect();
+    rule.extend([
         "-m".into(),
         "comment".into(),
         "--comment".into(),
-        format!("{COMMENT_PREFIX}{name}"),
-    ]
+        format!("{COMMENT_PREFIX}{comment}"),
+    ]);
+    Step::Append(chain, rule)
 }
 
-fn args(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_string()).collect()
+/// The closing rule of `chain`, redirecting all TCP to `port`, and the jump to `chain`
+/// from the built-in chain `from`; `direction` is `incoming` or `outgoing`.
+fn redirect_all(chain: &'static str, from: &'static str, port: u16, direction: &str) -> [Step; 2] {
+    let port = port.to_string();
+    [
+        append(
+            chain,
+            &["-p", "tcp", "-j", "REDIRECT", "--to-port", &port],
+            &format!("redirect-all-{direction}-to-proxy-port-{port}"),
+        ),
+        Step::Jump {
+            from,
+            to: chain,
+            comment: format!("{COMMENT_PREFIX}install-proxy-init-{}", from.to_lowercase()),
+        },
+    ]
 }
 
 fn ignore_ports(chain: &'static str, ports: &[PortRange], what: &str) -> Vec<Step> {
@@ -117,18 +134,20 @@ fn ignore_ports(chain: &'static str, ports: &[PortRange], what: &str) -> Vec<Ste
                 .map(|p| multiport(*p))
                 .collect::<Vec<_>>()
                 .join(",");
-            let mut rule = args(&[
-                "-p",
-                "tcp",
-                "-m",
-                "multiport",
-                "--dports",
-                &list,
-                "-j",
-                "RETURN",
-            ]);
-            rule.extend(comment(&format!("ignore-{what}-ports-{list}")));
-            Step::Append(chain, rule)
+            append(
+                chain,
+                &[
+                    "-p",
+                    "tcp",
+                    "-m",
+                    "multiport",
+                    "--dports",
+                    &list,
+                    "-j",
+                    "RETURN",
+                ],
+                &format!("ignore-{what}-ports-{list}"),
+            )
         })
         .collect()
 }
@@ -148,53 +167,51 @@ pub fn plan(options: &Options, family: Family) -> Vec<Step> {
             (IpAddr::V4(_), Family::V4) | (IpAddr::V6(_), Family::V6)
         );
         if matches_family {
-            let mut rule = args(&["-p", "tcp", "-s", &net.to_string(), "-j", "RETURN"]);
-            rule.extend(comment(&format!("ignore-subnet-{net}")));
-            steps.push(Step::Append(REDIRECT_CHAIN, rule));
+            steps.push(append(
+                REDIRECT_CHAIN,
+                &["-p", "tcp", "-s", &net.to_string(), "-j", "RETURN"],
+                &format!("ignore-subnet-{net}"),
+            ));
         }
     }
-    let port = options.inbound_port.to_string();
-    let mut redirect = args(&["-p", "tcp", "-j", "REDIRECT", "--to-port", &port]);
-    redirect.extend(comment(&format!(
-        "redirect-all-incoming-to-proxy-port-{port}"
-    )));
-    steps.push(Step::Append(REDIRECT_CHAIN, redirect));
-    steps.push(Step::Jump {
-        from: "PREROUTING",
-        to: REDIRECT_CHAIN,
-        comment: format!("{COMMENT_PREFIX}install-proxy-init-prerouting"),
-    });
+    steps.extend(redirect_all(
+        REDIRECT_CHAIN,
+        "PREROUTING",
+        options.inbound_port,
+        "incoming",
+    ));
 
     steps.push(Step::Chain(OUTPUT_CHAIN));
     let uid = options.proxy_uid.to_string();
-    let mut rule = args(&["-m", "owner", "--uid-owner", &uid, "-j", "RETURN"]);
-    rule.extend(comment(&format!("ignore-proxy-user-id-{uid}")));
-    steps.push(Step::Append(OUTPUT_CHAIN, rule));
+    steps.push(append(
+        OUTPUT_CHAIN,
+        &["-m", "owner", "--uid-owner", &uid, "-j", "RETURN"],
+        &format!("ignore-proxy-user-id-{uid}"),
+    ));
     if let Some(gid) = options.proxy_gid {
         let gid = gid.to_string();
-        let mut rule = args(&["-m", "owner", "--gid-owner", &gid, "-j", "RETURN"]);
-        rule.extend(comment(&format!("ignore-proxy-group-id-{gid}")));
-        steps.push(Step::Append(OUTPUT_CHAIN, rule));
+        steps.push(append(
+            OUTPUT_CHAIN,
+            &["-m", "owner", "--gid-owner", &gid, "-j", "RETURN"],
+            &format!("ignore-proxy-group-id-{gid}"),
+        ));
     }
-    let mut rule = args(&["-o", "lo", "-j", "RETURN"]);
-    rule.extend(comment("ignore-loopback"));
-    steps.push(Step::Append(OUTPUT_CHAIN, rule));
+    steps.push(append(
+        OUTPUT_CHAIN,
+        &["-o", "lo", "-j", "RETURN"],
+        "ignore-loopback",
+    ));
     steps.extend(ignore_ports(
         OUTPUT_CHAIN,
         &options.outbound_ports_to_ignore,
         "outbound",
     ));
-    let port = options.outbound_port.to_string();
-    let mut redirect = args(&["-p", "tcp", "-j", "REDIRECT", "--to-port", &port]);
-    redirect.extend(comment(&format!(
-        "redirect-all-outgoing-to-proxy-port-{port}"
-    )));
-    steps.push(Step::Append(OUTPUT_CHAIN, redirect));
-    steps.push(Step::Jump {
-        from: "OUTPUT",
-        to: OUTPUT_CHAIN,
-        comment: format!("{COMMENT_PREFIX}install-proxy-init-output"),
-    });
+    steps.extend(redirect_all(
+        OUTPUT_CHAIN,
+        "OUTPUT",
+        options.outbound_port,
+        "outgoing",
+    ));
     steps
 }
 
@@ -277,9 +294,11 @@ fn check(bin: &str, args: &[String], out: Output) -> Result<(), Error> {
 /// jumps are not duplicated, so applying twice leaves the same rules.
 pub fn apply(runner: &dyn Runner, bin: &str, steps: &[Step]) -> Result<(), Error> {
     let nat = |rest: &[&str]| -> Vec<String> {
-        let mut a = args(&["-w", "-t", "nat"]);
-        a.extend(rest.iter().map(|s| (*s).to_string()));
-        a
+        ["-w", "-t", "nat"]
+            .iter()
+            .chain(rest)
+            .map(|s| (*s).to_string())
+            .collect()
     };
     for step in steps {
         match step {

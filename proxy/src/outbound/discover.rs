@@ -15,7 +15,7 @@ use std::{
 
 use parking_lot::Mutex;
 use tokio::{sync::watch, time::Instant};
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 use tracing::Instrument;
 use trellis_api::{
     destination::{Endpoint, Update},
@@ -461,10 +461,7 @@ async fn watch_endpoints(
         tx.send_replace(Arc::new(set));
     };
     let on_end = |status: &tonic::Status| {
-        if matches!(
-            status.code(),
-            Code::InvalidArgument | Code::FailedPrecondition
-        ) {
+        if retry::is_rejection(status) {
             tracing::warn!(%path, %status, "Endpoint watch rejected");
             return Next::Stop;
         }

@@ -3,7 +3,7 @@
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 use trellis_api::{
     destination::Profile,
     linkerd2_proxy_api::destination::{GetDestination, destination_client::DestinationClient},
@@ -69,10 +69,7 @@ pub async fn watch(
         });
     };
     let on_end = |status: &tonic::Status| {
-        if matches!(
-            status.code(),
-            Code::InvalidArgument | Code::FailedPrecondition
-        ) {
+        if retry::is_rejection(status) {
             tracing::debug!(%target, %status, "Profile lookup rejected; going on with no profile");
             tx.send_replace(ProfileState::Rejected);
             return Next::RetryAfter(REJECTED_TTL);

@@ -48,6 +48,15 @@ pub enum Next {
     Stop,
 }
 
+/// Whether the controller refused the request itself (`InvalidArgument` or
+/// `FailedPrecondition`), so asking again the same way will not help.
+pub fn is_rejection(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+    )
+}
+
 /// Follows the stream `open` returns until `on_end` says [`Next::Stop`]: each message is
 /// converted to `T` and handed to `on_update` (with `true` for a subscription's first
 /// message); a message resets the backoff. A stream that ends cleanly counts as an `Ok`

@@ -74,3 +74,16 @@ async fn retry_after_leaves_the_backoff_alone() {
     let ms: Vec<u128> = opened.iter().map(Duration::as_millis).collect();
     assert_eq!(ms, [0, 100, 30_100, 30_300]);
 }
+
+#[test]
+fn only_refusals_of_the_request_are_rejections() {
+    for (status, rejected) in [
+        (Status::invalid_argument("bad target"), true),
+        (Status::failed_precondition("opted out"), true),
+        (Status::not_found("no policy"), false),
+        (Status::unavailable("down"), false),
+        (Status::ok("stream ended"), false),
+    ] {
+        assert_eq!(is_rejection(&status), rejected, "{status}");
+    }
+}
