@@ -18,12 +18,13 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 use bytes::Bytes;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
     sync::watch,
 };
 
 use self::{
     balance::EndpointFactory,
-    discover::{Resolution, Resolver},
+    discover::{EndpointSet, Resolution, Resolver},
 };
 use crate::{
     app::config::OutboundConfig,
@@ -87,24 +88,8 @@ impl Outbound {
             }
             None => (Resolution::Forward, None),
         };
-        let (protocol, io) = match resolution.protocol() {
-            AppProtocol::Detect => {
-                let detected = tokio::select! {
-                    res = detect(stream, self.config.detect_timeout) => res,
-                    () = self.drain.signaled() => return,
-                };
-                match detected {
-                    Ok(res) => res,
-                    Err(error) => {
-                        tracing::debug!(%error, "Connection failed during detection");
-                        return;
-                    }
-                }
-            }
-            // Known protocols, and targets that need none, skip detection.
-            AppProtocol::Http1 => (Protocol::Http1, PrefixedIo::new(Bytes::new(), stream)),
-            AppProtocol::Http2 => (Protocol::Http2, PrefixedIo::new(Bytes::new(), stream)),
-            AppProtocol::Opaque => (Protocol::Opaque, PrefixedIo::new(Bytes::new(), stream)),
+        let Some((protocol, io)) = self.protocol(stream, resolution.protocol()).await else {
+            return;
         };
         tracing::debug!(
             protocol = protocol.name(),
@@ -151,26 +136,58 @@ impl Outbound {
                 )
                 .await;
             }
-            _ => {
-                // Wait (failfast-bounded) for discovery's first endpoints.
-                let mut endpoints = endpoints;
-                let ep = match tokio::time::timeout(
-                    http::FAILFAST_TIMEOUT,
-                    endpoints.wait_for(|set| !set.is_empty()),
-                )
-                .await
-                {
-                    Ok(Ok(set)) => {
-                        let n = set.len();
-                        set.values().nth(rand::random_range(0..n)).cloned()
-                    }
-                    _ => None,
+            _ => self.opaque_to_any(io, &name, endpoints).await,
+        }
+    }
+
+    /// The connection's protocol: detected from the client's first bytes when the target
+    /// says `Detect` (`None` when detection fails or draining starts), else the known one.
+    async fn protocol(
+        &self,
+        stream: TcpStream,
+        known: AppProtocol,
+    ) -> Option<(Protocol, PrefixedIo<TcpStream>)> {
+        let protocol = match known {
+            AppProtocol::Detect => {
+                let detected = tokio::select! {
+                    res = detect(stream, self.config.detect_timeout) => res,
+                    () = self.drain.signaled() => return None,
                 };
-                match ep {
-                    Some(ep) => self.opaque_to_endpoint(io, &ep).await,
-                    None => tracing::info!(%name, "No endpoints; closing the connection"),
-                }
+                return detected
+                    .inspect_err(|error| {
+                        tracing::debug!(%error, "Connection failed during detection");
+                    })
+                    .ok();
             }
+            // Known protocols, and targets that need none, skip detection.
+            AppProtocol::Http1 => Protocol::Http1,
+            AppProtocol::Http2 => Protocol::Http2,
+            AppProtocol::Opaque => Protocol::Opaque,
+        };
+        Some((protocol, PrefixedIo::new(Bytes::new(), stream)))
+    }
+
+    /// Sends opaque traffic to one of `endpoints`, picked at random once discovery has any
+    /// (waiting at most the failfast timeout).
+    async fn opaque_to_any<T>(&self, io: T, name: &str, mut endpoints: watch::Receiver<EndpointSet>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ep = match tokio::time::timeout(
+            http::FAILFAST_TIMEOUT,
+            endpoints.wait_for(|set| !set.is_empty()),
+        )
+        .await
+        {
+            Ok(Ok(set)) => {
+                let n = set.len();
+                set.values().nth(rand::random_range(0..n)).cloned()
+            }
+            _ => None,
+        };
+        match ep {
+            Some(ep) => self.opaque_to_endpoint(io, &ep).await,
+            None => tracing::info!(%name, "No endpoints; closing the connection"),
         }
     }
 
