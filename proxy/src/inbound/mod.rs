@@ -7,6 +7,7 @@
 //! time); a refused request gets `403` (gRPC: `PermissionDenied`). Other traffic is
 //! authorized once per connection, and a refused connection is closed.
 
+pub mod config;
 pub mod http;
 pub mod policy;
 pub mod watch;
@@ -16,11 +17,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::{
+    config::InboundConfig,
     policy::{self as authz, ClientTls, Protocol as ServerProtocol, ServerPolicy},
     watch::Policies,
 };
 use crate::{
-    app::config::InboundConfig,
     drain::Drain,
     metrics::{
         Labels, Metrics, TlsLabel,

@@ -7,6 +7,7 @@
 //! bytes; opaque, HTTP/1 and HTTP/2 targets (and forwarded ones) are served at once.
 
 pub mod balance;
+pub mod config;
 pub mod discover;
 pub mod endpoint;
 pub mod http;
@@ -24,10 +25,10 @@ use tokio::{
 
 use self::{
     balance::EndpointFactory,
+    config::OutboundConfig,
     discover::{EndpointSet, Resolution, Resolver},
 };
 use crate::{
-    app::config::OutboundConfig,
     drain::Drain,
     metrics::{
         Metrics, TlsLabel,

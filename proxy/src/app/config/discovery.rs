@@ -1,9 +1,11 @@
 //! Control-plane discovery settings: the destination and policy controllers, what is
 //! looked up, and how long control streams may run.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use ipnet::IpNet;
+
+pub use crate::transport::control_addr::ControlAddr;
 
 use super::{
     Error, Source,
@@ -44,41 +46,6 @@ pub struct ControlStreamConfig {
     pub idle_timeout: Option<Duration>,
     /// Restart a stream after this long.
     pub lifetime: Option<Duration>,
-}
-
-/// A control-plane address and the identity its server must prove.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ControlAddr {
-    /// Host (DNS name or IP, without brackets).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// The server's identity; `None` only for loopback (plaintext) addresses.
-    pub identity: Option<String>,
-}
-
-impl ControlAddr {
-    /// True when the address is loopback and so plaintext: `127.0.0.0/8`, `::1`, or
-    /// `localhost.` with the trailing dot.
-    pub fn is_loopback(&self) -> bool {
-        is_loopback_host(&self.host)
-    }
-
-    /// `host:port`, with brackets around an IPv6 host.
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host == "localhost.",
-    }
 }
 
 /// Destination lookups: the controller, the context token, and which targets get profiles.
@@ -133,18 +100,17 @@ pub(super) fn control_addr(
 ) -> Result<ControlAddr, Error> {
     let raw = required(env, addr_var)?;
     let (host, port) = split_host_port(&raw).map_err(|reason| invalid(addr_var, &raw, reason))?;
-    let identity = get(env, name_var);
-    if identity.is_none() && !is_loopback_host(&host) {
-        return Err(Error::Missing { name: name_var });
-    }
-    if let Some(id) = &identity {
-        check_dns_name(name_var, id)?;
-    }
-    Ok(ControlAddr {
+    let addr = ControlAddr {
         host,
         port,
-        identity,
-    })
+        identity: get(env, name_var),
+    };
+    match &addr.identity {
+        None if !addr.is_loopback() => return Err(Error::Missing { name: name_var }),
+        None => {}
+        Some(id) => check_dns_name(name_var, id)?,
+    }
+    Ok(addr)
 }
 
 fn split_host_port(raw: &str) -> Result<(String, u16), String> {

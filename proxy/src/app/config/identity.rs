@@ -3,9 +3,11 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::identity::config::IdentityConfig;
+
 use super::{
     Error, Source,
-    discovery::{ControlAddr, control_addr},
+    discovery::control_addr,
     parse::{check_dns_name, duration_or, get, invalid, required},
 };
 
@@ -33,25 +35,6 @@ pub const ENV_IDENTITY_MAX_REFRESH: &str = "TRELLIS_PROXY_IDENTITY_MAX_REFRESH";
 pub const DEFAULT_IDENTITY_MIN_REFRESH: Duration = Duration::from_secs(10);
 /// Default maximum certificate refresh interval.
 pub const DEFAULT_IDENTITY_MAX_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Identity settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct IdentityConfig {
-    /// Directory for `key.p8` and `csr.der`.
-    pub dir: PathBuf,
-    /// PEM bundle of trust anchors (non-empty).
-    pub trust_anchors_pem: String,
-    /// ServiceAccount token file.
-    pub token_file: PathBuf,
-    /// Identity controller.
-    pub svc: ControlAddr,
-    /// This proxy's identity name.
-    pub local_name: String,
-    /// Minimum refresh interval.
-    pub min_refresh: Duration,
-    /// Maximum refresh interval.
-    pub max_refresh: Duration,
-}
 
 impl IdentityConfig {
     /// Reads the identity settings from `env`.

@@ -2,13 +2,14 @@
 //! and the default policy with the cluster networks it may need.
 
 use std::{
-    collections::BTreeSet,
     net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
 use ipnet::IpNet;
 use trellis_api::well_known;
+
+use crate::inbound::config::InboundConfig;
 
 use super::{
     DefaultPolicy, Error, Source,
@@ -49,27 +50,6 @@ pub const DEFAULT_INBOUND_CONNECT_TIMEOUT: Duration = Duration::from_millis(300)
 pub const DEFAULT_INBOUND_DISCOVERY_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Default inbound policy.
 pub const DEFAULT_INBOUND_POLICY: DefaultPolicy = DefaultPolicy::AllUnauthenticated;
-
-/// Inbound settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InboundConfig {
-    /// Listen address.
-    pub listen_addr: SocketAddr,
-    /// The pod's IPs (empty: any).
-    pub ips: Vec<IpAddr>,
-    /// The pod's ports (policies are fetched up front); the admin port is always included.
-    pub ports: BTreeSet<u16>,
-    /// Ports that skip protocol detection.
-    pub opaque_ports: BTreeSet<u16>,
-    /// Protocol detection timeout.
-    pub detect_timeout: Duration,
-    /// Connect timeout (to the app).
-    pub connect_timeout: Duration,
-    /// Lifetime of unused discovery watches.
-    pub discovery_idle_timeout: Duration,
-    /// TCP keepalive on accepted connections.
-    pub keepalive: Option<Duration>,
-}
 
 impl InboundConfig {
     /// Reads the inbound settings from `env`; the admin port is always among the ports.

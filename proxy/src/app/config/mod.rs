@@ -5,8 +5,10 @@
 //!
 //! Each stage's variables, defaults and parser sit in their own file: `inbound`, `outbound`,
 //! `identity`, `discovery` (destination and policy controllers), `admin`, `tap` and
-//! `runtime` (logs, cores); `parse` holds the shared value parsers. Every name is
-//! re-exported here, so `config::ENV_*` is the one path to each variable.
+//! `runtime` (logs, cores); `parse` holds the shared value parsers. The inbound, outbound
+//! and identity settings types live beside their stage (`inbound::config`, ...), which never
+//! reads a variable itself. Every name is re-exported here, so `config::ENV_*` is the one
+//! path to each variable.
 
 mod admin;
 mod discovery;
@@ -54,19 +56,24 @@ pub use self::tap::{ENV_CONTROL_LISTEN_ADDR, ENV_TAP_SVC_NAME};
 pub use self::{
     admin::{DEFAULT_ADMIN_LISTEN_ADDR, DEFAULT_SHUTDOWN_GRACE_PERIOD},
     discovery::{ControlAddr, ControlStreamConfig, DEFAULT_PROFILE_SUFFIXES},
-    identity::{DEFAULT_IDENTITY_MAX_REFRESH, DEFAULT_IDENTITY_MIN_REFRESH, IdentityConfig},
+    identity::{DEFAULT_IDENTITY_MAX_REFRESH, DEFAULT_IDENTITY_MIN_REFRESH},
     inbound::{
         DEFAULT_DETECT_TIMEOUT, DEFAULT_INBOUND_CONNECT_TIMEOUT,
         DEFAULT_INBOUND_DISCOVERY_IDLE_TIMEOUT, DEFAULT_INBOUND_LISTEN_ADDR,
-        DEFAULT_INBOUND_POLICY, InboundConfig,
+        DEFAULT_INBOUND_POLICY,
     },
     outbound::{
         DEFAULT_OUTBOUND_CONNECT_TIMEOUT, DEFAULT_OUTBOUND_DISCOVERY_IDLE_TIMEOUT,
-        DEFAULT_OUTBOUND_LISTEN_ADDR, OutboundConfig,
+        DEFAULT_OUTBOUND_LISTEN_ADDR,
     },
     parse::parse_duration,
     runtime::{AccessLogFormat, DEFAULT_CORES, DEFAULT_LOG, LogConfig, LogFormat, MAX_CORES},
     tap::DEFAULT_CONTROL_LISTEN_ADDR,
+};
+/// The stages' settings, parsed here (convention: only this module reads the variables).
+pub use crate::{
+    identity::config::IdentityConfig, inbound::config::InboundConfig,
+    outbound::config::OutboundConfig,
 };
 
 /// The inbound policy used where no Server applies, and until the controller answers.

@@ -7,6 +7,8 @@ use std::{
 
 use trellis_api::well_known;
 
+use crate::outbound::config::OutboundConfig;
+
 use super::{
     Error, Source,
     inbound::DEFAULT_DETECT_TIMEOUT,
@@ -37,21 +39,6 @@ pub const DEFAULT_OUTBOUND_LISTEN_ADDR: SocketAddr = SocketAddr::new(
 pub const DEFAULT_OUTBOUND_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default lifetime of unused outbound discovery watches.
 pub const DEFAULT_OUTBOUND_DISCOVERY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Outbound settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutboundConfig {
-    /// Listen addresses (loopback).
-    pub listen_addrs: Vec<SocketAddr>,
-    /// Protocol detection timeout.
-    pub detect_timeout: Duration,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Lifetime of unused discovery watches.
-    pub discovery_idle_timeout: Duration,
-    /// TCP keepalive on outbound connections.
-    pub keepalive: Option<Duration>,
-}
 
 impl OutboundConfig {
     /// Reads the outbound settings from `env`.
