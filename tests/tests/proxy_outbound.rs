@@ -275,6 +275,25 @@ async fn client_of(
         .await
 }
 
+/// A client proxy whose outbound connections all target `orig_dst`, discovering through
+/// (clones of) `dst` and `policy`, and keeping an unused target's watches for `idle`.
+async fn watched_client(
+    mesh: &Mesh,
+    dst: &FakeDestination,
+    policy: &FakeOutboundPolicy,
+    orig_dst: SocketAddr,
+    idle: &str,
+) -> app::Running {
+    client_of(
+        mesh,
+        dst.clone().spawn().await,
+        policy.clone().spawn().await,
+        orig_dst,
+        &[(config::ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, idle)],
+    )
+    .await
+}
+
 /// Connects to `outbound` and, sending nothing first, expects the `220 ready` banner, then
 /// an echo.
 async fn banner_then_echo(outbound: SocketAddr) {
@@ -377,14 +396,7 @@ async fn a_target_first_unknown_is_meshed_once_the_control_plane_knows_it() {
     );
     let policy = FakeOutboundPolicy::default();
     // Idle eviction never re-resolves here: only the open watches can bring the change.
-    let client = client_of(
-        &mesh,
-        dst.clone().spawn().await,
-        policy.clone().spawn().await,
-        direct,
-        &[(config::ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, "1h")],
-    )
-    .await;
+    let client = watched_client(&mesh, &dst, &policy, direct, "1h").await;
     let outbound = client.outbound_addrs[0];
     let rsp = request(outbound, "/before").await;
     assert_eq!(
@@ -432,14 +444,7 @@ async fn policy_updates_move_new_requests_to_the_new_backend() {
     );
     let policy = FakeOutboundPolicy::default();
     policy.set(service_ip(), a, AppProtocol::Detect);
-    let client = client_of(
-        &mesh,
-        dst.clone().spawn().await,
-        policy.clone().spawn().await,
-        service_ip(),
-        &[(config::ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, "1h")],
-    )
-    .await;
+    let client = watched_client(&mesh, &dst, &policy, service_ip(), "1h").await;
     let outbound = client.outbound_addrs[0];
     // The policy's backend wins over the profile's Service name.
     assert!(request(outbound, "/a").await.body().ends_with("app=web-0"));
@@ -459,14 +464,7 @@ async fn idle_targets_drop_their_watches() {
     let (web0, dst) = web0_service(&mesh).await;
     let policy = FakeOutboundPolicy::default();
     policy.set(service_ip(), &format!("{WEB_FQN}:80"), AppProtocol::Detect);
-    let client = client_of(
-        &mesh,
-        dst.clone().spawn().await,
-        policy.clone().spawn().await,
-        service_ip(),
-        &[(config::ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, "200ms")],
-    )
-    .await;
+    let client = watched_client(&mesh, &dst, &policy, service_ip(), "200ms").await;
     let open = || {
         (
             policy.streams.load(Ordering::SeqCst),
