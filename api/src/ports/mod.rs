@@ -4,7 +4,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::{collections::BTreeSet, str::FromStr};
+use std::{collections::BTreeSet, fmt, str::FromStr};
 
 /// A port list item that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +30,17 @@ impl PortRange {
     /// The ports of the range.
     pub fn ports(self) -> std::ops::RangeInclusive<u16> {
         self.lo..=self.hi
+    }
+}
+
+impl fmt::Display for PortRange {
+    /// `80` or `80-90`, as [`PortRange::from_str`] reads it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
     }
 }
 
@@ -64,6 +75,16 @@ pub fn parse_ranges(raw: &str) -> Result<Vec<PortRange>, InvalidPort> {
         .filter(|s| !s.is_empty())
         .map(PortRange::from_str)
         .collect()
+}
+
+/// The list in its normal form: items trimmed, blanks dropped, `25,4000-4100`.
+pub fn normalize(raw: &str) -> Result<String, InvalidPort> {
+    let ranges = parse_ranges(raw)?;
+    Ok(ranges
+        .iter()
+        .map(PortRange::to_string)
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 /// Every port a comma-separated list names.

@@ -36,3 +36,18 @@ fn bad_items_are_named() {
         "range \"10-5\" is backwards"
     );
 }
+
+#[test]
+fn normalize_trims_and_keeps_ranges() {
+    assert_eq!(normalize(" 25, 4000-4100 ,").unwrap(), "25,4000-4100");
+    assert_eq!(normalize("7-7").unwrap(), "7");
+    assert_eq!(normalize("").unwrap(), "");
+    assert_eq!(
+        normalize("5-3"),
+        Err(InvalidPort::Backwards("5-3".to_string()))
+    );
+    assert_eq!(
+        normalize("http"),
+        Err(InvalidPort::NotAPort("http".to_string()))
+    );
+}

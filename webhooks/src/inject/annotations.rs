@@ -320,34 +320,7 @@ fn not_empty(v: &str) -> Result<String, String> {
 /// Normalizes a list of ports and inclusive ranges, like `25, 4000-4100`, to `25,4000-4100`.
 /// An empty string is an empty list.
 pub fn port_list(value: &str) -> Result<String, String> {
-    let mut out = Vec::new();
-    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (low, high) = match item.split_once('-') {
-            Some((low, high)) => (port(low.trim())?, port(high.trim())?),
-            None => {
-                let p = port(item)?;
-                (p, p)
-            }
-        };
-        if low > high {
-            return Err(format!("range {item} starts above its end"));
-        }
-        out.push(if low == high {
-            low.to_string()
-        } else {
-            format!("{low}-{high}")
-        });
-    }
-    Ok(out.join(","))
-}
-
-fn port(value: &str) -> Result<u16, String> {
-    match value.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!(
-            "{value:?} is not a port from 1 to 65535 (write lists like 25,4000-4100)"
-        )),
-    }
+    trellis_api::ports::normalize(value).map_err(|e| format!("{e} (write lists like 25,4000-4100)"))
 }
 
 /// Whether `value` looks like a Kubernetes quantity (`100m`, `0.5`, `64Mi`, `1G`, `1e3`).
