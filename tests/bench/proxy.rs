@@ -9,7 +9,8 @@
 //! cluster up (`tests/cluster/cluster up`), nginx (`apt-get install -y nginx-light`) and oha
 //! (`cargo install oha --locked`). `quick` takes about 5 minutes, the default about 20.
 //! `TRELLIS_BENCH_{REPS,DURATION,CAPACITY_DURATION,WARMUP,SETTLE,RATES,CONNS,CAPACITY_CONNS,
-//! CAPACITY,CONFIGS,DIAL,OUT}` override single settings (see `proxy/config.rs`). Raw oha
+//! CAPACITY,CONFIGS,DIAL,OUT,PROXY}` override single settings (see `proxy/config.rs`);
+//! `TRELLIS_BENCH_PROXY=<path>` measures another `trellis-proxy` build, such as a baseline. Raw oha
 //! output, the commands and `summary.md` go to `target/bench/proxy/<UTC timestamp>/`.
 #![allow(
     clippy::unwrap_used,
@@ -89,7 +90,10 @@ async fn main() {
     });
     // Build the binaries on both cores, then keep this process (and the control plane it
     // starts) on the generator's CPU, away from nginx and the proxies.
-    let proxy_binary = bins::path("trellis-proxy");
+    let proxy_binary = config
+        .proxy
+        .clone()
+        .unwrap_or_else(|| bins::path("trellis-proxy"));
     topology::pin_all_threads(std::process::id(), oha::GENERATOR_CPU);
     let dir = config.out.join(machine::utc_now(true));
     std::fs::create_dir_all(&dir).unwrap();

@@ -38,6 +38,7 @@ pub fn path(name: &str) -> PathBuf {
         // resolve the same way and its artifacts are reused instead of a second copy of every
         // dependency being built for a narrower feature set.
         cmd.arg("build").current_dir(crate::cluster::repo_root());
+        without_cargo_run_env(&mut cmd);
         if dir.file_name().is_some_and(|p| p == "release") {
             cmd.args(["--release", "-p", "trellis-tests", "-p", "trellis-proxy"]);
             cmd.args(["-p", "trellis-operator", "--bins"]);
@@ -53,6 +54,28 @@ pub fn path(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(exists(&path), "{} was not built", path.display());
     path
+}
+
+/// Removes the variables cargo sets for the test or bench it runs (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, ...). Build scripts such as ring's declare `rerun-if-env-changed` on
+/// some of them, so a nested cargo that inherited them would see another environment than the
+/// shell's, rebuild those crates and everything above them, and leave the next `cargo test`
+/// or `cargo bench` to rebuild them back.
+fn without_cargo_run_env(cmd: &mut Command) {
+    const PREFIXES: [&str; 3] = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"];
+    const NAMES: [&str; 5] = [
+        "CARGO_CRATE_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name) {
+            cmd.env_remove(name);
+        }
+    }
 }
 
 fn exists(path: &Path) -> bool {

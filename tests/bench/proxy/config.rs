@@ -93,12 +93,15 @@ pub(crate) struct Config {
     pub(crate) dial: Dial,
     /// Root of the results; each run writes into `<out>/<timestamp>/`.
     pub(crate) out: PathBuf,
+    /// A `trellis-proxy` binary to measure instead of this checkout's (`TRELLIS_BENCH_PROXY`),
+    /// e.g. an older build to compare against.
+    pub(crate) proxy: Option<PathBuf>,
     /// The `TRELLIS_BENCH_*` variables that were set, as `NAME=value`.
     pub(crate) overrides: Vec<String>,
 }
 
 /// Every variable [`Config::from_env`] reads.
-const VARIABLES: [&str; 14] = [
+const VARIABLES: [&str; 15] = [
     "TRELLIS_BENCH_PROFILE",
     "TRELLIS_BENCH_REPS",
     "TRELLIS_BENCH_DURATION",
@@ -112,6 +115,7 @@ const VARIABLES: [&str; 14] = [
     "TRELLIS_BENCH_CONFIGS",
     "TRELLIS_BENCH_DIAL",
     "TRELLIS_BENCH_OUT",
+    "TRELLIS_BENCH_PROXY",
     "TRELLIS_KUBECONFIG",
 ];
 
@@ -188,6 +192,7 @@ impl Config {
             capacity_conns: u32::try_from(number("TRELLIS_BENCH_CAPACITY_CONNS", 64)).unwrap(),
             dial,
             out,
+            proxy: env("TRELLIS_BENCH_PROXY").map(PathBuf::from),
             overrides: VARIABLES
                 .iter()
                 .filter_map(|name| env(name).map(|v| format!("{name}={v}")))
