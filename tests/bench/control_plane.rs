@@ -5,9 +5,6 @@
 //! Needs the local cluster (`tests/cluster/cluster up`) for the API-server variants. Every
 //! figure is printed with its same-run baseline and the ratio between them.
 #![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     clippy::print_stdout,
     missing_docs,
     reason = "a benchmark binary reports on stdout and fails by panicking"

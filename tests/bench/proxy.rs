@@ -13,9 +13,6 @@
 //! `TRELLIS_BENCH_PROXY=<path>` measures another `trellis-proxy` build, such as a baseline. Raw oha
 //! output, the commands and `summary.md` go to `target/bench/proxy/<UTC timestamp>/`.
 #![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     clippy::print_stdout,
     clippy::print_stderr,
     missing_docs,

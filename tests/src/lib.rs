@@ -5,12 +5,6 @@
 //! fresh namespace and deletes it afterwards, also when the test fails. Waits go through
 //! [`eventually`] or [`assert_eventually!`], which time out with the last state they saw.
 //! This crate may depend on every Trellis crate; nothing depends on it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test support fails tests by panicking"
-)]
 
 pub mod bins;
 pub mod certs;

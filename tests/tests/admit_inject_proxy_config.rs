@@ -2,12 +2,6 @@
 //! injected trellis-proxy container, resolved as the kubelet does (field references, then
 //! `$(VAR)` expansion), goes through `trellis_proxy::app::Config::parse` and carries the trust
 //! anchors, identity, ports and `config.trellis.dev/*` overrides the pod asked for.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests fail by panicking"
-)]
 
 use std::{
     collections::{BTreeSet, HashMap},

@@ -1,11 +1,5 @@
 //! The webhook server over TLS on 127.0.0.1:0: it answers AdmissionReviews, and a new
 //! certificate takes effect for new connections without a restart.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail the test by panicking"
-)]
 
 use std::{
     net::{Ipv4Addr, SocketAddr},

@@ -1,9 +1,4 @@
 //! Crate boundaries that Cargo alone does not enforce (see style.md, "Boundaries").
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test helpers fail by panicking"
-)]
 
 use std::process::Command;
 

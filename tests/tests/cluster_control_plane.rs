@@ -1,11 +1,5 @@
 //! The control plane's gRPC servers against the local cluster: Certify with real tokens,
 //! Destination.Get following a kwok Deployment, WatchPort following policy objects.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail the test by panicking"
-)]
 
 use std::{
     collections::{BTreeMap, BTreeSet},

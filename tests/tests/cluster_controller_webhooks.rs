@@ -7,12 +7,6 @@
 //! Needs the local cluster (`tests/cluster/cluster up`). The controller's control-plane
 //! namespace is the test namespace (it holds the test's Secrets); the Mesh it follows has a
 //! test-unique name, a control-plane namespace of its own, and is deleted at the end.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests fail by panicking"
-)]
 
 use std::{
     net::{Ipv4Addr, SocketAddr},

@@ -5,12 +5,6 @@
 //! `config/crds/` with server-side apply (idempotent, so tests may do it concurrently) and
 //! waits for the CRDs to be Established and served. Cluster-scoped Mesh objects get
 //! test-unique names and are deleted at the end.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail the test by panicking"
-)]
 
 use std::path::PathBuf;
 

@@ -7,12 +7,6 @@
 //! Needs the local cluster (`tests/cluster/cluster up`). The operator runs in-process, limited
 //! by a label selector to this test's Mesh, with its Lease in the test namespace. Every Mesh
 //! has a test-unique name, so the cluster-scoped objects it renders never collide.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests fail by panicking"
-)]
 
 use std::path::PathBuf;
 

@@ -1,9 +1,4 @@
 //! Smoke tests of the local cluster from `tests/cluster`: they fail when it is broken.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test helpers fail by panicking"
-)]
 
 use std::collections::BTreeSet;
 

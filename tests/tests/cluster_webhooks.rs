@@ -8,12 +8,6 @@
 //! (`trellis_operator::render::webhooks`), narrowed to the test's namespace, so these tests
 //! break when the rendered selectors regress. The server is up before registration, so
 //! `failurePolicy: Fail` never blocks other pods.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail the test by panicking"
-)]
 
 use std::{collections::BTreeMap, future::Future, net::Ipv4Addr, path::PathBuf};
 use trellis_tests::certs::localhost_server;

@@ -1,12 +1,6 @@
 //! The control plane's listeners over TLS, in-process: Destination and Policy refuse clients
 //! without a mesh certificate and accept meshed ones; Identity presents the controller's
 //! certificate to clients that have none.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail the test by panicking"
-)]
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -7,12 +7,6 @@
 //! `web`'s HTTP port. Apps talk to the Service by name, unaware of the proxies.
 //!
 //! Needs root, iproute2, iptables, curl and the local cluster (`tests/cluster/cluster up`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests fail by panicking"
-)]
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -7,12 +7,6 @@
 //! Needs the images from `tests/images/build trellis --tag <version> --tag <version>-next`
 //! (`tests/test-all` builds them) in the node's containerd. The steps share one installation,
 //! so they run in order inside one test; a failed step still uninstalls everything.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests fail by panicking"
-)]
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 

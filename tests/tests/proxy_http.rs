@@ -1,11 +1,5 @@
 //! In-process inbound HTTP over real sockets: forwarding to the app, the HTTP/2 →
 //! HTTP/1 downgrade with `l5d-orig-proto`, `l5d-client-id`, upgrades, and HTTP golden metrics.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail by panicking"
-)]
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -1,12 +1,6 @@
 //! In-process proxy against a fake identity controller: certification over TLS (or plaintext
 //! on loopback), readiness, retries, refresh, and inbound mTLS termination with the client's
 //! identity.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail by panicking"
-)]
 
 use std::{
     net::SocketAddr,

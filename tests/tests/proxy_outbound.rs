@@ -3,12 +3,6 @@
 //! peak-EWMA balancing across endpoints, endpoint removal, fail-static, fallback to the
 //! original destination, opaque policies skipping detection, discovery updates reaching new
 //! connections, idle targets dropping their watches, and outbound metrics with `dst_*` labels.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail by panicking"
-)]
 
 use std::{collections::BTreeSet, net::SocketAddr, sync::atomic::Ordering, time::Duration};
 

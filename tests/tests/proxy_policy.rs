@@ -1,11 +1,5 @@
 //! In-process inbound policy: default policies, `WatchPort` from a fake controller, and the
 //! three ways to deny (HTTP 403, gRPC PermissionDenied, closed TCP), over real sockets.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail by panicking"
-)]
 
 use std::{net::SocketAddr, sync::atomic::Ordering, time::Duration};
 

@@ -1,11 +1,5 @@
 //! In-process proxy over real sockets: listeners, original destinations, detection, TCP
 //! forwarding, admin endpoints, TCP metrics and graceful shutdown.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail by panicking"
-)]
 
 use std::time::Duration;
 
