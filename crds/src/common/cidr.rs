@@ -1,8 +1,5 @@
 //! IP networks in CIDR notation, checked by the apiserver with CEL's `isCIDR()`.
 
-use std::borrow::Cow;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 /// Longest CIDR string (an IPv6 address with a /128 prefix).
@@ -25,23 +22,11 @@ impl Cidr {
     }
 }
 
-impl JsonSchema for Cidr {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "Cidr".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "maxLength": CIDR_MAX_LENGTH,
-            "x-kubernetes-validations": [{
-                "rule": "isCIDR(self)",
-                "message": "must be an IP network in CIDR notation, such as 10.0.0.0/8, 198.18.0.0/15 or fd00::/8",
-            }],
-        })
-    }
-}
+inline_schema!(Cidr, {
+    "type": "string",
+    "maxLength": CIDR_MAX_LENGTH,
+    "x-kubernetes-validations": [{
+        "rule": "isCIDR(self)",
+        "message": "must be an IP network in CIDR notation, such as 10.0.0.0/8, 198.18.0.0/15 or fd00::/8",
+    }],
+});

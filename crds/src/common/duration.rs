@@ -12,10 +12,9 @@
 //! - [`parse_go`] is the whole Go grammar (also `ns`, `us`, `+`, `0`, `.5s`) minus negative
 //!   values, for inputs that do not come through the apiserver.
 
-use std::{borrow::Cow, fmt, sync::LazyLock, time};
+use std::{fmt, sync::LazyLock, time};
 
 use regex::Regex;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -103,23 +102,11 @@ impl From<&str> for Duration {
     }
 }
 
-impl JsonSchema for Duration {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": DURATION_PATTERN,
-            "maxLength": DURATION_MAX_LENGTH,
-        })
-    }
-}
+inline_schema!(Duration, {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "maxLength": DURATION_MAX_LENGTH,
+});
 
 /// A CEL expression that is true when the duration fields at `paths` are well formed,
 /// so a rule can guard `duration(...)` calls and leave bad formats to the pattern check.

@@ -1,8 +1,7 @@
 //! Ports given by number or name, and port ranges, as int-or-string fields with CEL checks.
 
-use std::{borrow::Cow, fmt};
+use std::fmt;
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -45,23 +44,11 @@ impl fmt::Display for Port {
     }
 }
 
-impl JsonSchema for Port {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "Port".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "x-kubernetes-int-or-string": true,
-            "maxLength": 15,
-            "x-kubernetes-validations": [{ "rule": PORT_RULE, "message": PORT_MESSAGE }],
-        })
-    }
-}
+inline_schema!(Port, {
+    "x-kubernetes-int-or-string": true,
+    "maxLength": 15,
+    "x-kubernetes-validations": [{ "rule": PORT_RULE, "message": PORT_MESSAGE }],
+});
 
 /// One port (`3306`) or an inclusive range of ports written as a string (`"4000-4100"`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
@@ -109,23 +96,11 @@ impl fmt::Display for PortRange {
     }
 }
 
-impl JsonSchema for PortRange {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> Cow<'static, str> {
-        "PortRange".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "x-kubernetes-int-or-string": true,
-            "maxLength": 11,
-            "x-kubernetes-validations": [{ "rule": PORT_RANGE_RULE, "message": PORT_RANGE_MESSAGE }],
-        })
-    }
-}
+inline_schema!(PortRange, {
+    "x-kubernetes-int-or-string": true,
+    "maxLength": 11,
+    "x-kubernetes-validations": [{ "rule": PORT_RANGE_RULE, "message": PORT_RANGE_MESSAGE }],
+});
 
 #[cfg(test)]
 mod tests;
