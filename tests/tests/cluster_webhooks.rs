@@ -34,7 +34,7 @@ use kube::{
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot};
 use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
-use trellis_operator::render::webhooks::{
+use trellis_operator::reconciler::render::webhook_configs::{
     NAMESPACE_NAME_LABEL, injector_namespace_selector, validator_namespace_selector,
 };
 use trellis_tests::{

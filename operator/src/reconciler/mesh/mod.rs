@@ -1,0 +1,639 @@
+//! The Mesh controller: renders the control plane from a Mesh, applies it with server-side
+//! apply, prunes what the spec no longer asks for, reports status, and cleans up
+//! cluster-scoped objects through a finalizer when the Mesh is deleted.
+
+pub mod certificates;
+pub mod failures;
+pub mod pods;
+pub mod status;
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use k8s_openapi::{
+    api::{
+        admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount},
+        policy::v1::PodDisruptionBudget,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    },
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        finalizer::{Event as Finalizer, finalizer},
+    },
+};
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::instrument;
+use trellis_api::well_known::{FIELD_MANAGER, MANAGED_BY_LABEL};
+use trellis_crds::{
+    common::condition::is_true,
+    v1alpha1::mesh::{IdentityStatus, Mesh, MeshStatus, RotationPhase, conditions, reasons},
+};
+
+use self::status::{Observation, component_status};
+use super::Context;
+use crate::reconciler::{
+    error::Error,
+    render::{self, IGNORE_ANNOTATION, MESH_LABEL, RenderInput},
+};
+
+/// Finalizer that removes cluster-scoped leftovers before a Mesh goes.
+pub const FINALIZER: &str = "mesh.trellis.dev/cleanup";
+/// Requeue interval when nothing is in flight (certificate renewal checks).
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue interval while a user-fixable problem holds the rollout back.
+pub const BLOCKED_RETRY: Duration = Duration::from_secs(15);
+/// Label of the controller in metrics.
+const CONTROLLER: &str = "mesh";
+
+/// Every kind the Mesh renders, in deletion order (webhooks first, namespace last and
+/// separately). Pruning and cleanup select them by the `trellis.dev/mesh` label.
+fn managed_kinds() -> Vec<(ApiResource, bool)> {
+    vec![
+        (
+            ApiResource::erase::<MutatingWebhookConfiguration>(&()),
+            false,
+        ),
+        (
+            ApiResource::erase::<ValidatingWebhookConfiguration>(&()),
+            false,
+        ),
+        (ApiResource::erase::<Deployment>(&()), true),
+        (ApiResource::erase::<PodDisruptionBudget>(&()), true),
+        (ApiResource::erase::<Service>(&()), true),
+        (ApiResource::erase::<ConfigMap>(&()), true),
+        (ApiResource::erase::<Secret>(&()), true),
+        (ApiResource::erase::<RoleBinding>(&()), true),
+        (ApiResource::erase::<Role>(&()), true),
+        (ApiResource::erase::<ClusterRoleBinding>(&()), false),
+        (ApiResource::erase::<ClusterRole>(&()), false),
+        (ApiResource::erase::<ServiceAccount>(&()), true),
+    ]
+}
+
+fn mesh_selector(mesh: &str) -> String {
+    format!(
+        "{}={},{MESH_LABEL}={mesh}",
+        MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1
+    )
+}
+
+fn kind_api(
+    ctx: &Context,
+    resource: &ApiResource,
+    namespaced: bool,
+    ns: &str,
+) -> Api<DynamicObject> {
+    if namespaced {
+        Api::namespaced_with(ctx.client.clone(), ns, resource)
+    } else {
+        Api::all_with(ctx.client.clone(), resource)
+    }
+}
+
+/// Reconciles one Mesh (only while this replica holds the Lease).
+#[instrument(skip_all, fields(kind = "Mesh", name = %mesh.name_any()))]
+pub async fn reconcile(mesh: Arc<Mesh>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.is_leader() {
+        return Ok(Action::await_change());
+    }
+    let labels = vec![("controller", CONTROLLER.to_string())];
+    ctx.metrics.reconciles.get_or_create(&labels).inc();
+    let started = Instant::now();
+    let api: Api<Mesh> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, mesh.clone(), |event| async {
+        match event {
+            Finalizer::Apply(mesh) => apply(mesh, &ctx).await,
+            Finalizer::Cleanup(mesh) => cleanup(mesh, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    ctx.metrics
+        .duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok()
+        && let Some(uid) = mesh.uid()
+    {
+        ctx.reset_backoff(&uid);
+    }
+    result
+}
+
+/// Retries a failed reconcile with per-object exponential backoff.
+pub fn error_policy(mesh: Arc<Mesh>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .errors
+        .get_or_create(&vec![
+            ("controller", CONTROLLER.to_string()),
+            ("error", error.metric_label().to_string()),
+        ])
+        .inc();
+    let delay = ctx.next_backoff(&mesh.uid().unwrap_or_default());
+    tracing::warn!(mesh = %mesh.name_any(), error = %error, retry_in = ?delay, "Reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn publish(
+    ctx: &Context,
+    mesh: &Mesh,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &mesh.object_ref(&())).await {
+        tracing::debug!(error = %e, "Cannot publish event");
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    mesh: &Mesh,
+    previous: &MeshStatus,
+    next: &MeshStatus,
+) -> Result<(), Error> {
+    if previous == next {
+        return Ok(());
+    }
+    let name = mesh.name_any();
+    let api: Api<Mesh> = Api::all(ctx.client.clone());
+    let patch = json!({
+        "apiVersion": Mesh::api_version(&()),
+        "kind": Mesh::kind(&()),
+        "status": next,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!("write status of Mesh {name}")))?;
+    Ok(())
+}
+
+async fn transition_events(ctx: &Context, mesh: &Mesh, previous: &MeshStatus, next: &MeshStatus) {
+    let find = |s: &MeshStatus, t: &str| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let was_ready = is_true(&previous.conditions, conditions::READY);
+    let ready = is_true(&next.conditions, conditions::READY);
+    if ready && !was_ready {
+        let message = find(next, conditions::READY)
+            .map(|c| c.2)
+            .unwrap_or_default();
+        publish(
+            ctx,
+            mesh,
+            EventType::Normal,
+            reasons::COMPONENTS_READY,
+            "Reconcile",
+            message,
+        )
+        .await;
+    } else if was_ready && !ready {
+        let message = find(next, conditions::READY)
+            .map(|c| c.2)
+            .unwrap_or_default();
+        publish(
+            ctx,
+            mesh,
+            EventType::Warning,
+            reasons::COMPONENTS_NOT_READY,
+            "Reconcile",
+            message,
+        )
+        .await;
+    }
+    let upgrading = |s: &MeshStatus| {
+        find(s, conditions::PROGRESSING).is_some_and(|c| c.0 == "True" && c.1 == reasons::UPGRADING)
+    };
+    if upgrading(next) && !upgrading(previous) {
+        publish(
+            ctx,
+            mesh,
+            EventType::Normal,
+            reasons::UPGRADING,
+            "Upgrade",
+            format!(
+                "upgrade from {} to {} started",
+                previous.version.clone().unwrap_or_default(),
+                mesh.spec.version
+            ),
+        )
+        .await;
+    }
+    if previous.version.is_some() && next.version != previous.version {
+        publish(
+            ctx,
+            mesh,
+            EventType::Normal,
+            "UpgradeFinished",
+            "Upgrade",
+            format!(
+                "running version {}",
+                next.version.clone().unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    let degraded = find(next, conditions::DEGRADED).filter(|c| c.0 == "True");
+    if let Some((_, reason, message)) = degraded
+        && find(previous, conditions::DEGRADED).is_none_or(|c| c.0 != "True" || c.2 != message)
+    {
+        publish(ctx, mesh, EventType::Warning, &reason, "Reconcile", message).await;
+    }
+}
+
+fn set_cert_metric(ctx: &Context, mesh: &str, cert: &str, at: Option<Timestamp>) {
+    if let Some(at) = at {
+        ctx.metrics
+            .cert_expiry
+            .get_or_create(&vec![
+                ("mesh", mesh.to_string()),
+                ("cert", cert.to_string()),
+            ])
+            .set(at.as_second());
+    }
+}
+
+async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
+    let name = mesh.name_any();
+    let uid = mesh.uid().ok_or(Error::MissingMetadata {
+        kind: "Mesh",
+        field: "metadata.uid",
+    })?;
+    let spec = &mesh.spec;
+    let ns = spec.namespace.as_str();
+    let now = Timestamp::now();
+    let previous = mesh.status.clone().unwrap_or_default();
+    let started = Instant::now();
+    let mut obs = Observation {
+        generation: mesh.meta().generation,
+        desired_version: spec.version.clone(),
+        ..Observation::default()
+    };
+
+    // Two Meshes must not share a namespace: the older one keeps it.
+    let meshes: Api<Mesh> = Api::all(ctx.client.clone());
+    let all = meshes
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("list Meshes"))?;
+    let rival = all.items.iter().find(|other| {
+        other.uid() != Some(uid.clone())
+            && other.spec.namespace == spec.namespace
+            && other.meta().deletion_timestamp.is_none()
+            && (other.creation_timestamp(), other.name_any())
+                < (mesh.creation_timestamp(), name.clone())
+    });
+    if let Some(rival) = rival {
+        obs.blocked = Some((
+            reasons::INVALID_SPEC,
+            format!(
+                "spec.namespace {ns} is already used by Mesh {}: delete this Mesh and create it with another namespace",
+                rival.name_any()
+            ),
+        ));
+        return finish_blocked(ctx, &mesh, &previous, obs, now).await;
+    }
+
+    // The namespace: ours when absent or created by this Mesh; never adopted otherwise.
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let existing_ns = namespaces
+        .get_opt(ns)
+        .await
+        .map_err(Error::kube(format!("get Namespace {ns}")))?;
+    if existing_ns
+        .as_ref()
+        .is_some_and(|n| n.meta().deletion_timestamp.is_some())
+    {
+        obs.blocked = Some((
+            reasons::INVALID_SPEC,
+            format!(
+                "namespace {ns} is being deleted: wait for it to go, then the operator recreates it"
+            ),
+        ));
+        return finish_blocked(ctx, &mesh, &previous, obs, now).await;
+    }
+    let own_namespace = existing_ns
+        .as_ref()
+        .is_none_or(|n| n.owner_references().iter().any(|o| o.uid == uid));
+
+    // Identity material (read first, generated only when a rule says so).
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let configmaps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let material = match certificates::ensure(&secrets, &configmaps, spec, now).await {
+        Ok(material) => material,
+        Err(Error::InvalidIdentityMaterial(message)) => {
+            obs.blocked = Some((reasons::INVALID_IDENTITY_MATERIAL, message));
+            return finish_blocked(ctx, &mesh, &previous, obs, now).await;
+        }
+        Err(Error::InvalidSpec(message)) => {
+            obs.blocked = Some((reasons::INVALID_SPEC, message));
+            return finish_blocked(ctx, &mesh, &previous, obs, now).await;
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::debug!(elapsed = ?started.elapsed(), "Identity material ready");
+    set_cert_metric(ctx, &name, "trust-anchor", material.anchor_not_after);
+    set_cert_metric(ctx, &name, "issuer", material.issuer_not_after);
+    set_cert_metric(ctx, &name, "webhook", material.webhook_not_after);
+    obs.identity = Some(IdentityStatus {
+        trust_anchor_not_after: material.anchor_not_after.map(Time),
+        issuer_not_after: material.issuer_not_after.map(Time),
+        issuer_serial: Some(material.refs.issuer_serial.clone()),
+        rotation_phase: Some(RotationPhase::Stable),
+    });
+    obs.identity_warning = material.warning.clone();
+
+    let input = RenderInput {
+        mesh_name: &name,
+        mesh_uid: &uid,
+        spec,
+        images: &ctx.images,
+        identity: &material.refs,
+        own_namespace,
+    };
+    let plan = match render::render(&input) {
+        Ok(plan) => plan,
+        Err(Error::InvalidSpec(message)) => {
+            obs.blocked = Some((reasons::INVALID_SPEC, message));
+            return finish_blocked(ctx, &mesh, &previous, obs, now).await;
+        }
+        Err(e) => return Err(e),
+    };
+    obs.unavailable = plan.unavailable.clone();
+
+    // What exists now; objects a person marked `trellis.dev/ignore: "true"` are left alone.
+    let existing: Vec<_> =
+        futures::future::try_join_all(managed_kinds().into_iter().map(|(resource, namespaced)| {
+            let api = kind_api(ctx, &resource, namespaced, ns);
+            let selector = mesh_selector(&name);
+            let action = format!("list {} of Mesh {name}", resource.plural);
+            async move {
+                let list = api
+                    .list_metadata(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(Error::kube(action))?;
+                Ok::<_, Error>((resource, namespaced, list.items))
+            }
+        }))
+        .await?;
+    let ignored: BTreeSet<(String, String)> = existing
+        .iter()
+        .flat_map(|(resource, _, items)| {
+            items
+                .iter()
+                .filter(|item| {
+                    item.annotations()
+                        .get(IGNORE_ANNOTATION)
+                        .is_some_and(|v| v == "true")
+                })
+                .map(|item| (resource.kind.clone(), item.name_any()))
+        })
+        .collect();
+
+    // Apply in stages (the namespace, then the rest concurrently, webhook configurations
+    // last); report the first failure.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let stage = |object: &render::Rendered| match object.resource.kind.as_str() {
+        "Namespace" => 0,
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => 2,
+        _ => 1,
+    };
+    for current in 0..3 {
+        let mut batch = Vec::new();
+        for object in plan.objects.iter().filter(|o| stage(o) == current) {
+            if ignored.contains(&(object.resource.kind.clone(), object.name().to_string())) {
+                tracing::debug!(object = %object.describe(), "Left alone: it carries {IGNORE_ANNOTATION}");
+                continue;
+            }
+            batch.push(apply_one(ctx, object, ns, &params));
+        }
+        let results = futures::future::join_all(batch).await;
+        if let Some(error) = results.into_iter().find_map(Result::err) {
+            obs.apply_error = Some(error.to_string());
+            let next = status::build(&previous, &obs, now);
+            write_status(ctx, &mesh, &previous, &next).await?;
+            return Err(error);
+        }
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), objects = plan.objects.len(), "Applied");
+    for change in &material.changes {
+        publish(
+            ctx,
+            &mesh,
+            EventType::Normal,
+            change.reason,
+            "RotateIdentity",
+            change.note.clone(),
+        )
+        .await;
+    }
+
+    // Prune what the spec no longer asks for.
+    let wanted: BTreeSet<(String, String)> = plan
+        .objects
+        .iter()
+        .map(|o| (o.resource.kind.clone(), o.name().to_string()))
+        .collect();
+    let mut pruned = Vec::new();
+    for (resource, namespaced, items) in existing {
+        let api = kind_api(ctx, &resource, namespaced, ns);
+        for item in items {
+            let item_name = item.name_any();
+            let key = (resource.kind.clone(), item_name.clone());
+            if wanted.contains(&key) || ignored.contains(&key) {
+                continue;
+            }
+            match api.delete(&item_name, &DeleteParams::background()).await {
+                Ok(_) => pruned.push(format!("{} {item_name}", resource.kind)),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    return Err(Error::kube(format!("prune {} {item_name}", resource.kind))(
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+    if !pruned.is_empty() {
+        tracing::info!(mesh = %name, objects = ?pruned, "Pruned objects the spec no longer asks for");
+        publish(
+            ctx,
+            &mesh,
+            EventType::Normal,
+            "Pruned",
+            "Prune",
+            format!(
+                "removed what the spec no longer asks for: {}",
+                pruned.join(", ")
+            ),
+        )
+        .await;
+    }
+
+    tracing::debug!(elapsed = ?started.elapsed(), "Pruned");
+    // Observe.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    for component in &plan.components {
+        let deployment = deployments
+            .get_opt(&component.deployment)
+            .await
+            .map_err(Error::kube(format!(
+                "get Deployment {ns}/{}",
+                component.deployment
+            )))?;
+        let mut status = component_status(component, deployment.as_ref(), &spec.version);
+        if !status.ready
+            && let Some(deployment) = &deployment
+        {
+            let problems = failures::of_deployment(&ctx.client, deployment).await;
+            if let Some(message) = status.message.as_mut() {
+                for problem in &problems {
+                    message.push_str("; ");
+                    message.push_str(&problem.message);
+                }
+            }
+            obs.pod_problems.extend(problems);
+        }
+        ctx.metrics
+            .component_ready
+            .get_or_create(&vec![
+                ("mesh", name.clone()),
+                ("component", component.name.clone()),
+            ])
+            .set(i64::from(status.ready));
+        obs.components.push(status);
+    }
+    // Meshed pods: a failed count keeps the previous one and fails nothing (between
+    // reconciles `pods::keep_counts` keeps it current).
+    obs.pods = match pods::observe(&ctx.client, ns, &spec.version).await {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            tracing::warn!(mesh = %name, error = %e, "Cannot count meshed pods; keeping the previous counts");
+            None
+        }
+    };
+    let all_ready = obs.components.iter().all(|c| c.ready);
+    let next = status::build(&previous, &obs, now);
+    write_status(ctx, &mesh, &previous, &next).await?;
+    transition_events(ctx, &mesh, &previous, &next).await;
+    Ok(Action::requeue(if all_ready {
+        RESYNC
+    } else {
+        Duration::from_secs(30)
+    }))
+}
+
+async fn apply_one(
+    ctx: &Context,
+    object: &render::Rendered,
+    ns: &str,
+    params: &PatchParams,
+) -> Result<(), Error> {
+    kind_api(ctx, &object.resource, object.namespaced, ns)
+        .patch(object.name(), params, &Patch::Apply(&object.object))
+        .await
+        .map(|_| ())
+        .map_err(Error::kube(format!("apply {}", object.describe())))
+}
+
+async fn finish_blocked(
+    ctx: &Context,
+    mesh: &Mesh,
+    previous: &MeshStatus,
+    obs: Observation,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    if let Some((reason, message)) = &obs.blocked {
+        tracing::info!(mesh = %mesh.name_any(), %reason, %message, "Rollout held back");
+    }
+    let next = status::build(previous, &obs, now);
+    write_status(ctx, mesh, previous, &next).await?;
+    transition_events(ctx, mesh, previous, &next).await;
+    Ok(Action::requeue(BLOCKED_RETRY))
+}
+
+/// Removes what the Mesh created: webhook configurations first, then every other rendered
+/// object, then the namespace if this Mesh created it. Never waits on user workloads.
+#[instrument(skip_all, fields(kind = "Mesh", name = %mesh.name_any()))]
+pub async fn cleanup(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
+    let name = mesh.name_any();
+    let ns = mesh.spec.namespace.as_str();
+    let mut removed = 0usize;
+    for (resource, namespaced) in managed_kinds() {
+        let api = kind_api(ctx, &resource, namespaced, ns);
+        let list = api
+            .list_metadata(&ListParams::default().labels(&mesh_selector(&name)))
+            .await
+            .map_err(Error::kube(format!(
+                "list {} of Mesh {name}",
+                resource.plural
+            )))?;
+        for item in list.items {
+            let item_name = item.name_any();
+            match api.delete(&item_name, &DeleteParams::background()).await {
+                Ok(_) => removed += 1,
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    return Err(Error::kube(format!("delete {} {item_name}", resource.kind))(e));
+                }
+            }
+        }
+    }
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    if let Some(namespace) = namespaces
+        .get_opt(ns)
+        .await
+        .map_err(Error::kube(format!("get Namespace {ns}")))?
+        && let Some(uid) = mesh.uid()
+        && namespace.owner_references().iter().any(|o| o.uid == uid)
+        && namespace.meta().deletion_timestamp.is_none()
+    {
+        match namespaces.delete(ns, &DeleteParams::background()).await {
+            Ok(_) => removed += 1,
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::kube(format!("delete Namespace {ns}"))(e)),
+        }
+    }
+    tracing::info!(mesh = %name, removed, "Removed the objects of a deleted Mesh");
+    publish(
+        ctx,
+        &mesh,
+        EventType::Normal,
+        "Uninstalled",
+        "Cleanup",
+        format!("removed {removed} objects, webhook configurations first"),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests;
