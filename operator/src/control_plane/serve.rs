@@ -159,6 +159,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ControlPlaneError> {
 }
 
 /// Runs the index, the issuer and Mesh followers and the three gRPC servers until `shutdown`.
+/// It is the one place that wires them, so it reads top to bottom in start order.
 /// `index_ready` is set once every watched kind has been listed into the index.
 ///
 /// Loopback listeners serve plaintext (local runs and tests); any other address serves TLS

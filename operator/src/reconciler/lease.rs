@@ -90,6 +90,9 @@ fn seconds(d: Duration) -> i32 {
 }
 
 /// Waits until this replica holds the Lease, or `shutdown` fires (then `None`).
+///
+/// One loop over the Lease record (create, take over an expired one, or wait): its states
+/// share the last-seen record and clock, so they stay together in one function.
 pub async fn acquire(
     client: Client,
     params: LeaseParams,

@@ -5,6 +5,7 @@
 //!
 //! It never imports the control plane ([`crate::control_plane`]); both share [`crate::pki`].
 
+pub mod applier;
 pub mod error;
 pub mod lease;
 pub mod mesh;

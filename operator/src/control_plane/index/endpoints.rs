@@ -179,7 +179,8 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
-    /// Extracts the fields the index needs.
+    /// Extracts the fields the index needs; one field after the other, so it is long but
+    /// flat.
     pub fn from_pod(pod: &Pod) -> Self {
         let name = pod.name_any();
         let spec = pod.spec.clone().unwrap_or_default();

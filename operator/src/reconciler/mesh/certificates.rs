@@ -78,7 +78,106 @@ async fn get_secret(api: &Api<Secret>, name: &str) -> Result<Option<Secret>, Err
         .map_err(Error::kube(format!("get Secret {name}")))
 }
 
-/// Reads, validates and, where needed, generates the identity material of a Mesh.
+/// The certificates of a Mesh, in the order they are ensured: each one after the first is
+/// checked against, or signed by, what the one before produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The trust anchor(s) every proxy trusts.
+    TrustAnchor,
+    /// The issuer that signs workload certificates.
+    Issuer,
+    /// The admission webhooks' serving certificate and its CA.
+    Webhook,
+}
+
+impl Kind {
+    /// Every certificate, in the order they are ensured.
+    pub const ALL: [Self; 3] = [Self::TrustAnchor, Self::Issuer, Self::Webhook];
+
+    /// The Secret that holds the certificate when the operator generates it.
+    pub fn secret(self) -> &'static str {
+        match self {
+            Self::TrustAnchor => TRUST_ANCHOR_SECRET,
+            Self::Issuer => ISSUER_SECRET,
+            Self::Webhook => WEBHOOK_TLS_SECRET,
+        }
+    }
+
+    /// The component label of that Secret.
+    fn component(self) -> &'static str {
+        match self {
+            Self::TrustAnchor | Self::Issuer => IDENTITY_COMPONENT,
+            Self::Webhook => WEBHOOKS_COMPONENT,
+        }
+    }
+
+    /// What it is called in messages.
+    fn what(self) -> &'static str {
+        match self {
+            Self::TrustAnchor => "trust anchor",
+            Self::Issuer => "issuer",
+            Self::Webhook => "webhook certificate",
+        }
+    }
+}
+
+/// A certificate with its key (and its CA, when the Secret holds one), as read from a Secret
+/// or just generated.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The certificate and key, PEM.
+    pub pair: CertKey,
+    /// The PEM under `ca.crt`, if any.
+    pub ca: Option<String>,
+    /// The first certificate of `pair.cert`.
+    pub info: CertInfo,
+    /// The first certificate of `ca`.
+    pub ca_info: Option<CertInfo>,
+}
+
+impl Stored {
+    fn new(pair: CertKey, ca: Option<String>) -> Option<Self> {
+        let info = first_cert(&pair.cert)?;
+        let ca_info = ca.as_deref().and_then(first_cert);
+        Some(Self {
+            pair,
+            ca,
+            info,
+            ca_info,
+        })
+    }
+}
+
+fn first_cert(pem: &str) -> Option<CertInfo> {
+    parse_pem_bundle(pem).ok()?.into_iter().next()
+}
+
+/// What to do with a certificate the operator generates.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The stored certificate is good: keep it.
+    Keep(Box<Stored>),
+    /// Generate a new one, and report this change.
+    Replace(Change),
+}
+
+/// One pass over the certificates of a Mesh: what earlier certificates left for later ones,
+/// and the outcome so far.
+struct Pass<'a> {
+    spec: &'a MeshSpec,
+    now: Timestamp,
+    /// The valid trust anchors, once known.
+    anchors: Vec<CertInfo>,
+    /// The PEM trust bundle, once known.
+    anchor_bundle: String,
+    /// The anchor that can sign an issuer (its key is known), once known.
+    signer: Option<CertKey>,
+    out: Outcome,
+}
+
+/// Reads, validates and, where needed, generates the identity material of a Mesh: for each
+/// [`Kind`], either the material the user references (validated, never written), or the
+/// operator's own Secret, kept or replaced by [`Pass::verdict`].
 ///
 /// Errors of kind [`Error::InvalidIdentityMaterial`] mean the user must fix something; the
 /// caller then leaves the running mesh untouched.
@@ -88,330 +187,396 @@ pub async fn ensure(
     spec: &MeshSpec,
     now: Timestamp,
 ) -> Result<Outcome, Error> {
-    let ns = spec.namespace.as_str();
-    let id = &spec.identity;
-    let td = id.trust_domain.as_str();
-    let lifetime = |d: &trellis_crds::common::duration::Duration,
-                    field: &str|
-     -> Result<SignedDuration, Error> {
+    let mut pass = Pass {
+        spec,
+        now,
+        anchors: Vec::new(),
+        anchor_bundle: String::new(),
+        signer: None,
+        out: Outcome::default(),
+    };
+    for kind in Kind::ALL {
+        let generated = match kind {
+            Kind::TrustAnchor => spec.identity.trust_anchors.source == TrustAnchorSource::Generated,
+            Kind::Issuer => spec.identity.issuer.source == IssuerSource::Generated,
+            Kind::Webhook => true,
+        };
+        if !generated {
+            pass.referenced(kind, secrets, configmaps).await?;
+            continue;
+        }
+        pass.check(kind)?;
+        let stored = read_stored(secrets, kind.secret()).await?;
+        let stored = match pass.verdict(kind, stored)? {
+            Verdict::Keep(stored) => *stored,
+            Verdict::Replace(change) => {
+                pass.out.changes.push(change);
+                pass.generate(kind)?
+            }
+        };
+        pass.record(kind, stored)?;
+    }
+    Ok(pass.out)
+}
+
+/// Reads a certificate, its key and its optional CA from Secret `name`; `None` when the
+/// Secret, the certificate or the key is missing or the certificate does not parse.
+async fn read_stored(secrets: &Api<Secret>, name: &str) -> Result<Option<Stored>, Error> {
+    Ok(get_secret(secrets, name).await?.and_then(|s| {
+        let pair = CertKey {
+            cert: secret_string(&s, TLS_CERT_KEY)?,
+            key: secret_string(&s, TLS_KEY_KEY)?,
+        };
+        Stored::new(pair, secret_string(&s, TLS_CA_KEY))
+    }))
+}
+
+impl Pass<'_> {
+    fn ns(&self) -> &str {
+        &self.spec.namespace
+    }
+
+    fn lifetime(
+        &self,
+        d: &trellis_crds::common::duration::Duration,
+        field: &str,
+    ) -> Result<SignedDuration, Error> {
         let std = d
             .to_std()
             .map_err(|e| Error::InvalidSpec(format!("identity.{field}: {e}")))?;
         SignedDuration::try_from(std)
             .map_err(|e| Error::InvalidSpec(format!("identity.{field}: {e}")))
-    };
-    let mut out = Outcome::default();
-
-    // Trust anchors.
-    let (anchor_bundle, anchor_signer): (String, Option<CertKey>) = match id.trust_anchors.source {
-        TrustAnchorSource::Generated => {
-            let existing = get_secret(secrets, TRUST_ANCHOR_SECRET)
-                .await?
-                .and_then(|s| {
-                    let cert = secret_string(&s, TLS_CERT_KEY)?;
-                    let key = secret_string(&s, TLS_KEY_KEY)?;
-                    let info = parse_pem_bundle(&cert).ok()?.into_iter().next()?;
-                    (info.is_ca && key_matches(&info, &key))
-                        .then_some((CertKey { cert, key }, info))
-                });
-            let anchor = match existing {
-                Some((anchor, info)) if info.not_after > now => anchor,
-                Some((_, info)) => {
-                    out.changes.push(Change {
-                        reason: "TrustAnchorExpired",
-                        note: format!(
-                            "trust anchor expired at {}; generated a new one: meshed workloads must restart, connections between old and new proxies fail until they do",
-                            info.not_after
-                        ),
-                    });
-                    generate_anchor(
-                        td,
-                        now,
-                        lifetime(&id.trust_anchors.lifetime, "trustAnchors.lifetime")?,
-                    )?
-                }
-                None => {
-                    out.changes.push(Change {
-                        reason: "TrustAnchorGenerated",
-                        note: format!(
-                            "generated trust anchor in Secret {ns}/{TRUST_ANCHOR_SECRET}"
-                        ),
-                    });
-                    generate_anchor(
-                        td,
-                        now,
-                        lifetime(&id.trust_anchors.lifetime, "trustAnchors.lifetime")?,
-                    )?
-                }
-            };
-            out.refs.secrets.push(GeneratedSecret {
-                name: TRUST_ANCHOR_SECRET.to_string(),
-                component: IDENTITY_COMPONENT.to_string(),
-                data: BTreeMap::from([
-                    (TLS_CERT_KEY.to_string(), anchor.cert.clone()),
-                    (TLS_KEY_KEY.to_string(), anchor.key.clone()),
-                ]),
-            });
-            (anchor.cert.clone(), Some(anchor))
-        }
-        TrustAnchorSource::ConfigMap => {
-            let name = id.trust_anchors.name.clone().unwrap_or_default();
-            let key = id
-                .trust_anchors
-                .key
-                .clone()
-                .unwrap_or_else(|| DEFAULT_CONFIGMAP_ANCHORS_KEY.to_string());
-            let cm = configmaps
-                .get_opt(&name)
-                .await
-                .map_err(Error::kube(format!("get ConfigMap {ns}/{name}")))?
-                .ok_or_else(|| {
-                    Error::InvalidIdentityMaterial(format!(
-                        "identity.trustAnchors: ConfigMap {ns}/{name} does not exist: create it with the PEM trust anchors under key {key}"
-                    ))
-                })?;
-            let pem = cm.data.as_ref().and_then(|d| d.get(&key)).cloned().ok_or_else(|| {
-                Error::InvalidIdentityMaterial(format!(
-                    "identity.trustAnchors: ConfigMap {ns}/{name} has no key {key}: put the PEM trust anchors there or set identity.trustAnchors.key"
-                ))
-            })?;
-            (pem, None)
-        }
-        TrustAnchorSource::Secret => {
-            let name = id.trust_anchors.name.clone().unwrap_or_default();
-            let key = id
-                .trust_anchors
-                .key
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SECRET_ANCHORS_KEY.to_string());
-            let secret = get_secret(secrets, &name).await?.ok_or_else(|| {
-                Error::InvalidIdentityMaterial(format!(
-                    "identity.trustAnchors: Secret {ns}/{name} does not exist: create it with the PEM trust anchors under key {key}"
-                ))
-            })?;
-            let pem = secret_string(&secret, &key).ok_or_else(|| {
-                Error::InvalidIdentityMaterial(format!(
-                    "identity.trustAnchors: Secret {ns}/{name} has no key {key}: put the PEM trust anchors there or set identity.trustAnchors.key"
-                ))
-            })?;
-            let signer = secret_string(&secret, TLS_KEY_KEY).map(|k| CertKey {
-                cert: pem.clone(),
-                key: k,
-            });
-            (pem, signer)
-        }
-    };
-    let anchors = parse_pem_bundle(&anchor_bundle).map_err(|e| {
-        Error::InvalidIdentityMaterial(format!(
-            "identity.trustAnchors: the trust anchors do not parse ({e}): supply PEM CA certificates"
-        ))
-    })?;
-    let valid_anchors: Vec<&CertInfo> = anchors.iter().filter(|a| a.not_after > now).collect();
-    if valid_anchors.is_empty() {
-        return Err(Error::InvalidIdentityMaterial(
-            "identity.trustAnchors: every trust anchor has expired: supply a valid one".to_string(),
-        ));
     }
-    out.anchor_not_after = valid_anchors.iter().map(|a| a.not_after).min();
-    if let Some(not_after) = out.anchor_not_after {
-        let window = lifetime(
-            &id.rotation.trust_anchor_renew_before,
+
+    /// The anchor that signs a generated issuer, with its parsed certificate.
+    fn signer(&self) -> Result<(&CertKey, CertInfo), Error> {
+        let anchor = self.signer.as_ref().ok_or_else(|| {
+            Error::InvalidIdentityMaterial(format!(
+                "identity.trustAnchors: Secret {}/{} has no tls.key, so the operator cannot sign an issuer: add the anchor's key or set identity.issuer.source to Secret",
+                self.ns(),
+                self.spec.identity.trust_anchors.name.clone().unwrap_or_default()
+            ))
+        })?;
+        let info = first_cert(&anchor.cert).ok_or_else(|| {
+            Error::InvalidIdentityMaterial(
+                "identity.trustAnchors: the signing anchor does not parse".to_string(),
+            )
+        })?;
+        Ok((anchor, info))
+    }
+
+    /// Checks what generating or renewing `kind` needs from the spec and the certificates
+    /// before it, before its Secret is read: the issuer needs a signing anchor and a valid
+    /// renewal window.
+    fn check(&self, kind: Kind) -> Result<(), Error> {
+        if kind == Kind::Issuer {
+            self.signer()?;
+            self.issuer_renew_before()?;
+        }
+        Ok(())
+    }
+
+    fn issuer_renew_before(&self) -> Result<SignedDuration, Error> {
+        self.lifetime(
+            &self.spec.identity.rotation.issuer_renew_before,
+            "rotation.issuerRenewBefore",
+        )
+    }
+
+    /// Keeps `stored`, or says why it must be replaced (see [`Pass::renewal`]).
+    fn verdict(&self, kind: Kind, stored: Option<Stored>) -> Result<Verdict, Error> {
+        let Some(stored) = stored else {
+            return Ok(Verdict::Replace(self.missing(kind)));
+        };
+        Ok(match self.renewal(kind, &stored)? {
+            Some(change) => Verdict::Replace(change),
+            None => Verdict::Keep(Box::new(stored)),
+        })
+    }
+
+    /// The change reported when the operator's Secret of `kind` is missing or unusable.
+    fn missing(&self, kind: Kind) -> Change {
+        let (ns, secret) = (self.ns(), kind.secret());
+        match kind {
+            Kind::TrustAnchor => Change {
+                reason: "TrustAnchorGenerated",
+                note: format!("generated trust anchor in Secret {ns}/{secret}"),
+            },
+            Kind::Issuer => Change {
+                reason: "IssuerRenewed",
+                note: format!("generated issuer in Secret {ns}/{secret}"),
+            },
+            Kind::Webhook => Change {
+                reason: "WebhookCertificateIssued",
+                note: format!("issued webhook serving certificate in Secret {ns}/{secret}"),
+            },
+        }
+    }
+
+    /// Why a stored certificate must be replaced, or `None` to keep it: it does not match
+    /// its key, is not signed by what signs it now, has expired, or is inside its renewal
+    /// window. An unusable anchor or webhook certificate counts as missing.
+    fn renewal(&self, kind: Kind, stored: &Stored) -> Result<Option<Change>, Error> {
+        let (info, now) = (&stored.info, self.now);
+        let key_matches = key_matches(info, &stored.pair.key);
+        let change = match kind {
+            Kind::TrustAnchor if !(info.is_ca && key_matches) => Some(self.missing(kind)),
+            Kind::TrustAnchor => (info.not_after <= now).then(|| Change {
+                reason: "TrustAnchorExpired",
+                note: format!(
+                    "trust anchor expired at {}; generated a new one: meshed workloads must restart, connections between old and new proxies fail until they do",
+                    info.not_after
+                ),
+            }),
+            Kind::Issuer => {
+                let (_, anchor) = self.signer()?;
+                let renew_before = self.issuer_renew_before()?;
+                let automatic = self.spec.identity.rotation.automatic;
+                let why = if !key_matches {
+                    Some("replaced issuer whose key did not match its certificate in".to_string())
+                } else if info.issuer != anchor.subject {
+                    Some("re-signed issuer with the current trust anchor in".to_string())
+                } else if info.not_after <= now {
+                    Some(format!("renewed issuer that expired at {} in", info.not_after))
+                } else if automatic && info.not_after - renew_before <= now {
+                    Some(format!("renewed issuer expiring at {} in", info.not_after))
+                } else {
+                    None
+                };
+                why.map(|why| Change {
+                    reason: "IssuerRenewed",
+                    note: format!("{why} {}/{}", self.ns(), kind.secret()),
+                })
+            }
+            Kind::Webhook => {
+                let signed = stored
+                    .ca_info
+                    .as_ref()
+                    .is_some_and(|ca| info.issuer == ca.subject);
+                let fresh = info.not_after - WEBHOOK_RENEW_BEFORE > now;
+                (!(key_matches && signed && fresh)).then(|| self.missing(kind))
+            }
+        };
+        Ok(change)
+    }
+
+    /// Generates a new certificate of `kind`.
+    fn generate(&self, kind: Kind) -> Result<Stored, Error> {
+        let id = &self.spec.identity;
+        let td = id.trust_domain.as_str();
+        let (pair, ca) = match kind {
+            Kind::TrustAnchor => {
+                let lifetime =
+                    self.lifetime(&id.trust_anchors.lifetime, "trustAnchors.lifetime")?;
+                (generate_anchor(td, self.now, lifetime)?, None)
+            }
+            Kind::Issuer => {
+                let lifetime = self.lifetime(&id.issuer.lifetime, "issuer.lifetime")?;
+                let (anchor, _) = self.signer()?;
+                (generate_issuer(anchor, td, self.now, lifetime)?, None)
+            }
+            Kind::Webhook => {
+                let (ca, pair) = generate_webhook(self.ns(), self.now)?;
+                (pair, Some(ca))
+            }
+        };
+        Stored::new(pair, ca).ok_or_else(|| {
+            Error::InvalidIdentityMaterial(format!("generated {} does not parse", kind.what()))
+        })
+    }
+
+    /// Records a certificate the operator owns: its Secret to apply, and what rendering and
+    /// status need from it.
+    fn record(&mut self, kind: Kind, stored: Stored) -> Result<(), Error> {
+        let Stored { pair, ca, info, .. } = stored;
+        let mut data = BTreeMap::from([
+            (TLS_CERT_KEY.to_string(), pair.cert.clone()),
+            (TLS_KEY_KEY.to_string(), pair.key.clone()),
+        ]);
+        match kind {
+            Kind::TrustAnchor => {
+                self.accept_anchors(pair.cert.clone(), Some(pair))?;
+            }
+            Kind::Issuer => {
+                data.insert(TLS_CA_KEY.to_string(), self.anchor_bundle.clone());
+                self.out.issuer_not_after = Some(info.not_after);
+                self.out.refs.issuer_serial = info.serial;
+                self.out.refs.issuer_secret = ISSUER_SECRET.to_string();
+            }
+            Kind::Webhook => {
+                let ca = ca.unwrap_or_default();
+                data.insert(TLS_CA_KEY.to_string(), ca.clone());
+                self.out.webhook_not_after = Some(info.not_after);
+                self.out.refs.webhook_serial = info.serial;
+                self.out.refs.webhook_ca_bundle = ca;
+            }
+        }
+        self.out.refs.secrets.push(GeneratedSecret {
+            name: kind.secret().to_string(),
+            component: kind.component().to_string(),
+            data,
+        });
+        Ok(())
+    }
+    /// Takes the trust bundle: every anchor must parse and one must still be valid; warns
+    /// when the first to expire is inside its renewal window.
+    fn accept_anchors(&mut self, bundle: String, signer: Option<CertKey>) -> Result<(), Error> {
+        let now = self.now;
+        let anchors = parse_pem_bundle(&bundle).map_err(|e| {
+            Error::InvalidIdentityMaterial(format!(
+                "identity.trustAnchors: the trust anchors do not parse ({e}): supply PEM CA certificates"
+            ))
+        })?;
+        let first_expiry = anchors
+            .iter()
+            .map(|a| a.not_after)
+            .filter(|not_after| *not_after > now)
+            .min();
+        let Some(not_after) = first_expiry else {
+            return Err(Error::InvalidIdentityMaterial(
+                "identity.trustAnchors: every trust anchor has expired: supply a valid one"
+                    .to_string(),
+            ));
+        };
+        let window = self.lifetime(
+            &self.spec.identity.rotation.trust_anchor_renew_before,
             "rotation.trustAnchorRenewBefore",
         )?;
         if not_after - window <= now {
-            out.warning = Some((
+            self.out.warning = Some((
                 trellis_crds::v1alpha1::mesh::reasons::TRUST_ANCHOR_EXPIRING,
                 format!(
                     "the trust anchor expires at {not_after}: staged anchor rotation is not automated in this release; supply new anchors through identity.trustAnchors before then"
                 ),
             ));
         }
+        self.out.anchor_not_after = Some(not_after);
+        self.out.refs.trust_bundle = bundle.clone();
+        self.anchors = anchors;
+        self.anchor_bundle = bundle;
+        self.signer = signer;
+        Ok(())
     }
-    out.refs.trust_bundle = anchor_bundle.clone();
 
-    // Issuer.
-    match id.issuer.source {
-        IssuerSource::Generated => {
-            let anchor = anchor_signer.ok_or_else(|| {
-                Error::InvalidIdentityMaterial(format!(
-                    "identity.trustAnchors: Secret {ns}/{} has no tls.key, so the operator cannot sign an issuer: add the anchor's key or set identity.issuer.source to Secret",
-                    id.trust_anchors.name.clone().unwrap_or_default()
-                ))
-            })?;
-            let anchor_info = parse_pem_bundle(&anchor.cert)
-                .ok()
-                .and_then(|v| v.into_iter().next())
-                .ok_or_else(|| {
-                    Error::InvalidIdentityMaterial(
-                        "identity.trustAnchors: the signing anchor does not parse".to_string(),
-                    )
-                })?;
-            let renew_before = lifetime(
-                &id.rotation.issuer_renew_before,
-                "rotation.issuerRenewBefore",
-            )?;
-            let existing = get_secret(secrets, ISSUER_SECRET).await?.and_then(|s| {
-                let cert = secret_string(&s, TLS_CERT_KEY)?;
-                let key = secret_string(&s, TLS_KEY_KEY)?;
-                let info = parse_pem_bundle(&cert).ok()?.into_iter().next()?;
-                Some((CertKey { cert, key }, info))
-            });
-            let keep = match &existing {
-                None => Err("generated issuer in Secret".to_string()),
-                Some((ck, info)) => {
-                    if !key_matches(info, &ck.key) {
-                        Err("replaced issuer whose key did not match its certificate in"
-                            .to_string())
-                    } else if info.issuer != anchor_info.subject {
-                        Err("re-signed issuer with the current trust anchor in".to_string())
-                    } else if info.not_after <= now {
-                        Err(format!(
-                            "renewed issuer that expired at {} in",
-                            info.not_after
-                        ))
-                    } else if id.rotation.automatic && info.not_after - renew_before <= now {
-                        Err(format!("renewed issuer expiring at {} in", info.not_after))
-                    } else {
-                        Ok(())
-                    }
-                }
-            };
-            let issuer = match (keep, existing) {
-                (Ok(()), Some((ck, _))) => ck,
-                (Err(why), _) => {
-                    out.changes.push(Change {
-                        reason: "IssuerRenewed",
-                        note: format!("{why} {ns}/{ISSUER_SECRET}"),
-                    });
-                    generate_issuer(
-                        &anchor,
-                        td,
-                        now,
-                        lifetime(&id.issuer.lifetime, "issuer.lifetime")?,
-                    )?
-                }
-                (Ok(()), None) => generate_issuer(
-                    &anchor,
-                    td,
-                    now,
-                    lifetime(&id.issuer.lifetime, "issuer.lifetime")?,
-                )?,
-            };
-            let info = parse_pem_bundle(&issuer.cert)
-                .ok()
-                .and_then(|v| v.into_iter().next())
-                .ok_or_else(|| {
-                    Error::InvalidIdentityMaterial("generated issuer does not parse".to_string())
-                })?;
-            out.issuer_not_after = Some(info.not_after);
-            out.refs.issuer_serial = info.serial;
-            out.refs.issuer_secret = ISSUER_SECRET.to_string();
-            out.refs.secrets.push(GeneratedSecret {
-                name: ISSUER_SECRET.to_string(),
-                component: IDENTITY_COMPONENT.to_string(),
-                data: BTreeMap::from([
-                    (TLS_CERT_KEY.to_string(), issuer.cert),
-                    (TLS_KEY_KEY.to_string(), issuer.key),
-                    (TLS_CA_KEY.to_string(), anchor_bundle.clone()),
-                ]),
-            });
-        }
-        IssuerSource::Secret => {
-            let name = id.issuer.secret_name.clone().unwrap_or_default();
-            let fix = "create a kubernetes.io/tls Secret with tls.crt and tls.key of a CA signed by the trust anchors";
-            let secret = get_secret(secrets, &name).await?.ok_or_else(|| {
-                Error::InvalidIdentityMaterial(format!(
-                    "identity.issuer.secretName: Secret {ns}/{name} does not exist: {fix}"
-                ))
-            })?;
-            let cert = secret_string(&secret, TLS_CERT_KEY).ok_or_else(|| {
-                Error::InvalidIdentityMaterial(format!(
-                    "identity.issuer.secretName: Secret {ns}/{name} has no tls.crt: {fix}"
-                ))
-            })?;
-            let key = secret_string(&secret, TLS_KEY_KEY).ok_or_else(|| {
-                Error::InvalidIdentityMaterial(format!(
-                    "identity.issuer.secretName: Secret {ns}/{name} has no tls.key: {fix}"
-                ))
-            })?;
-            let info = parse_pem_bundle(&cert)
-                .map_err(|e| Error::InvalidIdentityMaterial(format!("identity.issuer.secretName: tls.crt in Secret {ns}/{name} does not parse ({e}): {fix}")))?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::InvalidIdentityMaterial(format!("identity.issuer.secretName: Secret {ns}/{name} holds no certificate: {fix}")))?;
-            if info.not_after <= now {
-                return Err(Error::InvalidIdentityMaterial(format!(
-                    "identity.issuer.secretName: the issuer in Secret {ns}/{name} expired at {}: renew it (or point secretName at a valid one)",
-                    info.not_after
-                )));
+    /// Takes material the user references instead of the operator's own Secret.
+    async fn referenced(
+        &mut self,
+        kind: Kind,
+        secrets: &Api<Secret>,
+        configmaps: &Api<ConfigMap>,
+    ) -> Result<(), Error> {
+        match kind {
+            Kind::TrustAnchor => {
+                let (bundle, signer) = self.referenced_anchors(secrets, configmaps).await?;
+                self.accept_anchors(bundle, signer)
             }
-            if !info.is_ca {
-                return Err(Error::InvalidIdentityMaterial(format!(
-                    "identity.issuer.secretName: the certificate in Secret {ns}/{name} is not a CA: issue it with basicConstraints CA:true"
-                )));
-            }
-            if !key_matches(&info, &key) {
-                return Err(Error::InvalidIdentityMaterial(format!(
-                    "identity.issuer.secretName: tls.key in Secret {ns}/{name} is not the key of tls.crt: put the matching key there"
-                )));
-            }
-            if !anchors.iter().any(|a| a.subject == info.issuer) {
-                return Err(Error::InvalidIdentityMaterial(format!(
-                    "identity.issuer.secretName: the issuer in Secret {ns}/{name} is not signed by any trust anchor: sign it with one of identity.trustAnchors"
-                )));
-            }
-            out.issuer_not_after = Some(info.not_after);
-            out.refs.issuer_serial = info.serial;
-            out.refs.issuer_secret = name;
+            Kind::Issuer => self.referenced_issuer(secrets).await,
+            // The webhook certificate is always the operator's own.
+            Kind::Webhook => Ok(()),
         }
     }
 
-    // Webhook serving certificate.
-    let existing = get_secret(secrets, WEBHOOK_TLS_SECRET)
-        .await?
-        .and_then(|s| {
-            let ca = secret_string(&s, TLS_CA_KEY)?;
-            let cert = secret_string(&s, TLS_CERT_KEY)?;
-            let key = secret_string(&s, TLS_KEY_KEY)?;
-            let info = parse_pem_bundle(&cert).ok()?.into_iter().next()?;
-            let ca_info = parse_pem_bundle(&ca).ok()?.into_iter().next()?;
-            (key_matches(&info, &key)
-                && info.issuer == ca_info.subject
-                && info.not_after - WEBHOOK_RENEW_BEFORE > now)
-                .then_some((ca, CertKey { cert, key }, info))
-        });
-    let (ca, serving, info) = match existing {
-        Some(found) => found,
-        None => {
-            let (ca, serving) = generate_webhook(ns, now)?;
-            let info = parse_pem_bundle(&serving.cert)
-                .ok()
-                .and_then(|v| v.into_iter().next())
-                .ok_or_else(|| {
-                    Error::InvalidIdentityMaterial(
-                        "generated webhook certificate does not parse".to_string(),
-                    )
-                })?;
-            out.changes.push(Change {
-                reason: "WebhookCertificateIssued",
-                note: format!(
-                    "issued webhook serving certificate in Secret {ns}/{WEBHOOK_TLS_SECRET}"
-                ),
+    /// The trust bundle from the user's ConfigMap or Secret, with the anchor's key when the
+    /// Secret has one (then the operator can still sign a generated issuer).
+    async fn referenced_anchors(
+        &self,
+        secrets: &Api<Secret>,
+        configmaps: &Api<ConfigMap>,
+    ) -> Result<(String, Option<CertKey>), Error> {
+        let ns = self.ns();
+        let anchors = &self.spec.identity.trust_anchors;
+        let name = anchors.name.clone().unwrap_or_default();
+        let (kind, default_key) = match anchors.source {
+            TrustAnchorSource::Secret => ("Secret", DEFAULT_SECRET_ANCHORS_KEY),
+            _ => ("ConfigMap", DEFAULT_CONFIGMAP_ANCHORS_KEY),
+        };
+        let key = anchors
+            .key
+            .clone()
+            .unwrap_or_else(|| default_key.to_string());
+        let absent = || {
+            Error::InvalidIdentityMaterial(format!(
+                "identity.trustAnchors: {kind} {ns}/{name} does not exist: create it with the PEM trust anchors under key {key}"
+            ))
+        };
+        let no_key = || {
+            Error::InvalidIdentityMaterial(format!(
+                "identity.trustAnchors: {kind} {ns}/{name} has no key {key}: put the PEM trust anchors there or set identity.trustAnchors.key"
+            ))
+        };
+        if anchors.source == TrustAnchorSource::Secret {
+            let secret = get_secret(secrets, &name).await?.ok_or_else(absent)?;
+            let pem = secret_string(&secret, &key).ok_or_else(no_key)?;
+            let signer = secret_string(&secret, TLS_KEY_KEY).map(|key| CertKey {
+                cert: pem.clone(),
+                key,
             });
-            (ca, serving, info)
+            return Ok((pem, signer));
         }
-    };
-    out.webhook_not_after = Some(info.not_after);
-    out.refs.webhook_serial = info.serial;
-    out.refs.webhook_ca_bundle = ca.clone();
-    out.refs.secrets.push(GeneratedSecret {
-        name: WEBHOOK_TLS_SECRET.to_string(),
-        component: WEBHOOKS_COMPONENT.to_string(),
-        data: BTreeMap::from([
-            (TLS_CA_KEY.to_string(), ca),
-            (TLS_CERT_KEY.to_string(), serving.cert),
-            (TLS_KEY_KEY.to_string(), serving.key),
-        ]),
-    });
-    Ok(out)
+        let cm = configmaps
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube(format!("get ConfigMap {ns}/{name}")))?
+            .ok_or_else(absent)?;
+        let pem = cm.data.as_ref().and_then(|d| d.get(&key)).cloned();
+        Ok((pem.ok_or_else(no_key)?, None))
+    }
+
+    /// Validates the issuer in the user's Secret: a CA with its key, signed by a trust
+    /// anchor and not expired. It is never written.
+    async fn referenced_issuer(&mut self, secrets: &Api<Secret>) -> Result<(), Error> {
+        let ns = self.ns().to_string();
+        let name = self
+            .spec
+            .identity
+            .issuer
+            .secret_name
+            .clone()
+            .unwrap_or_default();
+        let fix = "create a kubernetes.io/tls Secret with tls.crt and tls.key of a CA signed by the trust anchors";
+        let invalid = |problem: String| {
+            Error::InvalidIdentityMaterial(format!("identity.issuer.secretName: {problem}"))
+        };
+        let secret = get_secret(secrets, &name)
+            .await?
+            .ok_or_else(|| invalid(format!("Secret {ns}/{name} does not exist: {fix}")))?;
+        let cert = secret_string(&secret, TLS_CERT_KEY)
+            .ok_or_else(|| invalid(format!("Secret {ns}/{name} has no tls.crt: {fix}")))?;
+        let key = secret_string(&secret, TLS_KEY_KEY)
+            .ok_or_else(|| invalid(format!("Secret {ns}/{name} has no tls.key: {fix}")))?;
+        let info = parse_pem_bundle(&cert)
+            .map_err(|e| {
+                invalid(format!(
+                    "tls.crt in Secret {ns}/{name} does not parse ({e}): {fix}"
+                ))
+            })?
+            .into_iter()
+            .next()
+            .ok_or_else(|| invalid(format!("Secret {ns}/{name} holds no certificate: {fix}")))?;
+        if info.not_after <= self.now {
+            return Err(invalid(format!(
+                "the issuer in Secret {ns}/{name} expired at {}: renew it (or point secretName at a valid one)",
+                info.not_after
+            )));
+        }
+        if !info.is_ca {
+            return Err(invalid(format!(
+                "the certificate in Secret {ns}/{name} is not a CA: issue it with basicConstraints CA:true"
+            )));
+        }
+        if !key_matches(&info, &key) {
+            return Err(invalid(format!(
+                "tls.key in Secret {ns}/{name} is not the key of tls.crt: put the matching key there"
+            )));
+        }
+        if !self.anchors.iter().any(|a| a.subject == info.issuer) {
+            return Err(invalid(format!(
+                "the issuer in Secret {ns}/{name} is not signed by any trust anchor: sign it with one of identity.trustAnchors"
+            )));
+        }
+        self.out.issuer_not_after = Some(info.not_after);
+        self.out.refs.issuer_serial = info.serial;
+        self.out.refs.issuer_secret = name;
+        Ok(())
+    }
 }

@@ -7,22 +7,19 @@ pub mod failures;
 pub mod pods;
 pub mod status;
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::{
-        admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
         apps::v1::Deployment,
-        core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount},
-        policy::v1::PodDisruptionBudget,
-        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+        core::v1::{ConfigMap, Namespace, Secret},
     },
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::Timestamp,
 };
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event, EventType},
@@ -32,7 +29,7 @@ use kube::{
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::instrument;
-use trellis_api::well_known::{FIELD_MANAGER, MANAGED_BY_LABEL};
+use trellis_api::well_known::FIELD_MANAGER;
 use trellis_crds::{
     common::condition::is_true,
     v1alpha1::mesh::{IdentityStatus, Mesh, MeshStatus, RotationPhase, conditions, reasons},
@@ -41,8 +38,9 @@ use trellis_crds::{
 use self::status::{Observation, component_status};
 use super::Context;
 use crate::reconciler::{
+    applier::{Applier, Existing},
     error::Error,
-    render::{self, IGNORE_ANNOTATION, MESH_LABEL, RenderInput},
+    render::{self, RenderInput},
 };
 
 /// Finalizer that removes cluster-scoped leftovers before a Mesh goes.
@@ -53,51 +51,6 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub const BLOCKED_RETRY: Duration = Duration::from_secs(15);
 /// Label of the controller in metrics.
 const CONTROLLER: &str = "mesh";
-
-/// Every kind the Mesh renders, in deletion order (webhooks first, namespace last and
-/// separately). Pruning and cleanup select them by the `trellis.dev/mesh` label.
-fn managed_kinds() -> Vec<(ApiResource, bool)> {
-    vec![
-        (
-            ApiResource::erase::<MutatingWebhookConfiguration>(&()),
-            false,
-        ),
-        (
-            ApiResource::erase::<ValidatingWebhookConfiguration>(&()),
-            false,
-        ),
-        (ApiResource::erase::<Deployment>(&()), true),
-        (ApiResource::erase::<PodDisruptionBudget>(&()), true),
-        (ApiResource::erase::<Service>(&()), true),
-        (ApiResource::erase::<ConfigMap>(&()), true),
-        (ApiResource::erase::<Secret>(&()), true),
-        (ApiResource::erase::<RoleBinding>(&()), true),
-        (ApiResource::erase::<Role>(&()), true),
-        (ApiResource::erase::<ClusterRoleBinding>(&()), false),
-        (ApiResource::erase::<ClusterRole>(&()), false),
-        (ApiResource::erase::<ServiceAccount>(&()), true),
-    ]
-}
-
-fn mesh_selector(mesh: &str) -> String {
-    format!(
-        "{}={},{MESH_LABEL}={mesh}",
-        MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1
-    )
-}
-
-fn kind_api(
-    ctx: &Context,
-    resource: &ApiResource,
-    namespaced: bool,
-    ns: &str,
-) -> Api<DynamicObject> {
-    if namespaced {
-        Api::namespaced_with(ctx.client.clone(), ns, resource)
-    } else {
-        Api::all_with(ctx.client.clone(), resource)
-    }
-}
 
 /// Reconciles one Mesh (only while this replica holds the Lease).
 #[instrument(skip_all, fields(kind = "Mesh", name = %mesh.name_any()))]
@@ -168,7 +121,7 @@ async fn publish(
 }
 
 async fn write_status(
-    ctx: &Context,
+    client: &Client,
     mesh: &Mesh,
     previous: &MeshStatus,
     next: &MeshStatus,
@@ -177,7 +130,7 @@ async fn write_status(
         return Ok(());
     }
     let name = mesh.name_any();
-    let api: Api<Mesh> = Api::all(ctx.client.clone());
+    let api: Api<Mesh> = Api::all(client.clone());
     let patch = json!({
         "apiVersion": Mesh::api_version(&()),
         "kind": Mesh::kind(&()),
@@ -281,6 +234,24 @@ fn set_cert_metric(ctx: &Context, mesh: &str, cert: &str, at: Option<Timestamp>)
     }
 }
 
+/// A user-fixable problem that holds the rollout back: condition reason and message.
+type Blocked = (&'static str, String);
+
+/// Sorts an error of a step: one the user must fix holds the rollout back ([`Blocked`]);
+/// anything else fails the reconcile.
+fn blocked_by(error: Error) -> Result<Blocked, Error> {
+    match error {
+        Error::InvalidIdentityMaterial(message) => {
+            Ok((reasons::INVALID_IDENTITY_MATERIAL, message))
+        }
+        Error::InvalidSpec(message) => Ok((reasons::INVALID_SPEC, message)),
+        other => Err(other),
+    }
+}
+
+/// One Mesh reconcile: claim the namespace, ensure certificates, render, apply the plan,
+/// prune, observe the components, and write status. A [`Blocked`] step writes status and
+/// requeues after [`BLOCKED_RETRY`] without touching what runs.
 async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
     let name = mesh.name_any();
     let uid = mesh.uid().ok_or(Error::MissingMetadata {
@@ -288,7 +259,6 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
         field: "metadata.uid",
     })?;
     let spec = &mesh.spec;
-    let ns = spec.namespace.as_str();
     let now = Timestamp::now();
     let previous = mesh.status.clone().unwrap_or_default();
     let started = Instant::now();
@@ -297,83 +267,77 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
         desired_version: spec.version.clone(),
         ..Observation::default()
     };
+    let prepared = match prepare(ctx, &mesh, &uid, now, &mut obs).await? {
+        Ok(prepared) => prepared,
+        Err(blocked) => {
+            obs.blocked = Some(blocked);
+            return finish_blocked(ctx, &mesh, &previous, obs, now).await;
+        }
+    };
+    let (material, plan) = prepared;
+    tracing::debug!(elapsed = ?started.elapsed(), "Identity material ready and plan rendered");
 
-    // Two Meshes must not share a namespace: the older one keeps it.
-    let meshes: Api<Mesh> = Api::all(ctx.client.clone());
-    let all = meshes
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::kube("list Meshes"))?;
-    let rival = all.items.iter().find(|other| {
-        other.uid() != Some(uid.clone())
-            && other.spec.namespace == spec.namespace
-            && other.meta().deletion_timestamp.is_none()
-            && (other.creation_timestamp(), other.name_any())
-                < (mesh.creation_timestamp(), name.clone())
-    });
-    if let Some(rival) = rival {
-        obs.blocked = Some((
-            reasons::INVALID_SPEC,
-            format!(
-                "spec.namespace {ns} is already used by Mesh {}: delete this Mesh and create it with another namespace",
-                rival.name_any()
-            ),
-        ));
-        return finish_blocked(ctx, &mesh, &previous, obs, now).await;
+    let applier = Applier::new(ctx.client.clone(), &spec.namespace, &name);
+    let existing = applier.existing().await?;
+    if let Err(error) = applier.apply(&plan, &existing).await {
+        obs.apply_error = Some(error.to_string());
+        let next = status::build(&previous, &obs, now);
+        write_status(&ctx.client, &mesh, &previous, &next).await?;
+        return Err(error);
     }
-
-    // The namespace: ours when absent or created by this Mesh; never adopted otherwise.
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let existing_ns = namespaces
-        .get_opt(ns)
-        .await
-        .map_err(Error::kube(format!("get Namespace {ns}")))?;
-    if existing_ns
-        .as_ref()
-        .is_some_and(|n| n.meta().deletion_timestamp.is_some())
-    {
-        obs.blocked = Some((
-            reasons::INVALID_SPEC,
-            format!(
-                "namespace {ns} is being deleted: wait for it to go, then the operator recreates it"
-            ),
-        ));
-        return finish_blocked(ctx, &mesh, &previous, obs, now).await;
+    tracing::debug!(elapsed = ?started.elapsed(), objects = plan.objects.len(), "Applied");
+    for change in &material.changes {
+        let note = change.note.clone();
+        publish(
+            ctx,
+            &mesh,
+            EventType::Normal,
+            change.reason,
+            "RotateIdentity",
+            note,
+        )
+        .await;
     }
-    let own_namespace = existing_ns
-        .as_ref()
-        .is_none_or(|n| n.owner_references().iter().any(|o| o.uid == uid));
+    prune(ctx, &mesh, &applier, &plan, existing).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "Pruned");
 
-    // Identity material (read first, generated only when a rule says so).
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let configmaps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    observe(ctx, &mesh, &plan, &mut obs).await?;
+    let all_ready = obs.components.iter().all(|c| c.ready);
+    let next = status::build(&previous, &obs, now);
+    write_status(&ctx.client, &mesh, &previous, &next).await?;
+    transition_events(ctx, &mesh, &previous, &next).await;
+    Ok(Action::requeue(if all_ready {
+        RESYNC
+    } else {
+        Duration::from_secs(30)
+    }))
+}
+
+/// The steps before anything is written: claim the namespace, ensure the certificates
+/// (recorded in `obs` and the metrics) and render the plan.
+async fn prepare(
+    ctx: &Context,
+    mesh: &Mesh,
+    uid: &str,
+    now: Timestamp,
+    obs: &mut Observation,
+) -> Result<Result<(certificates::Outcome, render::Plan), Blocked>, Error> {
+    let own_namespace = match claim_namespace(ctx, mesh, uid).await? {
+        Ok(own) => own,
+        Err(blocked) => return Ok(Err(blocked)),
+    };
+    let spec = &mesh.spec;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
+    let configmaps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &spec.namespace);
     let material = match certificates::ensure(&secrets, &configmaps, spec, now).await {
         Ok(material) => material,
-        Err(Error::InvalidIdentityMaterial(message)) => {
-            obs.blocked = Some((reasons::INVALID_IDENTITY_MATERIAL, message));
-            return finish_blocked(ctx, &mesh, &previous, obs, now).await;
-        }
-        Err(Error::InvalidSpec(message)) => {
-            obs.blocked = Some((reasons::INVALID_SPEC, message));
-            return finish_blocked(ctx, &mesh, &previous, obs, now).await;
-        }
-        Err(e) => return Err(e),
+        Err(e) => return blocked_by(e).map(Err),
     };
-    tracing::debug!(elapsed = ?started.elapsed(), "Identity material ready");
-    set_cert_metric(ctx, &name, "trust-anchor", material.anchor_not_after);
-    set_cert_metric(ctx, &name, "issuer", material.issuer_not_after);
-    set_cert_metric(ctx, &name, "webhook", material.webhook_not_after);
-    obs.identity = Some(IdentityStatus {
-        trust_anchor_not_after: material.anchor_not_after.map(Time),
-        issuer_not_after: material.issuer_not_after.map(Time),
-        issuer_serial: Some(material.refs.issuer_serial.clone()),
-        rotation_phase: Some(RotationPhase::Stable),
-    });
-    obs.identity_warning = material.warning.clone();
-
+    record_certificates(ctx, &mesh.name_any(), &material, obs);
+    let name = mesh.name_any();
     let input = RenderInput {
         mesh_name: &name,
-        mesh_uid: &uid,
+        mesh_uid: uid,
         spec,
         images: &ctx.images,
         identity: &material.refs,
@@ -381,112 +345,96 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
     };
     let plan = match render::render(&input) {
         Ok(plan) => plan,
-        Err(Error::InvalidSpec(message)) => {
-            obs.blocked = Some((reasons::INVALID_SPEC, message));
-            return finish_blocked(ctx, &mesh, &previous, obs, now).await;
-        }
-        Err(e) => return Err(e),
+        Err(e) => return blocked_by(e).map(Err),
     };
     obs.unavailable = plan.unavailable.clone();
+    Ok(Ok((material, plan)))
+}
 
-    // What exists now; objects a person marked `trellis.dev/ignore: "true"` are left alone.
-    let existing: Vec<_> =
-        futures::future::try_join_all(managed_kinds().into_iter().map(|(resource, namespaced)| {
-            let api = kind_api(ctx, &resource, namespaced, ns);
-            let selector = mesh_selector(&name);
-            let action = format!("list {} of Mesh {name}", resource.plural);
-            async move {
-                let list = api
-                    .list_metadata(&ListParams::default().labels(&selector))
-                    .await
-                    .map_err(Error::kube(action))?;
-                Ok::<_, Error>((resource, namespaced, list.items))
-            }
-        }))
-        .await?;
-    let ignored: BTreeSet<(String, String)> = existing
-        .iter()
-        .flat_map(|(resource, _, items)| {
-            items
-                .iter()
-                .filter(|item| {
-                    item.annotations()
-                        .get(IGNORE_ANNOTATION)
-                        .is_some_and(|v| v == "true")
-                })
-                .map(|item| (resource.kind.clone(), item.name_any()))
-        })
-        .collect();
+/// Checks that the Mesh may use its namespace; returns whether the namespace is its own
+/// (absent, or created by this Mesh; never adopted otherwise).
+async fn claim_namespace(
+    ctx: &Context,
+    mesh: &Mesh,
+    uid: &str,
+) -> Result<Result<bool, Blocked>, Error> {
+    let ns = mesh.spec.namespace.as_str();
+    // Two Meshes must not share a namespace: the older one keeps it.
+    let meshes: Api<Mesh> = Api::all(ctx.client.clone());
+    let all = meshes
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("list Meshes"))?;
+    let rival = all.items.iter().find(|other| {
+        other.uid().as_deref() != Some(uid)
+            && other.spec.namespace == mesh.spec.namespace
+            && other.meta().deletion_timestamp.is_none()
+            && (other.creation_timestamp(), other.name_any())
+                < (mesh.creation_timestamp(), mesh.name_any())
+    });
+    if let Some(rival) = rival {
+        return Ok(Err((
+            reasons::INVALID_SPEC,
+            format!(
+                "spec.namespace {ns} is already used by Mesh {}: delete this Mesh and create it with another namespace",
+                rival.name_any()
+            ),
+        )));
+    }
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let existing = namespaces
+        .get_opt(ns)
+        .await
+        .map_err(Error::kube(format!("get Namespace {ns}")))?;
+    if existing
+        .as_ref()
+        .is_some_and(|n| n.meta().deletion_timestamp.is_some())
+    {
+        return Ok(Err((
+            reasons::INVALID_SPEC,
+            format!(
+                "namespace {ns} is being deleted: wait for it to go, then the operator recreates it"
+            ),
+        )));
+    }
+    Ok(Ok(existing.as_ref().is_none_or(|n| {
+        n.owner_references().iter().any(|o| o.uid == uid)
+    })))
+}
 
-    // Apply in stages (the namespace, then the rest concurrently, webhook configurations
-    // last); report the first failure.
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let stage = |object: &render::Rendered| match object.resource.kind.as_str() {
-        "Namespace" => 0,
-        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => 2,
-        _ => 1,
-    };
-    for current in 0..3 {
-        let mut batch = Vec::new();
-        for object in plan.objects.iter().filter(|o| stage(o) == current) {
-            if ignored.contains(&(object.resource.kind.clone(), object.name().to_string())) {
-                tracing::debug!(object = %object.describe(), "Left alone: it carries {IGNORE_ANNOTATION}");
-                continue;
-            }
-            batch.push(apply_one(ctx, object, ns, &params));
-        }
-        let results = futures::future::join_all(batch).await;
-        if let Some(error) = results.into_iter().find_map(Result::err) {
-            obs.apply_error = Some(error.to_string());
-            let next = status::build(&previous, &obs, now);
-            write_status(ctx, &mesh, &previous, &next).await?;
-            return Err(error);
-        }
-    }
-    tracing::debug!(elapsed = ?started.elapsed(), objects = plan.objects.len(), "Applied");
-    for change in &material.changes {
-        publish(
-            ctx,
-            &mesh,
-            EventType::Normal,
-            change.reason,
-            "RotateIdentity",
-            change.note.clone(),
-        )
-        .await;
-    }
+/// Puts the certificates' expiry into the metrics and the identity status.
+fn record_certificates(
+    ctx: &Context,
+    name: &str,
+    material: &certificates::Outcome,
+    obs: &mut Observation,
+) {
+    set_cert_metric(ctx, name, "trust-anchor", material.anchor_not_after);
+    set_cert_metric(ctx, name, "issuer", material.issuer_not_after);
+    set_cert_metric(ctx, name, "webhook", material.webhook_not_after);
+    obs.identity = Some(IdentityStatus {
+        trust_anchor_not_after: material.anchor_not_after.map(Time),
+        issuer_not_after: material.issuer_not_after.map(Time),
+        issuer_serial: Some(material.refs.issuer_serial.clone()),
+        rotation_phase: Some(RotationPhase::Stable),
+    });
+    obs.identity_warning = material.warning.clone();
+}
 
-    // Prune what the spec no longer asks for.
-    let wanted: BTreeSet<(String, String)> = plan
-        .objects
-        .iter()
-        .map(|o| (o.resource.kind.clone(), o.name().to_string()))
-        .collect();
-    let mut pruned = Vec::new();
-    for (resource, namespaced, items) in existing {
-        let api = kind_api(ctx, &resource, namespaced, ns);
-        for item in items {
-            let item_name = item.name_any();
-            let key = (resource.kind.clone(), item_name.clone());
-            if wanted.contains(&key) || ignored.contains(&key) {
-                continue;
-            }
-            match api.delete(&item_name, &DeleteParams::background()).await {
-                Ok(_) => pruned.push(format!("{} {item_name}", resource.kind)),
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    return Err(Error::kube(format!("prune {} {item_name}", resource.kind))(
-                        e,
-                    ));
-                }
-            }
-        }
-    }
+/// Prunes what the spec no longer asks for and tells about it.
+async fn prune(
+    ctx: &Context,
+    mesh: &Mesh,
+    applier: &Applier,
+    plan: &render::Plan,
+    existing: Existing,
+) -> Result<(), Error> {
+    let pruned = applier.prune(plan, existing).await?;
     if !pruned.is_empty() {
-        tracing::info!(mesh = %name, objects = ?pruned, "Pruned objects the spec no longer asks for");
+        tracing::info!(mesh = %mesh.name_any(), objects = ?pruned, "Pruned objects the spec no longer asks for");
         publish(
             ctx,
-            &mesh,
+            mesh,
             EventType::Normal,
             "Pruned",
             "Prune",
@@ -497,9 +445,19 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
         )
         .await;
     }
+    Ok(())
+}
 
-    tracing::debug!(elapsed = ?started.elapsed(), "Pruned");
-    // Observe.
+/// Observes each component's Deployment (with the reasons its pods fail) and the meshed
+/// pods into `obs`.
+async fn observe(
+    ctx: &Context,
+    mesh: &Mesh,
+    plan: &render::Plan,
+    obs: &mut Observation,
+) -> Result<(), Error> {
+    let name = mesh.name_any();
+    let ns = mesh.spec.namespace.as_str();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     for component in &plan.components {
         let deployment = deployments
@@ -509,7 +467,7 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
                 "get Deployment {ns}/{}",
                 component.deployment
             )))?;
-        let mut status = component_status(component, deployment.as_ref(), &spec.version);
+        let mut status = component_status(component, deployment.as_ref(), &mesh.spec.version);
         if !status.ready
             && let Some(deployment) = &deployment
         {
@@ -533,35 +491,14 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
     }
     // Meshed pods: a failed count keeps the previous one and fails nothing (between
     // reconciles `pods::keep_counts` keeps it current).
-    obs.pods = match pods::observe(&ctx.client, ns, &spec.version).await {
+    obs.pods = match pods::observe(&ctx.client, ns, &mesh.spec.version).await {
         Ok(counts) => Some(counts),
         Err(e) => {
             tracing::warn!(mesh = %name, error = %e, "Cannot count meshed pods; keeping the previous counts");
             None
         }
     };
-    let all_ready = obs.components.iter().all(|c| c.ready);
-    let next = status::build(&previous, &obs, now);
-    write_status(ctx, &mesh, &previous, &next).await?;
-    transition_events(ctx, &mesh, &previous, &next).await;
-    Ok(Action::requeue(if all_ready {
-        RESYNC
-    } else {
-        Duration::from_secs(30)
-    }))
-}
-
-async fn apply_one(
-    ctx: &Context,
-    object: &render::Rendered,
-    ns: &str,
-    params: &PatchParams,
-) -> Result<(), Error> {
-    kind_api(ctx, &object.resource, object.namespaced, ns)
-        .patch(object.name(), params, &Patch::Apply(&object.object))
-        .await
-        .map(|_| ())
-        .map_err(Error::kube(format!("apply {}", object.describe())))
+    Ok(())
 }
 
 async fn finish_blocked(
@@ -575,7 +512,7 @@ async fn finish_blocked(
         tracing::info!(mesh = %mesh.name_any(), %reason, %message, "Rollout held back");
     }
     let next = status::build(previous, &obs, now);
-    write_status(ctx, mesh, previous, &next).await?;
+    write_status(&ctx.client, mesh, previous, &next).await?;
     transition_events(ctx, mesh, previous, &next).await;
     Ok(Action::requeue(BLOCKED_RETRY))
 }
@@ -586,27 +523,9 @@ async fn finish_blocked(
 pub async fn cleanup(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
     let name = mesh.name_any();
     let ns = mesh.spec.namespace.as_str();
-    let mut removed = 0usize;
-    for (resource, namespaced) in managed_kinds() {
-        let api = kind_api(ctx, &resource, namespaced, ns);
-        let list = api
-            .list_metadata(&ListParams::default().labels(&mesh_selector(&name)))
-            .await
-            .map_err(Error::kube(format!(
-                "list {} of Mesh {name}",
-                resource.plural
-            )))?;
-        for item in list.items {
-            let item_name = item.name_any();
-            match api.delete(&item_name, &DeleteParams::background()).await {
-                Ok(_) => removed += 1,
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    return Err(Error::kube(format!("delete {} {item_name}", resource.kind))(e));
-                }
-            }
-        }
-    }
+    let mut removed = Applier::new(ctx.client.clone(), ns, &name)
+        .delete_all()
+        .await?;
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     if let Some(namespace) = namespaces
         .get_opt(ns)

@@ -134,12 +134,15 @@ pub struct Observation {
     pub pod_problems: Vec<PodProblem>,
 }
 
+/// A condition to set: type, status, reason and message.
+type Desired = (&'static str, bool, &'static str, String);
+
 /// Builds the status from an observation and the previous status.
 pub fn build(previous: &MeshStatus, obs: &Observation, now: Timestamp) -> MeshStatus {
     let prev = previous.conditions.as_slice();
     let mut status = MeshStatus {
         observed_generation: obs.generation,
-        conditions: prev.to_vec(),
+        conditions: Vec::new(),
         version: previous.version.clone(),
         components_ready: previous.components_ready.clone(),
         components: previous.components.clone(),
@@ -147,135 +150,145 @@ pub fn build(previous: &MeshStatus, obs: &Observation, now: Timestamp) -> MeshSt
         up_to_date_pods: obs.pods.map(|p| p.up_to_date).or(previous.up_to_date_pods),
         identity: obs.identity.clone().or_else(|| previous.identity.clone()),
     };
-    let gen_ = obs.generation;
-    let set = |list: &mut Vec<Condition>, t: &str, s: bool, r: &str, m: String| {
-        set_condition(list, prev, t, s, r, m, gen_, now);
-    };
-    let mut conds = status.conditions.clone();
-    if obs.blocked.is_none() {
-        status.components = obs.components.clone();
-        let ready = obs.components.iter().filter(|c| c.ready).count();
-        status.components_ready = Some(format!("{ready}/{}", obs.components.len()));
-        let all_ready = ready == obs.components.len() && obs.apply_error.is_none();
-        if all_ready {
-            status.version = Some(obs.desired_version.clone());
-        }
-        let not_ready: Vec<String> = obs
-            .components
-            .iter()
-            .filter(|c| !c.ready)
-            .map(|c| c.message.clone().unwrap_or_else(|| c.name.clone()))
-            .collect();
-        if all_ready {
-            set(
-                &mut conds,
-                conditions::READY,
-                true,
-                reasons::COMPONENTS_READY,
-                format!(
-                    "{ready}/{} components ready at version {}",
-                    obs.components.len(),
-                    obs.desired_version
-                ),
-            );
-        } else {
-            set(
-                &mut conds,
-                conditions::READY,
+    let mut desired = if obs.blocked.is_none() {
+        rollout(previous, obs, &mut status)
+    } else {
+        // Held back: keep Ready and components as last observed; say nothing moves.
+        let message = "rollout held back until the spec is fixed (see Degraded)";
+        vec![
+            (
+                conditions::PROGRESSING,
                 false,
-                reasons::COMPONENTS_NOT_READY,
-                if not_ready.is_empty() {
-                    obs.apply_error.clone().unwrap_or_default()
-                } else {
-                    not_ready.join("; ")
-                },
-            );
-        }
-        let (progressing, reason, message) = if all_ready {
-            (false, reasons::IDLE, "nothing in flight".to_string())
-        } else if previous.version.is_none() {
+                reasons::IDLE,
+                message.to_string(),
+            ),
             (
-                true,
-                reasons::INSTALLING,
-                format!(
-                    "installing {}: {}",
-                    obs.desired_version,
-                    not_ready.join("; ")
-                ),
-            )
-        } else if previous.version.as_deref() != Some(obs.desired_version.as_str()) {
-            (
-                true,
-                reasons::UPGRADING,
-                format!(
-                    "upgrading {} to {}: {}",
-                    previous.version.clone().unwrap_or_default(),
-                    obs.desired_version,
-                    not_ready.join("; ")
-                ),
-            )
-        } else {
-            (
-                true,
-                reasons::INSTALLING,
-                format!("restoring: {}", not_ready.join("; ")),
-            )
-        };
-        set(
+                conditions::RECONCILING,
+                false,
+                reasons::IDLE,
+                message.to_string(),
+            ),
+        ]
+    };
+    desired.push(reconciled(obs));
+    desired.extend(degraded(obs));
+    desired.extend(identity_healthy(obs, &status));
+    let mut conds = prev.to_vec();
+    for (type_, value, reason, message) in desired {
+        set_condition(
             &mut conds,
+            prev,
+            type_,
+            value,
+            reason,
+            message,
+            obs.generation,
+            now,
+        );
+    }
+    let order = [
+        conditions::READY,
+        conditions::RECONCILED,
+        conditions::PROGRESSING,
+        conditions::DEGRADED,
+        conditions::IDENTITY_HEALTHY,
+        conditions::RECONCILING,
+        conditions::STALLED,
+    ];
+    conds.sort_by_key(|c| {
+        order
+            .iter()
+            .position(|o| *o == c.type_)
+            .unwrap_or(order.len())
+    });
+    status.conditions = conds;
+    status
+}
+
+/// A rollout that went ahead: components, version and Ready, Progressing and Reconciling.
+fn rollout(previous: &MeshStatus, obs: &Observation, status: &mut MeshStatus) -> Vec<Desired> {
+    status.components = obs.components.clone();
+    let ready = obs.components.iter().filter(|c| c.ready).count();
+    let total = obs.components.len();
+    status.components_ready = Some(format!("{ready}/{total}"));
+    let all_ready = ready == total && obs.apply_error.is_none();
+    if all_ready {
+        status.version = Some(obs.desired_version.clone());
+    }
+    let not_ready = obs
+        .components
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| c.message.clone().unwrap_or_else(|| c.name.clone()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let ready_condition = if all_ready {
+        let message = format!(
+            "{ready}/{total} components ready at version {}",
+            obs.desired_version
+        );
+        (conditions::READY, true, reasons::COMPONENTS_READY, message)
+    } else {
+        let message = if not_ready.is_empty() {
+            obs.apply_error.clone().unwrap_or_default()
+        } else {
+            not_ready.clone()
+        };
+        (
+            conditions::READY,
+            false,
+            reasons::COMPONENTS_NOT_READY,
+            message,
+        )
+    };
+    let desired = &obs.desired_version;
+    let (progressing, reason, message) = if all_ready {
+        (false, reasons::IDLE, "nothing in flight".to_string())
+    } else if previous.version.is_none() {
+        let message = format!("installing {desired}: {not_ready}");
+        (true, reasons::INSTALLING, message)
+    } else if previous.version.as_deref() != Some(desired.as_str()) {
+        let from = previous.version.clone().unwrap_or_default();
+        let message = format!("upgrading {from} to {desired}: {not_ready}");
+        (true, reasons::UPGRADING, message)
+    } else {
+        let message = format!("restoring: {not_ready}");
+        (true, reasons::INSTALLING, message)
+    };
+    vec![
+        ready_condition,
+        (
             conditions::PROGRESSING,
             progressing,
             reason,
             message.clone(),
-        );
-        set(
-            &mut conds,
-            conditions::RECONCILING,
-            progressing,
-            reason,
-            message,
-        );
-    } else {
-        // Held back: keep Ready and components as last observed; say nothing moves.
-        set(
-            &mut conds,
-            conditions::PROGRESSING,
-            false,
-            reasons::IDLE,
-            "rollout held back until the spec is fixed (see Degraded)".to_string(),
-        );
-        set(
-            &mut conds,
-            conditions::RECONCILING,
-            false,
-            reasons::IDLE,
-            "rollout held back until the spec is fixed (see Degraded)".to_string(),
-        );
-    }
-    match &obs.apply_error {
-        Some(e) => set(
-            &mut conds,
-            conditions::RECONCILED,
-            false,
-            reasons::RECONCILE_FAILED,
-            e.clone(),
         ),
-        None if obs.blocked.is_some() => set(
-            &mut conds,
-            conditions::RECONCILED,
+        (conditions::RECONCILING, progressing, reason, message),
+    ]
+}
+
+/// Reconciled: whether the spec of this generation was applied.
+fn reconciled(obs: &Observation) -> Desired {
+    let (value, reason, message) = match &obs.apply_error {
+        Some(e) => (false, reasons::RECONCILE_FAILED, e.clone()),
+        None if obs.blocked.is_some() => (
             false,
             reasons::RECONCILE_FAILED,
             "the spec was not applied; the running mesh is unchanged (see Degraded)".to_string(),
         ),
-        None => set(
-            &mut conds,
-            conditions::RECONCILED,
+        None => (
             true,
             reasons::RECONCILE_SUCCEEDED,
             format!("generation {} applied", obs.generation.unwrap_or(0)),
         ),
-    }
-    let degraded = obs
+    };
+    (conditions::RECONCILED, value, reason, message)
+}
+
+/// Degraded and Stalled: a held-back rollout, else failing pods, else unavailable
+/// extensions, else nothing.
+fn degraded(obs: &Observation) -> [Desired; 2] {
+    let problem = obs
         .blocked
         .clone()
         .or_else(|| {
@@ -297,53 +310,29 @@ pub fn build(previous: &MeshStatus, obs: &Observation, now: Timestamp) -> MeshSt
             (!obs.unavailable.is_empty())
                 .then(|| (reasons::EXTENSION_UNAVAILABLE, obs.unavailable.join("; ")))
         });
-    match degraded {
-        Some((reason, message)) => {
-            set(
-                &mut conds,
-                conditions::DEGRADED,
-                true,
-                reason,
-                message.clone(),
-            );
-            set(&mut conds, conditions::STALLED, true, reason, message);
-        }
-        None => {
-            set(
-                &mut conds,
-                conditions::DEGRADED,
-                false,
-                reasons::RECONCILE_SUCCEEDED,
-                "nothing needs attention".to_string(),
-            );
-            set(
-                &mut conds,
-                conditions::STALLED,
-                false,
-                reasons::RECONCILE_SUCCEEDED,
-                "nothing needs attention".to_string(),
-            );
-        }
-    }
+    let (value, reason, message) = match problem {
+        Some((reason, message)) => (true, reason, message),
+        None => (
+            false,
+            reasons::RECONCILE_SUCCEEDED,
+            "nothing needs attention".to_string(),
+        ),
+    };
+    [
+        (conditions::DEGRADED, value, reason, message.clone()),
+        (conditions::STALLED, value, reason, message),
+    ]
+}
+
+/// IdentityHealthy: false for unusable material or an identity warning; `None` (left as
+/// it was) while another problem holds the rollout back.
+fn identity_healthy(obs: &Observation, status: &MeshStatus) -> Option<Desired> {
+    let type_ = conditions::IDENTITY_HEALTHY;
     match (&obs.blocked, &obs.identity_warning) {
         (Some((reason, message)), _) if *reason == reasons::INVALID_IDENTITY_MATERIAL => {
-            set(
-                &mut conds,
-                conditions::IDENTITY_HEALTHY,
-                false,
-                reason,
-                message.clone(),
-            );
+            Some((type_, false, reason, message.clone()))
         }
-        (_, Some((reason, message))) => {
-            set(
-                &mut conds,
-                conditions::IDENTITY_HEALTHY,
-                false,
-                reason,
-                message.clone(),
-            );
-        }
+        (_, Some((reason, message))) => Some((type_, false, reason, message.clone())),
         (None, None) => {
             let message = match &status.identity {
                 Some(id) => format!(
@@ -359,31 +348,8 @@ pub fn build(previous: &MeshStatus, obs: &Observation, now: Timestamp) -> MeshSt
                 ),
                 None => "identity material valid".to_string(),
             };
-            set(
-                &mut conds,
-                conditions::IDENTITY_HEALTHY,
-                true,
-                reasons::IDENTITY_VALID,
-                message,
-            );
+            Some((type_, true, reasons::IDENTITY_VALID, message))
         }
-        _ => {}
+        _ => None,
     }
-    let order = [
-        conditions::READY,
-        conditions::RECONCILED,
-        conditions::PROGRESSING,
-        conditions::DEGRADED,
-        conditions::IDENTITY_HEALTHY,
-        conditions::RECONCILING,
-        conditions::STALLED,
-    ];
-    conds.sort_by_key(|c| {
-        order
-            .iter()
-            .position(|o| *o == c.type_)
-            .unwrap_or(order.len())
-    });
-    status.conditions = conds;
-    status
 }

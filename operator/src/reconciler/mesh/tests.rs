@@ -282,3 +282,67 @@ fn unpullable_images_make_the_mesh_degraded_naming_the_image() {
     let degraded = find(&status.conditions, conditions::DEGRADED).unwrap();
     assert_eq!(degraded.status, "False");
 }
+
+#[tokio::test]
+async fn status_is_written_with_server_side_apply_only_when_it_changes() {
+    use http::{Method, Request, Response};
+    use kube::{Client, client::Body};
+    use trellis_crds::v1alpha1::mesh::{Mesh, MeshSpec};
+
+    let (service, mut apiserver) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mesh = Mesh::new("m1", MeshSpec::default());
+    let previous = MeshStatus::default();
+    let obs = Observation {
+        generation: Some(2),
+        desired_version: "v1".to_string(),
+        blocked: Some((reasons::INVALID_SPEC, "spec.x: bad".to_string())),
+        ..Observation::default()
+    };
+    let next = build(&previous, &obs, Timestamp::now());
+    let task = tokio::spawn({
+        let (client, mesh, previous, next) = (client, mesh.clone(), previous, next.clone());
+        async move { super::write_status(&client, &mesh, &previous, &next).await }
+    });
+    let (request, send) = apiserver.next_request().await.expect("a status patch");
+    assert_eq!(request.method(), Method::PATCH);
+    assert_eq!(
+        request.uri().path(),
+        "/apis/trellis.dev/v1alpha1/meshes/m1/status"
+    );
+    let query = request.uri().query().unwrap_or_default().to_string();
+    assert!(query.contains("fieldManager=trellis-operator") && query.contains("force=true"));
+    assert_eq!(
+        request.headers()[http::header::CONTENT_TYPE],
+        "application/apply-patch+yaml"
+    );
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["apiVersion"], "trellis.dev/v1alpha1");
+    assert_eq!(body["kind"], "Mesh");
+    assert_eq!(body["status"]["observedGeneration"], 2);
+    let patched: MeshStatus = serde_json::from_value(body["status"].clone()).unwrap();
+    let degraded = find(&patched.conditions, conditions::DEGRADED).unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", reasons::INVALID_SPEC)
+    );
+    assert_eq!(degraded.message, "spec.x: bad");
+    let mut answer = serde_json::to_value(&mesh).unwrap();
+    answer["status"] = body["status"].clone();
+    send.send_response(Response::new(Body::from(
+        serde_json::to_vec(&answer).unwrap(),
+    )));
+    task.await.unwrap().unwrap();
+
+    // Unchanged status: no request at all (this client fails every request).
+    let offline = Client::new(
+        tower::service_fn(|_: Request<Body>| async {
+            Err::<Response<Body>, _>(std::io::Error::other("no apiserver"))
+        }),
+        "default",
+    );
+    super::write_status(&offline, &mesh, &next, &next)
+        .await
+        .unwrap();
+}

@@ -41,6 +41,9 @@ pub fn replicas(input: &RenderInput<'_>) -> i32 {
 }
 
 /// Renders the control plane into `plan`.
+///
+/// Longer than most functions: it is the object literals themselves, in apply order, and
+/// splitting them would scatter one install across many helpers.
 pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
     let ns = input.spec.namespace.as_str();
     let labels = labels(input, CONTROLLER_COMPONENT);
@@ -209,6 +212,8 @@ fn proxy_defaults(input: &RenderInput<'_>) -> Result<Value, Error> {
     }))
 }
 
+/// The controller Deployment. Long because it is one object literal (containers, probes,
+/// volumes and anti-affinity) that reads best whole.
 fn deployment(input: &RenderInput<'_>, replicas: i32, image: &str) -> Result<Value, Error> {
     let spec = input.spec;
     let ns = spec.namespace.as_str();

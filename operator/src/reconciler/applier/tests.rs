@@ -1,0 +1,263 @@
+//! The applier against a scripted apiserver: the exact apply, list and delete requests.
+
+use http::{Method, Request, Response};
+use k8s_openapi::api::{
+    admissionregistration::v1::MutatingWebhookConfiguration,
+    core::v1::{ConfigMap, Namespace},
+};
+use kube::{Client, client::Body};
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+use trellis_crds::v1alpha1::mesh::MeshSpec;
+
+use super::*;
+use crate::reconciler::render::{IdentityRefs, Images, RenderInput, push};
+
+type ApiServer = Handle<Request<Body>, Response<Body>>;
+
+fn mock_client() -> (Client, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), handle)
+}
+
+/// A plan of a webhook configuration, a ConfigMap and the namespace, in that (wrong) order:
+/// the applier must still apply the namespace first and the webhook configuration last.
+fn plan() -> Plan {
+    let spec = MeshSpec::default();
+    let images = Images {
+        repository: "example.test/trellis".to_string(),
+        prometheus: "prom/prometheus:v3".to_string(),
+        otel_collector: "otel/collector:1".to_string(),
+    };
+    let refs = IdentityRefs::default();
+    let input = RenderInput {
+        mesh_name: "m1",
+        mesh_uid: "uid-1",
+        spec: &spec,
+        images: &images,
+        identity: &refs,
+        own_namespace: true,
+    };
+    let mut plan = Plan::default();
+    push::<MutatingWebhookConfiguration>(
+        &mut plan,
+        &input,
+        json!({"metadata": {"name": "m1-proxy-injector"}}),
+    )
+    .unwrap();
+    push::<ConfigMap>(
+        &mut plan,
+        &input,
+        json!({"metadata": {"name": "config", "namespace": "mesh-ns"}, "data": {"k": "v"}}),
+    )
+    .unwrap();
+    push::<Namespace>(&mut plan, &input, json!({"metadata": {"name": "mesh-ns"}})).unwrap();
+    plan
+}
+
+fn ok(body: &Value) -> Response<Body> {
+    Response::builder()
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn not_found() -> Response<Body> {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "NotFound", "code": 404, "message": "not found"});
+    Response::builder()
+        .status(404)
+        .body(Body::from(serde_json::to_vec(&status).unwrap()))
+        .unwrap()
+}
+
+/// Answers the next request with `response` after checking its method and path.
+async fn expect(
+    apiserver: &mut ApiServer,
+    method: Method,
+    path: &str,
+    response: impl FnOnce(&Value) -> Response<Body>,
+) -> (String, Value) {
+    let (request, send) = apiserver.next_request().await.expect("a request");
+    assert_eq!(request.method(), method, "{}", request.uri());
+    assert_eq!(request.uri().path(), path);
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    send.send_response(response(&body));
+    (query, body)
+}
+
+fn meta(kind: &str, name: &str, ignored: bool) -> PartialObjectMeta<DynamicObject> {
+    let annotations = if ignored {
+        json!({IGNORE_ANNOTATION: "true"})
+    } else {
+        json!({})
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": kind,
+        "metadata": {"name": name, "annotations": annotations},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn applies_a_plan_in_stages_with_server_side_apply() {
+    let (client, mut apiserver) = mock_client();
+    let applier = Applier::new(client, "mesh-ns", "m1");
+    let plan = plan();
+    let task = tokio::spawn(async move { applier.apply(&plan, &Existing::default()).await });
+    let (query, body) = expect(
+        &mut apiserver,
+        Method::PATCH,
+        "/api/v1/namespaces/mesh-ns",
+        ok,
+    )
+    .await;
+    assert!(query.contains("fieldManager=trellis-operator") && query.contains("force=true"));
+    assert_eq!(body["kind"], "Namespace");
+    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    let (_, body) = expect(
+        &mut apiserver,
+        Method::PATCH,
+        "/api/v1/namespaces/mesh-ns/configmaps/config",
+        ok,
+    )
+    .await;
+    assert_eq!(body["data"]["k"], "v");
+    expect(
+        &mut apiserver,
+        Method::PATCH,
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/m1-proxy-injector",
+        ok,
+    )
+    .await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_stage_stops_the_apply_and_names_the_object() {
+    let (client, mut apiserver) = mock_client();
+    let applier = Applier::new(client, "mesh-ns", "m1");
+    let plan = plan();
+    let task = tokio::spawn(async move { applier.apply(&plan, &Existing::default()).await });
+    expect(
+        &mut apiserver,
+        Method::PATCH,
+        "/api/v1/namespaces/mesh-ns",
+        |_| not_found(),
+    )
+    .await;
+    let error = task.await.unwrap().unwrap_err();
+    assert!(
+        error.to_string().starts_with("apply Namespace mesh-ns: "),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn ignored_objects_are_neither_applied_nor_pruned() {
+    let (client, mut apiserver) = mock_client();
+    let applier = Applier::new(client, "mesh-ns", "m1");
+    let plan = plan();
+    let existing = Existing {
+        kinds: vec![(
+            ApiResource::erase::<ConfigMap>(&()),
+            true,
+            vec![meta("ConfigMap", "config", true)],
+        )],
+        ignored: [("ConfigMap".to_string(), "config".to_string())].into(),
+    };
+    let task = tokio::spawn(async move {
+        applier.apply(&plan, &existing).await?;
+        applier.prune(&plan, existing).await
+    });
+    expect(
+        &mut apiserver,
+        Method::PATCH,
+        "/api/v1/namespaces/mesh-ns",
+        ok,
+    )
+    .await;
+    expect(
+        &mut apiserver,
+        Method::PATCH,
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/m1-proxy-injector",
+        ok,
+    )
+    .await;
+    assert!(task.await.unwrap().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn prunes_a_stale_object_and_keeps_the_rendered_ones() {
+    let (client, mut apiserver) = mock_client();
+    let applier = Applier::new(client, "mesh-ns", "m1");
+    let plan = plan();
+    let existing = Existing {
+        kinds: vec![(
+            ApiResource::erase::<ConfigMap>(&()),
+            true,
+            vec![
+                meta("ConfigMap", "config", false),
+                meta("ConfigMap", "stale", false),
+                meta("ConfigMap", "gone", false),
+            ],
+        )],
+        ignored: BTreeSet::new(),
+    };
+    let task = tokio::spawn(async move { applier.prune(&plan, existing).await });
+    let (_, body) = expect(
+        &mut apiserver,
+        Method::DELETE,
+        "/api/v1/namespaces/mesh-ns/configmaps/stale",
+        |_| ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+    )
+    .await;
+    assert_eq!(body["propagationPolicy"], "Background");
+    // Already deleted by someone else: not an error, and not reported.
+    expect(
+        &mut apiserver,
+        Method::DELETE,
+        "/api/v1/namespaces/mesh-ns/configmaps/gone",
+        |_| not_found(),
+    )
+    .await;
+    assert_eq!(task.await.unwrap().unwrap(), ["ConfigMap stale"]);
+}
+
+#[tokio::test]
+async fn lists_every_managed_kind_by_the_mesh_selector() {
+    let (client, mut apiserver) = mock_client();
+    let applier = Applier::new(client, "mesh-ns", "m1");
+    let task = tokio::spawn(async move { applier.existing().await });
+    let kinds = managed_kinds();
+    let mut seen = Vec::new();
+    for _ in &kinds {
+        let (request, send) = apiserver.next_request().await.expect("a list");
+        assert_eq!(request.method(), Method::GET);
+        let query = request.uri().query().unwrap_or_default().to_string();
+        assert!(
+            query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dtrellis-operator%2Ctrellis.dev%2Fmesh%3Dm1"),
+            "{query}"
+        );
+        let path = request.uri().path().to_string();
+        let items = if path == "/api/v1/namespaces/mesh-ns/secrets" {
+            json!([{"metadata": {"name": "kept", "annotations": {IGNORE_ANNOTATION: "true"}}}])
+        } else {
+            json!([])
+        };
+        seen.push(path);
+        send.send_response(ok(&json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+            "metadata": {}, "items": items,
+        })));
+    }
+    let existing = task.await.unwrap().unwrap();
+    assert_eq!(existing.kinds.len(), kinds.len());
+    assert!(seen.contains(&"/apis/apps/v1/namespaces/mesh-ns/deployments".to_string()));
+    assert!(seen.contains(&"/apis/rbac.authorization.k8s.io/v1/clusterroles".to_string()));
+    assert_eq!(
+        existing.ignored,
+        BTreeSet::from([("Secret".to_string(), "kept".to_string())])
+    );
+}
