@@ -580,3 +580,116 @@ impl Pass<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use trellis_crds::v1alpha1::mesh::MeshSpec;
+
+    use super::*;
+
+    fn pass(spec: &MeshSpec, now: Timestamp) -> Pass<'_> {
+        Pass {
+            spec,
+            now,
+            anchors: Vec::new(),
+            anchor_bundle: String::new(),
+            signer: None,
+            out: Outcome::default(),
+        }
+    }
+
+    fn reason(verdict: Verdict) -> Option<&'static str> {
+        match verdict {
+            Verdict::Keep(_) => None,
+            Verdict::Replace(change) => Some(change.reason),
+        }
+    }
+
+    #[test]
+    fn each_certificate_is_generated_when_missing_then_kept() {
+        let spec = MeshSpec::default();
+        let now = Timestamp::now();
+        let mut pass = pass(&spec, now);
+        let expected = [
+            "TrustAnchorGenerated",
+            "IssuerRenewed",
+            "WebhookCertificateIssued",
+        ];
+        for (kind, expected) in Kind::ALL.into_iter().zip(expected) {
+            pass.check(kind).unwrap();
+            assert_eq!(reason(pass.verdict(kind, None).unwrap()), Some(expected));
+            let stored = pass.generate(kind).unwrap();
+            assert_eq!(
+                reason(pass.verdict(kind, Some(stored.clone())).unwrap()),
+                None,
+                "a fresh {kind:?} is kept"
+            );
+            pass.record(kind, stored).unwrap();
+        }
+        let secrets: Vec<&str> = pass
+            .out
+            .refs
+            .secrets
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(secrets, Kind::ALL.map(Kind::secret));
+        assert_eq!(pass.out.refs.issuer_secret, ISSUER_SECRET);
+        assert!(pass.out.anchor_not_after.is_some() && pass.out.webhook_not_after.is_some());
+        let issuer = &pass.out.refs.secrets[1];
+        assert_eq!(issuer.data[TLS_CA_KEY], pass.out.refs.trust_bundle);
+    }
+
+    #[test]
+    fn renewal_rules_replace_what_no_longer_holds() {
+        let spec = MeshSpec::default();
+        let now = Timestamp::now();
+        let mut pass = pass(&spec, now);
+        // Another trust domain, so another anchor subject.
+        let old = generate_anchor("old.example", now, SignedDuration::from_hours(100)).unwrap();
+        let old_issuer =
+            generate_issuer(&old, "old.example", now, SignedDuration::from_hours(10)).unwrap();
+        let expired = generate_anchor(
+            "cluster.local",
+            now - SignedDuration::from_hours(2),
+            SignedDuration::from_hours(1),
+        )
+        .unwrap();
+        let expired = Stored::new(expired, None).unwrap();
+        assert_eq!(
+            reason(pass.verdict(Kind::TrustAnchor, Some(expired)).unwrap()),
+            Some("TrustAnchorExpired")
+        );
+        let anchor = pass.generate(Kind::TrustAnchor).unwrap();
+        pass.record(Kind::TrustAnchor, anchor).unwrap();
+        // An issuer signed by another anchor is re-signed; one without its key replaced.
+        let resign = pass
+            .verdict(Kind::Issuer, Stored::new(old_issuer.clone(), None))
+            .unwrap();
+        assert!(matches!(&resign, Verdict::Replace(c) if c.note.starts_with("re-signed issuer")));
+        let mismatched = CertKey {
+            cert: old_issuer.cert,
+            key: old.key,
+        };
+        let replace = pass
+            .verdict(Kind::Issuer, Stored::new(mismatched, None))
+            .unwrap();
+        assert!(matches!(&replace, Verdict::Replace(c) if c.note.starts_with("replaced issuer")));
+        // A webhook certificate without its CA is issued again.
+        let webhook = pass.generate(Kind::Webhook).unwrap();
+        let without_ca = Stored::new(webhook.pair, None).unwrap();
+        assert_eq!(
+            reason(pass.verdict(Kind::Webhook, Some(without_ca)).unwrap()),
+            Some("WebhookCertificateIssued")
+        );
+    }
+
+    #[test]
+    fn a_generated_issuer_needs_an_anchor_key() {
+        let spec = MeshSpec::default();
+        let pass = pass(&spec, Timestamp::now());
+        let error = pass.check(Kind::Issuer).unwrap_err();
+        assert!(matches!(error, Error::InvalidIdentityMaterial(m) if m.contains("has no tls.key")));
+    }
+}
