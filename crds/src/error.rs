@@ -10,6 +10,13 @@ pub enum Error {
         value: String,
     },
 
+    /// A duration below zero, like `-5s`.
+    #[error("invalid duration {value:?}: durations cannot be negative; write it like 30s")]
+    NegativeDuration {
+        /// The rejected string.
+        value: String,
+    },
+
     /// A port range that is not `<port>` or `<first>-<last>` within 1-65535.
     #[error(
         "invalid port range {value:?}: write a port (3306) or a range (4000-4100) within 1-65535"

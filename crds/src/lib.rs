@@ -12,6 +12,7 @@ pub mod common;
 mod describe;
 pub mod error;
 pub mod manifest;
+pub mod settings;
 pub mod v1alpha1;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -2,13 +2,18 @@
 
 use std::{fmt::Debug, future::Future, time::Duration};
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::{
+    api::core::v1::{Namespace, ServiceAccount},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
     discovery::{ApiCapabilities, ApiResource, Discovery, Scope},
 };
 use serde::de::DeserializeOwned;
+
+use trellis_crds::v1alpha1::mesh::Mesh;
 
 use crate::{DEFAULT_TIMEOUT, cluster, eventually};
 
@@ -75,6 +80,59 @@ async fn create_test_namespace(client: &Client, name: &str) -> String {
     )
     .await;
     ns
+}
+
+/// Server-side applies every CRD in `config/crds/` (idempotent, so tests may do it at the same
+/// time), waits until each is Established and Meshes are served, and returns the CRDs applied.
+pub async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let dir = cluster::repo_root().join("config/crds");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    paths.sort();
+    let mut applied = Vec::new();
+    for path in paths {
+        let yaml = std::fs::read_to_string(&path).expect("read CRD file");
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)
+            .unwrap_or_else(|e| panic!("{} is not a CRD: {e}", path.display()));
+        let name = crd.name_any();
+        api.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        applied.push(crd);
+    }
+    for crd in &applied {
+        await_object(&api, &crd.name_any(), DEFAULT_TIMEOUT, |crd| {
+            let established = crd
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if established {
+                Ok(())
+            } else {
+                Err("not established".to_string())
+            }
+        })
+        .await;
+    }
+    let meshes: Api<Mesh> = Api::all(client.clone());
+    eventually("the Mesh kind to be served", DEFAULT_TIMEOUT, || async {
+        meshes
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    applied
 }
 
 /// Waits until `get(name)` in `api` satisfies `ready`, returning the object.

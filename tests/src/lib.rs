@@ -19,6 +19,7 @@ pub mod control;
 pub mod k8s;
 pub mod mesh;
 pub mod netns;
+pub mod operator;
 pub mod proxy;
 pub mod real_node;
 

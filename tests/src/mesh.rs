@@ -33,7 +33,7 @@ use kube::{
 };
 use serde_json::json;
 use trellis_api::well_known;
-use trellis_crds::v1alpha1::mesh::Mesh;
+use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::Mesh};
 use trellis_webhooks::inject::{
     annotations::{self, InjectMode},
     template::{self, InjectConfig},
@@ -151,9 +151,10 @@ impl MeshNet {
         Self::start_with(client, MeshSetup::isolated(ns)).await
     }
 
-    /// Creates the bridge, starts the control plane as a process, applies `setup`'s Mesh
-    /// and waits until it is Ready and its trust roots are published.
+    /// Installs the CRDs, creates the bridge, starts the control plane as a process, applies
+    /// `setup`'s Mesh and waits until it is Ready and its trust roots are published.
     pub async fn start_with(client: Client, setup: MeshSetup) -> Self {
+        crate::k8s::install_crds(&client).await;
         let net = Network::create();
         let ns = setup.ns.clone();
         let dir = std::env::temp_dir().join(format!("trellis-mesh-{ns}"));
@@ -223,9 +224,9 @@ impl MeshNet {
             .data
             .and_then(|d| d.get(well_known::TRUST_ROOTS_KEY).cloned())
             .expect("trust roots in the ConfigMap");
-        mesh.inject = Some(InjectConfig::from_mesh(
-            &ready.spec,
-            &format!("{IMAGE_REPOSITORY}/proxy:{}", ready.spec.version),
+        mesh.inject = Some(InjectConfig::from_settings(
+            &MeshSettings::try_from(&ready.spec).expect("the Mesh spec is valid"),
+            IMAGE_REPOSITORY,
             &anchors,
         ));
         for service in [

@@ -10,19 +10,15 @@
 )]
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap},
     net::SocketAddr,
     sync::Arc,
 };
 
-use futures::future::BoxFuture;
-use k8s_openapi::{
-    api::core::v1::{Container, Pod},
-    apimachinery::pkg::apis::meta::v1::LabelSelector,
-};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
-use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::MeshSpec};
 use trellis_proxy::app::{
     Config,
     config::{DefaultPolicy, LogFormat},
@@ -30,57 +26,25 @@ use trellis_proxy::app::{
 use trellis_tests::certs::TestPki;
 use trellis_webhooks::{
     State,
-    error::LookupError,
     inject::{
         Decision, admit,
         template::{InjectConfig, PROXY_CONTAINER},
     },
-    lookup::{NamespaceLookup, PolicyLookup},
+    test_util::FakeLookup,
 };
 
 const NS: &str = "shop";
 
-/// One namespace, `shop`, with the given annotations; no Servers, no pods.
-struct Namespace(BTreeMap<String, String>);
+/// Repository of the proxy image `registry.test/trellis/proxy:<version>`.
+const IMAGE_REPOSITORY: &str = "registry.test/trellis";
 
-impl NamespaceLookup for Namespace {
-    fn namespace_annotations<'a>(
-        &'a self,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>> {
-        Box::pin(async move { Ok((name == NS).then(|| self.0.clone())) })
-    }
-}
-
-impl PolicyLookup for Namespace {
-    fn servers<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Server>, LookupError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn server_exists<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-    ) -> BoxFuture<'a, Result<bool, LookupError>> {
-        Box::pin(async { Ok(false) })
-    }
-
-    fn pods<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a LabelSelector,
-    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
+fn mesh(spec: &MeshSpec) -> MeshSettings {
+    MeshSettings::try_from(spec).unwrap()
 }
 
 fn state(config: InjectConfig, namespace: &[(&str, &str)]) -> State {
-    let lookup = Arc::new(Namespace(
-        namespace
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    ));
+    // One namespace, `shop`, with the given annotations; no Servers, no pods.
+    let lookup = Arc::new(FakeLookup::with_namespace(NS, namespace));
     State::new(config, lookup.clone(), lookup)
 }
 
@@ -185,11 +149,8 @@ async fn injected_env_parses_with_the_pods_settings() {
         TestPki::generate("cluster.local").anchor_pem,
         TestPki::generate("cluster.local").anchor_pem
     );
-    let config = InjectConfig::from_mesh(
-        &MeshSpec::default(),
-        "registry.test/trellis/proxy:0.1.0",
-        &anchors,
-    );
+    let config =
+        InjectConfig::from_settings(&mesh(&MeshSpec::default()), IMAGE_REPOSITORY, &anchors);
     let state = state(
         config,
         &[
@@ -281,7 +242,7 @@ async fn ingress_and_regular_sidecar_env_parses_too() {
     let anchors = TestPki::generate("example.org").anchor_pem;
     let mut spec = MeshSpec::default();
     spec.identity.trust_domain = "example.org".to_string();
-    let mut config = InjectConfig::from_mesh(&spec, "registry.test/trellis/proxy:0.1.0", &anchors);
+    let mut config = InjectConfig::from_settings(&mesh(&spec), IMAGE_REPOSITORY, &anchors);
     config.native_sidecar = false;
     let state = state(config, &[]);
     let request = request(json!({ "trellis.dev/inject": "ingress" }));

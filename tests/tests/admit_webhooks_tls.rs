@@ -8,65 +8,27 @@
 )]
 
 use std::{
-    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
     sync::Arc,
 };
 use trellis_tests::certs::{LocalhostPki, localhost_server};
 
-use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use rustls::{
     ClientConfig, RootCertStore,
     pki_types::{CertificateDer, ServerName, pem::PemObject},
 };
 use tokio::{net::TcpStream, sync::oneshot};
 use tokio_rustls::TlsConnector;
-use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::MeshSpec};
 use trellis_webhooks::{
     INJECT_PATH, State,
-    error::LookupError,
     inject::template::InjectConfig,
-    lookup::{NamespaceLookup, PolicyLookup},
+    test_util::FakeLookup,
     tls::{CertResolver, serve},
 };
-
-/// Lookups with no namespaces and no Servers.
-struct Empty;
-
-impl NamespaceLookup for Empty {
-    fn namespace_annotations<'a>(
-        &'a self,
-        _: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>> {
-        Box::pin(async { Ok(None) })
-    }
-}
-
-impl PolicyLookup for Empty {
-    fn servers<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<Server>, LookupError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn server_exists<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-    ) -> BoxFuture<'a, Result<bool, LookupError>> {
-        Box::pin(async { Ok(false) })
-    }
-
-    fn pods<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a LabelSelector,
-    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-}
 
 /// Connects over TLS trusting `cas`; returns the stream and the server's leaf certificate.
 async fn connect(
@@ -114,8 +76,11 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         key_pem: key_b,
     } = localhost_server("second");
     let certs = Arc::new(CertResolver::from_pem(cert_a.as_bytes(), key_a.as_bytes()).unwrap());
-    let config = InjectConfig::from_mesh(&MeshSpec::default(), "registry.test/proxy:0.1.0", "");
-    let state = State::new(config, Arc::new(Empty), Arc::new(Empty));
+    let mesh = MeshSettings::try_from(&MeshSpec::default()).unwrap();
+    let config = InjectConfig::from_settings(&mesh, "registry.test", "");
+    // Lookups with no namespaces and no Servers.
+    let lookup = Arc::new(FakeLookup::default());
+    let state = State::new(config, lookup.clone(), lookup);
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .unwrap();

@@ -46,7 +46,7 @@ use trellis_tests::{
     DEFAULT_TIMEOUT,
     certs::{TestPki, proxy_csr, verify_chain},
     eventually,
-    k8s::{apply_yaml, with_temp_ns},
+    k8s::{self, apply_yaml, with_temp_ns},
 };
 
 const TD: &str = "cluster.local";
@@ -473,15 +473,6 @@ spec:
   - {group: policy.trellis.dev, kind: MeshTLSAuthentication, name: web-clients}
 "#;
 
-/// Applies the generated CRDs (idempotent; other tests do the same).
-async fn ensure_crds(client: &Client) {
-    let dir = trellis_tests::cluster::repo_root().join("config/crds");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let yaml = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        apply_yaml(client, None, &yaml).await.unwrap();
-    }
-}
-
 async fn apply_eventually(client: &Client, ns: &str, yaml: &str) {
     eventually("policy objects are accepted", DEFAULT_TIMEOUT, || async {
         apply_yaml(client, Some(ns), yaml).await
@@ -494,7 +485,7 @@ async fn watch_port_reflects_a_new_authorization_policy() {
     with_temp_ns("cp-policy", |client, ns| async move {
         let shutdown = CancellationToken::new();
         let _guard = shutdown.clone().drop_guard();
-        ensure_crds(&client).await;
+        k8s::install_crds(&client).await;
         apply_eventually(&client, &ns, POLICY_WEB).await;
         let index = trellis_operator::control_plane::index::spawn(
             trellis_operator::control_plane::index::ClusterSettings::default(),

@@ -16,7 +16,6 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
-    path::PathBuf,
     sync::Arc,
 };
 
@@ -49,8 +48,8 @@ use trellis_operator::{
 use trellis_tests::{
     DEFAULT_TIMEOUT,
     certs::{LocalhostPki, TestPki, localhost_server},
-    cluster, eventually,
-    k8s::{FIELD_MANAGER, apply_yaml, with_temp_ns},
+    eventually,
+    k8s::{self, FIELD_MANAGER, with_temp_ns},
 };
 use trellis_webhooks::{INJECT_PATH, inject::template::PROXY_CONTAINER};
 
@@ -96,28 +95,6 @@ fn webhook_tls_secret(ns: &str, cert_pem: &str, key_pem: &str) -> Secret {
         },
     }))
     .unwrap()
-}
-
-/// Applies the committed CRDs (idempotent; other tests do the same) and waits for Meshes.
-async fn ensure_crds(client: &Client) {
-    let dir: PathBuf = cluster::repo_root().join("config/crds");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|ext| ext != "yaml") {
-            continue;
-        }
-        let yaml = std::fs::read_to_string(path).unwrap();
-        apply_yaml(client, None, &yaml).await.unwrap();
-    }
-    let meshes: Api<Mesh> = Api::all(client.clone());
-    eventually("the Mesh kind to be served", DEFAULT_TIMEOUT, || async {
-        meshes
-            .list(&Default::default())
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await;
 }
 
 /// Connects over TLS trusting `cas`; returns the stream and the server's leaf certificate.
@@ -250,7 +227,7 @@ fn env_value(container: &Value, name: &str) -> Option<String> {
 #[tokio::test]
 async fn controller_serves_webhooks_with_the_secret_certificate() {
     with_temp_ns("cp-webhooks", |client, ns| async move {
-        ensure_crds(&client).await;
+        k8s::install_crds(&client).await;
         // Pods of this namespace are injected.
         Api::<Namespace>::all(client.clone())
             .patch(

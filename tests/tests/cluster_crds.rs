@@ -136,6 +136,7 @@ fn sample(file: &str) -> String {
 
 /// One object the apiserver must reject, and the text its message must contain (the field
 /// path first).
+#[derive(Clone)]
 struct Bad {
     what: &'static str,
     spec: &'static str,
@@ -185,6 +186,23 @@ async fn assert_rejected(client: &Client, ns: Option<&str>, header: &str, cases:
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// Installs the CRDs, then in a temporary namespace named after `prefix` checks that each
+/// group of cases is rejected (objects `header` plus a case's spec).
+async fn assert_rejected_in_temp_ns(prefix: &str, groups: &[(&'static str, &[Bad])]) {
+    let client = cluster::client().await;
+    install_crds(&client).await;
+    let groups: Vec<(&'static str, Vec<Bad>)> = groups
+        .iter()
+        .map(|(header, cases)| (*header, cases.to_vec()))
+        .collect();
+    k8s::with_temp_ns(prefix, |client, ns| async move {
+        for (header, cases) in &groups {
+            assert_rejected(&client, Some(&ns), header, cases).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -467,285 +485,299 @@ async fn mesh_namespace_is_immutable() {
 
 #[tokio::test]
 async fn server_rejects_bad_input_naming_the_field() {
-    let client = cluster::client().await;
-    install_crds(&client).await;
-    k8s::with_temp_ns("crds-server", |client, ns| async move {
-        let header =
-            "apiVersion: policy.trellis.dev/v1alpha1\nkind: Server\nmetadata:\n  name: bad";
-        let cases = [
-            Bad {
-                what: "wrong type: port as a boolean",
-                spec: "spec: {podSelector: {}, port: true}",
-                expect: &["spec.port", "must be of type integer,string"],
-            },
-            Bad {
-                what: "out of range: port 70000",
-                spec: "spec: {podSelector: {}, port: 70000}",
-                expect: &[
-                    "spec.port",
-                    "must be a port number from 1 to 65535 or a port name",
-                ],
-            },
-            Bad {
-                what: "out of range: port 0",
-                spec: "spec: {podSelector: {}, port: 0}",
-                expect: &[
-                    "spec.port",
-                    "must be a port number from 1 to 65535 or a port name",
-                ],
-            },
-            Bad {
-                what: "bad format: port name with capitals and an underscore",
-                spec: "spec: {podSelector: {}, port: Http_Port}",
-                expect: &[
-                    "spec.port",
-                    "must be a port number from 1 to 65535 or a port name",
-                ],
-            },
-            Bad {
-                what: "cross-field: both selectors",
-                spec: "spec: {podSelector: {}, externalWorkloadSelector: {}, port: 80}",
-                expect: &[
-                    "spec",
-                    "set exactly one of podSelector and externalWorkloadSelector",
-                ],
-            },
-            Bad {
-                what: "cross-field: no selector",
-                spec: "spec: {port: 80}",
-                expect: &[
-                    "spec",
-                    "set exactly one of podSelector and externalWorkloadSelector",
-                ],
-            },
-            Bad {
-                what: "not an enum value: proxy protocol",
-                spec: "spec: {podSelector: {}, port: 80, proxyProtocol: HTTP/3}",
-                expect: &["spec.proxyProtocol", "supported values"],
-            },
-            Bad {
-                what: "not an enum value: access policy",
-                spec: "spec: {podSelector: {}, port: 80, accessPolicy: allow}",
-                expect: &["spec.accessPolicy", "supported values"],
-            },
-        ];
-        assert_rejected(&client, Some(&ns), header, &cases).await;
-    })
-    .await;
+    let header = "apiVersion: policy.trellis.dev/v1alpha1\nkind: Server\nmetadata:\n  name: bad";
+    let cases = [
+        Bad {
+            what: "wrong type: port as a boolean",
+            spec: "spec: {podSelector: {}, port: true}",
+            expect: &["spec.port", "must be of type integer,string"],
+        },
+        Bad {
+            what: "out of range: port 70000",
+            spec: "spec: {podSelector: {}, port: 70000}",
+            expect: &[
+                "spec.port",
+                "must be a port number from 1 to 65535 or a port name",
+            ],
+        },
+        Bad {
+            what: "out of range: port 0",
+            spec: "spec: {podSelector: {}, port: 0}",
+            expect: &[
+                "spec.port",
+                "must be a port number from 1 to 65535 or a port name",
+            ],
+        },
+        Bad {
+            what: "bad format: port name with capitals and an underscore",
+            spec: "spec: {podSelector: {}, port: Http_Port}",
+            expect: &[
+                "spec.port",
+                "must be a port number from 1 to 65535 or a port name",
+            ],
+        },
+        Bad {
+            what: "cross-field: both selectors",
+            spec: "spec: {podSelector: {}, externalWorkloadSelector: {}, port: 80}",
+            expect: &[
+                "spec",
+                "set exactly one of podSelector and externalWorkloadSelector",
+            ],
+        },
+        Bad {
+            what: "cross-field: no selector",
+            spec: "spec: {port: 80}",
+            expect: &[
+                "spec",
+                "set exactly one of podSelector and externalWorkloadSelector",
+            ],
+        },
+        Bad {
+            what: "not an enum value: proxy protocol",
+            spec: "spec: {podSelector: {}, port: 80, proxyProtocol: HTTP/3}",
+            expect: &["spec.proxyProtocol", "supported values"],
+        },
+        Bad {
+            what: "not an enum value: access policy",
+            spec: "spec: {podSelector: {}, port: 80, accessPolicy: allow}",
+            expect: &["spec.accessPolicy", "supported values"],
+        },
+    ];
+    assert_rejected_in_temp_ns("crds-server", &[(header, &cases)]).await;
 }
 
 #[tokio::test]
 async fn authorization_policy_rejects_bad_input_naming_the_field() {
-    let client = cluster::client().await;
-    install_crds(&client).await;
-    k8s::with_temp_ns("crds-authz", |client, ns| async move {
-        let header = "apiVersion: policy.trellis.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  name: bad";
-        let cases = [
-            Bad {
-                what: "wrong type: refs as a string",
-                spec: "spec: {targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: web-clients}",
-                expect: &["spec.requiredAuthenticationRefs", "expected list"],
-            },
-            Bad {
-                what: "missing required field",
-                spec: "spec: {targetRef: {kind: Server, name: web}}",
-                expect: &["spec.requiredAuthenticationRefs", "Required value"],
-            },
-            Bad {
-                what: "not an enum value: HTTPRoute target",
-                spec: "spec: {targetRef: {kind: HTTPRoute, name: web}, requiredAuthenticationRefs: []}",
-                expect: &["spec.targetRef.kind", "supported values: \"Server\", \"Namespace\""],
-            },
-            Bad {
-                what: "out of range: nine authentication refs",
-                spec: "spec: {targetRef: {kind: Namespace, name: shop}, requiredAuthenticationRefs: [{kind: ServiceAccount, name: a}, {kind: ServiceAccount, name: b}, {kind: ServiceAccount, name: c}, {kind: ServiceAccount, name: d}, {kind: ServiceAccount, name: e}, {kind: ServiceAccount, name: f}, {kind: ServiceAccount, name: g}, {kind: ServiceAccount, name: h}, {kind: ServiceAccount, name: i}]}",
-                expect: &["spec.requiredAuthenticationRefs", "must have at most 8 items"],
-            },
-            Bad {
-                what: "bad format: target name with capitals",
-                spec: "spec: {targetRef: {kind: Server, name: Web}, requiredAuthenticationRefs: []}",
-                expect: &["spec.targetRef.name", "should match"],
-            },
-            Bad {
-                what: "cross-field: core group for a Server target",
-                spec: "spec: {targetRef: {group: '', kind: Server, name: web}, requiredAuthenticationRefs: []}",
-                expect: &["spec.targetRef.group", "group must match kind"],
-            },
-            Bad {
-                what: "cross-field: policy group for a ServiceAccount",
-                spec: "spec: {targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: [{group: policy.trellis.dev, kind: ServiceAccount, name: web}]}",
-                expect: &["spec.requiredAuthenticationRefs[0].group", "group must match kind"],
-            },
-            Bad {
-                what: "cross-field: two NetworkAuthentications",
-                spec: "spec: {targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: [{kind: NetworkAuthentication, name: a}, {kind: NetworkAuthentication, name: b}]}",
-                expect: &["spec.requiredAuthenticationRefs", "at most one NetworkAuthentication"],
-            },
-            Bad {
-                what: "cross-field: a MeshTLSAuthentication and a ServiceAccount",
-                spec: "spec: {targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: [{kind: MeshTLSAuthentication, name: a}, {kind: ServiceAccount, name: b}]}",
-                expect: &["spec.requiredAuthenticationRefs", "at most one MeshTLSAuthentication or ServiceAccount"],
-            },
-        ];
-        assert_rejected(&client, Some(&ns), header, &cases).await;
-    })
-    .await;
+    let header = "apiVersion: policy.trellis.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  name: bad";
+    let cases = [
+        Bad {
+            what: "wrong type: refs as a string",
+            spec: "spec: {targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: web-clients}",
+            expect: &["spec.requiredAuthenticationRefs", "expected list"],
+        },
+        Bad {
+            what: "missing required field",
+            spec: "spec: {targetRef: {kind: Server, name: web}}",
+            expect: &["spec.requiredAuthenticationRefs", "Required value"],
+        },
+        Bad {
+            what: "not an enum value: HTTPRoute target",
+            spec: "spec: {targetRef: {kind: HTTPRoute, name: web}, requiredAuthenticationRefs: []}",
+            expect: &[
+                "spec.targetRef.kind",
+                "supported values: \"Server\", \"Namespace\"",
+            ],
+        },
+        Bad {
+            what: "out of range: nine authentication refs",
+            spec: "spec: {targetRef: {kind: Namespace, name: shop}, requiredAuthenticationRefs: [{kind: ServiceAccount, name: a}, {kind: ServiceAccount, name: b}, {kind: ServiceAccount, name: c}, {kind: ServiceAccount, name: d}, {kind: ServiceAccount, name: e}, {kind: ServiceAccount, name: f}, {kind: ServiceAccount, name: g}, {kind: ServiceAccount, name: h}, {kind: ServiceAccount, name: i}]}",
+            expect: &[
+                "spec.requiredAuthenticationRefs",
+                "must have at most 8 items",
+            ],
+        },
+        Bad {
+            what: "bad format: target name with capitals",
+            spec: "spec: {targetRef: {kind: Server, name: Web}, requiredAuthenticationRefs: []}",
+            expect: &["spec.targetRef.name", "should match"],
+        },
+        Bad {
+            what: "cross-field: core group for a Server target",
+            spec: "spec: {targetRef: {group: '', kind: Server, name: web}, requiredAuthenticationRefs: []}",
+            expect: &["spec.targetRef.group", "group must match kind"],
+        },
+        Bad {
+            what: "cross-field: policy group for a ServiceAccount",
+            spec: "spec: {targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: [{group: policy.trellis.dev, kind: ServiceAccount, name: web}]}",
+            expect: &[
+                "spec.requiredAuthenticationRefs[0].group",
+                "group must match kind",
+            ],
+        },
+        Bad {
+            what: "cross-field: two NetworkAuthentications",
+            spec: "spec: {targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: [{kind: NetworkAuthentication, name: a}, {kind: NetworkAuthentication, name: b}]}",
+            expect: &[
+                "spec.requiredAuthenticationRefs",
+                "at most one NetworkAuthentication",
+            ],
+        },
+        Bad {
+            what: "cross-field: a MeshTLSAuthentication and a ServiceAccount",
+            spec: "spec: {targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: [{kind: MeshTLSAuthentication, name: a}, {kind: ServiceAccount, name: b}]}",
+            expect: &[
+                "spec.requiredAuthenticationRefs",
+                "at most one MeshTLSAuthentication or ServiceAccount",
+            ],
+        },
+    ];
+    assert_rejected_in_temp_ns("crds-authz", &[(header, &cases)]).await;
 }
 
 #[tokio::test]
 async fn mesh_tls_authentication_rejects_bad_input_naming_the_field() {
-    let client = cluster::client().await;
-    install_crds(&client).await;
-    k8s::with_temp_ns("crds-mtls", |client, ns| async move {
-        let header = "apiVersion: policy.trellis.dev/v1alpha1\nkind: MeshTLSAuthentication\nmetadata:\n  name: bad";
-        let cases = [
-            Bad {
-                what: "wrong type: identities as a string",
-                spec: "spec: {identities: web.shop.serviceaccount.identity.trellis.cluster.local}",
-                expect: &["spec.identities", "expected list"],
-            },
-            Bad {
-                what: "out of range: empty identities",
-                spec: "spec: {identities: []}",
-                expect: &["spec.identities", "should have at least 1 items"],
-            },
-            Bad {
-                what: "bad format: wildcard in the middle, and punctuation",
-                spec: "spec: {identities: ['web.*.serviceaccount', 'Web!']}",
-                expect: &["spec.identities[0]", "spec.identities[1]", "should match"],
-            },
-            Bad {
-                what: "cross-field: identities and identityRefs together",
-                spec: "spec: {identities: ['*'], identityRefs: [{kind: ServiceAccount, name: web}]}",
-                expect: &["spec", "set exactly one of identities and identityRefs"],
-            },
-            Bad {
-                what: "cross-field: neither identities nor identityRefs",
-                spec: "spec: {}",
-                expect: &["spec", "set exactly one of identities and identityRefs"],
-            },
-            Bad {
-                what: "cross-field: a Namespace reference with a namespace",
-                spec: "spec: {identityRefs: [{kind: Namespace, name: shop, namespace: other}]}",
-                expect: &["spec.identityRefs[0].namespace", "namespace is only for kind ServiceAccount"],
-            },
-            Bad {
-                what: "not an enum value: identity kind",
-                spec: "spec: {identityRefs: [{kind: Deployment, name: web}]}",
-                expect: &["spec.identityRefs[0].kind", "supported values"],
-            },
-        ];
-        assert_rejected(&client, Some(&ns), header, &cases).await;
-    })
-    .await;
+    let header = "apiVersion: policy.trellis.dev/v1alpha1\nkind: MeshTLSAuthentication\nmetadata:\n  name: bad";
+    let cases = [
+        Bad {
+            what: "wrong type: identities as a string",
+            spec: "spec: {identities: web.shop.serviceaccount.identity.trellis.cluster.local}",
+            expect: &["spec.identities", "expected list"],
+        },
+        Bad {
+            what: "out of range: empty identities",
+            spec: "spec: {identities: []}",
+            expect: &["spec.identities", "should have at least 1 items"],
+        },
+        Bad {
+            what: "bad format: wildcard in the middle, and punctuation",
+            spec: "spec: {identities: ['web.*.serviceaccount', 'Web!']}",
+            expect: &["spec.identities[0]", "spec.identities[1]", "should match"],
+        },
+        Bad {
+            what: "cross-field: identities and identityRefs together",
+            spec: "spec: {identities: ['*'], identityRefs: [{kind: ServiceAccount, name: web}]}",
+            expect: &["spec", "set exactly one of identities and identityRefs"],
+        },
+        Bad {
+            what: "cross-field: neither identities nor identityRefs",
+            spec: "spec: {}",
+            expect: &["spec", "set exactly one of identities and identityRefs"],
+        },
+        Bad {
+            what: "cross-field: a Namespace reference with a namespace",
+            spec: "spec: {identityRefs: [{kind: Namespace, name: shop, namespace: other}]}",
+            expect: &[
+                "spec.identityRefs[0].namespace",
+                "namespace is only for kind ServiceAccount",
+            ],
+        },
+        Bad {
+            what: "not an enum value: identity kind",
+            spec: "spec: {identityRefs: [{kind: Deployment, name: web}]}",
+            expect: &["spec.identityRefs[0].kind", "supported values"],
+        },
+    ];
+    assert_rejected_in_temp_ns("crds-mtls", &[(header, &cases)]).await;
 }
 
 #[tokio::test]
 async fn network_authentication_rejects_bad_input_naming_the_field() {
-    let client = cluster::client().await;
-    install_crds(&client).await;
-    k8s::with_temp_ns("crds-netauthn", |client, ns| async move {
-        let header = "apiVersion: policy.trellis.dev/v1alpha1\nkind: NetworkAuthentication\nmetadata:\n  name: bad";
-        let cases = [
-            Bad {
-                what: "wrong type: a network as a bare string",
-                spec: "spec: {networks: [10.0.0.0/8]}",
-                expect: &["spec.networks[0]", "expected map"],
-            },
-            Bad {
-                what: "out of range: prefix lengths /33 and /129, octet 300",
-                spec: "spec: {networks: [{cidr: 10.0.0.0/33}, {cidr: 300.1.1.1/8}, {cidr: 'fd00::/129'}]}",
-                expect: &[
-                    "spec.networks[0].cidr",
-                    "spec.networks[1].cidr",
-                    "spec.networks[2].cidr",
-                    "must be an IP network in CIDR notation",
-                ],
-            },
-            Bad {
-                what: "out of range: no networks",
-                spec: "spec: {networks: []}",
-                expect: &["spec.networks", "should have at least 1 items"],
-            },
-            Bad {
-                what: "bad format: an exception that is not a CIDR",
-                spec: "spec: {networks: [{cidr: 10.0.0.0/8, except: [10.1.0.0]}]}",
-                expect: &["spec.networks[0].except[0]", "must be an IP network in CIDR notation"],
-            },
-            Bad {
-                what: "cross-field: exceptions outside the network or of the other family",
-                spec: "spec: {networks: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16, 'fd00::/8']}]}",
-                expect: &["spec.networks[0].except", "every except entry must be a network inside cidr"],
-            },
-        ];
-        assert_rejected(&client, Some(&ns), header, &cases).await;
-    })
-    .await;
+    let header = "apiVersion: policy.trellis.dev/v1alpha1\nkind: NetworkAuthentication\nmetadata:\n  name: bad";
+    let cases = [
+        Bad {
+            what: "wrong type: a network as a bare string",
+            spec: "spec: {networks: [10.0.0.0/8]}",
+            expect: &["spec.networks[0]", "expected map"],
+        },
+        Bad {
+            what: "out of range: prefix lengths /33 and /129, octet 300",
+            spec: "spec: {networks: [{cidr: 10.0.0.0/33}, {cidr: 300.1.1.1/8}, {cidr: 'fd00::/129'}]}",
+            expect: &[
+                "spec.networks[0].cidr",
+                "spec.networks[1].cidr",
+                "spec.networks[2].cidr",
+                "must be an IP network in CIDR notation",
+            ],
+        },
+        Bad {
+            what: "out of range: no networks",
+            spec: "spec: {networks: []}",
+            expect: &["spec.networks", "should have at least 1 items"],
+        },
+        Bad {
+            what: "bad format: an exception that is not a CIDR",
+            spec: "spec: {networks: [{cidr: 10.0.0.0/8, except: [10.1.0.0]}]}",
+            expect: &[
+                "spec.networks[0].except[0]",
+                "must be an IP network in CIDR notation",
+            ],
+        },
+        Bad {
+            what: "cross-field: exceptions outside the network or of the other family",
+            spec: "spec: {networks: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16, 'fd00::/8']}]}",
+            expect: &[
+                "spec.networks[0].except",
+                "every except entry must be a network inside cidr",
+            ],
+        },
+    ];
+    assert_rejected_in_temp_ns("crds-netauthn", &[(header, &cases)]).await;
 }
 
 #[tokio::test]
 async fn service_profile_rejects_bad_input_naming_the_field() {
-    let client = cluster::client().await;
-    install_crds(&client).await;
-    k8s::with_temp_ns("crds-sp", |client, ns| async move {
-        let header = "apiVersion: trellis.dev/v1alpha1\nkind: ServiceProfile\nmetadata:\n  name: books.shop.svc.cluster.local";
-        let cases = [
-            Bad {
-                what: "wrong type: isRetryable as a word",
-                spec: "spec: {routes: [{name: r, condition: {method: GET}, isRetryable: maybe}]}",
-                expect: &["spec.routes[name=\"r\"].isRetryable", "expected boolean"],
-            },
-            Bad {
-                what: "out of range: status 600",
-                spec: "spec: {routes: [{name: r, condition: {method: GET}, responseClasses: [{condition: {status: {min: 600, max: 600}}, isFailure: true}]}]}",
-                expect: &["spec.routes[0].responseClasses[0].condition.status.min", "less than or equal to 599"],
-            },
-            Bad {
-                what: "out of range: retry ratio 1.5",
-                spec: "spec: {retryBudget: {retryRatio: 1.5}}",
-                expect: &["spec.retryBudget.retryRatio", "less than or equal to 1"],
-            },
-            Bad {
-                what: "bad format: timeout in days",
-                spec: "spec: {routes: [{name: r, condition: {method: GET}, timeout: 1d}]}",
-                expect: &["spec.routes[0].timeout", "should match"],
-            },
-            Bad {
-                what: "not an enum value: method FETCH",
-                spec: "spec: {routes: [{name: r, condition: {method: FETCH}}]}",
-                expect: &["spec.routes[0].condition.method", "supported values"],
-            },
-            Bad {
-                what: "cross-field: status min above max",
-                spec: "spec: {routes: [{name: r, condition: {method: GET}, responseClasses: [{condition: {status: {min: 503, max: 500}}, isFailure: true}]}]}",
-                expect: &["spec.routes[0].responseClasses[0].condition.status.min", "min must not be above max"],
-            },
-            Bad {
-                what: "cross-field: empty request condition",
-                spec: "spec: {routes: [{name: r, condition: {}}]}",
-                expect: &["spec.routes[0].condition", "must set at least one of method, pathRegex, all, any and not"],
-            },
-            Bad {
-                what: "cross-field: traffic split with no positive weight",
-                spec: "spec: {dstOverrides: [{authority: 'books-v2.shop.svc.cluster.local:8080', weight: 0}]}",
-                expect: &["spec.dstOverrides", "at least one dstOverrides entry needs a weight above 0"],
-            },
-            Bad {
-                what: "duplicate route names",
-                spec: "spec: {routes: [{name: r, condition: {method: GET}}, {name: r, condition: {method: POST}}]}",
-                expect: &["spec.routes", "duplicate entries for key [name=\"r\"]"],
-            },
-        ];
-        assert_rejected(&client, Some(&ns), header, &cases).await;
+    let header = "apiVersion: trellis.dev/v1alpha1\nkind: ServiceProfile\nmetadata:\n  name: books.shop.svc.cluster.local";
+    let cases = [
+        Bad {
+            what: "wrong type: isRetryable as a word",
+            spec: "spec: {routes: [{name: r, condition: {method: GET}, isRetryable: maybe}]}",
+            expect: &["spec.routes[name=\"r\"].isRetryable", "expected boolean"],
+        },
+        Bad {
+            what: "out of range: status 600",
+            spec: "spec: {routes: [{name: r, condition: {method: GET}, responseClasses: [{condition: {status: {min: 600, max: 600}}, isFailure: true}]}]}",
+            expect: &[
+                "spec.routes[0].responseClasses[0].condition.status.min",
+                "less than or equal to 599",
+            ],
+        },
+        Bad {
+            what: "out of range: retry ratio 1.5",
+            spec: "spec: {retryBudget: {retryRatio: 1.5}}",
+            expect: &["spec.retryBudget.retryRatio", "less than or equal to 1"],
+        },
+        Bad {
+            what: "bad format: timeout in days",
+            spec: "spec: {routes: [{name: r, condition: {method: GET}, timeout: 1d}]}",
+            expect: &["spec.routes[0].timeout", "should match"],
+        },
+        Bad {
+            what: "not an enum value: method FETCH",
+            spec: "spec: {routes: [{name: r, condition: {method: FETCH}}]}",
+            expect: &["spec.routes[0].condition.method", "supported values"],
+        },
+        Bad {
+            what: "cross-field: status min above max",
+            spec: "spec: {routes: [{name: r, condition: {method: GET}, responseClasses: [{condition: {status: {min: 503, max: 500}}, isFailure: true}]}]}",
+            expect: &[
+                "spec.routes[0].responseClasses[0].condition.status.min",
+                "min must not be above max",
+            ],
+        },
+        Bad {
+            what: "cross-field: empty request condition",
+            spec: "spec: {routes: [{name: r, condition: {}}]}",
+            expect: &[
+                "spec.routes[0].condition",
+                "must set at least one of method, pathRegex, all, any and not",
+            ],
+        },
+        Bad {
+            what: "cross-field: traffic split with no positive weight",
+            spec: "spec: {dstOverrides: [{authority: 'books-v2.shop.svc.cluster.local:8080', weight: 0}]}",
+            expect: &[
+                "spec.dstOverrides",
+                "at least one dstOverrides entry needs a weight above 0",
+            ],
+        },
+        Bad {
+            what: "duplicate route names",
+            spec: "spec: {routes: [{name: r, condition: {method: GET}}, {name: r, condition: {method: POST}}]}",
+            expect: &["spec.routes", "duplicate entries for key [name=\"r\"]"],
+        },
+    ];
 
-        let short_name = "apiVersion: trellis.dev/v1alpha1\nkind: ServiceProfile\nmetadata:\n  name: books";
-        let cases = [Bad {
-            what: "cross-field: a name that is not a fully qualified service name",
-            spec: "spec: {}",
-            expect: &["metadata.name must be the service's fully qualified name"],
-        }];
-        assert_rejected(&client, Some(&ns), short_name, &cases).await;
-    })
+    let short_name =
+        "apiVersion: trellis.dev/v1alpha1\nkind: ServiceProfile\nmetadata:\n  name: books";
+    let short_name_cases = [Bad {
+        what: "cross-field: a name that is not a fully qualified service name",
+        spec: "spec: {}",
+        expect: &["metadata.name must be the service's fully qualified name"],
+    }];
+    assert_rejected_in_temp_ns(
+        "crds-sp",
+        &[(header, &cases), (short_name, &short_name_cases)],
+    )
     .await;
 }
 

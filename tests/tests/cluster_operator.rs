@@ -14,17 +14,13 @@
     reason = "tests fail by panicking"
 )]
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
-use k8s_openapi::{
-    api::{
-        admissionregistration::v1::MutatingWebhookConfiguration,
-        apps::v1::Deployment,
-        coordination::v1::Lease,
-        core::v1::{Namespace, Pod, Secret},
-        rbac::v1::ClusterRole,
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use k8s_openapi::api::{
+    admissionregistration::v1::MutatingWebhookConfiguration,
+    coordination::v1::Lease,
+    core::v1::{Namespace, Pod, Secret},
+    rbac::v1::ClusterRole,
 };
 use kube::{
     Api, Client, Config, ResourceExt,
@@ -32,429 +28,25 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 use serde_json::{Value, json};
-use tokio::{task::JoinHandle, time::Instant};
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 use trellis_api::well_known::{
-    CONTROL_PLANE_NS_LABEL, CONTROLLER_NAME, ISSUER_SECRET, PROXY_VERSION_ANNOTATION, TLS_CA_KEY,
-    TLS_CERT_KEY, TLS_KEY_KEY, TRUST_ANCHOR_SECRET, WEBHOOK_TLS_SECRET,
+    CONTROLLER_NAME, ISSUER_SECRET, PROXY_VERSION_ANNOTATION, TLS_CA_KEY, TLS_CERT_KEY,
+    TLS_KEY_KEY, TRUST_ANCHOR_SECRET, WEBHOOK_TLS_SECRET,
 };
 use trellis_crds::{
     common::condition::{TRUE, find},
-    v1alpha1::mesh::{Mesh, conditions, reasons},
-};
-use trellis_operator::{
-    admin::{AdminServer, Readiness, SharedRegistry},
-    config::OperatorConfig,
-    reconciler::{self as controllers, error::Error},
+    v1alpha1::mesh::{conditions, reasons},
 };
 use trellis_tests::{
     DEFAULT_TIMEOUT,
     cluster::{self, kubectl},
     eventually,
     k8s::{self, FIELD_MANAGER},
+    operator::{
+        RESTORE_TIMEOUT, TEST_MESH_LABEL, condition, histogram_quantile, image_of, operator_config,
+        start_operator, test_pod, version, with_mesh,
+    },
 };
-
-/// Label that limits each test's operator to its own Mesh.
-const TEST_MESH_LABEL: &str = "trellis.dev/test-mesh";
-/// Bound for the operator to undo drift or roll a change.
-const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A window without Mesh reconciles longer than the debounce (0.5 s) plus one reconcile.
-const QUIET: Duration = Duration::from_secs(3);
-
-// ---------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let dir = cluster::repo_root().join("config/crds");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let name = crd.name_any();
-        api.patch(&name, &params, &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
-        k8s::await_object(&api, &name, DEFAULT_TIMEOUT, |crd| {
-            let established = crd
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == TRUE)
-                });
-            if established {
-                Ok(())
-            } else {
-                Err("not established".to_string())
-            }
-        })
-        .await;
-    }
-    let meshes: Api<Mesh> = Api::all(client.clone());
-    eventually("the Mesh kind to be served", DEFAULT_TIMEOUT, || async {
-        meshes
-            .list_metadata(&ListParams::default().limit(1))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await;
-}
-
-/// An operator running in this process.
-struct Running {
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), Error>>,
-    admin: SocketAddr,
-}
-
-impl Running {
-    /// Stops it gracefully (it releases the Lease).
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
-    }
-
-    /// Stops it like a crash: no Lease release, nothing more written.
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-        self.shutdown.cancel();
-    }
-
-    async fn metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.admin).await.unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: admin\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.unwrap();
-        out
-    }
-
-    /// Mesh reconciles started so far.
-    async fn mesh_reconciles(&self) -> u64 {
-        let metrics = self.metrics().await;
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("trellis_operator_reconciles_total{controller=\"mesh\"} "))
-            .map_or(0, |n| n.trim().parse().unwrap())
-    }
-
-    /// Waits until no Mesh reconcile has started for [`QUIET`], so that what changes next is
-    /// not picked up by a reconcile already on its way (each status write reconciles again).
-    async fn await_quiet(&self) {
-        eventually(
-            "the Mesh controller to go quiet",
-            DEFAULT_TIMEOUT,
-            || async {
-                let before = self.mesh_reconciles().await;
-                tokio::time::sleep(QUIET).await;
-                let after = self.mesh_reconciles().await;
-                if before == after {
-                    Ok(())
-                } else {
-                    Err(format!("{} reconciles in {QUIET:?}", after - before))
-                }
-            },
-        )
-        .await;
-    }
-}
-
-fn operator_config(h: &Harness, replica: &str) -> OperatorConfig {
-    let mut config = OperatorConfig::with_replica_name(replica);
-    config.lease_namespace = h.ns.clone();
-    config.lease_name = "trellis-operator".to_string();
-    config.lease_duration = Duration::from_secs(4);
-    config.lease_renew_interval = Duration::from_secs(1);
-    config.mesh_selector = Some(format!("{TEST_MESH_LABEL}={}", h.mesh));
-    config.image_repository = "test.trellis.invalid/trellis".to_string();
-    config
-}
-
-async fn start_operator(client: Client, config: OperatorConfig) -> Running {
-    let registry = SharedRegistry::default();
-    let readiness = Readiness::default();
-    let shutdown = CancellationToken::new();
-    let admin = AdminServer::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        registry.clone(),
-        readiness.clone(),
-    )
-    .await
-    .unwrap();
-    let addr = admin.local_addr().unwrap();
-    tokio::spawn(admin.serve(shutdown.clone().cancelled_owned()));
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        controllers::run(client, config, &registry, &readiness, token).await
-    });
-    Running {
-        shutdown,
-        task,
-        admin: addr,
-    }
-}
-
-#[derive(Clone)]
-struct Harness {
-    client: Client,
-    /// The test namespace (holds the Lease).
-    ns: String,
-    /// Mesh name (test-unique).
-    mesh: String,
-    /// The control-plane namespace (`spec.namespace`).
-    cp: String,
-}
-
-impl Harness {
-    fn meshes(&self) -> Api<Mesh> {
-        Api::all(self.client.clone())
-    }
-
-    fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), &self.cp)
-    }
-
-    fn secrets(&self) -> Api<Secret> {
-        Api::namespaced(self.client.clone(), &self.cp)
-    }
-
-    /// The sample Mesh, renamed for this test, with `spec` merged in; server-side applied.
-    async fn apply_mesh(&self, spec: Value) -> Mesh {
-        let sample =
-            std::fs::read_to_string(cluster::repo_root().join("config/samples/mesh.yaml")).unwrap();
-        let mut mesh: Value = serde_yaml::from_str(&sample).unwrap();
-        mesh["metadata"] = json!({
-            "name": self.mesh,
-            "labels": { TEST_MESH_LABEL: self.mesh, "argocd.argoproj.io/instance": "must-not-be-copied" },
-            "annotations": { "example.com/owner": "must-not-be-copied" },
-        });
-        let mut full_spec = json!({ "namespace": self.cp });
-        if let (Some(base), Some(extra)) = (full_spec.as_object_mut(), spec.as_object()) {
-            for (k, v) in extra {
-                base.insert(k.clone(), v.clone());
-            }
-        }
-        mesh["spec"] = full_spec;
-        self.meshes()
-            .patch(
-                &self.mesh,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&mesh),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("apply Mesh {}: {e}", self.mesh))
-    }
-
-    /// Waits for Ready True at `version` with every component ready, returning the Mesh.
-    async fn await_ready(&self, version: &str) -> Mesh {
-        k8s::await_object(&self.meshes(), &self.mesh, DEFAULT_TIMEOUT, |m| {
-            let status = m.status.as_ref().ok_or("no status")?;
-            let ready = find(&status.conditions, conditions::READY).ok_or("no Ready condition")?;
-            let fresh = status.observed_generation == m.metadata.generation
-                && ready.observed_generation == m.metadata.generation;
-            if ready.status == TRUE
-                && fresh
-                && status.version.as_deref() == Some(version)
-                && !status.components.is_empty()
-                && status.components.iter().all(|c| c.ready)
-            {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{:?}",
-                    status
-                        .conditions
-                        .iter()
-                        .map(|c| (&c.type_, &c.status, &c.message))
-                        .collect::<Vec<_>>()
-                ))
-            }
-        })
-        .await
-    }
-
-    /// Waits for `status.meshedPods` and `status.upToDatePods` to be these counts.
-    async fn await_pod_counts(&self, meshed: i32, up_to_date: i32) -> Mesh {
-        k8s::await_object(&self.meshes(), &self.mesh, DEFAULT_TIMEOUT, |m| {
-            let status = m.status.as_ref().ok_or("no status")?;
-            let counts = (status.meshed_pods, status.up_to_date_pods);
-            if counts == (Some(meshed), Some(up_to_date)) {
-                Ok(())
-            } else {
-                Err(format!("(meshedPods, upToDatePods) = {counts:?}"))
-            }
-        })
-        .await
-    }
-
-    async fn controller(&self) -> Deployment {
-        self.deployments().get(CONTROLLER_NAME).await.unwrap()
-    }
-
-    async fn secret_value(&self, name: &str, key: &str) -> String {
-        let secret = self.secrets().get(name).await.unwrap();
-        String::from_utf8(secret.data.unwrap()[key].0.clone()).unwrap()
-    }
-
-    /// Removes what the test left, whether or not an operator still runs.
-    async fn reap(&self) {
-        let meshes = self.meshes();
-        if meshes.get_opt(&self.mesh).await.ok().flatten().is_some() {
-            let _ = meshes
-                .patch(
-                    &self.mesh,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
-                )
-                .await;
-            let _ = meshes.delete(&self.mesh, &DeleteParams::background()).await;
-        }
-        let selector = format!("trellis.dev/mesh={}", self.mesh);
-        let lp = ListParams::default().labels(&selector);
-        let roles: Api<ClusterRole> = Api::all(self.client.clone());
-        let _ = roles
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
-            Api::all(self.client.clone());
-        let _ = bindings
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-        let _ = mutating
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let validating: Api<
-            k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
-        > = Api::all(self.client.clone());
-        let _ = validating
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        if self.cp != self.ns {
-            let namespaces: Api<Namespace> = Api::all(self.client.clone());
-            let _ = namespaces
-                .delete(&self.cp, &DeleteParams::background())
-                .await;
-        }
-    }
-}
-
-/// Runs `body` with a harness; `own_namespace` makes `spec.namespace` one the operator creates.
-async fn with_mesh<F, Fut>(name: &str, own_namespace: bool, body: F)
-where
-    F: FnOnce(Harness) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    k8s::with_temp_ns(name, move |client, ns| async move {
-        install_crds(&client).await;
-        let h = Harness {
-            client,
-            mesh: ns.clone(),
-            cp: if own_namespace {
-                format!("{ns}-cp")
-            } else {
-                ns.clone()
-            },
-            ns,
-        };
-        let outcome = tokio::spawn(body(h.clone())).await;
-        h.reap().await;
-        if let Err(e) = outcome {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    })
-    .await;
-}
-
-fn version() -> String {
-    trellis_crds::v1alpha1::mesh::MeshSpec::default().version
-}
-
-/// A pod kwok runs, labelled as the injector labels the pods of the control plane in
-/// `control_plane_ns` (unlabelled when `None`), with proxy version `proxy_version`.
-fn test_pod(name: &str, control_plane_ns: Option<&str>, proxy_version: &str) -> Pod {
-    let labels = match control_plane_ns {
-        Some(ns) => json!({ CONTROL_PLANE_NS_LABEL: ns }),
-        None => json!({}),
-    };
-    serde_json::from_value(json!({
-        "metadata": {
-            "name": name,
-            "labels": labels,
-            "annotations": { PROXY_VERSION_ANNOTATION: proxy_version },
-        },
-        "spec": {
-            "nodeName": "kwok-node-0",
-            "containers": [{ "name": "app", "image": "test.trellis.invalid/app" }],
-        },
-    }))
-    .unwrap()
-}
-
-fn image_of(d: &Deployment) -> String {
-    d.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
-}
-
-/// Quantile `q` of a Prometheus histogram from /metrics text, interpolated linearly inside
-/// the bucket that holds it (as PromQL's `histogram_quantile` does).
-fn histogram_quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
-    let mut buckets: Vec<(f64, f64)> = metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}_bucket")))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
-            Some((le, count))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let rank = q * buckets.last()?.1;
-    let (mut lower, mut below) = (0.0, 0.0);
-    for (le, count) in buckets {
-        if count >= rank {
-            if le.is_infinite() {
-                return Some(lower);
-            }
-            let share = if count > below {
-                (rank - below) / (count - below)
-            } else {
-                1.0
-            };
-            return Some(lower + (le - lower) * share);
-        }
-        (lower, below) = (le, count);
-    }
-    None
-}
 
 // ---------------------------------------------------------------------------------------
 // Tests
@@ -463,7 +55,7 @@ fn histogram_quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_mesh_becomes_ready_and_drift_is_undone() {
     with_mesh("op-ready", true, |h| async move {
-        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        let op = h.start_operator("solo").await;
         let applied = Instant::now();
         h.apply_mesh(json!({})).await;
         let mesh = h.await_ready(&version()).await;
@@ -659,9 +251,7 @@ async fn sample_mesh_becomes_ready_and_drift_is_undone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_rolls_the_image_and_disabled_extensions_are_pruned() {
     with_mesh("op-upgrade", false, |h| async move {
-        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
-        h.apply_mesh(json!({})).await;
-        h.await_ready(&version()).await;
+        let (op, _) = h.start_ready(json!({})).await;
         let anchor = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
 
         // Upgrade: the controller rolls to the new tag, status follows.
@@ -700,7 +290,7 @@ async fn upgrade_rolls_the_image_and_disabled_extensions_are_pruned() {
         })
         .await;
         let mesh = h.await_ready("0.2.0").await;
-        let degraded = find(&mesh.status.unwrap().conditions, conditions::DEGRADED).cloned().unwrap();
+        let degraded = condition(&mesh, conditions::DEGRADED);
         assert_eq!(degraded.status, "False", "{}", degraded.message);
         op.stop().await;
     })
@@ -710,7 +300,7 @@ async fn upgrade_rolls_the_image_and_disabled_extensions_are_pruned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_mesh_removes_what_it_created() {
     with_mesh("op-delete", true, |h| async move {
-        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
+        let op = h.start_operator("solo").await;
         h.apply_mesh(json!({ "extensions": { "viz": { "enabled": true } } }))
             .await;
         h.await_ready(&version()).await;
@@ -772,9 +362,7 @@ async fn deleting_the_mesh_removes_what_it_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_issuer_secret_reports_degraded_and_keeps_the_running_mesh() {
     with_mesh("op-degraded", false, |h| async move {
-        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
-        h.apply_mesh(json!({})).await;
-        h.await_ready(&version()).await;
+        let (op, _) = h.start_ready(json!({})).await;
         let before = h.controller().await;
         let anchor_cert = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
         let anchor_key = h.secret_value(TRUST_ANCHOR_SECRET, TLS_KEY_KEY).await;
@@ -909,9 +497,7 @@ async fn bad_issuer_secret_reports_degraded_and_keeps_the_running_mesh() {
         )
         .await;
         let mesh = h.await_ready(&version()).await;
-        let degraded = find(&mesh.status.unwrap().conditions, conditions::DEGRADED)
-            .cloned()
-            .unwrap();
+        let degraded = condition(&mesh, conditions::DEGRADED);
         assert_eq!(degraded.status, "False", "{}", degraded.message);
         op.stop().await;
     })
@@ -921,8 +507,8 @@ async fn bad_issuer_secret_reports_degraded_and_keeps_the_running_mesh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_writes_and_another_takes_over_when_it_dies() {
     with_mesh("op-lease", false, |h| async move {
-        let a = start_operator(h.client.clone(), operator_config(&h, "replica-a")).await;
-        let b = start_operator(h.client.clone(), operator_config(&h, "replica-b")).await;
+        let a = h.start_operator("replica-a").await;
+        let b = h.start_operator("replica-b").await;
         h.apply_mesh(json!({})).await;
         h.await_ready(&version()).await;
         let anchor = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
@@ -963,7 +549,7 @@ async fn one_replica_writes_and_another_takes_over_when_it_dies() {
         // Restart halfway through a change: a new replica converges to the same state.
         h.apply_mesh(json!({ "version": "0.4.0" })).await;
         waiting_op.kill().await;
-        let c = start_operator(h.client.clone(), operator_config(&h, "replica-c")).await;
+        let c = h.start_operator("replica-c").await;
         h.await_ready("0.4.0").await;
         assert_eq!(
             image_of(&h.controller().await),
@@ -1066,9 +652,7 @@ async fn install_manifests_give_the_operator_enough_rights() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issuer_inside_its_renewal_window_is_renewed_and_the_anchor_kept() {
     with_mesh("op-renew", false, |h| async move {
-        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
-        h.apply_mesh(json!({})).await;
-        let mesh = h.await_ready(&version()).await;
+        let (op, mesh) = h.start_ready(json!({})).await;
         let first_expiry = mesh
             .status
             .unwrap()
@@ -1140,12 +724,7 @@ async fn an_issuer_inside_its_renewal_window_is_renewed_and_the_anchor_kept() {
             }
         })
         .await;
-        let identity_healthy = find(
-            &mesh.status.unwrap().conditions,
-            conditions::IDENTITY_HEALTHY,
-        )
-        .cloned()
-        .unwrap();
+        let identity_healthy = condition(&mesh, conditions::IDENTITY_HEALTHY);
         assert_eq!(
             identity_healthy.status, TRUE,
             "{}",
@@ -1159,9 +738,7 @@ async fn an_issuer_inside_its_renewal_window_is_renewed_and_the_anchor_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_mesh_for_the_same_namespace_is_refused_and_the_first_kept() {
     with_mesh("op-conflict", false, |h| async move {
-        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
-        h.apply_mesh(json!({})).await;
-        h.await_ready(&version()).await;
+        let (op, _) = h.start_ready(json!({})).await;
         let before = h.controller().await;
 
         let rival_name = format!("{}-rival", h.mesh);
@@ -1227,7 +804,7 @@ async fn the_inject_annotation_is_mirrored_onto_a_namespace_label() {
     with_mesh("op-inject-label", false, |h| async move {
         const KEY: &str = "trellis.dev/inject";
         const UNRELATED: &str = "example.com/team";
-        let op = start_operator(h.client.clone(), operator_config(&h, "replica-a")).await;
+        let op = h.start_operator("replica-a").await;
         let namespaces: Api<Namespace> = Api::all(h.client.clone());
         let merge = |patch: Value| {
             let namespaces = namespaces.clone();
@@ -1297,9 +874,7 @@ async fn the_inject_annotation_is_mirrored_onto_a_namespace_label() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meshed_and_up_to_date_counts_follow_the_pods() {
     with_mesh("op-pods", false, |h| async move {
-        let op = start_operator(h.client.clone(), operator_config(&h, "solo")).await;
-        h.apply_mesh(json!({})).await;
-        h.await_ready(&version()).await;
+        let (op, _) = h.start_ready(json!({})).await;
         h.await_pod_counts(0, 0).await;
         // From here on, no reconcile is due (the next resync is minutes away): the counts
         // must follow the pods without one.

@@ -33,7 +33,10 @@ use kube::{
 };
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot};
-use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_crds::{
+    settings::MeshSettings,
+    v1alpha1::{mesh::MeshSpec, server::Server},
+};
 use trellis_operator::reconciler::render::webhook_configs::{
     NAMESPACE_NAME_LABEL, injector_namespace_selector, validator_namespace_selector,
 };
@@ -50,6 +53,8 @@ use trellis_webhooks::{
 };
 
 const PROXY_IMAGE: &str = "registry.test/trellis/proxy:0.1.0";
+/// Repository of [`PROXY_IMAGE`], whose tag is the default Mesh's version.
+const IMAGE_REPOSITORY: &str = "registry.test/trellis";
 
 /// Applies the committed CRDs (server-side, idempotent) and waits until they are Established.
 async fn install_crds(client: &Client) {
@@ -196,7 +201,8 @@ where
         let certs = std::sync::Arc::new(
             CertResolver::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap(),
         );
-        let config = InjectConfig::from_mesh(&MeshSpec::default(), PROXY_IMAGE, &pki.ca_pem);
+        let mesh = MeshSettings::try_from(&MeshSpec::default()).unwrap();
+        let config = InjectConfig::from_settings(&mesh, IMAGE_REPOSITORY, &pki.ca_pem);
         let state = State::with_client(config, client.clone());
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -222,6 +228,14 @@ fn pod(name: &str, annotations: Value) -> Pod {
         "spec": { "containers": [{ "name": "app", "image": "example.invalid/app:1", "ports": [{ "containerPort": 8080 }] }] },
     }))
     .unwrap()
+}
+
+/// Creates `pod(name, annotations)` through `pods` (so through the webhooks) and returns it
+/// as stored.
+async fn create_pod(pods: &Api<Pod>, name: &str, annotations: Value) -> Pod {
+    pods.create(&PostParams::default(), &pod(name, annotations))
+        .await
+        .unwrap()
 }
 
 /// Whether a dry-run pod annotated `trellis.dev/inject: enabled` comes back injected from
@@ -331,13 +345,12 @@ async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
 
         apply_yaml(&client, Some(&ns), WEB).await.unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let opted_out = pods
-            .create(
-                &PostParams::default(),
-                &pod("opted-out", json!({ "trellis.dev/inject": "disabled" })),
-            )
-            .await
-            .unwrap();
+        let opted_out = create_pod(
+            &pods,
+            "opted-out",
+            json!({ "trellis.dev/inject": "disabled" }),
+        )
+        .await;
         assert_untouched(
             &opted_out,
             "inject: disabled on the pod beats the namespace's enabled",
@@ -465,19 +478,15 @@ async fn pod_annotation_opts_in_where_the_namespace_has_not() {
         await_injector(&client, &ns).await;
 
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let plain = pods
-            .create(&PostParams::default(), &pod("plain", json!({})))
-            .await
-            .unwrap();
+        let plain = create_pod(&pods, "plain", json!({})).await;
         assert_untouched(&plain, "no annotation on pod or namespace: untouched");
 
-        let opted_in = pods
-            .create(
-                &PostParams::default(),
-                &pod("opted-in", json!({ "trellis.dev/inject": "enabled" })),
-            )
-            .await
-            .unwrap();
+        let opted_in = create_pod(
+            &pods,
+            "opted-in",
+            json!({ "trellis.dev/inject": "enabled" }),
+        )
+        .await;
         assert_eq!(
             init_names(&opted_in),
             ["trellis-proxy-init", "trellis-proxy"],
@@ -518,21 +527,12 @@ async fn pod_annotation_wins_over_a_disabled_namespace_and_the_control_plane_is_
             .unwrap();
         await_injector(&client, &ns).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let plain = pods
-            .create(&PostParams::default(), &pod("plain", json!({})))
-            .await
-            .unwrap();
+        let plain = create_pod(&pods, "plain", json!({})).await;
         assert_untouched(
             &plain,
             "a pod in a disabled namespace without its own annotation",
         );
-        let asked = pods
-            .create(
-                &PostParams::default(),
-                &pod("asked", json!({ "trellis.dev/inject": "enabled" })),
-            )
-            .await
-            .unwrap();
+        let asked = create_pod(&pods, "asked", json!({ "trellis.dev/inject": "enabled" })).await;
         assert_eq!(
             init_names(&asked),
             ["trellis-proxy-init", "trellis-proxy"],

@@ -98,16 +98,7 @@ fn meshes(client: &Client) -> Api<Mesh> {
 
 /// CRDs and `config/install/` (the operator as a real Deployment of two replicas).
 async fn install(client: &Client) {
-    for yaml in yaml_files("config/crds") {
-        k8s::apply_yaml(client, None, &yaml).await.unwrap();
-    }
-    eventually("the Mesh CRD served", Duration::from_secs(60), || async {
-        meshes(client)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())
-    })
-    .await;
+    k8s::install_crds(client).await;
     real_node::namespace(client, CONTROL_PLANE_NS, &[]).await;
     for yaml in yaml_files("config/install") {
         k8s::apply_yaml(client, None, &yaml).await.unwrap();

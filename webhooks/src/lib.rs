@@ -14,8 +14,8 @@ pub mod review;
 pub mod tls;
 pub mod validate;
 
-#[cfg(test)]
-mod test_util;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 
 use std::sync::Arc;
 

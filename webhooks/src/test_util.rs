@@ -1,42 +1,75 @@
-//! Fakes and fixtures for router tests: lookups backed by maps, and AdmissionReview bodies.
+//! Fakes and fixtures for tests: lookups backed by maps (also for other crates' tests, with
+//! the `test-util` feature), and AdmissionReview bodies for this crate's router tests.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
+#[cfg(test)]
+use std::sync::Arc;
 
+#[cfg(test)]
 use axum::body::Body;
 use futures::future::BoxFuture;
+#[cfg(test)]
 use http::{Request, StatusCode};
+#[cfg(test)]
 use http_body_util::BodyExt;
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
-use kube::core::{DynamicObject, Selector, SelectorExt, admission::AdmissionReview};
+#[cfg(test)]
+use kube::core::{DynamicObject, admission::AdmissionReview};
+use kube::core::{Selector, SelectorExt};
 use parking_lot::Mutex;
+#[cfg(test)]
 use serde_json::{Value, json};
+#[cfg(test)]
 use tower::ServiceExt;
-use trellis_crds::v1alpha1::{mesh::MeshSpec, server::Server};
+use trellis_crds::v1alpha1::server::Server;
+#[cfg(test)]
+use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::MeshSpec};
 
+#[cfg(test)]
+use crate::{State, inject::template::InjectConfig, router};
 use crate::{
-    State,
     error::LookupError,
-    inject::template::InjectConfig,
     lookup::{NamespaceLookup, PolicyLookup},
-    router,
 };
 
 /// Test trust bundle.
+#[cfg(test)]
 pub(crate) const TRUST_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 /// Default proxy image in tests.
+#[cfg(test)]
 pub(crate) const PROXY_IMAGE: &str = "registry.test/trellis/proxy:0.1.0";
+/// Repository of [`PROXY_IMAGE`], whose tag is the default Mesh's version.
+#[cfg(test)]
+pub(crate) const IMAGE_REPOSITORY: &str = "registry.test/trellis";
 
 /// Namespaces (name → annotations), Servers and pods held in memory; `fail` makes every
 /// lookup fail.
-#[derive(Default)]
-pub(crate) struct FakeLookup {
-    pub(crate) namespaces: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
-    pub(crate) servers: Mutex<Vec<Server>>,
-    pub(crate) pods: Mutex<Vec<Pod>>,
-    pub(crate) fail: Mutex<bool>,
+#[derive(Debug, Default)]
+pub struct FakeLookup {
+    /// Namespace name → its annotations.
+    pub namespaces: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Servers of every namespace.
+    pub servers: Mutex<Vec<Server>>,
+    /// Pods of every namespace.
+    pub pods: Mutex<Vec<Pod>>,
+    /// Whether every lookup fails, as with an unreachable apiserver.
+    pub fail: Mutex<bool>,
 }
 
 impl FakeLookup {
+    /// A lookup holding one namespace, `name`, annotated with `annotations`.
+    pub fn with_namespace(name: &str, annotations: &[(&str, &str)]) -> Self {
+        let lookup = Self::default();
+        lookup.namespaces.lock().insert(
+            name.to_string(),
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        lookup
+    }
+
     fn check(&self) -> Result<(), LookupError> {
         if *self.fail.lock() {
             Err("apiserver unavailable".into())
@@ -111,20 +144,16 @@ impl PolicyLookup for FakeLookup {
 }
 
 /// Injection settings from a default Mesh.
+#[cfg(test)]
 pub(crate) fn mk_config() -> InjectConfig {
-    InjectConfig::from_mesh(&MeshSpec::default(), PROXY_IMAGE, TRUST_PEM)
+    let mesh = MeshSettings::try_from(&MeshSpec::default()).unwrap();
+    InjectConfig::from_settings(&mesh, IMAGE_REPOSITORY, TRUST_PEM)
 }
 
 /// State over a fake lookup with namespace `ns` annotated with `annotations`.
+#[cfg(test)]
 pub(crate) fn mk_state(ns: &str, annotations: &[(&str, &str)]) -> (State, Arc<FakeLookup>) {
-    let lookup = Arc::new(FakeLookup::default());
-    lookup.namespaces.lock().insert(
-        ns.to_string(),
-        annotations
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
+    let lookup = Arc::new(FakeLookup::with_namespace(ns, annotations));
     (
         State::new(mk_config(), lookup.clone(), lookup.clone()),
         lookup,
@@ -132,6 +161,7 @@ pub(crate) fn mk_state(ns: &str, annotations: &[(&str, &str)]) -> (State, Arc<Fa
 }
 
 /// An AdmissionReview body for `operation` on `object` of the given group/version/kind.
+#[cfg(test)]
 pub(crate) fn mk_review(
     (group, version, kind, resource): (&str, &str, &str, &str),
     namespace: &str,
@@ -158,11 +188,13 @@ pub(crate) fn mk_review(
 }
 
 /// A pod CREATE review.
+#[cfg(test)]
 pub(crate) fn mk_pod_review(namespace: &str, pod: Value) -> Value {
     mk_review(("", "v1", "Pod", "pods"), namespace, "", "CREATE", pod)
 }
 
 /// A minimal app pod with `annotations`, one container exposing port 8080.
+#[cfg(test)]
 pub(crate) fn mk_pod(annotations: &[(&str, &str)]) -> Value {
     let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
     json!({
@@ -177,6 +209,7 @@ pub(crate) fn mk_pod(annotations: &[(&str, &str)]) -> Value {
 }
 
 /// Posts `body` to `path` and returns the status and the body parsed as JSON (or a string).
+#[cfg(test)]
 pub(crate) async fn post(state: State, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
     let response = router(state)
         .oneshot(
@@ -195,6 +228,7 @@ pub(crate) async fn post(state: State, path: &str, body: impl Into<Body>) -> (St
 }
 
 /// Posts a review and returns its response, asserting HTTP 200 and a matching uid.
+#[cfg(test)]
 pub(crate) async fn review(
     state: State,
     path: &str,

@@ -23,3 +23,32 @@ pub enum AccessPolicy {
     /// Allow any client from the cluster's networks.
     ClusterUnauthenticated,
 }
+
+impl AccessPolicy {
+    /// Every policy, in the order the docs list them.
+    pub const ALL: [Self; 6] = [
+        Self::Deny,
+        Self::Audit,
+        Self::AllAuthenticated,
+        Self::AllUnauthenticated,
+        Self::ClusterAuthenticated,
+        Self::ClusterUnauthenticated,
+    ];
+
+    /// The policy's name as written in specs and annotations, like `all-unauthenticated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Audit => "audit",
+            Self::AllAuthenticated => "all-authenticated",
+            Self::AllUnauthenticated => "all-unauthenticated",
+            Self::ClusterAuthenticated => "cluster-authenticated",
+            Self::ClusterUnauthenticated => "cluster-unauthenticated",
+        }
+    }
+
+    /// The policy named `name` (see [`Self::as_str`]), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}

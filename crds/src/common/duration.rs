@@ -1,7 +1,20 @@
-//! Durations written as strings (`30s`, `1h30m`), validated by pattern at the apiserver.
+//! Durations written as strings (`30s`, `1h30m`) in Go's `time.ParseDuration` grammar, the
+//! one Kubernetes and CEL's `duration()` use, narrowed by a pattern the apiserver checks.
+//!
+//! One grammar, two gates, always in agreement:
+//! - [`DURATION_PATTERN`] is what the apiserver accepts: a subset of Go's grammar with units
+//!   `ms`, `s`, `m` and `h` only, at most nine digits on each side of a decimal point, no sign,
+//!   no bare `0` and no `.5s` or `1.s` forms.
+//! - [`Duration::to_std`] accepts exactly what the pattern accepts and parses it with Go's
+//!   grammar (the `go-parse-duration` crate), so a value the apiserver stored always converts,
+//!   to the same length Go would give it. Values over 2^62 ns (about 146 years) are
+//!   rejected: the crate stops there, where Go stops at 2^63 ns.
+//! - [`parse_go`] is the whole Go grammar (also `ns`, `us`, `+`, `0`, `.5s`) minus negative
+//!   values, for inputs that do not come through the apiserver.
 
-use std::{borrow::Cow, fmt, time};
+use std::{borrow::Cow, fmt, sync::LazyLock, time};
 
+use regex::Regex;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +24,37 @@ use crate::error::Error;
 /// with units `ms`, `s`, `m` and `h` (a subset of Go's `time.ParseDuration`, which CEL's
 /// `duration()` also reads).
 pub const DURATION_PATTERN: &str = r"^([0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h))+$";
+
+/// Most digits in one number [`parse_go`] reads: the parser crate loops forever on longer
+/// fractions, and no longer number fits in 2^62 ns anyway.
+const MAX_DIGITS: usize = 18;
+
+static PATTERN: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(DURATION_PATTERN).ok());
+
+/// Parses `value` with Go's `time.ParseDuration` grammar (`300ms`, `1.5h`, `2h45m`, `1us`),
+/// rejecting negative values.
+///
+/// The input is checked first to be ASCII (the micro sign of `µs` is refused: write `us`)
+/// with at most 18 digits in a row, which keeps the parser crate clear of its panics.
+pub fn parse_go(value: &str) -> Result<time::Duration, Error> {
+    let invalid = || Error::InvalidDuration {
+        value: value.to_string(),
+    };
+    let longest_digits = value
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if !value.is_ascii() || longest_digits > MAX_DIGITS {
+        return Err(invalid());
+    }
+    let nanos = go_parse_duration::parse_duration(value).map_err(|_| invalid())?;
+    u64::try_from(nanos)
+        .map(time::Duration::from_nanos)
+        .map_err(|_| Error::NegativeDuration {
+            value: value.to_string(),
+        })
+}
 
 /// Longest duration string accepted.
 pub const DURATION_MAX_LENGTH: u32 = 32;
@@ -33,44 +77,17 @@ impl Duration {
         &self.0
     }
 
-    /// Parses the string form into a [`std::time::Duration`].
+    /// Parses the string form into a [`std::time::Duration`], with Go's grammar.
     ///
-    /// Fails on anything [`DURATION_PATTERN`] rejects, and on values too large to represent.
+    /// Fails on anything [`DURATION_PATTERN`] rejects (as the apiserver would), and on values
+    /// too large to represent.
     pub fn to_std(&self) -> Result<time::Duration, Error> {
-        let invalid = || Error::InvalidDuration {
-            value: self.0.clone(),
-        };
-        let mut rest = self.0.as_str();
-        if rest.is_empty() {
-            return Err(invalid());
+        if !PATTERN.as_ref().is_some_and(|p| p.is_match(&self.0)) {
+            return Err(Error::InvalidDuration {
+                value: self.0.clone(),
+            });
         }
-        let mut total = time::Duration::ZERO;
-        while !rest.is_empty() {
-            let number_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(invalid)?;
-            let (number, after) = rest.split_at(number_len);
-            let unit_len = after
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(after.len());
-            let (unit, after) = after.split_at(unit_len);
-            let seconds_per_unit = match unit {
-                "ms" => 0.001,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                _ => return Err(invalid()),
-            };
-            if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
-                return Err(invalid());
-            }
-            let value: f64 = number.parse().map_err(|_| invalid())?;
-            let term = time::Duration::try_from_secs_f64(value * seconds_per_unit)
-                .map_err(|_| invalid())?;
-            total = total.checked_add(term).ok_or_else(invalid)?;
-            rest = after;
-        }
-        Ok(total)
+        parse_go(&self.0)
     }
 }
 

@@ -21,6 +21,20 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// Every level, from the quietest.
+    pub const ALL: [Self; 5] = [
+        Self::Error,
+        Self::Warn,
+        Self::Info,
+        Self::Debug,
+        Self::Trace,
+    ];
+
+    /// The level named `name` (see [`Self::as_str`]), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
     /// The level as a tracing filter directive (`info`, `debug`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -573,6 +573,25 @@ pub enum ImagePullPolicy {
     Never,
 }
 
+impl ImagePullPolicy {
+    /// Every policy, in the order the docs list them.
+    pub const ALL: [Self; 3] = [Self::Always, Self::IfNotPresent, Self::Never];
+
+    /// The policy as Kubernetes writes it, like `IfNotPresent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+
+    /// The policy named `name` (see [`Self::as_str`]), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
 fn default_proxy_log_level() -> LogLevel {
     LogLevel::Warn
 }

@@ -30,7 +30,7 @@ use trellis_webhooks::{
 
 use crate::{
     admin::ReadyFlag,
-    config::{ControllerConfig, proxy_image},
+    config::ControllerConfig,
     pki::cert::parse_pem_bundle,
 };
 
@@ -187,9 +187,17 @@ impl Followed {
         }
     }
 
-    fn inject_config(&self, mesh: &MeshSpec, trust_bundle: &str) -> InjectConfig {
-        let image = proxy_image(&self.settings.image_repository, &mesh.version);
-        let mut config = InjectConfig::from_mesh(mesh, &image, trust_bundle);
+    /// The injector's settings, or `None` (with a warning) when the Mesh spec is invalid.
+    fn inject_config(&self, mesh: &MeshSpec, trust_bundle: &str) -> Option<InjectConfig> {
+        let settings = match trellis_crds::settings::MeshSettings::try_from(mesh) {
+            Ok(settings) => settings,
+            Err(error) => {
+                tracing::warn!(%error, "Mesh spec invalid; keeping the current injection settings");
+                return None;
+            }
+        };
+        let mut config =
+            InjectConfig::from_settings(&settings, &self.settings.image_repository, trust_bundle);
         config.native_sidecar = self.native_sidecar;
         config.cluster_domain = self.settings.cluster_domain.clone();
         if !self.settings.cluster_networks.is_empty() {
@@ -201,7 +209,7 @@ impl Followed {
                 .collect::<Vec<_>>()
                 .join(",");
         }
-        config
+        Some(config)
     }
 
     /// Applies the current Mesh and trust bundle to the state, creating it the first time
@@ -210,7 +218,9 @@ impl Followed {
         let (Some(mesh), Some(bundle)) = (&self.mesh, &self.trust_bundle) else {
             return;
         };
-        let config = self.inject_config(mesh, bundle);
+        let Some(config) = self.inject_config(mesh, bundle) else {
+            return;
+        };
         match &self.state {
             Some(state) => state.set_inject_config(config),
             None => self.state = Some(State::with_client(config, self.client.clone())),

@@ -11,7 +11,12 @@ use trellis_api::well_known::{
     OPAQUE_PORTS_ANNOTATION, SKIP_INBOUND_PORTS_ANNOTATION,
 };
 
-use super::template::InjectConfig;
+use trellis_crds::{
+    common::{access_policy::AccessPolicy, log_level::LogLevel},
+    v1alpha1::mesh::ImagePullPolicy,
+};
+
+use super::template::{InjectConfig, ProxySettings};
 
 /// `config.trellis.dev/proxy-image`: the proxy image (repository and tag).
 pub const PROXY_IMAGE: &str = "config.trellis.dev/proxy-image";
@@ -36,17 +41,7 @@ pub const PROXY_MEMORY_LIMIT: &str = "config.trellis.dev/proxy-memory-limit";
 /// `config.trellis.dev/proxy-enable-native-sidecar`: `true` or `false`.
 pub const PROXY_ENABLE_NATIVE_SIDECAR: &str = "config.trellis.dev/proxy-enable-native-sidecar";
 
-const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 const LOG_FORMATS: [&str; 2] = ["plain", "json"];
-const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
-const INBOUND_POLICIES: [&str; 6] = [
-    "deny",
-    "audit",
-    "all-authenticated",
-    "all-unauthenticated",
-    "cluster-authenticated",
-    "cluster-unauthenticated",
-];
 
 /// What `trellis.dev/inject` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,35 +117,6 @@ pub fn unknown_inject_values(
     .collect()
 }
 
-/// Proxy settings for one pod, after annotations are applied to the Mesh defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProxySettings {
-    /// Proxy image reference.
-    pub image: String,
-    /// Proxy version recorded on the pod.
-    pub version: String,
-    /// Image pull policy of the proxy and init containers.
-    pub image_pull_policy: String,
-    /// `TRELLIS_PROXY_LOG`.
-    pub log_level: String,
-    /// `TRELLIS_PROXY_LOG_FORMAT`.
-    pub log_format: String,
-    /// `TRELLIS_PROXY_INBOUND_DEFAULT_POLICY`.
-    pub default_inbound_policy: String,
-    /// Opaque ports, comma-separated ports and ranges.
-    pub opaque_ports: String,
-    /// Inbound ports the init container does not redirect.
-    pub skip_inbound_ports: String,
-    /// Outbound ports the init container does not redirect.
-    pub skip_outbound_ports: String,
-    /// Resources of the proxy container.
-    pub resources: Option<ResourceRequirements>,
-    /// Whether the proxy runs as a native sidecar.
-    pub native_sidecar: bool,
-    /// Whether the proxy runs in ingress mode.
-    pub ingress: bool,
-}
-
 /// The annotations that configure a pod: the namespace's `config.trellis.dev/*` overlaid
 /// with the pod's own.
 pub fn merged_config(
@@ -165,6 +131,60 @@ pub fn merged_config(
         .collect()
 }
 
+/// Reads `config.trellis.dev/*` values over defaults, collecting a warning for each value
+/// that is ignored.
+struct Overrides<'a> {
+    annotations: &'a BTreeMap<String, String>,
+    warnings: Vec<String>,
+}
+
+impl Overrides<'_> {
+    /// The annotation `key` if `check` accepts it (as `check` returns it), else `default`.
+    fn text(
+        &mut self,
+        key: &str,
+        default: &str,
+        check: &dyn Fn(&str) -> Result<String, String>,
+    ) -> String {
+        let Some(value) = self.annotations.get(key) else {
+            return default.to_string();
+        };
+        check(value.trim()).unwrap_or_else(|why| {
+            self.ignored(key, value, &why, default);
+            default.to_string()
+        })
+    }
+
+    /// The one of `all` named by annotation `key`, else `default`.
+    fn choice<T: Copy>(
+        &mut self,
+        key: &str,
+        default: T,
+        all: &[T],
+        name: fn(T) -> &'static str,
+    ) -> T {
+        let Some(value) = self.annotations.get(key) else {
+            return default;
+        };
+        let trimmed = value.trim();
+        all.iter()
+            .copied()
+            .find(|v| name(*v) == trimmed)
+            .unwrap_or_else(|| {
+                let names: Vec<_> = all.iter().map(|v| name(*v)).collect();
+                let why = format!("valid values are {}", names.join(", "));
+                self.ignored(key, value, &why, name(default));
+                default
+            })
+    }
+
+    fn ignored(&mut self, key: &str, value: &str, why: &str, default: &str) {
+        self.warnings.push(format!(
+            "annotation {key}={value:?} ignored: {why}; using {default:?}"
+        ));
+    }
+}
+
 /// Applies `annotations` to the Mesh defaults in `config`.
 ///
 /// An invalid value is ignored (the default stays) and reported in the returned warnings,
@@ -174,20 +194,9 @@ pub fn settings(
     annotations: &BTreeMap<String, String>,
     mode: InjectMode,
 ) -> (ProxySettings, Vec<String>) {
-    let mut warnings = Vec::new();
-    let mut pick = |key: &str, default: &str, check: &dyn Fn(&str) -> Result<String, String>| {
-        match annotations.get(key) {
-            None => default.to_string(),
-            Some(value) => match check(value.trim()) {
-                Ok(v) => v,
-                Err(why) => {
-                    warnings.push(format!(
-                        "annotation {key}={value:?} ignored: {why}; using {default:?}"
-                    ));
-                    default.to_string()
-                }
-            },
-        }
+    let mut read = Overrides {
+        annotations,
+        warnings: Vec::new(),
     };
     let one_of = |allowed: &'static [&'static str]| {
         move |v: &str| {
@@ -206,41 +215,47 @@ pub fn settings(
         }
     };
 
-    let version = pick(PROXY_VERSION, &config.proxy_version, &not_empty);
+    let version = read.text(PROXY_VERSION, &config.proxy_version, &not_empty);
     let default_image = if annotations.contains_key(PROXY_VERSION) {
-        with_tag(&config.proxy_image, &version)
+        config.proxy_image.with_tag(&version)
     } else {
         config.proxy_image.clone()
     };
-    let image = pick(PROXY_IMAGE, &default_image, &not_empty);
-    let image_pull_policy = pick(
+    let image = read.text(PROXY_IMAGE, &default_image.to_string(), &not_empty);
+    let image_pull_policy = read.choice(
         IMAGE_PULL_POLICY,
-        &config.image_pull_policy,
-        &one_of(&PULL_POLICIES),
+        config.image_pull_policy,
+        &ImagePullPolicy::ALL,
+        ImagePullPolicy::as_str,
     );
-    let log_level = pick(PROXY_LOG_LEVEL, &config.log_level, &one_of(&LOG_LEVELS));
-    let log_format = pick(PROXY_LOG_FORMAT, &config.log_format, &one_of(&LOG_FORMATS));
-    let default_inbound_policy = pick(
+    let log_level = read.choice(
+        PROXY_LOG_LEVEL,
+        config.log_level,
+        &LogLevel::ALL,
+        LogLevel::as_str,
+    );
+    let log_format = read.text(PROXY_LOG_FORMAT, &config.log_format, &one_of(&LOG_FORMATS));
+    let default_inbound_policy = read.choice(
         DEFAULT_INBOUND_POLICY_ANNOTATION,
-        &config.default_inbound_policy,
-        &one_of(&INBOUND_POLICIES),
+        config.default_inbound_policy,
+        &AccessPolicy::ALL,
+        AccessPolicy::as_str,
     );
-    let opaque_ports = pick(OPAQUE_PORTS_ANNOTATION, &config.opaque_ports, &port_list);
-    let skip_inbound_ports = pick(
+    let opaque_ports = read.text(OPAQUE_PORTS_ANNOTATION, &config.opaque_ports, &port_list);
+    let skip_inbound_ports = read.text(
         SKIP_INBOUND_PORTS_ANNOTATION,
         &config.skip_inbound_ports,
         &port_list,
     );
-    let skip_outbound_ports = pick(SKIP_OUTBOUND_PORTS, &config.skip_outbound_ports, &port_list);
-    let native_sidecar = pick(
+    let skip_outbound_ports =
+        read.text(SKIP_OUTBOUND_PORTS, &config.skip_outbound_ports, &port_list);
+    let native_sidecar = read.choice(
         PROXY_ENABLE_NATIVE_SIDECAR,
-        if config.native_sidecar {
-            "true"
-        } else {
-            "false"
-        },
-        &one_of(&["true", "false"]),
-    ) == "true";
+        config.native_sidecar,
+        &[true, false],
+        |on| if on { "true" } else { "false" },
+    );
+    let mut warnings = read.warnings;
 
     let mut resources = config.resources.clone();
     for (key, section, resource) in [
@@ -288,18 +303,6 @@ pub fn settings(
 enum Section {
     Requests,
     Limits,
-}
-
-/// `image` with its tag replaced by `tag` (a digest reference is kept as it is).
-fn with_tag(image: &str, tag: &str) -> String {
-    if image.contains('@') {
-        return image.to_string();
-    }
-    let name_start = image.rfind('/').map_or(0, |i| i + 1);
-    match image[name_start..].rfind(':') {
-        Some(colon) => format!("{}:{tag}", &image[..name_start + colon]),
-        None => format!("{image}:{tag}"),
-    }
 }
 
 /// Normalizes a list of ports and inclusive ranges, like `25, 4000-4100`, to `25,4000-4100`.

@@ -1,5 +1,5 @@
 //! The injected containers (trellis-proxy-init and trellis-proxy), their volumes, and the
-//! Mesh-wide injection settings they are built from.
+//! settings they are built from: Mesh-wide ([`InjectConfig`]) and per pod ([`ProxySettings`]).
 
 use std::collections::BTreeMap;
 
@@ -13,16 +13,17 @@ use k8s_openapi::{
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
 use rustls::pki_types::{CertificateDer, pem::PemObject};
-use serde::Serialize;
 use trellis_api::well_known::{
     CONTROLLER_NAME, DEFAULT_CLUSTER_DOMAIN, DESTINATION_PORT, DESTINATION_SERVICE, IDENTITY_PORT,
     IDENTITY_SERVICE, IDENTITY_TOKEN_AUDIENCE, POLICY_PORT, POLICY_SERVICE, PROXY_ADMIN_PORT,
     PROXY_CONTROL_PORT, PROXY_ENV_PREFIX, PROXY_INBOUND_PORT, PROXY_OUTBOUND_PORT, PROXY_UID,
     identity_name,
 };
-use trellis_crds::{common::resources::ComputeResources, v1alpha1::mesh::MeshSpec};
-
-use super::annotations::ProxySettings;
+use trellis_crds::{
+    common::{access_policy::AccessPolicy, log_level::LogLevel, resources::ComputeResources},
+    settings::{MeshSettings, image::ImageRef},
+    v1alpha1::mesh::ImagePullPolicy,
+};
 
 /// Name of the injected proxy container.
 pub const PROXY_CONTAINER: &str = "trellis-proxy";
@@ -57,21 +58,21 @@ pub const DEFAULT_NATIVE_SIDECAR: bool = true;
 pub const NATIVE_SIDECAR_SINCE: (u32, u32) = (1, 29);
 
 /// Mesh-wide injection settings: the Mesh's proxy defaults plus the control plane's
-/// addresses and trust bundle. Built by the operator with [`InjectConfig::from_mesh`].
+/// addresses and trust bundle. Built by the operator with [`InjectConfig::from_settings`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct InjectConfig {
-    /// Proxy image reference (also runs `trellis-proxy-init`).
-    pub proxy_image: String,
+    /// Proxy image (also runs `trellis-proxy-init`).
+    pub proxy_image: ImageRef,
     /// Proxy version recorded on injected pods.
     pub proxy_version: String,
-    /// Pull policy of the injected images: `Always`, `IfNotPresent` or `Never`.
-    pub image_pull_policy: String,
+    /// Pull policy of the injected images.
+    pub image_pull_policy: ImagePullPolicy,
     /// Proxy log level.
-    pub log_level: String,
+    pub log_level: LogLevel,
     /// Proxy log format, `plain` or `json`.
     pub log_format: String,
-    /// Default inbound policy, like `all-unauthenticated`.
-    pub default_inbound_policy: String,
+    /// Default inbound policy.
+    pub default_inbound_policy: AccessPolicy,
     /// Opaque ports, comma-separated ports and `a-b` ranges.
     pub opaque_ports: String,
     /// Inbound ports that bypass the proxy.
@@ -81,7 +82,7 @@ pub struct InjectConfig {
     /// Proxy container resources.
     pub resources: Option<ResourceRequirements>,
     /// Proxy worker threads, when set.
-    pub cores: Option<i32>,
+    pub cores: Option<u16>,
     /// Namespace of the control plane; its pods are never injected.
     pub control_plane_namespace: String,
     /// Trust domain of workload identities.
@@ -98,37 +99,28 @@ pub struct InjectConfig {
 }
 
 impl InjectConfig {
-    /// Settings from a Mesh spec: `proxy_image` is `spec.proxy.image` or the operator's
-    /// default image for `spec.version`; `trust_anchors_pem` is the current trust bundle.
-    pub fn from_mesh(spec: &MeshSpec, default_proxy_image: &str, trust_anchors_pem: &str) -> Self {
-        let proxy = &spec.proxy;
-        let join = |ranges: &[trellis_crds::common::port::PortRange]| {
-            ranges
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+    /// Settings from a checked Mesh spec: the proxy image is `spec.proxy.image` or
+    /// `<image_repository>/proxy:<spec.version>`; `trust_anchors_pem` is the current bundle.
+    pub fn from_settings(
+        mesh: &MeshSettings,
+        image_repository: &str,
+        trust_anchors_pem: &str,
+    ) -> Self {
+        let proxy = &mesh.proxy;
         Self {
-            proxy_image: proxy
-                .image
-                .clone()
-                .unwrap_or_else(|| default_proxy_image.to_string()),
-            proxy_version: spec.version.clone(),
-            image_pull_policy: serde_name(&proxy.image_pull_policy, "IfNotPresent"),
-            log_level: proxy.log_level.as_str().to_string(),
+            proxy_image: mesh.proxy_image(image_repository),
+            proxy_version: mesh.version.clone(),
+            image_pull_policy: proxy.image_pull_policy,
+            log_level: proxy.log_level,
             log_format: DEFAULT_LOG_FORMAT.to_string(),
-            default_inbound_policy: serde_name(
-                &proxy.default_inbound_policy,
-                "all-unauthenticated",
-            ),
-            opaque_ports: join(&proxy.opaque_ports),
-            skip_inbound_ports: join(&proxy.skip_inbound_ports),
-            skip_outbound_ports: join(&proxy.skip_outbound_ports),
+            default_inbound_policy: proxy.default_inbound_policy,
+            opaque_ports: proxy.opaque_ports.to_string(),
+            skip_inbound_ports: proxy.skip_inbound_ports.to_string(),
+            skip_outbound_ports: proxy.skip_outbound_ports.to_string(),
             resources: proxy.resources.as_ref().map(resource_requirements),
             cores: proxy.cores,
-            control_plane_namespace: spec.namespace.clone(),
-            trust_domain: spec.identity.trust_domain.clone(),
+            control_plane_namespace: mesh.namespace.clone(),
+            trust_domain: mesh.identity.trust_domain.clone(),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             cluster_networks: DEFAULT_CLUSTER_NETWORKS.to_string(),
             trust_anchors_pem: trust_anchors_pem.to_string(),
@@ -158,6 +150,36 @@ impl InjectConfig {
     }
 }
 
+/// Proxy settings for one pod: the Mesh defaults with the pod's and namespace's
+/// `config.trellis.dev/*` annotations applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxySettings {
+    /// Proxy image reference.
+    pub image: String,
+    /// Proxy version recorded on the pod.
+    pub version: String,
+    /// Image pull policy of the proxy and init containers.
+    pub image_pull_policy: ImagePullPolicy,
+    /// `TRELLIS_PROXY_LOG`.
+    pub log_level: LogLevel,
+    /// `TRELLIS_PROXY_LOG_FORMAT`.
+    pub log_format: String,
+    /// `TRELLIS_PROXY_INBOUND_DEFAULT_POLICY`.
+    pub default_inbound_policy: AccessPolicy,
+    /// Opaque ports, comma-separated ports and ranges.
+    pub opaque_ports: String,
+    /// Inbound ports the init container does not redirect.
+    pub skip_inbound_ports: String,
+    /// Outbound ports the init container does not redirect.
+    pub skip_outbound_ports: String,
+    /// Resources of the proxy container.
+    pub resources: Option<ResourceRequirements>,
+    /// Whether the proxy runs as a native sidecar.
+    pub native_sidecar: bool,
+    /// Whether the proxy runs in ingress mode.
+    pub ingress: bool,
+}
+
 /// Whether `pem` is a bundle of one or more PEM certificates and nothing undecodable.
 pub fn trust_anchors_valid(pem: &str) -> bool {
     let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes()).peekable();
@@ -175,14 +197,6 @@ pub fn native_sidecar_supported(major: &str, minor: &str) -> bool {
         (Some(major), Some(minor)) => (major, minor) >= NATIVE_SIDECAR_SINCE,
         _ => false,
     }
-}
-
-/// The serde name of a unit enum variant (`IfNotPresent`, `all-unauthenticated`).
-fn serde_name<T: Serialize>(value: &T, fallback: &str) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| fallback.to_string())
 }
 
 fn resource_requirements(resources: &ComputeResources) -> ResourceRequirements {
@@ -271,7 +285,7 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
         field_env("_pod_ns", "metadata.namespace"),
         field_env("_pod_sa", "spec.serviceAccountName"),
         field_env("_pod_nodeName", "spec.nodeName"),
-        env("LOG", settings.log_level.clone()),
+        env("LOG", settings.log_level.as_str()),
         env("LOG_FORMAT", settings.log_format.clone()),
         env(
             "DESTINATION_SVC_ADDR",
@@ -298,7 +312,7 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
         env("POLICY_CLUSTER_NETWORKS", config.cluster_networks.clone()),
         env(
             "INBOUND_DEFAULT_POLICY",
-            settings.default_inbound_policy.clone(),
+            settings.default_inbound_policy.as_str(),
         ),
         env(
             "INBOUND_LISTEN_ADDR",
@@ -375,7 +389,7 @@ pub fn proxy_container(config: &InjectConfig, settings: &ProxySettings, pod: &Po
     Container {
         name: PROXY_CONTAINER.to_string(),
         image: Some(settings.image.clone()),
-        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.as_str().to_string()),
         env: Some(proxy_env(config, settings, pod)),
         ports: Some(vec![
             port("trellis-proxy", PROXY_INBOUND_PORT),
@@ -449,7 +463,7 @@ pub fn proxy_init_container(settings: &ProxySettings) -> Container {
     Container {
         name: PROXY_INIT_CONTAINER.to_string(),
         image: Some(settings.image.clone()),
-        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        image_pull_policy: Some(settings.image_pull_policy.as_str().to_string()),
         command: Some(vec![PROXY_INIT_COMMAND.to_string()]),
         args: Some(args),
         resources: Some(ResourceRequirements {

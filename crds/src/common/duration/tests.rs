@@ -46,3 +46,85 @@ fn guard_uses_a_raw_cel_string() {
         "{rule}"
     );
 }
+
+#[test]
+fn parse_go_reads_the_whole_go_grammar() {
+    let cases = [
+        ("300ms", time::Duration::from_millis(300)),
+        ("1.5h", time::Duration::from_secs(5400)),
+        ("2h45m", time::Duration::from_secs(9900)),
+        ("1us", time::Duration::from_micros(1)),
+        ("3ns", time::Duration::from_nanos(3)),
+        ("+5s", time::Duration::from_secs(5)),
+        ("0", time::Duration::ZERO),
+        (".5s", time::Duration::from_millis(500)),
+        ("1.s", time::Duration::from_secs(1)),
+        ("-0s", time::Duration::ZERO),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(parse_go(input).unwrap(), expected, "{input}");
+    }
+}
+
+#[test]
+fn parse_go_rejects_negatives_and_inputs_that_would_trip_the_parser() {
+    assert!(matches!(
+        parse_go("-1s"),
+        Err(Error::NegativeDuration { value }) if value == "-1s"
+    ));
+    for input in [
+        "",
+        "1µs",
+        "1μs",
+        "5 s",
+        "1d",
+        "1",
+        "1.0000000000000000000s",
+        "9999999999999999999h",
+        "2000000h",
+    ] {
+        assert!(
+            matches!(parse_go(input), Err(Error::InvalidDuration { .. })),
+            "{input:?} should be rejected"
+        );
+    }
+}
+
+#[test]
+fn to_std_accepts_exactly_what_the_pattern_accepts() {
+    let pattern = regex::Regex::new(DURATION_PATTERN).unwrap();
+    for input in [
+        "500ms",
+        "30s",
+        "5m",
+        "1h30m",
+        "1.5h",
+        "8760h",
+        "87600h",
+        "0s",
+        "0.001ms",
+        "123456789.123456789ms",
+        "1h1m1s1ms",
+        "1",
+        "1ns",
+        "1us",
+        "+1s",
+        "0",
+        ".5s",
+        "1.s",
+        "-1s",
+        "1h 30m",
+        "1H",
+        "",
+    ] {
+        let parsed = Duration::new(input).to_std();
+        assert_eq!(pattern.is_match(input), parsed.is_ok(), "{input:?}");
+        if let Ok(value) = parsed {
+            assert_eq!(
+                parse_go(input).unwrap(),
+                value,
+                "{input:?}: same as Go's grammar"
+            );
+        }
+    }
+}
