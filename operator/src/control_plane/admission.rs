@@ -28,11 +28,7 @@ use trellis_webhooks::{
     tls::CertResolver,
 };
 
-use crate::{
-    admin::ReadyFlag,
-    config::ControllerConfig,
-    pki::cert::parse_pem_bundle,
-};
+use crate::{admin::ReadyFlag, config::ControllerConfig, pki::cert::parse_pem_bundle};
 
 /// Attempts at reading the apiserver version before falling back to a regular sidecar.
 pub const VERSION_ATTEMPTS: u32 = 5;
