@@ -15,6 +15,8 @@ pub mod error;
 pub mod pki;
 pub mod reconciler;
 pub mod telemetry;
+#[cfg(test)]
+mod test_util;
 
 use kube::Client;
 use tokio_util::sync::CancellationToken;

@@ -8,20 +8,14 @@ use k8s_openapi::{
     api::core::v1::{ConfigMap, Secret},
     jiff::{SignedDuration, Timestamp},
 };
-use kube::{Client, client::Body};
 use trellis_api::well_known;
 use trellis_crds::v1alpha1::mesh::MeshSpec;
 
 use super::{Followed, WebhookSettings};
-use crate::pki::cert::{generate_anchor, generate_webhook};
-
-/// A client whose every request fails: the followers are fed objects directly.
-fn offline_client() -> Client {
-    let service = tower::service_fn(|_: http::Request<Body>| async {
-        Err::<http::Response<Body>, _>(std::io::Error::other("no apiserver in unit tests"))
-    });
-    Client::new(service, "default")
-}
+use crate::{
+    pki::cert::{generate_anchor, generate_webhook},
+    test_util::offline_client,
+};
 
 fn settings() -> WebhookSettings {
     WebhookSettings {

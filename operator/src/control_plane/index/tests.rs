@@ -1,55 +1,10 @@
-use k8s_openapi::api::{
-    core::v1::{Pod, Service},
-    discovery::v1::EndpointSlice,
-};
 use trellis_api::destination::{Context, ProtocolHint, Target};
 
 use super::*;
-use crate::control_plane::destination::DiscoverEndpoints;
-
-fn mk_service(ns: &str, name: &str, annotations: serde_json::Value) -> Service {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
-        "spec": {"clusterIP": "198.19.0.10", "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
-    }))
-    .unwrap()
-}
-
-fn mk_slice(ns: &str, name: &str, svc: &str, pods: &[(&str, &str, bool)]) -> EndpointSlice {
-    let endpoints: Vec<_> = pods
-        .iter()
-        .map(|(pod, ip, ready)| {
-            serde_json::json!({
-                "addresses": [ip],
-                "conditions": {"ready": ready},
-                "targetRef": {"kind": "Pod", "name": pod, "namespace": ns}
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": ns, "labels": {SERVICE_NAME_LABEL: svc}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080}],
-        "endpoints": endpoints
-    }))
-    .unwrap()
-}
-
-fn mk_pod(ns: &str, name: &str, ip: &str, meshed: bool, annotations: serde_json::Value) -> Pod {
-    let mut labels = serde_json::json!({"app": "web", "pod-template-hash": "abc12"});
-    if meshed {
-        labels[well_known::CONTROL_PLANE_NS_LABEL] = "trellis-system".into();
-    }
-    serde_json::from_value(serde_json::json!({
-        "metadata": {
-            "name": name, "namespace": ns, "labels": labels, "annotations": annotations,
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc12", "uid": "u", "controller": true}]
-        },
-        "spec": {"serviceAccountName": "web", "containers": [{"name": "web", "ports": [{"name": "http", "containerPort": 8080}]}]},
-        "status": {"podIP": ip, "podIPs": [{"ip": ip}]}
-    }))
-    .unwrap()
-}
+use crate::{
+    control_plane::destination::DiscoverEndpoints,
+    test_util::{mk_pod, mk_service, mk_slice},
+};
 
 fn target() -> Target {
     Target::Service {

@@ -10,14 +10,13 @@ use trellis_crds::v1alpha1::{
 };
 
 use super::DiscoverPolicy;
-use crate::control_plane::{
-    destination::LookupError,
-    index::{ClusterSettings, Index, SharedIndex},
+use crate::{
+    control_plane::{
+        destination::LookupError,
+        index::{ClusterSettings, Index, SharedIndex},
+    },
+    test_util::obj,
 };
-
-fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-    serde_json::from_value(v).unwrap()
-}
 
 fn mk_index() -> SharedIndex {
     let index = Index::shared(ClusterSettings::default());

@@ -1,43 +1,26 @@
 //! The applier against a scripted apiserver: the exact apply, list and delete requests.
 
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use k8s_openapi::api::{
     admissionregistration::v1::MutatingWebhookConfiguration,
     core::v1::{ConfigMap, Namespace},
 };
-use kube::{Client, client::Body};
+use kube::client::Body;
 use serde_json::{Value, json};
-use tower_test::mock::{self, Handle};
 use trellis_crds::v1alpha1::mesh::MeshSpec;
 
 use super::*;
-use crate::reconciler::render::{IdentityRefs, Images, RenderInput, push};
-
-type ApiServer = Handle<Request<Body>, Response<Body>>;
-
-fn mock_client() -> (Client, ApiServer) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), handle)
-}
+use crate::{
+    reconciler::render::push,
+    test_util::{ApiServer, RenderFixture, mock_apiserver, not_found, obj, ok},
+};
 
 /// A plan of a webhook configuration, a ConfigMap and the namespace, in that (wrong) order:
 /// the applier must still apply the namespace first and the webhook configuration last.
 fn plan() -> Plan {
     let spec = MeshSpec::default();
-    let images = Images {
-        repository: "example.test/trellis".to_string(),
-        prometheus: "prom/prometheus:v3".to_string(),
-        otel_collector: "otel/collector:1".to_string(),
-    };
-    let refs = IdentityRefs::default();
-    let input = RenderInput {
-        mesh_name: "m1",
-        mesh_uid: "uid-1",
-        spec: &spec,
-        images: &images,
-        identity: &refs,
-        own_namespace: true,
-    };
+    let fixture = RenderFixture::default();
+    let input = fixture.input(&spec);
     let mut plan = Plan::default();
     push::<MutatingWebhookConfiguration>(
         &mut plan,
@@ -53,21 +36,6 @@ fn plan() -> Plan {
     .unwrap();
     push::<Namespace>(&mut plan, &input, json!({"metadata": {"name": "mesh-ns"}})).unwrap();
     plan
-}
-
-fn ok(body: &Value) -> Response<Body> {
-    Response::builder()
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
-fn not_found() -> Response<Body> {
-    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-        "reason": "NotFound", "code": 404, "message": "not found"});
-    Response::builder()
-        .status(404)
-        .body(Body::from(serde_json::to_vec(&status).unwrap()))
-        .unwrap()
 }
 
 /// Answers the next request with `response` after checking its method and path.
@@ -93,16 +61,15 @@ fn meta(kind: &str, name: &str, ignored: bool) -> PartialObjectMeta<DynamicObjec
     } else {
         json!({})
     };
-    serde_json::from_value(json!({
+    obj(json!({
         "apiVersion": "v1", "kind": kind,
         "metadata": {"name": name, "annotations": annotations},
     }))
-    .unwrap()
 }
 
 #[tokio::test]
 async fn applies_a_plan_in_stages_with_server_side_apply() {
-    let (client, mut apiserver) = mock_client();
+    let (client, mut apiserver) = mock_apiserver();
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
     let task = tokio::spawn(async move { applier.apply(&plan, &Existing::default()).await });
@@ -136,7 +103,7 @@ async fn applies_a_plan_in_stages_with_server_side_apply() {
 
 #[tokio::test]
 async fn a_failed_stage_stops_the_apply_and_names_the_object() {
-    let (client, mut apiserver) = mock_client();
+    let (client, mut apiserver) = mock_apiserver();
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
     let task = tokio::spawn(async move { applier.apply(&plan, &Existing::default()).await });
@@ -156,7 +123,7 @@ async fn a_failed_stage_stops_the_apply_and_names_the_object() {
 
 #[tokio::test]
 async fn ignored_objects_are_neither_applied_nor_pruned() {
-    let (client, mut apiserver) = mock_client();
+    let (client, mut apiserver) = mock_apiserver();
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
     let existing = Existing {
@@ -190,7 +157,7 @@ async fn ignored_objects_are_neither_applied_nor_pruned() {
 
 #[tokio::test]
 async fn prunes_a_stale_object_and_keeps_the_rendered_ones() {
-    let (client, mut apiserver) = mock_client();
+    let (client, mut apiserver) = mock_apiserver();
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
     let existing = Existing {
@@ -227,7 +194,7 @@ async fn prunes_a_stale_object_and_keeps_the_rendered_ones() {
 
 #[tokio::test]
 async fn lists_every_managed_kind_by_the_mesh_selector() {
-    let (client, mut apiserver) = mock_client();
+    let (client, mut apiserver) = mock_apiserver();
     let applier = Applier::new(client, "mesh-ns", "m1");
     let task = tokio::spawn(async move { applier.existing().await });
     let kinds = managed_kinds();

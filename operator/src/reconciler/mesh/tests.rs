@@ -285,12 +285,12 @@ fn unpullable_images_make_the_mesh_degraded_naming_the_image() {
 
 #[tokio::test]
 async fn status_is_written_with_server_side_apply_only_when_it_changes() {
-    use http::{Method, Request, Response};
-    use kube::{Client, client::Body};
+    use http::Method;
     use trellis_crds::v1alpha1::mesh::{Mesh, MeshSpec};
 
-    let (service, mut apiserver) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    use crate::test_util::{mock_apiserver, offline_client, ok};
+
+    let (client, mut apiserver) = mock_apiserver();
     let mesh = Mesh::new("m1", MeshSpec::default());
     let previous = MeshStatus::default();
     let obs = Observation {
@@ -330,19 +330,11 @@ async fn status_is_written_with_server_side_apply_only_when_it_changes() {
     assert_eq!(degraded.message, "spec.x: bad");
     let mut answer = serde_json::to_value(&mesh).unwrap();
     answer["status"] = body["status"].clone();
-    send.send_response(Response::new(Body::from(
-        serde_json::to_vec(&answer).unwrap(),
-    )));
+    send.send_response(ok(&answer));
     task.await.unwrap().unwrap();
 
     // Unchanged status: no request at all (this client fails every request).
-    let offline = Client::new(
-        tower::service_fn(|_: Request<Body>| async {
-            Err::<Response<Body>, _>(std::io::Error::other("no apiserver"))
-        }),
-        "default",
-    );
-    super::write_status(&offline, &mesh, &next, &next)
+    super::write_status(&offline_client(), &mesh, &next, &next)
         .await
         .unwrap();
 }

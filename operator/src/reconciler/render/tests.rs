@@ -2,38 +2,10 @@ use trellis_api::well_known::{CONTROLLER_NAME, WEBHOOK_SERVICE};
 use trellis_crds::v1alpha1::mesh::MeshSpec;
 
 use super::*;
-
-fn images() -> Images {
-    Images {
-        repository: "example.test/trellis".to_string(),
-        prometheus: "prom/prometheus:v3".to_string(),
-        otel_collector: "otel/collector:1".to_string(),
-    }
-}
-
-fn refs() -> IdentityRefs {
-    IdentityRefs {
-        issuer_secret: "trellis-identity-issuer".to_string(),
-        issuer_serial: "01".to_string(),
-        trust_bundle: "PEM".to_string(),
-        webhook_ca_bundle: "CA".to_string(),
-        webhook_serial: "02".to_string(),
-        secrets: Vec::new(),
-    }
-}
+use crate::test_util::RenderFixture;
 
 fn plan_for(spec: &MeshSpec) -> Plan {
-    let images = images();
-    let refs = refs();
-    render(&RenderInput {
-        mesh_name: "m1",
-        mesh_uid: "uid-1",
-        spec,
-        images: &images,
-        identity: &refs,
-        own_namespace: true,
-    })
-    .unwrap()
+    render(&RenderFixture::default().input(spec)).unwrap()
 }
 
 fn find<'a>(plan: &'a Plan, kind: &str, name: &str) -> &'a Rendered {
@@ -173,16 +145,11 @@ fn extensions_render_upstream_programs_and_report_the_rest() {
 
 #[test]
 fn a_foreign_namespace_is_not_rendered() {
-    let images = images();
-    let refs = refs();
+    let fixture = RenderFixture::default();
     let spec = MeshSpec::default();
     let plan = render(&RenderInput {
-        mesh_name: "m1",
-        mesh_uid: "uid-1",
-        spec: &spec,
-        images: &images,
-        identity: &refs,
         own_namespace: false,
+        ..fixture.input(&spec)
     })
     .unwrap();
     assert!(!plan.objects.iter().any(|o| o.resource.kind == "Namespace"));
