@@ -9,7 +9,7 @@ use k8s_openapi::api::{
 use kube::{Client, client::Body};
 use serde_json::{Value, json};
 use trellis_api::well_known;
-use trellis_crds::v1alpha1::mesh::MeshSpec;
+use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::MeshSpec};
 
 use crate::{
     control_plane::index::endpoints::SERVICE_NAME_LABEL,
@@ -104,7 +104,12 @@ pub(crate) fn not_found() -> Response<Body> {
         .unwrap()
 }
 
-/// What rendering needs besides the spec, with test values.
+/// The settings of `spec`, which must check.
+pub(crate) fn settings(spec: &MeshSpec) -> MeshSettings {
+    MeshSettings::try_from(spec).unwrap()
+}
+
+/// What rendering needs besides the settings, with test values.
 #[derive(Debug)]
 pub(crate) struct RenderFixture {
     /// Images under `example.test/trellis`.
@@ -134,12 +139,12 @@ impl Default for RenderFixture {
 }
 
 impl RenderFixture {
-    /// The render input of Mesh `m1` (uid `uid-1`, owning its namespace) for `spec`.
-    pub(crate) fn input<'a>(&'a self, spec: &'a MeshSpec) -> RenderInput<'a> {
+    /// The render input of Mesh `m1` (uid `uid-1`, owning its namespace) for `settings`.
+    pub(crate) fn input<'a>(&'a self, settings: &'a MeshSettings) -> RenderInput<'a> {
         RenderInput {
             mesh_name: "m1",
             mesh_uid: "uid-1",
-            spec,
+            settings,
             images: &self.images,
             identity: &self.refs,
             own_namespace: true,

@@ -13,7 +13,11 @@ use prometheus_client::registry::Registry;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 use trellis_api::{inbound::DefaultPolicy, well_known};
-use trellis_crds::{common::access_policy::AccessPolicy, v1alpha1::mesh::Mesh};
+use trellis_crds::{
+    common::access_policy::AccessPolicy,
+    settings::{MeshSettings, error::Error as SettingsError},
+    v1alpha1::mesh::Mesh,
+};
 
 use crate::{
     admin::ReadyFlag,
@@ -84,46 +88,47 @@ pub enum ControlPlaneError {
     Serve(#[from] ServeError),
 }
 
-fn access_policy_name(policy: AccessPolicy) -> &'static str {
+/// The inbound policy the proxy API names for a Mesh's default policy.
+fn default_policy(policy: AccessPolicy) -> DefaultPolicy {
     match policy {
-        AccessPolicy::Deny => DefaultPolicy::Deny.as_str(),
-        AccessPolicy::Audit => DefaultPolicy::Audit.as_str(),
-        AccessPolicy::AllAuthenticated => DefaultPolicy::AllAuthenticated.as_str(),
-        AccessPolicy::AllUnauthenticated => DefaultPolicy::AllUnauthenticated.as_str(),
-        AccessPolicy::ClusterAuthenticated => DefaultPolicy::ClusterAuthenticated.as_str(),
-        AccessPolicy::ClusterUnauthenticated => DefaultPolicy::ClusterUnauthenticated.as_str(),
+        AccessPolicy::Deny => DefaultPolicy::Deny,
+        AccessPolicy::Audit => DefaultPolicy::Audit,
+        AccessPolicy::AllAuthenticated => DefaultPolicy::AllAuthenticated,
+        AccessPolicy::AllUnauthenticated => DefaultPolicy::AllUnauthenticated,
+        AccessPolicy::ClusterAuthenticated => DefaultPolicy::ClusterAuthenticated,
+        AccessPolicy::ClusterUnauthenticated => DefaultPolicy::ClusterUnauthenticated,
     }
 }
 
 /// Applies a Mesh's identity and proxy settings to the identity server and the index.
-pub fn apply_mesh(mesh: &Mesh, identity: &watch::Sender<IdentitySettings>, index: &SharedIndex) {
-    let spec = &mesh.spec;
-    let defaults = IdentitySettings::default();
-    let settings = IdentitySettings {
-        trust_domain: spec.identity.trust_domain.clone(),
+///
+/// The spec is checked into [`MeshSettings`] first: an invalid one changes nothing and is
+/// returned, naming every bad field (never a silent default).
+pub fn apply_mesh(
+    mesh: &Mesh,
+    identity: &watch::Sender<IdentitySettings>,
+    index: &SharedIndex,
+) -> Result<(), SettingsError> {
+    let settings = MeshSettings::try_from(&mesh.spec)?;
+    let id = &settings.identity;
+    let next = IdentitySettings {
+        trust_domain: id.trust_domain.clone(),
         leaf: LeafLifetime {
-            lifetime: spec
-                .identity
-                .workload_certificate_lifetime
-                .to_std()
-                .unwrap_or(defaults.leaf.lifetime),
-            clock_skew: spec
-                .identity
-                .clock_skew_allowance
-                .to_std()
-                .unwrap_or(defaults.leaf.clock_skew),
+            lifetime: id.workload_certificate_lifetime,
+            clock_skew: id.clock_skew_allowance,
         },
     };
     identity.send_if_modified(|old| {
-        let changed = *old != settings;
-        *old = settings.clone();
+        let changed = *old != next;
+        *old = next.clone();
         changed
     });
     let mut index = index.write();
     let mut cluster = index.settings().clone();
-    cluster.trust_domain = spec.identity.trust_domain.clone();
-    cluster.default_inbound_policy = access_policy_name(spec.proxy.default_inbound_policy).into();
+    cluster.trust_domain = id.trust_domain.clone();
+    cluster.default_inbound_policy = default_policy(settings.proxy.default_inbound_policy);
     index.set_settings(cluster);
+    Ok(())
 }
 
 async fn follow_mesh(
@@ -143,10 +148,14 @@ async fn follow_mesh(
         };
         match next {
             None => return,
-            Some(Ok(mesh)) => {
-                apply_mesh(&mesh, &identity, &index);
-                tracing::info!(mesh = %name, "Mesh settings applied");
-            }
+            Some(Ok(mesh)) => match apply_mesh(&mesh, &identity, &index) {
+                Ok(()) => tracing::info!(mesh = %name, "Mesh settings applied"),
+                Err(error) => tracing::warn!(
+                    mesh = %name,
+                    %error,
+                    "Mesh spec invalid; keeping the current settings"
+                ),
+            },
             Some(Err(e)) => tracing::warn!(mesh = %name, error = %e, "Mesh watch failed"),
         }
     }

@@ -27,7 +27,7 @@ use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use trellis_api::well_known;
+use trellis_api::{inbound::DefaultPolicy, well_known};
 use trellis_crds::v1alpha1::{
     authorization_policy::AuthorizationPolicy, mesh_tls_authentication::MeshTLSAuthentication,
     network_authentication::NetworkAuthentication, server::Server, service_profile::ServiceProfile,
@@ -44,7 +44,7 @@ pub struct ClusterSettings {
     /// DNS domain of the cluster.
     pub cluster_domain: String,
     /// The mesh-wide default inbound policy.
-    pub default_inbound_policy: String,
+    pub default_inbound_policy: DefaultPolicy,
     /// Networks that `cluster-*` default policies allow.
     pub cluster_networks: Vec<ipnet::IpNet>,
 }
@@ -54,7 +54,7 @@ impl Default for ClusterSettings {
         Self {
             trust_domain: well_known::DEFAULT_TRUST_DOMAIN.to_string(),
             cluster_domain: well_known::DEFAULT_CLUSTER_DOMAIN.to_string(),
-            default_inbound_policy: "all-unauthenticated".to_string(),
+            default_inbound_policy: DefaultPolicy::AllUnauthenticated,
             cluster_networks: default_cluster_networks(),
         }
     }

@@ -326,8 +326,7 @@ impl Index {
                     .and_then(|a| a.get(well_known::DEFAULT_INBOUND_POLICY_ANNOTATION))
                     .and_then(|v| DefaultPolicy::parse(v))
             })
-            .or_else(|| DefaultPolicy::parse(&self.settings.default_inbound_policy))
-            .unwrap_or(DefaultPolicy::AllUnauthenticated)
+            .unwrap_or(self.settings.default_inbound_policy)
     }
 
     /// The authorization an AuthorizationPolicy grants, if all its references resolve.

@@ -12,15 +12,15 @@ use trellis_crds::v1alpha1::mesh::MeshSpec;
 use super::*;
 use crate::{
     reconciler::render::push,
-    test_util::{ApiServer, RenderFixture, mock_apiserver, not_found, obj, ok},
+    test_util::{ApiServer, RenderFixture, mock_apiserver, not_found, obj, ok, settings},
 };
 
 /// A plan of a webhook configuration, a ConfigMap and the namespace, in that (wrong) order:
 /// the applier must still apply the namespace first and the webhook configuration last.
 fn plan() -> Plan {
-    let spec = MeshSpec::default();
+    let settings = settings(&MeshSpec::default());
     let fixture = RenderFixture::default();
-    let input = fixture.input(&spec);
+    let input = fixture.input(&settings);
     let mut plan = Plan::default();
     push::<MutatingWebhookConfiguration>(
         &mut plan,

@@ -16,10 +16,7 @@ use kube::Api;
 use trellis_api::well_known::{
     ISSUER_SECRET, TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TRUST_ANCHOR_SECRET, WEBHOOK_TLS_SECRET,
 };
-use trellis_crds::v1alpha1::mesh::{
-    DEFAULT_CONFIGMAP_ANCHORS_KEY, DEFAULT_SECRET_ANCHORS_KEY, IssuerSource, MeshSpec,
-    TrustAnchorSource,
-};
+use trellis_crds::settings::{IssuerSettings, MeshSettings, TrustAnchorsSettings};
 
 use crate::{
     pki::cert::{
@@ -164,7 +161,7 @@ pub enum Verdict {
 /// One pass over the certificates of a Mesh: what earlier certificates left for later ones,
 /// and the outcome so far.
 struct Pass<'a> {
-    spec: &'a MeshSpec,
+    settings: &'a MeshSettings,
     now: Timestamp,
     /// The valid trust anchors, once known.
     anchors: Vec<CertInfo>,
@@ -184,11 +181,11 @@ struct Pass<'a> {
 pub async fn ensure(
     secrets: &Api<Secret>,
     configmaps: &Api<ConfigMap>,
-    spec: &MeshSpec,
+    settings: &MeshSettings,
     now: Timestamp,
 ) -> Result<Outcome, Error> {
     let mut pass = Pass {
-        spec,
+        settings,
         now,
         anchors: Vec::new(),
         anchor_bundle: String::new(),
@@ -197,8 +194,11 @@ pub async fn ensure(
     };
     for kind in Kind::ALL {
         let generated = match kind {
-            Kind::TrustAnchor => spec.identity.trust_anchors.source == TrustAnchorSource::Generated,
-            Kind::Issuer => spec.identity.issuer.source == IssuerSource::Generated,
+            Kind::TrustAnchor => matches!(
+                settings.identity.trust_anchors,
+                TrustAnchorsSettings::Generated { .. }
+            ),
+            Kind::Issuer => matches!(settings.identity.issuer, IssuerSettings::Generated { .. }),
             Kind::Webhook => true,
         };
         if !generated {
@@ -233,19 +233,23 @@ async fn read_stored(secrets: &Api<Secret>, name: &str) -> Result<Option<Stored>
 
 impl Pass<'_> {
     fn ns(&self) -> &str {
-        &self.spec.namespace
+        &self.settings.namespace
     }
 
-    fn lifetime(
-        &self,
-        d: &trellis_crds::common::duration::Duration,
-        field: &str,
-    ) -> Result<SignedDuration, Error> {
-        let std = d
-            .to_std()
-            .map_err(|e| Error::InvalidSpec(format!("identity.{field}: {e}")))?;
-        SignedDuration::try_from(std)
-            .map_err(|e| Error::InvalidSpec(format!("identity.{field}: {e}")))
+    /// A checked duration of `spec.identity.<field>` as a signed one (the settings bound
+    /// it, so this fails only for a spec that bypassed them).
+    fn lifetime(&self, d: std::time::Duration, field: &str) -> Result<SignedDuration, Error> {
+        SignedDuration::try_from(d)
+            .map_err(|e| Error::InvalidSpec(format!("spec.identity.{field}: {e}")))
+    }
+
+    /// The name of the user's trust-anchor ConfigMap or Secret (empty when generated).
+    fn anchors_name(&self) -> &str {
+        match &self.settings.identity.trust_anchors {
+            TrustAnchorsSettings::ConfigMap { name, .. }
+            | TrustAnchorsSettings::Secret { name, .. } => name,
+            TrustAnchorsSettings::Generated { .. } => "",
+        }
     }
 
     /// The anchor that signs a generated issuer, with its parsed certificate.
@@ -254,7 +258,7 @@ impl Pass<'_> {
             Error::InvalidIdentityMaterial(format!(
                 "identity.trustAnchors: Secret {}/{} has no tls.key, so the operator cannot sign an issuer: add the anchor's key or set identity.issuer.source to Secret",
                 self.ns(),
-                self.spec.identity.trust_anchors.name.clone().unwrap_or_default()
+                self.anchors_name()
             ))
         })?;
         let info = first_cert(&anchor.cert).ok_or_else(|| {
@@ -278,7 +282,7 @@ impl Pass<'_> {
 
     fn issuer_renew_before(&self) -> Result<SignedDuration, Error> {
         self.lifetime(
-            &self.spec.identity.rotation.issuer_renew_before,
+            self.settings.identity.rotation.issuer_renew_before,
             "rotation.issuerRenewBefore",
         )
     }
@@ -331,7 +335,7 @@ impl Pass<'_> {
             Kind::Issuer => {
                 let (_, anchor) = self.signer()?;
                 let renew_before = self.issuer_renew_before()?;
-                let automatic = self.spec.identity.rotation.automatic;
+                let automatic = self.settings.identity.rotation.automatic;
                 let why = if !key_matches {
                     Some("replaced issuer whose key did not match its certificate in".to_string())
                 } else if info.issuer != anchor.subject {
@@ -362,16 +366,23 @@ impl Pass<'_> {
 
     /// Generates a new certificate of `kind`.
     fn generate(&self, kind: Kind) -> Result<Stored, Error> {
-        let id = &self.spec.identity;
+        let id = &self.settings.identity;
         let td = id.trust_domain.as_str();
         let (pair, ca) = match kind {
             Kind::TrustAnchor => {
-                let lifetime =
-                    self.lifetime(&id.trust_anchors.lifetime, "trustAnchors.lifetime")?;
+                let lifetime = match id.trust_anchors {
+                    TrustAnchorsSettings::Generated { lifetime } => lifetime,
+                    _ => std::time::Duration::ZERO,
+                };
+                let lifetime = self.lifetime(lifetime, "trustAnchors.lifetime")?;
                 (generate_anchor(td, self.now, lifetime)?, None)
             }
             Kind::Issuer => {
-                let lifetime = self.lifetime(&id.issuer.lifetime, "issuer.lifetime")?;
+                let lifetime = match id.issuer {
+                    IssuerSettings::Generated { lifetime } => lifetime,
+                    IssuerSettings::Secret { .. } => std::time::Duration::ZERO,
+                };
+                let lifetime = self.lifetime(lifetime, "issuer.lifetime")?;
                 let (anchor, _) = self.signer()?;
                 (generate_issuer(anchor, td, self.now, lifetime)?, None)
             }
@@ -439,7 +450,7 @@ impl Pass<'_> {
             ));
         };
         let window = self.lifetime(
-            &self.spec.identity.rotation.trust_anchor_renew_before,
+            self.settings.identity.rotation.trust_anchor_renew_before,
             "rotation.trustAnchorRenewBefore",
         )?;
         if not_after - window <= now {
@@ -484,16 +495,12 @@ impl Pass<'_> {
         configmaps: &Api<ConfigMap>,
     ) -> Result<(String, Option<CertKey>), Error> {
         let ns = self.ns();
-        let anchors = &self.spec.identity.trust_anchors;
-        let name = anchors.name.clone().unwrap_or_default();
-        let (kind, default_key) = match anchors.source {
-            TrustAnchorSource::Secret => ("Secret", DEFAULT_SECRET_ANCHORS_KEY),
-            _ => ("ConfigMap", DEFAULT_CONFIGMAP_ANCHORS_KEY),
+        let (kind, name, key) = match &self.settings.identity.trust_anchors {
+            TrustAnchorsSettings::Secret { name, key } => ("Secret", name, key),
+            TrustAnchorsSettings::ConfigMap { name, key } => ("ConfigMap", name, key),
+            // Not referenced: ensure() generates it instead.
+            TrustAnchorsSettings::Generated { .. } => return Ok((String::new(), None)),
         };
-        let key = anchors
-            .key
-            .clone()
-            .unwrap_or_else(|| default_key.to_string());
         let absent = || {
             Error::InvalidIdentityMaterial(format!(
                 "identity.trustAnchors: {kind} {ns}/{name} does not exist: create it with the PEM trust anchors under key {key}"
@@ -504,9 +511,9 @@ impl Pass<'_> {
                 "identity.trustAnchors: {kind} {ns}/{name} has no key {key}: put the PEM trust anchors there or set identity.trustAnchors.key"
             ))
         };
-        if anchors.source == TrustAnchorSource::Secret {
-            let secret = get_secret(secrets, &name).await?.ok_or_else(absent)?;
-            let pem = secret_string(&secret, &key).ok_or_else(no_key)?;
+        if kind == "Secret" {
+            let secret = get_secret(secrets, name).await?.ok_or_else(absent)?;
+            let pem = secret_string(&secret, key).ok_or_else(no_key)?;
             let signer = secret_string(&secret, TLS_KEY_KEY).map(|key| CertKey {
                 cert: pem.clone(),
                 key,
@@ -514,11 +521,11 @@ impl Pass<'_> {
             return Ok((pem, signer));
         }
         let cm = configmaps
-            .get_opt(&name)
+            .get_opt(name)
             .await
             .map_err(Error::kube(format!("get ConfigMap {ns}/{name}")))?
             .ok_or_else(absent)?;
-        let pem = cm.data.as_ref().and_then(|d| d.get(&key)).cloned();
+        let pem = cm.data.as_ref().and_then(|d| d.get(key)).cloned();
         Ok((pem.ok_or_else(no_key)?, None))
     }
 
@@ -526,13 +533,11 @@ impl Pass<'_> {
     /// anchor and not expired. It is never written.
     async fn referenced_issuer(&mut self, secrets: &Api<Secret>) -> Result<(), Error> {
         let ns = self.ns().to_string();
-        let name = self
-            .spec
-            .identity
-            .issuer
-            .secret_name
-            .clone()
-            .unwrap_or_default();
+        let name = match &self.settings.identity.issuer {
+            IssuerSettings::Secret { name } => name.clone(),
+            // Not referenced: ensure() generates it instead.
+            IssuerSettings::Generated { .. } => return Ok(()),
+        };
         let fix = "create a kubernetes.io/tls Secret with tls.crt and tls.key of a CA signed by the trust anchors";
         let invalid = |problem: String| {
             Error::InvalidIdentityMaterial(format!("identity.issuer.secretName: {problem}"))
@@ -588,9 +593,13 @@ mod tests {
 
     use super::*;
 
-    fn pass(spec: &MeshSpec, now: Timestamp) -> Pass<'_> {
+    fn defaults() -> MeshSettings {
+        MeshSettings::try_from(&MeshSpec::default()).unwrap()
+    }
+
+    fn pass(settings: &MeshSettings, now: Timestamp) -> Pass<'_> {
         Pass {
-            spec,
+            settings,
             now,
             anchors: Vec::new(),
             anchor_bundle: String::new(),
@@ -608,7 +617,7 @@ mod tests {
 
     #[test]
     fn each_certificate_is_generated_when_missing_then_kept() {
-        let spec = MeshSpec::default();
+        let spec = defaults();
         let now = Timestamp::now();
         let mut pass = pass(&spec, now);
         let expected = [
@@ -643,7 +652,7 @@ mod tests {
 
     #[test]
     fn renewal_rules_replace_what_no_longer_holds() {
-        let spec = MeshSpec::default();
+        let spec = defaults();
         let now = Timestamp::now();
         let mut pass = pass(&spec, now);
         // Another trust domain, so another anchor subject.
@@ -687,7 +696,7 @@ mod tests {
 
     #[test]
     fn a_generated_issuer_needs_an_anchor_key() {
-        let spec = MeshSpec::default();
+        let spec = defaults();
         let pass = pass(&spec, Timestamp::now());
         let error = pass.check(Kind::Issuer).unwrap_err();
         assert!(matches!(error, Error::InvalidIdentityMaterial(m) if m.contains("has no tls.key")));

@@ -32,6 +32,7 @@ use tracing::instrument;
 use trellis_api::well_known::FIELD_MANAGER;
 use trellis_crds::{
     common::condition::is_true,
+    settings::MeshSettings,
     v1alpha1::mesh::{IdentityStatus, Mesh, MeshStatus, RotationPhase, conditions, reasons},
 };
 
@@ -313,8 +314,9 @@ async fn apply(mesh: Arc<Mesh>, ctx: &Context) -> Result<Action, Error> {
     }))
 }
 
-/// The steps before anything is written: claim the namespace, ensure the certificates
-/// (recorded in `obs` and the metrics) and render the plan.
+/// The steps before anything is written: check the spec into [`MeshSettings`] (an invalid
+/// spec holds the rollout back, naming every bad field), claim the namespace, ensure the
+/// certificates (recorded in `obs` and the metrics) and render the plan.
 async fn prepare(
     ctx: &Context,
     mesh: &Mesh,
@@ -322,14 +324,18 @@ async fn prepare(
     now: Timestamp,
     obs: &mut Observation,
 ) -> Result<Result<(certificates::Outcome, render::Plan), Blocked>, Error> {
+    let settings = match MeshSettings::try_from(&mesh.spec) {
+        Ok(settings) => settings,
+        Err(invalid) => return Ok(Err(invalid_spec(&invalid))),
+    };
     let own_namespace = match claim_namespace(ctx, mesh, uid).await? {
         Ok(own) => own,
         Err(blocked) => return Ok(Err(blocked)),
     };
-    let spec = &mesh.spec;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &spec.namespace);
-    let configmaps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &spec.namespace);
-    let material = match certificates::ensure(&secrets, &configmaps, spec, now).await {
+    let ns = settings.namespace.as_str();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let configmaps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let material = match certificates::ensure(&secrets, &configmaps, &settings, now).await {
         Ok(material) => material,
         Err(e) => return blocked_by(e).map(Err),
     };
@@ -338,7 +344,7 @@ async fn prepare(
     let input = RenderInput {
         mesh_name: &name,
         mesh_uid: uid,
-        spec,
+        settings: &settings,
         images: &ctx.images,
         identity: &material.refs,
         own_namespace,
@@ -349,6 +355,12 @@ async fn prepare(
     };
     obs.unavailable = plan.unavailable.clone();
     Ok(Ok((material, plan)))
+}
+
+/// The held-back rollout of a spec that does not check: reason `InvalidSpec`, and a message
+/// that names every bad field.
+fn invalid_spec(invalid: &trellis_crds::settings::error::Error) -> Blocked {
+    (reasons::INVALID_SPEC, invalid.to_string())
 }
 
 /// Checks that the Mesh may use its namespace; returns whether the namespace is its own

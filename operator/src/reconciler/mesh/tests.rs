@@ -338,3 +338,81 @@ async fn status_is_written_with_server_side_apply_only_when_it_changes() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_invalid_spec_is_one_degraded_condition_naming_the_field_and_nothing_is_applied() {
+    use http::Method;
+    use kube::runtime::events::{Recorder, Reporter};
+    use trellis_crds::v1alpha1::mesh::Mesh;
+
+    use crate::{
+        admin::SharedRegistry,
+        reconciler::{Context, Metrics},
+        test_util::{RenderFixture, mock_apiserver, obj, ok},
+    };
+
+    let (client, mut apiserver) = mock_apiserver();
+    let (_leader, leader) = tokio::sync::watch::channel(true);
+    let ctx = Context {
+        client: client.clone(),
+        images: RenderFixture::default().images,
+        metrics: Metrics::register(&SharedRegistry::default()),
+        recorder: Recorder::new(client, Reporter::from("test")),
+        backoff: parking_lot::Mutex::default(),
+        leader,
+    };
+    let mut object = serde_json::json!({
+        "apiVersion": "trellis.dev/v1alpha1", "kind": "Mesh",
+        "metadata": {"name": "m1", "uid": "uid-1", "generation": 3},
+        "spec": {"identity": {"workloadCertificateLifetime": "soon"}}
+    });
+    let mesh: Mesh = obj(object.clone());
+    let task = tokio::spawn(async move { super::apply(std::sync::Arc::new(mesh), &ctx).await });
+    // The first request writes status: nothing is listed, read or applied before it.
+    let (request, send) = apiserver.next_request().await.expect("a status patch");
+    assert_eq!(request.method(), Method::PATCH);
+    assert_eq!(
+        request.uri().path(),
+        "/apis/trellis.dev/v1alpha1/meshes/m1/status"
+    );
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let status: MeshStatus = serde_json::from_value(body["status"].clone()).unwrap();
+    let degraded: Vec<_> = status
+        .conditions
+        .iter()
+        .filter(|c| c.type_ == conditions::DEGRADED)
+        .collect();
+    assert_eq!(degraded.len(), 1);
+    assert_eq!(
+        (degraded[0].status.as_str(), degraded[0].reason.as_str()),
+        ("True", reasons::INVALID_SPEC)
+    );
+    assert!(
+        degraded[0]
+            .message
+            .contains("spec.identity.workloadCertificateLifetime"),
+        "{}",
+        degraded[0].message
+    );
+    object["status"] = body["status"].clone();
+    send.send_response(ok(&object));
+    // Then only events (the Degraded transition) until the reconcile ends.
+    let answer = tokio::spawn(async move {
+        while let Some((request, send)) = apiserver.next_request().await {
+            assert!(
+                request.uri().path().contains("/events"),
+                "{}",
+                request.uri()
+            );
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            send.send_response(ok(&serde_json::from_slice(&bytes).unwrap()));
+        }
+    });
+    let action = task.await.unwrap().unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(super::BLOCKED_RETRY)
+    );
+    answer.abort();
+}

@@ -21,23 +21,14 @@ use crate::reconciler::error::Error;
 
 /// Component name of the `controller` role in labels and status.
 pub const CONTROLLER_COMPONENT: &str = "controller";
-/// Replicas when the spec sets none and HA is off.
-pub const DEFAULT_REPLICAS: i32 = 1;
-/// Replicas when the spec sets none and HA is on.
-pub const DEFAULT_HA_REPLICAS: i32 = 3;
 /// Pod-template annotation with the issuer serial; a new issuer rolls the controller.
 pub const ISSUER_SERIAL_ANNOTATION: &str = "trellis.dev/issuer-serial";
 /// Pod-template annotation with the webhook certificate serial.
 pub const WEBHOOK_SERIAL_ANNOTATION: &str = "trellis.dev/webhook-serial";
 
-/// Replicas of the controller Deployment for a spec.
+/// Replicas of the controller Deployment (the settings apply the defaults).
 pub fn replicas(input: &RenderInput<'_>) -> i32 {
-    let cp = &input.spec.control_plane;
-    cp.replicas.unwrap_or(if cp.high_availability {
-        DEFAULT_HA_REPLICAS
-    } else {
-        DEFAULT_REPLICAS
-    })
+    i32::from(input.settings.control_plane.replicas)
 }
 
 /// Renders the control plane into `plan`.
@@ -45,7 +36,7 @@ pub fn replicas(input: &RenderInput<'_>) -> i32 {
 /// Longer than most functions: it is the object literals themselves, in apply order, and
 /// splitting them would scatter one install across many helpers.
 pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
-    let ns = input.spec.namespace.as_str();
+    let ns = input.settings.namespace.as_str();
     let labels = labels(input, CONTROLLER_COMPONENT);
     if input.own_namespace {
         push::<Namespace>(
@@ -132,9 +123,9 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
         )?;
     }
     let replicas = replicas(input);
-    let image = input.images.controller(&input.spec.version);
+    let image = input.images.controller(&input.settings.version);
     push::<Deployment>(plan, input, deployment(input, replicas, &image)?)?;
-    if input.spec.control_plane.high_availability {
+    if input.settings.control_plane.high_availability {
         push::<PodDisruptionBudget>(
             plan,
             input,
@@ -156,42 +147,63 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
     Ok(())
 }
 
+/// A duration in Go syntax with zero units left out, like `24h`, `1m30s` or `500ms`.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let (secs, millis) = (d.as_secs(), d.subsec_millis());
+    let parts = [
+        (secs / 3600, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+        (u64::from(millis), "ms"),
+    ];
+    let text: String = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "0s".to_string()
+    } else {
+        text
+    }
+}
+
 fn proxy_defaults(input: &RenderInput<'_>) -> Result<Value, Error> {
-    let proxy = &input.spec.proxy;
+    let proxy = &input.settings.proxy;
     let encode = |what: &str, value: Result<Value, serde_json::Error>| {
         value.map_err(|source| Error::Encode {
             what: format!("proxy defaults {what}"),
             source,
         })
     };
-    let tracing = &input.spec.extensions.tracing;
+    let tracing = &input.settings.extensions.tracing;
     let collector = tracing.enabled.then(|| {
         tracing.collector_endpoint.clone().unwrap_or_else(|| {
             format!(
                 "http://{}.{}.svc:{}",
                 super::extensions::TRACING_COLLECTOR,
-                input.spec.namespace,
+                input.settings.namespace,
                 super::extensions::OTLP_GRPC_PORT
             )
         })
     });
     let defaults = json!({
-        "version": input.spec.version,
-        "image": proxy.image.clone().unwrap_or_else(|| input.images.proxy(&input.spec.version)),
+        "version": input.settings.version,
+        "image": proxy.image.as_ref().map_or_else(|| input.images.proxy(&input.settings.version), ToString::to_string),
         "imagePullPolicy": encode("imagePullPolicy", serde_json::to_value(proxy.image_pull_policy))?,
         "resources": encode("resources", serde_json::to_value(&proxy.resources))?,
         "logLevel": proxy.log_level.as_str(),
         "defaultInboundPolicy": encode("defaultInboundPolicy", serde_json::to_value(proxy.default_inbound_policy))?,
-        "opaquePorts": proxy.opaque_ports.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "skipInboundPorts": proxy.skip_inbound_ports.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "skipOutboundPorts": proxy.skip_outbound_ports.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "opaquePorts": proxy.opaque_ports.entries(),
+        "skipInboundPorts": proxy.skip_inbound_ports.entries(),
+        "skipOutboundPorts": proxy.skip_outbound_ports.entries(),
         "cores": proxy.cores,
-        "trustDomain": input.spec.identity.trust_domain,
-        "workloadCertificateLifetime": input.spec.identity.workload_certificate_lifetime.as_str(),
-        "clockSkewAllowance": input.spec.identity.clock_skew_allowance.as_str(),
-        "identityAddress": format!("{IDENTITY_SERVICE}.{}.svc:{IDENTITY_PORT}", input.spec.namespace),
-        "destinationAddress": format!("{DESTINATION_SERVICE}.{}.svc:{DESTINATION_PORT}", input.spec.namespace),
-        "policyAddress": format!("{POLICY_SERVICE}.{}.svc:{POLICY_PORT}", input.spec.namespace),
+        "trustDomain": input.settings.identity.trust_domain,
+        "workloadCertificateLifetime": go_duration(input.settings.identity.workload_certificate_lifetime),
+        "clockSkewAllowance": go_duration(input.settings.identity.clock_skew_allowance),
+        "identityAddress": format!("{IDENTITY_SERVICE}.{}.svc:{IDENTITY_PORT}", input.settings.namespace),
+        "destinationAddress": format!("{DESTINATION_SERVICE}.{}.svc:{DESTINATION_PORT}", input.settings.namespace),
+        "policyAddress": format!("{POLICY_SERVICE}.{}.svc:{POLICY_PORT}", input.settings.namespace),
         "tracing": {
             "enabled": tracing.enabled,
             "collectorEndpoint": collector,
@@ -205,7 +217,7 @@ fn proxy_defaults(input: &RenderInput<'_>) -> Result<Value, Error> {
     Ok(json!({
         "metadata": {
             "name": PROXY_DEFAULTS_CONFIGMAP,
-            "namespace": input.spec.namespace,
+            "namespace": input.settings.namespace,
             "labels": labels(input, CONTROLLER_COMPONENT),
         },
         "data": { "proxy-defaults.json": text },
@@ -215,7 +227,7 @@ fn proxy_defaults(input: &RenderInput<'_>) -> Result<Value, Error> {
 /// The controller Deployment. Long because it is one object literal (containers, probes,
 /// volumes and anti-affinity) that reads best whole.
 fn deployment(input: &RenderInput<'_>, replicas: i32, image: &str) -> Result<Value, Error> {
-    let spec = input.spec;
+    let spec = input.settings;
     let ns = spec.namespace.as_str();
     let cp = &spec.control_plane;
     let pod_labels = {

@@ -32,23 +32,23 @@ pub const PROMETHEUS_PORT: u16 = 9090;
 
 /// Renders the enabled extensions into `plan`.
 pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
-    let ext = &input.spec.extensions;
+    let ext = &input.settings.extensions;
     if ext.tracing.enabled && ext.tracing.collector_endpoint.is_none() {
         tracing_collector(input, plan)?;
     }
     if ext.viz.enabled {
-        if ext.viz.prometheus.mode == PrometheusMode::Bundled {
+        if ext.viz.prometheus.mode() == PrometheusMode::Bundled {
             viz_prometheus(input, plan)?;
         }
         let mut missing = vec!["metrics API", "tap"];
-        if ext.viz.dashboard.enabled {
+        if ext.viz.dashboard {
             missing.push("dashboard");
         }
         plan.unavailable.push(format!(
             "extensions.viz: the viz {} are not available in Trellis {} yet{}; set extensions.viz.enabled to false to clear this",
             missing.join(", "),
             env!("CARGO_PKG_VERSION"),
-            if ext.viz.prometheus.mode == PrometheusMode::Bundled {
+            if ext.viz.prometheus.mode() == PrometheusMode::Bundled {
                 " (only the bundled Prometheus is installed)"
             } else {
                 ""
@@ -95,7 +95,7 @@ fn upstream_deployment(
         map.insert("serviceAccountName".into(), json!(sa));
     }
     json!({
-        "metadata": { "name": name, "namespace": input.spec.namespace, "labels": labels(input, component) },
+        "metadata": { "name": name, "namespace": input.settings.namespace, "labels": labels(input, component) },
         "spec": {
             "replicas": 1,
             "selector": { "matchLabels": selector(input, component) },
@@ -109,7 +109,7 @@ fn upstream_deployment(
 
 fn service(input: &RenderInput<'_>, name: &str, component: &str, port: u16) -> Value {
     json!({
-        "metadata": { "name": name, "namespace": input.spec.namespace, "labels": labels(input, component) },
+        "metadata": { "name": name, "namespace": input.settings.namespace, "labels": labels(input, component) },
         "spec": {
             "selector": selector(input, component),
             "ports": [{ "name": "main", "port": port, "targetPort": port, "protocol": "TCP" }],
@@ -118,7 +118,7 @@ fn service(input: &RenderInput<'_>, name: &str, component: &str, port: u16) -> V
 }
 
 fn tracing_collector(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
-    let ns = input.spec.namespace.as_str();
+    let ns = input.settings.namespace.as_str();
     let config = format!(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:{OTLP_GRPC_PORT}\nexporters:\n  debug: {{}}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n"
     );
@@ -160,7 +160,7 @@ fn tracing_collector(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Err
 }
 
 fn viz_prometheus(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
-    let ns = input.spec.namespace.as_str();
+    let ns = input.settings.namespace.as_str();
     let labels_v = labels(input, VIZ_PROMETHEUS_COMPONENT);
     let cluster_role = cluster_name(input.mesh_name, VIZ_PROMETHEUS_COMPONENT);
     push::<ServiceAccount>(

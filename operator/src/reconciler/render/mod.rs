@@ -17,7 +17,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use trellis_api::well_known::MANAGED_BY_LABEL;
-use trellis_crds::v1alpha1::mesh::MeshSpec;
+use trellis_crds::settings::MeshSettings;
 
 use crate::{config::proxy_image, reconciler::error::Error};
 
@@ -102,8 +102,8 @@ pub struct RenderInput<'a> {
     pub mesh_name: &'a str,
     /// UID of the Mesh (for owner references).
     pub mesh_uid: &'a str,
-    /// The spec.
-    pub spec: &'a MeshSpec,
+    /// The Mesh spec, checked.
+    pub settings: &'a MeshSettings,
     /// Image settings.
     pub images: &'a Images,
     /// Identity material references.

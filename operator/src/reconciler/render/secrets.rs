@@ -16,7 +16,7 @@ pub const IDENTITY_COMPONENT: &str = "identity";
 
 /// Renders the identity objects into `plan`.
 pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
-    let ns = input.spec.namespace.as_str();
+    let ns = input.settings.namespace.as_str();
     for secret in &input.identity.secrets {
         let data: serde_json::Map<String, serde_json::Value> = secret
             .data

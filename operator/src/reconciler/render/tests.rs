@@ -1,11 +1,11 @@
 use trellis_api::well_known::{CONTROLLER_NAME, WEBHOOK_SERVICE};
-use trellis_crds::v1alpha1::mesh::MeshSpec;
+use trellis_crds::v1alpha1::mesh::{IssuerSource, MeshSpec, TrustAnchorSource};
 
 use super::*;
-use crate::test_util::RenderFixture;
+use crate::test_util::{RenderFixture, settings};
 
 fn plan_for(spec: &MeshSpec) -> Plan {
-    render(&RenderFixture::default().input(spec)).unwrap()
+    render(&RenderFixture::default().input(&settings(spec))).unwrap()
 }
 
 fn find<'a>(plan: &'a Plan, kind: &str, name: &str) -> &'a Rendered {
@@ -128,6 +128,12 @@ fn extensions_render_upstream_programs_and_report_the_rest() {
     spec.extensions.tracing.enabled = true;
     spec.extensions.viz.enabled = true;
     spec.extensions.multicluster.enabled = true;
+    // Multicluster needs trust anchors every linked cluster shares, and so a supplied issuer
+    // (the spec check says so).
+    spec.identity.trust_anchors.source = TrustAnchorSource::ConfigMap;
+    spec.identity.trust_anchors.name = Some("shared-anchors".to_string());
+    spec.identity.issuer.source = IssuerSource::Secret;
+    spec.identity.issuer.secret_name = Some("issuer".to_string());
     let plan = plan_for(&spec);
     find(&plan, "Deployment", extensions::TRACING_COLLECTOR);
     find(&plan, "Deployment", extensions::VIZ_PROMETHEUS);
@@ -146,10 +152,10 @@ fn extensions_render_upstream_programs_and_report_the_rest() {
 #[test]
 fn a_foreign_namespace_is_not_rendered() {
     let fixture = RenderFixture::default();
-    let spec = MeshSpec::default();
+    let settings = settings(&MeshSpec::default());
     let plan = render(&RenderInput {
         own_namespace: false,
-        ..fixture.input(&spec)
+        ..fixture.input(&settings)
     })
     .unwrap();
     assert!(!plan.objects.iter().any(|o| o.resource.kind == "Namespace"));
@@ -217,5 +223,35 @@ fn webhook_selectors_follow_the_control_plane_namespace() {
     assert_eq!(
         validator["timeoutSeconds"],
         webhook_configs::WEBHOOK_TIMEOUT_SECONDS
+    );
+}
+
+#[test]
+fn proxy_defaults_write_durations_in_go_syntax() {
+    use std::time::Duration;
+    let cases = [
+        (Duration::from_secs(24 * 3600), "24h"),
+        (Duration::from_secs(20), "20s"),
+        (Duration::from_secs(5400), "1h30m"),
+        (Duration::from_millis(1500), "1s500ms"),
+        (Duration::ZERO, "0s"),
+    ];
+    for (duration, text) in cases {
+        assert_eq!(controller::go_duration(duration), text);
+    }
+    let plan = plan_for(&MeshSpec::default());
+    let defaults = find(&plan, "ConfigMap", PROXY_DEFAULTS_CONFIGMAP);
+    let text = defaults.object.data["data"]["proxy-defaults.json"]
+        .as_str()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(text).unwrap();
+    let spec = MeshSpec::default();
+    assert_eq!(
+        json["workloadCertificateLifetime"],
+        spec.identity.workload_certificate_lifetime.as_str()
+    );
+    assert_eq!(
+        json["clockSkewAllowance"],
+        spec.identity.clock_skew_allowance.as_str()
     );
 }

@@ -75,7 +75,7 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
     })?;
     let client_config = |path: &str| {
         json!({
-            "service": { "name": WEBHOOK_SERVICE, "namespace": input.spec.namespace, "path": path, "port": 443 },
+            "service": { "name": WEBHOOK_SERVICE, "namespace": input.settings.namespace, "path": path, "port": 443 },
             "caBundle": ca_bundle,
         })
     };
@@ -92,7 +92,7 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
                 "sideEffects": "None",
                 "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
                 "reinvocationPolicy": "Never",
-                "namespaceSelector": injector_namespace_selector(&input.spec.namespace),
+                "namespaceSelector": injector_namespace_selector(&input.settings.namespace),
                 "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced" }],
             }],
         }),
