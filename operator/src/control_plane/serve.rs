@@ -12,9 +12,8 @@ use parking_lot::RwLock;
 use prometheus_client::registry::Registry;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
-use trellis_api::{inbound::DefaultPolicy, well_known};
+use trellis_api::well_known;
 use trellis_crds::{
-    common::access_policy::AccessPolicy,
     settings::{MeshSettings, error::Error as SettingsError},
     v1alpha1::mesh::Mesh,
 };
@@ -25,7 +24,7 @@ use crate::{
     control_plane::{
         certify::{self, IdentityMetrics, IdentityService, TokenReviewVerifier},
         destination::{self, DestinationMetrics, DestinationService},
-        index::{self, ClusterSettings, Index, SharedIndex},
+        index::{self, ClusterSettings, Index, SharedIndex, policy::access_default},
         policy::{self, PolicyMetrics},
         tls::{ControllerCredentials, ServeError, TlsError, Transport},
     },
@@ -88,18 +87,6 @@ pub enum ControlPlaneError {
     Serve(#[from] ServeError),
 }
 
-/// The inbound policy the proxy API names for a Mesh's default policy.
-fn default_policy(policy: AccessPolicy) -> DefaultPolicy {
-    match policy {
-        AccessPolicy::Deny => DefaultPolicy::Deny,
-        AccessPolicy::Audit => DefaultPolicy::Audit,
-        AccessPolicy::AllAuthenticated => DefaultPolicy::AllAuthenticated,
-        AccessPolicy::AllUnauthenticated => DefaultPolicy::AllUnauthenticated,
-        AccessPolicy::ClusterAuthenticated => DefaultPolicy::ClusterAuthenticated,
-        AccessPolicy::ClusterUnauthenticated => DefaultPolicy::ClusterUnauthenticated,
-    }
-}
-
 /// Applies a Mesh's identity and proxy settings to the identity server and the index.
 ///
 /// The spec is checked into [`MeshSettings`] first: an invalid one changes nothing and is
@@ -126,7 +113,7 @@ pub fn apply_mesh(
     let mut index = index.write();
     let mut cluster = index.settings().clone();
     cluster.trust_domain = id.trust_domain.clone();
-    cluster.default_inbound_policy = default_policy(settings.proxy.default_inbound_policy);
+    cluster.default_inbound_policy = access_default(settings.proxy.default_inbound_policy);
     index.set_settings(cluster);
     Ok(())
 }

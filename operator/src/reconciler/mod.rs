@@ -152,6 +152,18 @@ impl Context {
         next
     }
 
+    /// Counts a failed reconcile of `controller` and returns the retry delay of `uid`.
+    pub fn failed(&self, controller: &'static str, uid: &str, error: &Error) -> Duration {
+        self.metrics
+            .errors
+            .get_or_create(&vec![
+                ("controller", controller.to_string()),
+                ("error", error.metric_label().to_string()),
+            ])
+            .inc();
+        self.next_backoff(uid)
+    }
+
     /// Forgets the retry delay of `uid` after a success.
     pub fn reset_backoff(&self, uid: &str) {
         self.backoff.lock().remove(uid);

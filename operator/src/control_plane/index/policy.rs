@@ -179,7 +179,8 @@ fn port_matches(port: &Port, pod: &PodInfo, number: u16) -> bool {
     }
 }
 
-fn access_default(policy: AccessPolicy) -> DefaultPolicy {
+/// The proxy API's default policy for a Trellis access policy.
+pub fn access_default(policy: AccessPolicy) -> DefaultPolicy {
     match policy {
         AccessPolicy::Deny => DefaultPolicy::Deny,
         AccessPolicy::Audit => DefaultPolicy::Audit,

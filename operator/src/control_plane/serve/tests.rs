@@ -1,3 +1,4 @@
+use trellis_api::inbound::DefaultPolicy;
 use trellis_crds::v1alpha1::mesh::Mesh;
 
 use super::*;

@@ -15,6 +15,12 @@ use crate::{
     test_util::{ApiServer, RenderFixture, mock_apiserver, not_found, obj, ok, settings},
 };
 
+/// Where the plan's namespace, ConfigMap and webhook configuration are applied.
+const NAMESPACE: &str = "/api/v1/namespaces/mesh-ns";
+const CONFIG: &str = "/api/v1/namespaces/mesh-ns/configmaps/config";
+const INJECTOR: &str =
+    "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/m1-proxy-injector";
+
 /// A plan of a webhook configuration, a ConfigMap and the namespace, in that (wrong) order:
 /// the applier must still apply the namespace first and the webhook configuration last.
 fn plan() -> Plan {
@@ -55,6 +61,18 @@ async fn expect(
     (query, body)
 }
 
+/// Existing ConfigMaps `(name, ignored)` of the Mesh (`ignored` only sets the annotation).
+fn config_maps(names: &[(&str, bool)]) -> Existing {
+    let items = names
+        .iter()
+        .map(|(name, ignored)| meta("ConfigMap", name, *ignored))
+        .collect();
+    Existing {
+        kinds: vec![(ApiResource::erase::<ConfigMap>(&()), true, items)],
+        ignored: BTreeSet::new(),
+    }
+}
+
 fn meta(kind: &str, name: &str, ignored: bool) -> PartialObjectMeta<DynamicObject> {
     let annotations = if ignored {
         json!({IGNORE_ANNOTATION: "true"})
@@ -73,31 +91,13 @@ async fn applies_a_plan_in_stages_with_server_side_apply() {
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
     let task = tokio::spawn(async move { applier.apply(&plan, &Existing::default()).await });
-    let (query, body) = expect(
-        &mut apiserver,
-        Method::PATCH,
-        "/api/v1/namespaces/mesh-ns",
-        ok,
-    )
-    .await;
+    let (query, body) = expect(&mut apiserver, Method::PATCH, NAMESPACE, ok).await;
     assert!(query.contains("fieldManager=trellis-operator") && query.contains("force=true"));
     assert_eq!(body["kind"], "Namespace");
     assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "uid-1");
-    let (_, body) = expect(
-        &mut apiserver,
-        Method::PATCH,
-        "/api/v1/namespaces/mesh-ns/configmaps/config",
-        ok,
-    )
-    .await;
+    let (_, body) = expect(&mut apiserver, Method::PATCH, CONFIG, ok).await;
     assert_eq!(body["data"]["k"], "v");
-    expect(
-        &mut apiserver,
-        Method::PATCH,
-        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/m1-proxy-injector",
-        ok,
-    )
-    .await;
+    expect(&mut apiserver, Method::PATCH, INJECTOR, ok).await;
     task.await.unwrap().unwrap();
 }
 
@@ -107,13 +107,7 @@ async fn a_failed_stage_stops_the_apply_and_names_the_object() {
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
     let task = tokio::spawn(async move { applier.apply(&plan, &Existing::default()).await });
-    expect(
-        &mut apiserver,
-        Method::PATCH,
-        "/api/v1/namespaces/mesh-ns",
-        |_| not_found(),
-    )
-    .await;
+    expect(&mut apiserver, Method::PATCH, NAMESPACE, |_| not_found()).await;
     let error = task.await.unwrap().unwrap_err();
     assert!(
         error.to_string().starts_with("apply Namespace mesh-ns: "),
@@ -127,31 +121,15 @@ async fn ignored_objects_are_neither_applied_nor_pruned() {
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
     let existing = Existing {
-        kinds: vec![(
-            ApiResource::erase::<ConfigMap>(&()),
-            true,
-            vec![meta("ConfigMap", "config", true)],
-        )],
         ignored: [("ConfigMap".to_string(), "config".to_string())].into(),
+        ..config_maps(&[("config", true)])
     };
     let task = tokio::spawn(async move {
         applier.apply(&plan, &existing).await?;
         applier.prune(&plan, existing).await
     });
-    expect(
-        &mut apiserver,
-        Method::PATCH,
-        "/api/v1/namespaces/mesh-ns",
-        ok,
-    )
-    .await;
-    expect(
-        &mut apiserver,
-        Method::PATCH,
-        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/m1-proxy-injector",
-        ok,
-    )
-    .await;
+    expect(&mut apiserver, Method::PATCH, NAMESPACE, ok).await;
+    expect(&mut apiserver, Method::PATCH, INJECTOR, ok).await;
     assert!(task.await.unwrap().unwrap().is_empty());
 }
 
@@ -160,18 +138,7 @@ async fn prunes_a_stale_object_and_keeps_the_rendered_ones() {
     let (client, mut apiserver) = mock_apiserver();
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
-    let existing = Existing {
-        kinds: vec![(
-            ApiResource::erase::<ConfigMap>(&()),
-            true,
-            vec![
-                meta("ConfigMap", "config", false),
-                meta("ConfigMap", "stale", false),
-                meta("ConfigMap", "gone", false),
-            ],
-        )],
-        ignored: BTreeSet::new(),
-    };
+    let existing = config_maps(&[("config", false), ("stale", false), ("gone", false)]);
     let task = tokio::spawn(async move { applier.prune(&plan, existing).await });
     let (_, body) = expect(
         &mut apiserver,

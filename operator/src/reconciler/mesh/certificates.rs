@@ -184,14 +184,7 @@ pub async fn ensure(
     settings: &MeshSettings,
     now: Timestamp,
 ) -> Result<Outcome, Error> {
-    let mut pass = Pass {
-        settings,
-        now,
-        anchors: Vec::new(),
-        anchor_bundle: String::new(),
-        signer: None,
-        out: Outcome::default(),
-    };
+    let mut pass = Pass::new(settings, now);
     for kind in Kind::ALL {
         let generated = match kind {
             Kind::TrustAnchor => matches!(
@@ -231,7 +224,18 @@ async fn read_stored(secrets: &Api<Secret>, name: &str) -> Result<Option<Stored>
     }))
 }
 
-impl Pass<'_> {
+impl<'a> Pass<'a> {
+    fn new(settings: &'a MeshSettings, now: Timestamp) -> Self {
+        Self {
+            settings,
+            now,
+            anchors: Vec::new(),
+            anchor_bundle: String::new(),
+            signer: None,
+            out: Outcome::default(),
+        }
+    }
+
     fn ns(&self) -> &str {
         &self.settings.namespace
     }
@@ -598,14 +602,7 @@ mod tests {
     }
 
     fn pass(settings: &MeshSettings, now: Timestamp) -> Pass<'_> {
-        Pass {
-            settings,
-            now,
-            anchors: Vec::new(),
-            anchor_bundle: String::new(),
-            signer: None,
-            out: Outcome::default(),
-        }
+        Pass::new(settings, now)
     }
 
     fn reason(verdict: Verdict) -> Option<&'static str> {

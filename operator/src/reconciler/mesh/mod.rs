@@ -89,14 +89,7 @@ pub async fn reconcile(mesh: Arc<Mesh>, ctx: Arc<Context>) -> Result<Action, Err
 
 /// Retries a failed reconcile with per-object exponential backoff.
 pub fn error_policy(mesh: Arc<Mesh>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .errors
-        .get_or_create(&vec![
-            ("controller", CONTROLLER.to_string()),
-            ("error", error.metric_label().to_string()),
-        ])
-        .inc();
-    let delay = ctx.next_backoff(&mesh.uid().unwrap_or_default());
+    let delay = ctx.failed(CONTROLLER, &mesh.uid().unwrap_or_default(), error);
     tracing::warn!(mesh = %mesh.name_any(), error = %error, retry_in = ?delay, "Reconcile failed");
     Action::requeue(delay)
 }
@@ -156,32 +149,16 @@ async fn transition_events(ctx: &Context, mesh: &Mesh, previous: &MeshStatus, ne
     };
     let was_ready = is_true(&previous.conditions, conditions::READY);
     let ready = is_true(&next.conditions, conditions::READY);
-    if ready && !was_ready {
+    if ready != was_ready {
         let message = find(next, conditions::READY)
             .map(|c| c.2)
             .unwrap_or_default();
-        publish(
-            ctx,
-            mesh,
-            EventType::Normal,
-            reasons::COMPONENTS_READY,
-            "Reconcile",
-            message,
-        )
-        .await;
-    } else if was_ready && !ready {
-        let message = find(next, conditions::READY)
-            .map(|c| c.2)
-            .unwrap_or_default();
-        publish(
-            ctx,
-            mesh,
-            EventType::Warning,
-            reasons::COMPONENTS_NOT_READY,
-            "Reconcile",
-            message,
-        )
-        .await;
+        let (type_, reason) = if ready {
+            (EventType::Normal, reasons::COMPONENTS_READY)
+        } else {
+            (EventType::Warning, reasons::COMPONENTS_NOT_READY)
+        };
+        publish(ctx, mesh, type_, reason, "Reconcile", message).await;
     }
     let upgrading = |s: &MeshStatus| {
         find(s, conditions::PROGRESSING).is_some_and(|c| c.0 == "True" && c.1 == reasons::UPGRADING)

@@ -133,14 +133,7 @@ async fn mirror(ns: &Namespace, ctx: &Context) -> Result<Action, Error> {
 
 /// Retries a failed reconcile with per-object exponential backoff.
 pub fn error_policy(ns: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .errors
-        .get_or_create(&vec![
-            ("controller", CONTROLLER.to_string()),
-            ("error", error.metric_label().to_string()),
-        ])
-        .inc();
-    let delay = ctx.next_backoff(&ns.uid().unwrap_or_default());
+    let delay = ctx.failed(CONTROLLER, &ns.uid().unwrap_or_default(), error);
     tracing::warn!(namespace = %ns.name_any(), error = %error, retry_in = ?delay, "Reconcile failed");
     Action::requeue(delay)
 }
