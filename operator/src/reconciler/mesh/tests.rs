@@ -24,15 +24,20 @@ fn component(name: &str, ready: bool) -> ComponentStatus {
     }
 }
 
+/// Generation 1 of version 0.1.0 with one controller, ready or not.
+fn first_rollout(ready: bool) -> Observation {
+    Observation {
+        generation: Some(1),
+        desired_version: "0.1.0".to_string(),
+        components: vec![component("controller", ready)],
+        ..Observation::default()
+    }
+}
+
 #[test]
 fn status_reports_install_then_ready_keeping_transition_times() {
     let t0 = Timestamp::now();
-    let obs = Observation {
-        generation: Some(1),
-        desired_version: "0.1.0".to_string(),
-        components: vec![component("controller", false)],
-        ..Observation::default()
-    };
+    let obs = first_rollout(false);
     let installing = build(&MeshStatus::default(), &obs, t0);
     let ready = find(&installing.conditions, conditions::READY).unwrap();
     assert_eq!(ready.status, "False");
@@ -67,12 +72,7 @@ fn status_reports_install_then_ready_keeping_transition_times() {
 #[test]
 fn blocked_rollout_keeps_components_and_reports_degraded() {
     let t0 = Timestamp::now();
-    let obs = Observation {
-        generation: Some(1),
-        desired_version: "0.1.0".to_string(),
-        components: vec![component("controller", true)],
-        ..Observation::default()
-    };
+    let obs = first_rollout(true);
     let ready = build(&MeshStatus::default(), &obs, t0);
     let blocked = Observation {
         generation: Some(2),
@@ -113,14 +113,11 @@ fn blocked_rollout_keeps_components_and_reports_degraded() {
 fn status_reports_pod_counts_and_keeps_them_when_not_counted() {
     let t0 = Timestamp::now();
     let obs = Observation {
-        generation: Some(1),
-        desired_version: "0.1.0".to_string(),
-        components: vec![component("controller", true)],
         pods: Some(PodCounts {
             meshed: 5,
             up_to_date: 3,
         }),
-        ..Observation::default()
+        ..first_rollout(true)
     };
     let counted = build(&MeshStatus::default(), &obs, t0);
     assert_eq!(
