@@ -14,4 +14,5 @@ pub mod error;
 pub mod identity;
 pub mod inbound;
 pub mod outbound;
+pub mod ports;
 pub mod well_known;

@@ -20,6 +20,7 @@ pub mod inbound;
 pub mod init;
 pub mod metrics;
 pub mod outbound;
+pub mod retry;
 pub mod transport;
 
 pub mod tls;

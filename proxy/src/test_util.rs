@@ -48,13 +48,18 @@ pub fn mk_env(anchors_pem: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// A test PKI: one trust anchor (a CA made with rcgen) that issues leaf certificates.
-#[derive(Debug)]
+/// A test PKI: a trust anchor and an intermediate issuer it signed (as the identity
+/// controller holds them), which issues leaf certificates.
+#[derive(Clone, Debug)]
 pub struct TestPki {
-    /// The anchor, as PEM.
+    /// The anchor certificate (PEM).
     pub anchor_pem: String,
-    ca_params: rcgen::CertificateParams,
-    ca_key: rcgen::KeyPair,
+    /// The issuer certificate (PEM), an ECDSA P-256 intermediate CA.
+    pub issuer_cert_pem: String,
+    /// The issuer key (PKCS#8 PEM).
+    pub issuer_key_pem: String,
+    issuer_params: rcgen::CertificateParams,
+    issuer_der: rustls::pki_types::CertificateDer<'static>,
 }
 
 /// A leaf certificate and its key.
@@ -79,42 +84,82 @@ impl Default for TestPki {
     }
 }
 
+/// The parameters of a CA named `cn`, valid from an hour ago for 30 days.
+#[expect(clippy::expect_used, reason = "test fixture")]
+fn ca_params(cn: &str) -> rcgen::CertificateParams {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+    use std::time::{Duration, SystemTime};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = (SystemTime::now() - Duration::from_secs(3600)).into();
+    params.not_after = (SystemTime::now() + Duration::from_secs(30 * 24 * 3600)).into();
+    params
+}
+
 impl TestPki {
-    /// A fresh anchor.
-    #[expect(clippy::expect_used, reason = "test fixture")]
+    /// A fresh anchor and issuer for the default trust domain.
     pub fn new() -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-        let ca_key = KeyPair::generate().expect("generate CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "identity.trellis.cluster.local");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = ca_params.self_signed(&ca_key).expect("self-sign CA");
+        Self::generate(trellis_api::well_known::DEFAULT_TRUST_DOMAIN)
+    }
+
+    /// A fresh anchor (`root.trellis.<trust_domain>`) and issuer
+    /// (`identity.trellis.<trust_domain>`).
+    #[expect(clippy::expect_used, reason = "test fixture")]
+    pub fn generate(trust_domain: &str) -> Self {
+        use rcgen::{Issuer, KeyPair};
+        let anchor_key = KeyPair::generate().expect("generate anchor key");
+        let anchor_params = ca_params(&format!("root.trellis.{trust_domain}"));
+        let anchor = anchor_params
+            .self_signed(&anchor_key)
+            .expect("self-sign anchor");
+        let anchor_issuer = Issuer::new(anchor_params, anchor_key);
+        let issuer_key = KeyPair::generate().expect("generate issuer key");
+        let issuer_params = ca_params(&format!("identity.trellis.{trust_domain}"));
+        let issuer = issuer_params
+            .signed_by(&issuer_key, &anchor_issuer)
+            .expect("sign issuer");
         Self {
-            anchor_pem: ca.pem(),
-            ca_params,
-            ca_key,
+            anchor_pem: anchor.pem(),
+            issuer_cert_pem: issuer.pem(),
+            issuer_key_pem: issuer_key.serialize_pem(),
+            issuer_params,
+            issuer_der: issuer.der().clone(),
         }
     }
 
-    /// Issues a leaf for `name` (DNS SAN and CN), valid for serverAuth and clientAuth.
+    /// The issuer certificate, DER (the intermediate of every leaf).
+    pub fn issuer_der(&self) -> rustls::pki_types::CertificateDer<'static> {
+        self.issuer_der.clone()
+    }
+
+    /// The anchor certificate, DER.
+    #[expect(clippy::expect_used, reason = "test fixture")]
+    pub fn anchor_der(&self) -> Vec<u8> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        CertificateDer::from_pem_slice(self.anchor_pem.as_bytes())
+            .expect("anchor PEM")
+            .to_vec()
+    }
+
+    /// Issues a leaf for `name` (DNS SAN and CN), valid for serverAuth and clientAuth; its
+    /// chain is the leaf, then the issuer.
     #[expect(clippy::expect_used, reason = "test fixture")]
     pub fn issue(&self, name: &str) -> TestLeaf {
         let key = rcgen::KeyPair::generate().expect("generate leaf key");
         let cert = self.sign(&key, name);
         TestLeaf {
-            chain: vec![cert],
+            chain: vec![cert, self.issuer_der()],
             key: rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
         }
     }
 
-    /// Signs a leaf for `name` over `key`'s public key.
+    /// Signs a leaf for `name` over `key`'s public key, with the issuer.
     #[expect(clippy::expect_used, reason = "test fixture")]
     pub fn sign(
         &self,
@@ -132,7 +177,8 @@ impl TestPki {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        let issuer_key = rcgen::KeyPair::from_pem(&self.issuer_key_pem).expect("issuer key");
+        let issuer = Issuer::from_params(&self.issuer_params, issuer_key);
         params
             .signed_by(key, &issuer)
             .expect("sign leaf")

@@ -1,4 +1,5 @@
-//! Test PKI: a trust anchor and an issuer made with rcgen, CSRs, and leaf verification.
+//! Test PKI helpers: the issuer Secret of a [`TestPki`], CSRs, chain checks and a localhost
+//! server certificate.
 
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use rcgen::{
@@ -7,49 +8,18 @@ use rcgen::{
 use trellis_api::well_known;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-/// A trust anchor and an issuer it signed, as PEM.
-#[derive(Clone, Debug)]
-pub struct TestPki {
-    /// The anchor certificate (PEM).
-    pub anchor_pem: String,
-    /// The issuer certificate (PEM), an ECDSA P-256 intermediate CA.
-    pub issuer_cert_pem: String,
-    /// The issuer key (PKCS#8 PEM).
-    pub issuer_key_pem: String,
+/// The one test PKI (anchor, intermediate issuer, leaves), defined beside the proxy's fixtures.
+pub use trellis_proxy::test_util::TestPki;
+
+/// The issuer of a [`TestPki`] as the Secret the control plane reads.
+pub trait IssuerSecret {
+    /// The issuer Secret (`well_known::ISSUER_SECRET`, type `kubernetes.io/tls`) in
+    /// `namespace`.
+    fn issuer_secret(&self, namespace: &str) -> Secret;
 }
 
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
-    params
-}
-
-impl TestPki {
-    /// A fresh anchor and issuer for `trust_domain`.
-    pub fn generate(trust_domain: &str) -> Self {
-        let anchor_key = KeyPair::generate().unwrap();
-        let anchor = ca_params(&format!("root.trellis.{trust_domain}"))
-            .self_signed(&anchor_key)
-            .unwrap();
-        let anchor_issuer = rcgen::Issuer::from_ca_cert_der(anchor.der(), anchor_key).unwrap();
-        let issuer_key = KeyPair::generate().unwrap();
-        let issuer = ca_params(&format!("identity.trellis.{trust_domain}"))
-            .signed_by(&issuer_key, &anchor_issuer)
-            .unwrap();
-        Self {
-            anchor_pem: anchor.pem(),
-            issuer_cert_pem: issuer.pem(),
-            issuer_key_pem: issuer_key.serialize_pem(),
-        }
-    }
-
-    /// The issuer Secret (`well_known::ISSUER_SECRET`, type `kubernetes.io/tls`) in `namespace`.
-    pub fn issuer_secret(&self, namespace: &str) -> Secret {
+impl IssuerSecret for TestPki {
+    fn issuer_secret(&self, namespace: &str) -> Secret {
         let mut secret = Secret::default();
         secret.metadata.name = Some(well_known::ISSUER_SECRET.to_string());
         secret.metadata.namespace = Some(namespace.to_string());
@@ -66,18 +36,6 @@ impl TestPki {
         );
         secret
     }
-
-    /// The anchor certificate, DER.
-    pub fn anchor_der(&self) -> Vec<u8> {
-        pem_to_der(&self.anchor_pem)
-    }
-}
-
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .unwrap()
-        .to_vec()
 }
 
 /// A fresh P-256 key (PKCS#8 DER) and a DER CSR whose CN and only DNS SAN are `name`, as a

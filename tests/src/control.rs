@@ -139,7 +139,7 @@ impl Identity for FakeIdentity {
             .as_secs();
         Ok(Response::new(CertifyResponse {
             leaf_certificate: cert.to_vec(),
-            intermediate_certificates: vec![],
+            intermediate_certificates: vec![self.pki.issuer_der().to_vec()],
             valid_until: Some(prost_types::Timestamp {
                 seconds: i64::try_from(secs).unwrap(),
                 nanos: 0,

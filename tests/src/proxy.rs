@@ -1,4 +1,5 @@
-//! In-process proxies for `proxy_*` tests: configs on `127.0.0.1:0`, apps and small clients.
+//! In-process proxies for `proxy_*` tests: configs on `127.0.0.1:0`, certified proxies in a
+//! test mesh, apps and small clients.
 
 use std::{
     collections::HashMap,
@@ -8,18 +9,175 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use parking_lot::Mutex;
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
-use trellis_proxy::app::config::{self, Config};
+use trellis_proxy::{
+    app::{
+        self, Options, Running,
+        config::{self, Config},
+    },
+    test_util::TestPki,
+    tls,
+    transport::OrigDst,
+};
+
+use crate::{assert_eventually, control::FakeIdentity};
 
 /// A loopback address where nothing listens (the discard port).
 pub const UNREACHABLE: &str = "127.0.0.1:9";
+/// How long proxy tests wait for a proxy to become ready or a change to show.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// How long certificates from [`Mesh`]'s identity controller live.
+pub const CERT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A test PKI and a fake identity controller (plaintext, on loopback) that certifies proxies.
+#[derive(Debug)]
+pub struct Mesh {
+    /// The PKI whose anchor every proxy trusts.
+    pub pki: Arc<TestPki>,
+    /// The identity controller's address.
+    pub identity_addr: String,
+}
+
+impl Mesh {
+    /// Starts tracing, a fresh PKI and its identity controller.
+    pub async fn new() -> Self {
+        crate::trace_init();
+        let pki = Arc::new(TestPki::new());
+        let identity_addr = FakeIdentity::new(pki.clone(), CERT_LIFETIME)
+            .spawn(false)
+            .await
+            .to_string();
+        Self { pki, identity_addr }
+    }
+
+    /// A proxy certified as `name` by this mesh, with `overrides`, once it is ready.
+    pub async fn proxy(&self, name: &str, overrides: &[(&str, &str)], options: Options) -> Running {
+        let mut env = vec![
+            (config::ENV_IDENTITY_SVC_ADDR, self.identity_addr.as_str()),
+            (config::ENV_IDENTITY_LOCAL_NAME, name),
+        ];
+        env.extend_from_slice(overrides);
+        let proxy = spawn(&self.pki.anchor_pem, &env, options).await;
+        assert_eventually!(ready(proxy.admin_addr).await, WAIT);
+        proxy
+    }
+
+    /// A client for mTLS to proxies of this mesh, presenting a certificate for `identity`
+    /// (none when `None`).
+    pub fn client_tls(&self, identity: Option<&str>) -> tls::client::Client {
+        client_tls(&self.pki, identity)
+    }
+}
+
+/// A TLS client trusting `pki`, presenting a certificate for `identity` when it is set.
+pub fn client_tls(pki: &TestPki, identity: Option<&str>) -> tls::client::Client {
+    let store = identity.map(|id| {
+        let store = tls::Store::new(id.to_string());
+        let leaf = pki.issue(id);
+        store.set(leaf.chain.clone(), leaf.key()).unwrap();
+        store
+    });
+    tls::client::Client::new(pki.roots(), store).unwrap()
+}
+
+/// Options sending every inbound and outbound connection to `addr`.
+pub fn to(addr: SocketAddr) -> Options {
+    Options {
+        inbound_orig_dst: OrigDst::Fixed(addr),
+        outbound_orig_dst: OrigDst::Fixed(addr),
+        ..Default::default()
+    }
+}
+
+/// Options for a client proxy: outbound connections target `orig_dst`, inbound ones use
+/// the real original destination.
+pub fn outbound_to(orig_dst: SocketAddr) -> Options {
+    Options {
+        inbound_orig_dst: OrigDst::Syscall,
+        outbound_orig_dst: OrigDst::Fixed(orig_dst),
+        ..Default::default()
+    }
+}
+
+/// Options for a peer proxy whose inbound original destination does not matter (a
+/// transport header names the port).
+pub fn header_only() -> Options {
+    Options {
+        inbound_orig_dst: OrigDst::Fixed("127.0.0.1:1".parse().unwrap()),
+        outbound_orig_dst: OrigDst::Syscall,
+        ..Default::default()
+    }
+}
+
+/// Spawns a proxy from [`config`]`(anchors_pem, overrides)` with `options`.
+pub async fn spawn(anchors_pem: &str, overrides: &[(&str, &str)], options: Options) -> Running {
+    app::spawn(config(anchors_pem, overrides), options)
+        .await
+        .unwrap()
+}
+
+/// Whether the proxy whose admin server is `admin` reports ready.
+pub async fn ready(admin: SocketAddr) -> bool {
+    http_get(admin, "/ready").await.0 == 200
+}
+
+/// Shuts every proxy down, asserting each drained cleanly.
+pub async fn shutdown_all(proxies: impl IntoIterator<Item = Running>) {
+    for proxy in proxies {
+        assert!(proxy.shutdown().await);
+    }
+}
+
+/// Writes `msg` to `io` and reads as many bytes back.
+pub async fn roundtrip<T: AsyncRead + AsyncWrite + Unpin>(io: &mut T, msg: &[u8]) -> Vec<u8> {
+    io.write_all(msg).await.unwrap();
+    let mut buf = vec![0; msg.len()];
+    io.read_exact(&mut buf).await.unwrap();
+    buf
+}
+
+/// Connects to `addr`, writes `msg` and reads as many bytes back.
+pub async fn tcp_roundtrip(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    roundtrip(&mut TcpStream::connect(addr).await.unwrap(), msg).await
+}
+
+/// A `GET path` request with `Host: host`.
+pub fn get(path: &str, host: &str) -> http::Request<String> {
+    http::Request::get(path)
+        .header("host", host)
+        .body(String::new())
+        .unwrap()
+}
+
+/// Asks [`http_app`] on `io` (through any proxies) to switch to its echo protocol with
+/// `Host: host`, then checks that `payload` comes back over the upgraded connection.
+pub async fn upgrade_and_echo<T>(io: T, host: &str, payload: &[u8])
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = http::Request::get("/ws")
+        .header("host", host)
+        .header("connection", "upgrade")
+        .header("upgrade", "echo")
+        .body(String::new())
+        .unwrap();
+    let rsp = send.send_request(req).await.unwrap();
+    assert_eq!(rsp.status(), 101);
+    let mut io = hyper_util::rt::TokioIo::new(hyper::upgrade::on(rsp).await.unwrap());
+    assert_eq!(roundtrip(&mut io, payload).await, payload);
+}
 
 /// Connects to `addr` from `127.0.0.2`, which policies treat as an ordinary remote client
 /// (only `127.0.0.1` and `::1` get the implicit localhost authorization).

@@ -44,7 +44,7 @@ use trellis_operator::{
 };
 use trellis_tests::{
     DEFAULT_TIMEOUT,
-    certs::{TestPki, proxy_csr, verify_chain},
+    certs::{IssuerSecret, TestPki, proxy_csr, verify_chain},
     eventually,
     k8s::{self, apply_yaml, with_temp_ns},
 };

@@ -47,7 +47,7 @@ use trellis_operator::{
 };
 use trellis_tests::{
     DEFAULT_TIMEOUT,
-    certs::{LocalhostPki, TestPki, localhost_server},
+    certs::{IssuerSecret, LocalhostPki, TestPki, localhost_server},
     eventually,
     k8s::{self, FIELD_MANAGER, with_temp_ns},
 };

@@ -7,59 +7,32 @@
     reason = "test helpers fail by panicking"
 )]
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_proxy::{
-    app::{self, Options, config},
-    test_util::{LOCAL_IDENTITY, TestPki},
-    tls,
-    transport::OrigDst,
+    app::{self, config},
+    test_util::LOCAL_IDENTITY,
 };
-use trellis_tests::{
-    assert_eventually,
-    control::FakeIdentity,
-    proxy::{config, connect_remote, http_app, http_get, http1_send, http2_send},
+use trellis_tests::proxy::{
+    Mesh, WAIT, connect_remote, http_app, http_get, http1_send, http2_send, to, upgrade_and_echo,
 };
 
 const CLIENT_IDENTITY: &str = "client.shop.serviceaccount.identity.trellis.cluster.local";
-const WAIT: Duration = Duration::from_secs(20);
 
-async fn proxy_for(app: std::net::SocketAddr, pki: &Arc<TestPki>) -> app::Running {
-    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
-        .spawn(false)
-        .await
-        .to_string();
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
-            &[(config::ENV_IDENTITY_SVC_ADDR, &identity)],
-        ),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app),
-            outbound_orig_dst: OrigDst::Fixed(app),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eventually!(http_get(proxy.admin_addr, "/ready").await.0 == 200, WAIT);
-    proxy
+/// A certified proxy in front of a fresh [`http_app`], with `overrides`.
+async fn proxy_for_app(mesh: &Mesh, overrides: &[(&str, &str)]) -> (app::Running, SocketAddr) {
+    let app = http_app().await;
+    (mesh.proxy(LOCAL_IDENTITY, overrides, to(app)).await, app)
 }
 
 fn get(path: &str) -> http::Request<String> {
-    http::Request::get(path)
-        .header("host", "web.shop.svc.cluster.local")
-        .body(String::new())
-        .unwrap()
+    trellis_tests::proxy::get(path, "web.shop.svc.cluster.local")
 }
 
 #[tokio::test]
 async fn inbound_http1_is_forwarded_and_counted() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let app = http_app().await;
-    let proxy = proxy_for(app, &pki).await;
+    let mesh = Mesh::new().await;
+    let (proxy, app) = proxy_for_app(&mesh, &[]).await;
 
     let rsp = http1_send(connect_remote(proxy.inbound_addr).await, get("/hello")).await;
     assert_eq!(rsp.status(), 200);
@@ -91,15 +64,10 @@ async fn inbound_http1_is_forwarded_and_counted() {
 
 #[tokio::test]
 async fn inbound_downgrades_orig_proto_and_names_the_meshed_client() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let app = http_app().await;
-    let proxy = proxy_for(app, &pki).await;
+    let mesh = Mesh::new().await;
+    let (proxy, _) = proxy_for_app(&mesh, &[]).await;
 
-    let store = tls::Store::new(CLIENT_IDENTITY.into());
-    let leaf = pki.issue(CLIENT_IDENTITY);
-    store.set(leaf.chain.clone(), leaf.key()).unwrap();
-    let client = tls::client::Client::new(pki.roots(), Some(store)).unwrap();
+    let client = mesh.client_tls(Some(CLIENT_IDENTITY));
     let tls = client
         .connect(connect_remote(proxy.inbound_addr).await, LOCAL_IDENTITY)
         .await
@@ -139,59 +107,19 @@ async fn inbound_downgrades_orig_proto_and_names_the_meshed_client() {
 
 #[tokio::test]
 async fn inbound_http1_upgrades_pass_through() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let app = http_app().await;
-    let proxy = proxy_for(app, &pki).await;
+    let mesh = Mesh::new().await;
+    let (proxy, _) = proxy_for_app(&mesh, &[]).await;
 
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
-        connect_remote(proxy.inbound_addr).await,
-    ))
-    .await
-    .unwrap();
-    tokio::spawn(conn.with_upgrades());
-    let req = http::Request::get("/ws")
-        .header("host", "web")
-        .header("connection", "upgrade")
-        .header("upgrade", "echo")
-        .body(String::new())
-        .unwrap();
-    let rsp = send.send_request(req).await.unwrap();
-    assert_eq!(rsp.status(), 101);
-    let mut io = hyper_util::rt::TokioIo::new(hyper::upgrade::on(rsp).await.unwrap());
-    io.write_all(b"frames after the upgrade").await.unwrap();
-    let mut buf = [0; 24];
-    io.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"frames after the upgrade");
+    let io = connect_remote(proxy.inbound_addr).await;
+    upgrade_and_echo(io, "web", b"frames after the upgrade").await;
     assert!(proxy.shutdown().await);
 }
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_closes_idle_keep_alive() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let app = http_app().await;
-    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
-        .spawn(false)
-        .await
-        .to_string();
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
-            &[
-                (config::ENV_IDENTITY_SVC_ADDR, &identity),
-                // Long enough that a clean shutdown proves connections were drained.
-                (config::ENV_SHUTDOWN_GRACE_PERIOD, "1h"),
-            ],
-        ),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app),
-            outbound_orig_dst: OrigDst::Fixed(app),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mesh = Mesh::new().await;
+    // Long enough that a clean shutdown proves connections were drained.
+    let (proxy, _) = proxy_for_app(&mesh, &[(config::ENV_SHUTDOWN_GRACE_PERIOD, "1h")]).await;
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
         connect_remote(proxy.inbound_addr).await,
     ))

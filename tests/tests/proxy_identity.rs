@@ -9,40 +9,48 @@
 )]
 
 use std::{
+    net::SocketAddr,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::net::TcpStream;
 use trellis_proxy::{
     app::{self, Options, config},
     test_util::{LOCAL_IDENTITY, TestPki},
     tls,
-    transport::OrigDst,
 };
 use trellis_tests::{
     assert_eventually,
     control::FakeIdentity,
-    proxy::{config, echo_server, http_get},
+    proxy::{CERT_LIFETIME, Mesh, WAIT, echo_server, http_get, ready, roundtrip, spawn, to},
 };
 
 const CLIENT_IDENTITY: &str = "client.shop.serviceaccount.identity.trellis.cluster.local";
-const WAIT: Duration = Duration::from_secs(20);
 
-async fn ready(admin: std::net::SocketAddr) -> bool {
-    http_get(admin, "/ready").await.0 == 200
+/// A fresh PKI and a fake identity controller certifying for `lifetime`, failing its first
+/// `fail_first` calls; returns the PKI, the controller's call counter and address.
+async fn identity_controller(
+    lifetime: Duration,
+    fail_first: usize,
+    tls: bool,
+) -> (
+    Arc<TestPki>,
+    Arc<std::sync::atomic::AtomicUsize>,
+    SocketAddr,
+) {
+    trellis_tests::trace_init();
+    let pki = Arc::new(TestPki::new());
+    let fake = FakeIdentity::new(pki.clone(), lifetime);
+    fake.fail_first.store(fail_first, Ordering::SeqCst);
+    let calls = fake.calls.clone();
+    let addr = fake.spawn(tls).await;
+    (pki, calls, addr)
 }
 
 #[tokio::test]
 async fn proxy_certifies_over_tls_and_turns_ready() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let fake = FakeIdentity::new(pki.clone(), Duration::from_secs(3600));
-    let calls = fake.calls.clone();
-    let addr = fake.spawn(true).await;
+    let (pki, calls, addr) = identity_controller(CERT_LIFETIME, 0, true).await;
     // `localhost` without the trailing dot is not loopback: TLS, checked against the name.
     let svc = format!("localhost:{}", addr.port());
     let env = trellis_tests::proxy::env(&pki.anchor_pem, &[(config::ENV_IDENTITY_SVC_ADDR, &svc)]);
@@ -64,46 +72,35 @@ async fn proxy_certifies_over_tls_and_turns_ready() {
 
 #[tokio::test]
 async fn loopback_identity_is_plaintext() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let addr = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
-        .spawn(false)
-        .await;
+    let (pki, _, addr) = identity_controller(CERT_LIFETIME, 0, false).await;
     let svc = addr.to_string();
-    let proxy = app::spawn(
-        config(&pki.anchor_pem, &[(config::ENV_IDENTITY_SVC_ADDR, &svc)]),
+    let proxy = spawn(
+        &pki.anchor_pem,
+        &[(config::ENV_IDENTITY_SVC_ADDR, &svc)],
         Options::default(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eventually!(ready(proxy.admin_addr).await, WAIT);
     assert!(proxy.shutdown().await);
 }
 
 #[tokio::test]
 async fn identity_server_with_the_wrong_name_is_refused() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let fake = FakeIdentity::new(pki.clone(), Duration::from_secs(3600));
-    let calls = fake.calls.clone();
-    let addr = fake.spawn(true).await;
+    let (pki, calls, addr) = identity_controller(CERT_LIFETIME, 0, true).await;
     let svc = format!("localhost:{}", addr.port());
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
-            &[
-                (config::ENV_IDENTITY_SVC_ADDR, &svc),
-                (
-                    config::ENV_IDENTITY_SVC_NAME,
-                    "impostor.trellis-system.serviceaccount.identity.trellis.cluster.local",
-                ),
-                (config::ENV_IDENTITY_MIN_REFRESH, "50ms"),
-            ],
-        ),
+    let proxy = spawn(
+        &pki.anchor_pem,
+        &[
+            (config::ENV_IDENTITY_SVC_ADDR, &svc),
+            (
+                config::ENV_IDENTITY_SVC_NAME,
+                "impostor.trellis-system.serviceaccount.identity.trellis.cluster.local",
+            ),
+            (config::ENV_IDENTITY_MIN_REFRESH, "50ms"),
+        ],
         Options::default(),
     )
-    .await
-    .unwrap();
+    .await;
     // Several attempts happen; none reaches the server, and the proxy stays unready.
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -116,26 +113,18 @@ async fn identity_server_with_the_wrong_name_is_refused() {
 
 #[tokio::test]
 async fn failures_are_retried_and_certificates_refreshed() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
     // Certificates live 2s: refresh at 70% (1.4s), after one failed attempt.
-    let fake = FakeIdentity::new(pki.clone(), Duration::from_secs(2));
-    fake.fail_first.store(1, Ordering::SeqCst);
-    let calls = fake.calls.clone();
-    let addr = fake.spawn(false).await;
+    let (pki, calls, addr) = identity_controller(Duration::from_secs(2), 1, false).await;
     let svc = addr.to_string();
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
-            &[
-                (config::ENV_IDENTITY_SVC_ADDR, &svc),
-                (config::ENV_IDENTITY_MIN_REFRESH, "100ms"),
-            ],
-        ),
+    let proxy = spawn(
+        &pki.anchor_pem,
+        &[
+            (config::ENV_IDENTITY_SVC_ADDR, &svc),
+            (config::ENV_IDENTITY_MIN_REFRESH, "100ms"),
+        ],
         Options::default(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eventually!(ready(proxy.admin_addr).await, WAIT);
     let first = proxy.creds.current().unwrap();
     assert_eventually!(calls.load(Ordering::SeqCst) >= 3, WAIT);
@@ -146,55 +135,28 @@ async fn failures_are_retried_and_certificates_refreshed() {
     assert!(proxy.shutdown().await);
 }
 
-/// A certified proxy in front of an echo app, and a client TLS config for `CLIENT_IDENTITY`.
-async fn certified_proxy(pki: &Arc<TestPki>) -> (app::Running, std::net::SocketAddr) {
-    let id_addr = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
-        .spawn(false)
-        .await
-        .to_string();
+/// A certified proxy in front of an echo app; returns the mesh, the proxy and the app.
+async fn certified_proxy() -> (Mesh, app::Running, SocketAddr) {
+    let mesh = Mesh::new().await;
     let app_addr = echo_server(b"").await;
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
-            &[(config::ENV_IDENTITY_SVC_ADDR, &id_addr)],
-        ),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app_addr),
-            outbound_orig_dst: OrigDst::Fixed(app_addr),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eventually!(ready(proxy.admin_addr).await, WAIT);
-    (proxy, app_addr)
-}
-
-fn client_tls(pki: &TestPki, identity: Option<&str>) -> tls::client::Client {
-    let store = identity.map(|id| {
-        let store = tls::Store::new(id.to_string());
-        let leaf = pki.issue(id);
-        store.set(leaf.chain.clone(), leaf.key()).unwrap();
-        store
-    });
-    tls::client::Client::new(pki.roots(), store).unwrap()
+    let proxy = mesh.proxy(LOCAL_IDENTITY, &[], to(app_addr)).await;
+    (mesh, proxy, app_addr)
 }
 
 #[tokio::test]
 async fn inbound_terminates_mtls_and_labels_the_client_identity() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let (proxy, app_addr) = certified_proxy(&pki).await;
+    let (mesh, proxy, app_addr) = certified_proxy().await;
 
     let tcp = TcpStream::connect(proxy.inbound_addr).await.unwrap();
-    let mut tls = client_tls(&pki, Some(CLIENT_IDENTITY))
+    let mut tls = mesh
+        .client_tls(Some(CLIENT_IDENTITY))
         .connect(tcp, LOCAL_IDENTITY)
         .await
         .unwrap();
-    tls.write_all(b"\x00hello through mtls").await.unwrap();
-    let mut buf = [0; 19];
-    tls.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"\x00hello through mtls");
+    assert_eq!(
+        roundtrip(&mut tls, b"\x00hello through mtls").await,
+        b"\x00hello through mtls"
+    );
     drop(tls);
 
     let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
@@ -209,17 +171,14 @@ async fn inbound_terminates_mtls_and_labels_the_client_identity() {
 
 #[tokio::test]
 async fn inbound_mtls_without_a_client_certificate_has_no_client_id() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let (proxy, _) = certified_proxy(&pki).await;
+    let (mesh, proxy, _) = certified_proxy().await;
     let tcp = TcpStream::connect(proxy.inbound_addr).await.unwrap();
-    let mut tls = client_tls(&pki, None)
+    let mut tls = mesh
+        .client_tls(None)
         .connect(tcp, LOCAL_IDENTITY)
         .await
         .unwrap();
-    tls.write_all(b"\x00x").await.unwrap();
-    let mut buf = [0; 2];
-    tls.read_exact(&mut buf).await.unwrap();
+    roundtrip(&mut tls, b"\x00x").await;
     drop(tls);
     let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
     assert!(body.contains("tls=\"true\",client_id=\"\""), "{body}");
@@ -228,13 +187,12 @@ async fn inbound_mtls_without_a_client_certificate_has_no_client_id() {
 
 #[tokio::test]
 async fn tls_for_another_name_passes_through_opaque() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let (proxy, _) = certified_proxy(&pki).await;
+    let (mesh, proxy, _) = certified_proxy().await;
     // The client asks for another server: the proxy must not terminate, so the echo app
     // reflects the ClientHello and the handshake fails on the client.
     let tcp = TcpStream::connect(proxy.inbound_addr).await.unwrap();
-    let res = client_tls(&pki, None)
+    let res = mesh
+        .client_tls(None)
         .connect(
             tcp,
             "other.shop.serviceaccount.identity.trellis.cluster.local",

@@ -7,30 +7,25 @@
     reason = "test helpers fail by panicking"
 )]
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::atomic::Ordering, time::Duration};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 use trellis_proxy::{
-    app::{self, Options, config},
+    app::{self, config},
     test_util::{LOCAL_IDENTITY, TestPki},
-    tls,
-    transport::OrigDst,
 };
 use trellis_tests::{
     assert_eventually,
-    control::{FakeIdentity, FakePolicy, servers},
-    proxy::{config, connect_remote, echo_server, http_get},
+    control::{FakePolicy, servers},
+    proxy::{
+        Mesh, WAIT, connect_remote, echo_server, get, http_app, http_get, http2_send, spawn, to,
+    },
 };
 
 const CLIENT_IDENTITY: &str = "client.shop.serviceaccount.identity.trellis.cluster.local";
-const WAIT: Duration = Duration::from_secs(20);
 
 /// Sends one HTTP/1 request on `io`; returns the status and the `l5d-proxy-error` header.
 async fn http1_request<T>(io: T) -> (u16, Option<String>)
@@ -41,11 +36,7 @@ where
         .await
         .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get("/")
-        .header("host", "web")
-        .body(String::new())
-        .unwrap();
-    let rsp = send.send_request(req).await.unwrap();
+    let rsp = send.send_request(get("/", "web")).await.unwrap();
     let err = rsp
         .headers()
         .get("l5d-proxy-error")
@@ -58,18 +49,11 @@ async fn grpc_request<T>(io: T) -> (u16, Option<String>)
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
     let req = http::Request::post("http://web/pkg.Svc/Method")
         .header("content-type", "application/grpc")
         .body(String::new())
         .unwrap();
-    let rsp = send.send_request(req).await.unwrap();
+    let rsp = http2_send(io, req).await;
     let status = rsp
         .headers()
         .get("grpc-status")
@@ -90,26 +74,29 @@ async fn echoes<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, msg: &[u8]) -> boo
     io.read_exact(&mut buf).await.is_ok() && buf == msg
 }
 
-async fn proxy_with(overrides: &[(&str, &str)], pki: &TestPki) -> (app::Running, SocketAddr) {
-    let app_addr = echo_server(b"").await;
-    let proxy = app::spawn(
-        config(&pki.anchor_pem, overrides),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app_addr),
-            outbound_orig_dst: OrigDst::Fixed(app_addr),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    (proxy, app_addr)
+/// An uncertified proxy with `overrides` in front of `app`.
+async fn proxy_for(app: SocketAddr, overrides: &[(&str, &str)]) -> app::Running {
+    trellis_tests::trace_init();
+    spawn(&TestPki::new().anchor_pem, overrides, to(app)).await
+}
+
+/// An uncertified proxy in front of `app` whose policies come from `policy`, with
+/// `overrides`.
+async fn watched_proxy(
+    app: SocketAddr,
+    policy: &FakePolicy,
+    overrides: &[(&str, &str)],
+) -> app::Running {
+    let policy_addr = policy.clone().spawn().await.to_string();
+    let mut env = vec![(config::ENV_POLICY_SVC_ADDR, policy_addr.as_str())];
+    env.extend_from_slice(overrides);
+    proxy_for(app, &env).await
 }
 
 #[tokio::test]
 async fn deny_default_refuses_http_grpc_and_tcp_but_not_localhost() {
-    trellis_tests::trace_init();
-    let pki = TestPki::new();
-    let (proxy, _) = proxy_with(&[(config::ENV_INBOUND_DEFAULT_POLICY, "deny")], &pki).await;
+    let app_addr = echo_server(b"").await;
+    let proxy = proxy_for(app_addr, &[(config::ENV_INBOUND_DEFAULT_POLICY, "deny")]).await;
     let inbound = proxy.inbound_addr;
 
     let (status, err) = http1_request(connect_remote(inbound).await).await;
@@ -142,27 +129,14 @@ async fn deny_default_refuses_http_grpc_and_tcp_but_not_localhost() {
 
 #[tokio::test]
 async fn all_unauthenticated_default_admits_remote_clients() {
-    trellis_tests::trace_init();
-    let pki = TestPki::new();
-    let (proxy, _) = proxy_with(&[], &pki).await;
+    let proxy = proxy_for(echo_server(b"").await, &[]).await;
     assert!(echoes(connect_remote(proxy.inbound_addr).await, b"\x00hello").await);
     assert!(proxy.shutdown().await);
 }
 
-fn client_tls(pki: &TestPki, identity: &str) -> tls::client::Client {
-    let store = tls::Store::new(identity.to_string());
-    let leaf = pki.issue(identity);
-    store.set(leaf.chain.clone(), leaf.key()).unwrap();
-    tls::client::Client::new(pki.roots(), Some(store)).unwrap()
-}
-
 #[tokio::test]
 async fn watched_policy_admits_only_the_listed_identity() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
-    let identity = FakeIdentity::new(pki.clone(), Duration::from_secs(3600))
-        .spawn(false)
-        .await;
+    let mesh = Mesh::new().await;
     let fake_policy = FakePolicy::default();
     let watches = fake_policy.watches.clone();
     let app_addr = echo_server(b"").await;
@@ -170,27 +144,18 @@ async fn watched_policy_admits_only_the_listed_identity() {
         app_addr.port(),
         servers::meshed_only("web-http", &[CLIENT_IDENTITY]),
     );
-    let policy_addr = fake_policy.clone().spawn().await;
+    let policy_addr = fake_policy.clone().spawn().await.to_string();
     let ports = app_addr.port().to_string();
-    let (identity, policy_addr) = (identity.to_string(), policy_addr.to_string());
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
+    let proxy = mesh
+        .proxy(
+            LOCAL_IDENTITY,
             &[
-                (config::ENV_IDENTITY_SVC_ADDR, &identity),
                 (config::ENV_POLICY_SVC_ADDR, &policy_addr),
                 (config::ENV_INBOUND_PORTS, &ports),
             ],
-        ),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app_addr),
-            outbound_orig_dst: OrigDst::Fixed(app_addr),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eventually!(http_get(proxy.admin_addr, "/ready").await.0 == 200, WAIT);
+            to(app_addr),
+        )
+        .await;
     let inbound = proxy.inbound_addr;
 
     // Plaintext from a remote client is refused once the policy has arrived.
@@ -202,13 +167,15 @@ async fn watched_policy_admits_only_the_listed_identity() {
     assert_eq!(status, 403);
 
     // The listed identity gets through over mTLS; another identity gets 403.
-    let tls = client_tls(&pki, CLIENT_IDENTITY)
+    let tls = mesh
+        .client_tls(Some(CLIENT_IDENTITY))
         .connect(connect_remote(inbound).await, LOCAL_IDENTITY)
         .await
         .unwrap();
     assert!(echoes(tls, b"\x00meshed").await);
     let other = "other.shop.serviceaccount.identity.trellis.cluster.local";
-    let tls = client_tls(&pki, other)
+    let tls = mesh
+        .client_tls(Some(other))
         .connect(connect_remote(inbound).await, LOCAL_IDENTITY)
         .await
         .unwrap();
@@ -229,24 +196,9 @@ async fn watched_policy_admits_only_the_listed_identity() {
 
 #[tokio::test]
 async fn policy_updates_apply_to_new_connections() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
     let fake_policy = FakePolicy::default();
     let app_addr = echo_server(b"").await;
-    let policy_addr = fake_policy.clone().spawn().await.to_string();
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
-            &[(config::ENV_POLICY_SVC_ADDR, &policy_addr)],
-        ),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app_addr),
-            outbound_orig_dst: OrigDst::Fixed(app_addr),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let proxy = watched_proxy(app_addr, &fake_policy, &[]).await;
     let inbound = proxy.inbound_addr;
     // NotFound at first: the default (all-unauthenticated) applies.
     assert!(echoes(connect_remote(inbound).await, b"\x00before").await);
@@ -265,36 +217,18 @@ async fn policy_updates_apply_to_new_connections() {
 
 #[tokio::test]
 async fn a_policy_change_applies_to_requests_on_an_open_connection() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
     let fake_policy = FakePolicy::default();
-    let app_addr = trellis_tests::proxy::http_app().await;
-    let policy_addr = fake_policy.clone().spawn().await.to_string();
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
-            &[(config::ENV_POLICY_SVC_ADDR, &policy_addr)],
-        ),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app_addr),
-            outbound_orig_dst: OrigDst::Fixed(app_addr),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let app_addr = http_app().await;
+    let proxy = watched_proxy(app_addr, &fake_policy, &[]).await;
     // One keep-alive connection, as a pooled connection between proxies would be.
     let io = hyper_util::rt::TokioIo::new(connect_remote(proxy.inbound_addr).await);
     let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
     tokio::spawn(conn);
-    let get = |path: &str| {
-        http::Request::get(path)
-            .header("host", "web")
-            .body(String::new())
-            .unwrap()
-    };
     assert_eq!(
-        send.send_request(get("/before")).await.unwrap().status(),
+        send.send_request(get("/before", "web"))
+            .await
+            .unwrap()
+            .status(),
         200
     );
 
@@ -308,7 +242,7 @@ async fn a_policy_change_applies_to_requests_on_an_open_connection() {
     for _ in 0..100 {
         send.ready().await.expect("the connection stays open");
         status = send
-            .send_request(get("/after"))
+            .send_request(get("/after", "web"))
             .await
             .unwrap()
             .status()
@@ -324,33 +258,15 @@ async fn a_policy_change_applies_to_requests_on_an_open_connection() {
 
 #[tokio::test]
 async fn the_first_connection_to_an_unlisted_port_waits_for_its_policy() {
-    trellis_tests::trace_init();
-    let pki = Arc::new(TestPki::new());
     let fake_policy = FakePolicy::default();
     let app_addr = echo_server(b"").await;
     fake_policy.set(
         app_addr.port(),
         servers::meshed_only("web", &[CLIENT_IDENTITY]),
     );
-    let policy_addr = fake_policy.clone().spawn().await.to_string();
     // The app's port is not among INBOUND_PORTS, so no watch runs for it before the first
     // connection, and the default policy (all-unauthenticated) would admit plaintext.
-    let proxy = app::spawn(
-        config(
-            &pki.anchor_pem,
-            &[
-                (config::ENV_POLICY_SVC_ADDR, &policy_addr),
-                (config::ENV_INBOUND_PORTS, "1"),
-            ],
-        ),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app_addr),
-            outbound_orig_dst: OrigDst::Fixed(app_addr),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let proxy = watched_proxy(app_addr, &fake_policy, &[(config::ENV_INBOUND_PORTS, "1")]).await;
     assert!(
         closed_after(connect_remote(proxy.inbound_addr).await, b"\x00first").await,
         "the very first connection is judged by the controller's policy"

@@ -14,31 +14,20 @@ use tokio::{
     net::TcpStream,
 };
 use trellis_proxy::{
-    app::{self, Options, config},
+    app::{Options, Running, config},
     test_util::TestPki,
-    transport::OrigDst,
 };
-use trellis_tests::proxy::{config, echo_server, http_get};
+use trellis_tests::proxy::{echo_server, http_get, roundtrip, spawn, tcp_roundtrip, to};
 
-/// Anchors no fake control plane uses: these tests never certify.
-fn anchors() -> String {
-    TestPki::new().anchor_pem
-}
-
-async fn roundtrip(addr: std::net::SocketAddr, msg: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(msg).await.unwrap();
-    let mut buf = vec![0; msg.len()];
-    stream.read_exact(&mut buf).await.unwrap();
-    buf
+/// An uncertified proxy (these tests never certify) with `overrides` and `options`.
+async fn proxy(overrides: &[(&str, &str)], options: Options) -> Running {
+    trellis_tests::trace_init();
+    spawn(&TestPki::new().anchor_pem, overrides, options).await
 }
 
 #[tokio::test]
 async fn admin_serves_live_ready_and_metrics() {
-    trellis_tests::trace_init();
-    let proxy = app::spawn(config(&anchors(), &[]), Options::default())
-        .await
-        .unwrap();
+    let proxy = proxy(&[], Options::default()).await;
     assert_eq!(http_get(proxy.admin_addr, "/live").await.0, 200);
     // Not ready until the proxy holds a certificate.
     assert_eq!(http_get(proxy.admin_addr, "/ready").await.0, 503);
@@ -53,29 +42,19 @@ async fn admin_serves_live_ready_and_metrics() {
 
 #[tokio::test]
 async fn outbound_and_inbound_forward_tcp_to_the_original_destination() {
-    trellis_tests::trace_init();
     let app = echo_server(b"").await;
-    let proxy = app::spawn(
-        config(&anchors(), &[]),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app),
-            outbound_orig_dst: OrigDst::Fixed(app),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let proxy = proxy(&[], to(app)).await;
     // Opaque bytes reach the app intact both ways. Outbound traffic to an undiscovered
     // target is forwarded as bytes, so an HTTP/1 request line and an HTTP/2 preface do too
     // (inbound HTTP is proxied per request: see proxy_http.rs).
     let opaque = b"\x00\x01binary protocol";
-    assert_eq!(roundtrip(proxy.inbound_addr, opaque).await, opaque);
+    assert_eq!(tcp_roundtrip(proxy.inbound_addr, opaque).await, opaque);
     for msg in [
         &opaque[..],
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     ] {
-        assert_eq!(roundtrip(proxy.outbound_addrs[0], msg).await, msg);
+        assert_eq!(tcp_roundtrip(proxy.outbound_addrs[0], msg).await, msg);
     }
     let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
     let target = format!("target_addr=\"{app}\"");
@@ -99,25 +78,16 @@ async fn outbound_and_inbound_forward_tcp_to_the_original_destination() {
 
 #[tokio::test]
 async fn server_first_protocols_work_on_opaque_ports_and_after_the_detect_timeout() {
-    trellis_tests::trace_init();
     let app = echo_server(b"220 hello\r\n").await;
     let port = app.port().to_string();
-    let proxy = app::spawn(
-        config(
-            &anchors(),
-            &[
-                (config::ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, &port),
-                (config::ENV_OUTBOUND_DETECT_TIMEOUT, "100ms"),
-            ],
-        ),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app),
-            outbound_orig_dst: OrigDst::Fixed(app),
-            ..Default::default()
-        },
+    let proxy = proxy(
+        &[
+            (config::ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, &port),
+            (config::ENV_OUTBOUND_DETECT_TIMEOUT, "100ms"),
+        ],
+        to(app),
     )
-    .await
-    .unwrap();
+    .await;
     for addr in [proxy.inbound_addr, proxy.outbound_addrs[0]] {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let mut greeting = [0; 11];
@@ -129,10 +99,7 @@ async fn server_first_protocols_work_on_opaque_ports_and_after_the_detect_timeou
 
 #[tokio::test]
 async fn connections_without_a_redirect_are_closed() {
-    trellis_tests::trace_init();
-    let proxy = app::spawn(config(&anchors(), &[]), Options::default())
-        .await
-        .unwrap();
+    let proxy = proxy(&[], Options::default()).await;
     // Without a redirect, SO_ORIGINAL_DST either fails or names the listener itself (a
     // loop); either way the connection is closed, not forwarded.
     let mut stream = TcpStream::connect(proxy.outbound_addrs[0]).await.unwrap();
@@ -144,23 +111,11 @@ async fn connections_without_a_redirect_are_closed() {
 
 #[tokio::test]
 async fn shutdown_drains_open_connections_then_closes_the_rest() {
-    trellis_tests::trace_init();
     let app = echo_server(b"").await;
-    let proxy = app::spawn(
-        config(&anchors(), &[(config::ENV_SHUTDOWN_GRACE_PERIOD, "200ms")]),
-        Options {
-            inbound_orig_dst: OrigDst::Fixed(app),
-            outbound_orig_dst: OrigDst::Fixed(app),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let proxy = proxy(&[(config::ENV_SHUTDOWN_GRACE_PERIOD, "200ms")], to(app)).await;
     let outbound = proxy.outbound_addrs[0];
     let mut stream = TcpStream::connect(outbound).await.unwrap();
-    stream.write_all(b"\x00ping").await.unwrap();
-    let mut buf = [0; 5];
-    stream.read_exact(&mut buf).await.unwrap();
+    let mut buf = roundtrip(&mut stream, b"\x00ping").await;
 
     // The connection never ends on its own: the grace period runs out and it is closed.
     let clean = tokio::time::timeout(Duration::from_secs(30), proxy.shutdown())

@@ -88,13 +88,12 @@ impl From<Endpoint> for api::WeightedAddr {
 impl TryFrom<api::WeightedAddr> for Endpoint {
     type Error = InvalidMessage;
 
+    /// The endpoint's identity is the name its TLS is dialled and checked with: the
+    /// DNS-like identity, or for a URI identity its (required) `server_name`.
+    /// An `opaque_transport` port outside `1..=65534` is ignored, as Linkerd's proxy does.
     fn try_from(wa: api::WeightedAddr) -> Result<Self, Self::Error> {
         let addr = tcp_addr(wa.addr, "addr")?;
-        let identity = wa.tls_identity.and_then(|id| match id.strategy {
-            Some(api::tls_identity::Strategy::DnsLikeIdentity(d)) => Some(d.name),
-            Some(api::tls_identity::Strategy::UriLikeIdentity(u)) => Some(u.uri),
-            None => None,
-        });
+        let identity = wa.tls_identity.map(tls_name).transpose()?.flatten();
         let (hint, opaque_transport_port) = match wa.protocol_hint {
             None => (ProtocolHint::Unknown, None),
             Some(h) => {
@@ -105,12 +104,8 @@ impl TryFrom<api::WeightedAddr> for Endpoint {
                 };
                 let port = h
                     .opaque_transport
-                    .map(|t| {
-                        u16::try_from(t.inbound_port).map_err(|_| {
-                            InvalidMessage::new("opaque_transport.inbound_port", "not a port")
-                        })
-                    })
-                    .transpose()?;
+                    .and_then(|t| u16::try_from(t.inbound_port).ok())
+                    .filter(|p| *p != 0 && *p != u16::MAX);
                 (hint, port)
             }
         };
@@ -123,6 +118,21 @@ impl TryFrom<api::WeightedAddr> for Endpoint {
             opaque_transport_port,
         })
     }
+}
+
+/// The name TLS to an endpoint uses; `None` when the identity names nothing.
+fn tls_name(id: api::TlsIdentity) -> Result<Option<String>, InvalidMessage> {
+    let server_name = id.server_name.map(|n| n.name).filter(|n| !n.is_empty());
+    let name = match id.strategy {
+        Some(api::tls_identity::Strategy::DnsLikeIdentity(d)) => Some(d.name),
+        Some(api::tls_identity::Strategy::UriLikeIdentity(_)) => {
+            Some(server_name.ok_or_else(|| {
+                InvalidMessage::new("tls_identity.server_name", "required with a URI identity")
+            })?)
+        }
+        None => None,
+    };
+    Ok(name.filter(|n| !n.is_empty()))
 }
 
 fn tcp_addr(
@@ -167,6 +177,8 @@ impl From<Update> for api::Update {
 impl TryFrom<api::Update> for Update {
     type Error = InvalidMessage;
 
+    /// Addresses that cannot be used are skipped, so one bad endpoint does not hide the
+    /// others (as Linkerd's proxy does).
     fn try_from(update: api::Update) -> Result<Self, Self::Error> {
         match update
             .update
@@ -177,14 +189,14 @@ impl TryFrom<api::Update> for Update {
                 endpoints: set
                     .addrs
                     .into_iter()
-                    .map(Endpoint::try_from)
-                    .collect::<Result<_, _>>()?,
+                    .filter_map(|a| Endpoint::try_from(a).ok())
+                    .collect(),
             }),
             api::update::Update::Remove(set) => Ok(Self::Remove(
                 set.addrs
                     .into_iter()
-                    .map(|a| tcp_addr(Some(a), "remove.addrs"))
-                    .collect::<Result<_, _>>()?,
+                    .filter_map(|a| tcp_addr(Some(a), "remove.addrs").ok())
+                    .collect(),
             )),
             api::update::Update::NoEndpoints(n) => Ok(Self::NoEndpoints { exists: n.exists }),
         }
@@ -280,5 +292,150 @@ impl From<Profile> for api::DestinationProfile {
             parent_ref: None,
             profile_ref: None,
         }
+    }
+}
+
+/// What a proxy takes from a profile. The name loses its trailing dot; routes, budgets and
+/// an endpoint that break the contract are left out (the rest of the profile still applies).
+impl From<api::DestinationProfile> for Profile {
+    fn from(p: api::DestinationProfile) -> Self {
+        Self {
+            fully_qualified_name: p.fully_qualified_name.trim_end_matches('.').to_string(),
+            opaque_protocol: p.opaque_protocol,
+            routes: p
+                .routes
+                .into_iter()
+                .filter_map(|r| Route::try_from(r).ok())
+                .collect(),
+            retry_budget: p.retry_budget.and_then(|b| RetryBudget::try_from(b).ok()),
+            dst_overrides: p
+                .dst_overrides
+                .into_iter()
+                .map(|d| WeightedDst {
+                    authority: d.authority,
+                    weight: d.weight,
+                })
+                .collect(),
+            endpoint: p.endpoint.and_then(|e| Endpoint::try_from(e).ok()),
+        }
+    }
+}
+
+fn std_duration(d: prost_types::Duration, field: &'static str) -> Result<Duration, InvalidMessage> {
+    Duration::try_from(d).map_err(|e| InvalidMessage::new(field, e.to_string()))
+}
+
+impl TryFrom<api::RetryBudget> for RetryBudget {
+    type Error = InvalidMessage;
+
+    fn try_from(b: api::RetryBudget) -> Result<Self, Self::Error> {
+        let ttl = b
+            .ttl
+            .ok_or_else(|| InvalidMessage::missing("retry_budget.ttl"))?;
+        Ok(Self {
+            retry_ratio: b.retry_ratio,
+            min_retries_per_second: b.min_retries_per_second,
+            ttl: std_duration(ttl, "retry_budget.ttl")?,
+        })
+    }
+}
+
+impl TryFrom<api::Route> for Route {
+    type Error = InvalidMessage;
+
+    fn try_from(r: api::Route) -> Result<Self, Self::Error> {
+        let condition = r
+            .condition
+            .ok_or_else(|| InvalidMessage::missing("route.condition"))?;
+        Ok(Self {
+            name: r.metrics_labels.get("route").cloned().unwrap_or_default(),
+            condition: RequestMatch::try_from(condition)?,
+            response_classes: r
+                .response_classes
+                .into_iter()
+                .map(ResponseClass::try_from)
+                .collect::<Result<_, _>>()?,
+            is_retryable: r.is_retryable,
+            timeout: r
+                .timeout
+                .map(|t| std_duration(t, "route.timeout"))
+                .transpose()?,
+        })
+    }
+}
+
+impl TryFrom<api::RequestMatch> for RequestMatch {
+    type Error = InvalidMessage;
+
+    fn try_from(m: api::RequestMatch) -> Result<Self, Self::Error> {
+        use api::request_match::Match;
+        let seq = |s: api::request_match::Seq| {
+            s.matches
+                .into_iter()
+                .map(Self::try_from)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(
+            match m
+                .r#match
+                .ok_or_else(|| InvalidMessage::missing("route.condition"))?
+            {
+                Match::All(s) => Self::All(seq(s)?),
+                Match::Any(s) => Self::Any(seq(s)?),
+                Match::Not(m) => Self::Not(Box::new(Self::try_from(*m)?)),
+                Match::Path(p) => Self::Path(p.regex),
+                Match::Method(m) => {
+                    Self::Method(http::Method::try_from(m).map_err(|e| {
+                        InvalidMessage::new("route.condition.method", e.to_string())
+                    })?)
+                }
+            },
+        )
+    }
+}
+
+impl TryFrom<api::ResponseClass> for ResponseClass {
+    type Error = InvalidMessage;
+
+    fn try_from(rc: api::ResponseClass) -> Result<Self, Self::Error> {
+        let condition = rc
+            .condition
+            .ok_or_else(|| InvalidMessage::missing("response_class.condition"))?;
+        Ok(Self {
+            condition: ResponseMatch::try_from(condition)?,
+            is_failure: rc.is_failure,
+        })
+    }
+}
+
+impl TryFrom<api::ResponseMatch> for ResponseMatch {
+    type Error = InvalidMessage;
+
+    fn try_from(m: api::ResponseMatch) -> Result<Self, Self::Error> {
+        use api::response_match::Match;
+        let seq = |s: api::response_match::Seq| {
+            s.matches
+                .into_iter()
+                .map(Self::try_from)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let status = |v: u32| {
+            u16::try_from(v)
+                .map_err(|_| InvalidMessage::new("response_class.condition.status", "above 65535"))
+        };
+        Ok(
+            match m
+                .r#match
+                .ok_or_else(|| InvalidMessage::missing("response_class.condition"))?
+            {
+                Match::All(s) => Self::All(seq(s)?),
+                Match::Any(s) => Self::Any(seq(s)?),
+                Match::Not(m) => Self::Not(Box::new(Self::try_from(*m)?)),
+                Match::Status(r) => Self::Status {
+                    min: status(r.min)?,
+                    max: status(r.max)?,
+                },
+            },
+        )
     }
 }

@@ -132,9 +132,9 @@ fn default_profile_has_name_and_budget() {
     assert!(wire.routes.is_empty());
 }
 
-#[test]
-fn routes_carry_the_route_label_and_timeout() {
-    let route = Route {
+/// A retryable route for `GET /books/...` with a 1.5 s timeout, whose 5xx are failures.
+fn books_route() -> Route {
+    Route {
         name: "get-books".into(),
         condition: RequestMatch::All(vec![
             RequestMatch::Method(http::Method::GET),
@@ -146,10 +146,145 @@ fn routes_carry_the_route_label_and_timeout() {
         }],
         is_retryable: true,
         timeout: Some(std::time::Duration::from_millis(1500)),
-    };
-    let wire = api::Route::from(route);
+    }
+}
+
+#[test]
+fn routes_carry_the_route_label_and_timeout() {
+    let wire = api::Route::from(books_route());
     assert_eq!(wire.metrics_labels["route"], "get-books");
     let t = wire.timeout.unwrap();
     assert_eq!((t.seconds, t.nanos), (1, 500_000_000));
     assert!(wire.is_retryable);
+}
+
+fn wire_endpoint(
+    tls_identity: Option<api::TlsIdentity>,
+    inbound_port: Option<u32>,
+) -> api::WeightedAddr {
+    let mut wire = api::WeightedAddr::from(Endpoint::plain("198.18.128.4:8080".parse().unwrap()));
+    wire.tls_identity = tls_identity;
+    wire.protocol_hint = inbound_port.map(|inbound_port| api::ProtocolHint {
+        protocol: None,
+        opaque_transport: Some(api::protocol_hint::OpaqueTransport { inbound_port }),
+    });
+    wire
+}
+
+fn tls(
+    strategy: api::tls_identity::Strategy,
+    server_name: Option<&str>,
+) -> Option<api::TlsIdentity> {
+    Some(api::TlsIdentity {
+        strategy: Some(strategy),
+        server_name: server_name.map(|name| api::tls_identity::DnsLikeIdentity {
+            name: name.to_string(),
+        }),
+    })
+}
+
+#[test]
+fn endpoint_identity_is_the_name_tls_uses() {
+    use api::tls_identity::{DnsLikeIdentity, Strategy, UriLikeIdentity};
+    const SA: &str = "web.shop.serviceaccount.identity.trellis.cluster.local";
+    let dns = |name: &str| Strategy::DnsLikeIdentity(DnsLikeIdentity { name: name.into() });
+    let uri = || {
+        Strategy::UriLikeIdentity(UriLikeIdentity {
+            uri: "spiffe://cluster.local/ns/shop/sa/web".into(),
+        })
+    };
+    // (identity on the wire, the domain identity; None in the last column is an error)
+    let cases: [(Option<api::TlsIdentity>, Option<Option<&str>>); 6] = [
+        (None, Some(None)),
+        (tls(dns(SA), None), Some(Some(SA))),
+        (tls(dns(SA), Some(SA)), Some(Some(SA))),
+        (tls(dns(""), None), Some(None)),
+        // A URI identity is dialled by its server name, which the contract requires.
+        (tls(uri(), Some(SA)), Some(Some(SA))),
+        (tls(uri(), None), None),
+    ];
+    for (wire, want) in cases {
+        let got = Endpoint::try_from(wire_endpoint(wire.clone(), None));
+        match want {
+            Some(identity) => {
+                assert_eq!(got.unwrap().identity.as_deref(), identity, "{wire:?}")
+            }
+            None => assert_eq!(got.unwrap_err().field, "tls_identity.server_name"),
+        }
+    }
+}
+
+#[test]
+fn opaque_transport_ports_outside_the_range_are_ignored() {
+    for (inbound_port, want) in [
+        (4143, Some(4143)),
+        (1, Some(1)),
+        (0, None),
+        (65_535, None),
+        (70_000, None),
+    ] {
+        let ep = Endpoint::try_from(wire_endpoint(None, Some(inbound_port))).unwrap();
+        assert_eq!(ep.opaque_transport_port, want, "{inbound_port}");
+    }
+}
+
+#[test]
+fn an_unusable_address_is_skipped_not_the_update() {
+    let good = Endpoint::plain("198.18.128.4:8080".parse().unwrap());
+    let mut bad = api::WeightedAddr::from(good.clone());
+    bad.addr = None;
+    let wire = api::Update {
+        update: Some(api::update::Update::Add(api::WeightedAddrSet {
+            addrs: vec![bad, api::WeightedAddr::from(good.clone())],
+            metric_labels: Default::default(),
+        })),
+    };
+    assert_eq!(
+        Update::try_from(wire).unwrap(),
+        Update::Add {
+            set_labels: Default::default(),
+            endpoints: vec![good],
+        }
+    );
+}
+
+#[test]
+fn profiles_round_trip_and_lose_the_trailing_dot() {
+    // Every combinator round-trips.
+    let mut route = books_route();
+    route.condition = RequestMatch::Any(vec![
+        route.condition,
+        RequestMatch::Not(Box::new(RequestMatch::Path("/admin/.*".into()))),
+    ]);
+    route.response_classes[0].condition =
+        ResponseMatch::Not(Box::new(ResponseMatch::All(vec![ResponseMatch::Status {
+            min: 200,
+            max: 499,
+        }])));
+    let profile = Profile {
+        routes: vec![route],
+        dst_overrides: vec![WeightedDst {
+            authority: "web-v2.shop.svc.cluster.local:80".into(),
+            weight: 10_000,
+        }],
+        endpoint: Some(Endpoint::plain("198.18.128.4:8080".parse().unwrap())),
+        opaque_protocol: true,
+        ..Profile::default_for("web.shop.svc.cluster.local".into())
+    };
+    assert_eq!(
+        Profile::from(api::DestinationProfile::from(profile.clone())),
+        profile
+    );
+
+    let mut wire = api::DestinationProfile::from(profile.clone());
+    wire.fully_qualified_name = "web.shop.svc.cluster.local.".into();
+    // A route without a condition and an endpoint without an address are left out.
+    wire.routes.push(api::Route::default());
+    if let Some(ep) = wire.endpoint.as_mut() {
+        ep.addr = None;
+    }
+    let got = Profile::from(wire);
+    assert_eq!(got.fully_qualified_name, "web.shop.svc.cluster.local");
+    assert_eq!(got.routes, profile.routes);
+    assert_eq!(got.endpoint, None);
 }

@@ -109,32 +109,33 @@ fn policies_round_trip_for_every_protocol() {
 
 #[test]
 fn invalid_policies_name_the_bad_field() {
-    let mut wire = api::OutboundPolicy::from(policy(AppProtocol::Opaque));
-    wire.metadata = None;
-    assert_eq!(
-        OutboundPolicy::try_from(wire).unwrap_err().field,
-        "metadata"
-    );
-
-    let mut wire = api::OutboundPolicy::from(policy(AppProtocol::Detect));
-    let Some(api::proxy_protocol::Kind::Detect(d)) = wire.protocol.as_mut().unwrap().kind.as_mut()
-    else {
-        panic!("detect expected");
-    };
-    d.timeout = None;
-    assert_eq!(
-        OutboundPolicy::try_from(wire).unwrap_err().field,
-        "protocol.detect"
-    );
-
-    let mut wire = api::OutboundPolicy::from(policy(AppProtocol::Opaque));
-    let Some(api::proxy_protocol::Kind::Opaque(o)) = wire.protocol.as_mut().unwrap().kind.as_mut()
-    else {
-        panic!("opaque expected");
-    };
-    o.routes.clear();
-    assert_eq!(
-        OutboundPolicy::try_from(wire).unwrap_err().field,
-        "protocol.routes"
-    );
+    fn kind(wire: &mut api::OutboundPolicy) -> &mut api::proxy_protocol::Kind {
+        wire.protocol.as_mut().unwrap().kind.as_mut().unwrap()
+    }
+    // (protocol, how the message is broken, the field the error names)
+    type Break = fn(&mut api::OutboundPolicy);
+    let cases: [(AppProtocol, Break, &str); 3] = [
+        (AppProtocol::Opaque, |w| w.metadata = None, "metadata"),
+        (
+            AppProtocol::Detect,
+            |w| match kind(w) {
+                api::proxy_protocol::Kind::Detect(d) => d.timeout = None,
+                _ => panic!("detect expected"),
+            },
+            "protocol.detect",
+        ),
+        (
+            AppProtocol::Opaque,
+            |w| match kind(w) {
+                api::proxy_protocol::Kind::Opaque(o) => o.routes.clear(),
+                _ => panic!("opaque expected"),
+            },
+            "protocol.routes",
+        ),
+    ];
+    for (protocol, break_it, field) in cases {
+        let mut wire = api::OutboundPolicy::from(policy(protocol));
+        break_it(&mut wire);
+        assert_eq!(OutboundPolicy::try_from(wire).unwrap_err().field, field);
+    }
 }

@@ -108,6 +108,10 @@ impl Running {
 }
 
 /// Binds every listener of `config` and starts serving.
+///
+/// Long on purpose: it is one linear wiring sequence (trust, identity, listeners, policy,
+/// admin, inbound, discovery, outbound, tap) in which each step uses the handles the earlier
+/// ones made; split up, it would only pass those handles around.
 pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -173,7 +177,7 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
     let default_policy = policy::with_detect_timeout(
         config
             .default_policy
-            .server(&config.cluster_networks_ipnet(), false),
+            .server(&config.cluster_networks, false),
         config.inbound.detect_timeout,
     );
     let policy_tls = tls::client::Client::new(roots.clone(), Some(creds.clone()))?;

@@ -2,8 +2,9 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use trellis_api::ports::PortRange;
 use trellis_proxy::{
-    init::{self, Family, Options, PortRange},
+    init::{self, Family, Options},
     well_known,
 };
 

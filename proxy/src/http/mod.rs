@@ -1,86 +1,33 @@
-//! HTTP helpers shared by the inbound and outbound stacks.
+//! HTTP shared by the inbound and outbound stacks: the body type, `l5d-*` header names,
+//! responses the proxy makes, the `l5d-orig-proto` upgrade and downgrade, and upgrade splices.
+
+pub mod orig_proto;
+pub mod response;
+pub mod server;
+pub mod upgrade;
+
+#[cfg(test)]
+mod tests;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use self::{
+    response::{forbidden, grpc_status, is_grpc, proxy_error},
+    server::serve,
+};
+
+/// The body of a forwarded response: the peer's, or one the proxy made.
+pub type Body = Either<Incoming, Full<Bytes>>;
 
 /// Header naming an error the proxy made.
 pub const L5D_PROXY_ERROR: &str = "l5d-proxy-error";
+/// Header carrying the client app's HTTP version across an HTTP/2 hop.
+pub const L5D_ORIG_PROTO: &str = "l5d-orig-proto";
+/// Header naming a meshed caller's identity to the application.
+pub const L5D_CLIENT_ID: &str = "l5d-client-id";
+/// Header the peer uses for its own profile lookup.
+pub const L5D_DST_CANONICAL: &str = "l5d-dst-canonical";
 /// gRPC status code `PERMISSION_DENIED`.
 pub const GRPC_PERMISSION_DENIED: u32 = 7;
-
-/// True for gRPC requests (`content-type: application/grpc...`).
-pub fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
-}
-
-/// The response to a request the policy forbids: `403` for HTTP, a trailers-only
-/// `PermissionDenied` for gRPC; both name the reason in `l5d-proxy-error`.
-pub fn forbidden<B>(req: &Request<B>, reason: &str) -> Response<Full<Bytes>> {
-    let reason =
-        HeaderValue::from_str(reason).unwrap_or_else(|_| HeaderValue::from_static("unauthorized"));
-    let mut rsp = Response::new(Full::new(Bytes::new()));
-    if is_grpc(req) {
-        let headers = rsp.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from(GRPC_PERMISSION_DENIED));
-        headers.insert("grpc-message", reason.clone());
-    } else {
-        *rsp.status_mut() = StatusCode::FORBIDDEN;
-        *rsp.body_mut() = Full::new(Bytes::from_static(b"forbidden\n"));
-    }
-    rsp.headers_mut().insert(L5D_PROXY_ERROR, reason);
-    rsp
-}
-
-/// Serves HTTP (HTTP/2 when `h2`, else HTTP/1 with upgrades) on `io` with `svc`. When
-/// `drain` starts, the connection finishes its in-flight requests and closes (HTTP/1 stops
-/// keep-alive, HTTP/2 sends GOAWAY).
-pub async fn serve<T, S, B>(io: T, h2: bool, svc: S, drain: crate::drain::Drain)
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let io = TokioIo::new(io);
-    let res = if h2 {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, svc);
-        tokio::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => res,
-            () = drain.signaled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
-    } else {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, svc)
-            .with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => res,
-            () = drain.signaled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
-    };
-    if let Err(error) = res {
-        tracing::debug!(%error, "HTTP connection ended with an error");
-    }
-}

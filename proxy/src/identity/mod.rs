@@ -1,6 +1,8 @@
 //! Proxy identity: an in-process key and CSR, certified by the identity controller with the
 //! pod's ServiceAccount token, and refreshed at 70% of each certificate's lifetime.
 
+pub mod config;
+
 use std::{
     io::Write as _,
     os::unix::fs::OpenOptionsExt as _,
@@ -15,7 +17,8 @@ use rustls::{
 };
 use trellis_api::linkerd2_proxy_api::identity::{CertifyRequest, identity_client::IdentityClient};
 
-use crate::{admin::Readiness, app::config::IdentityConfig, tls};
+use self::config::IdentityConfig;
+use crate::{admin::Readiness, tls};
 
 /// File name of the private key in the identity directory.
 pub const KEY_FILE: &str = "key.p8";

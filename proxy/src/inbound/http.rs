@@ -11,13 +11,12 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::{Either, Full};
+use ::http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo},
+    rt::TokioExecutor,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -25,15 +24,10 @@ use super::{
     policy::{ClientTls, ServerPolicy},
     watch::Policies,
 };
-use crate::metrics::{Labels, Metrics, TlsLabel};
-
-/// Header carrying the client app's HTTP version across an HTTP/2 hop.
-pub const L5D_ORIG_PROTO: &str = "l5d-orig-proto";
-/// Header naming a meshed caller's identity to the application.
-pub const L5D_CLIENT_ID: &str = "l5d-client-id";
-
-/// The body of a forwarded response: the app's, or one the proxy made.
-pub type Body = Either<Incoming, Full<Bytes>>;
+use crate::{
+    http::{self, Body, L5D_CLIENT_ID, orig_proto, upgrade},
+    metrics::{Labels, Metrics, TlsLabel},
+};
 
 /// Pooled clients to the application, one per HTTP version.
 #[derive(Clone, Debug)]
@@ -117,25 +111,16 @@ where
         let ctx = ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(forward(ctx, req).await) }
     });
-    crate::http::serve(io, h2, svc, drain).await;
-}
-
-fn proxy_error(status: StatusCode, reason: &str) -> Response<Body> {
-    let mut rsp = Response::new(Either::Right(Full::new(Bytes::new())));
-    *rsp.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(reason) {
-        rsp.headers_mut().insert(crate::http::L5D_PROXY_ERROR, v);
-    }
-    rsp
+    http::serve(io, h2, svc, drain).await;
 }
 
 async fn forward(ctx: ConnContext, mut req: Request<Incoming>) -> Response<Body> {
     let labels = match ctx.authorize() {
         Ok(labels) => labels,
-        Err(reason) => return crate::http::forbidden(&req, &reason).map(Either::Right),
+        Err(reason) => return http::forbidden(&req, &reason),
     };
     let metrics = ctx.metrics.http.request(labels);
-    let orig_proto = req.headers_mut().remove(L5D_ORIG_PROTO);
+    let orig_proto = orig_proto::downgrade(&mut req);
     req.headers_mut().remove(L5D_CLIENT_ID);
     if let Some(id) = ctx
         .client_id()
@@ -152,52 +137,24 @@ async fn forward(ctx: ConnContext, mut req: Request<Incoming>) -> Response<Body>
         Ok(uri) => uri,
         Err(_) => {
             metrics.respond(400, None, "bad_request");
-            return proxy_error(StatusCode::BAD_REQUEST, "invalid request target");
+            return http::proxy_error(StatusCode::BAD_REQUEST, "invalid request target");
         }
     };
     // HTTP/2 requests without a downgrade go to the app as HTTP/2 (gRPC, h2c apps).
-    let h2 = req.version() == Version::HTTP_2 && orig_proto.is_none();
-    if req.version() == Version::HTTP_2 && !h2 {
-        let host = req.uri().authority().map(|a| a.as_str().to_string());
-        *req.version_mut() = Version::HTTP_11;
-        if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
-            req.headers_mut().entry(header::HOST).or_insert(host);
-        }
-    }
+    let h2 = req.version() == Version::HTTP_2;
     *req.uri_mut() = uri;
-    let upgrade = (req.version() != Version::HTTP_2 && req.headers().contains_key(header::UPGRADE))
-        .then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade::on_request(&mut req);
     let client = if h2 { &ctx.clients.h2 } else { &ctx.clients.h1 };
     let mut rsp = match client.request(req).await {
         Ok(rsp) => rsp,
         Err(error) => {
             tracing::info!(target = %ctx.target, %error, "Application request failed");
             metrics.respond(0, None, "unreachable");
-            return proxy_error(StatusCode::BAD_GATEWAY, "application unreachable");
+            return http::proxy_error(StatusCode::BAD_GATEWAY, "application unreachable");
         }
     };
-    let grpc_status = rsp
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    metrics.respond(rsp.status().as_u16(), grpc_status, "");
-    if let Some(orig_proto) = orig_proto {
-        rsp.headers_mut().insert(L5D_ORIG_PROTO, orig_proto);
-    }
-    if rsp.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_upgrade) = upgrade
-    {
-        let app_upgrade = hyper::upgrade::on(&mut rsp);
-        tokio::spawn(async move {
-            match tokio::try_join!(client_upgrade, app_upgrade) {
-                Ok((client, app)) => {
-                    let (mut client, mut app) = (TokioIo::new(client), TokioIo::new(app));
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut app).await;
-                }
-                Err(error) => tracing::debug!(%error, "Upgrade failed"),
-            }
-        });
-    }
+    metrics.respond(rsp.status().as_u16(), http::grpc_status(&rsp), "");
+    orig_proto::annotate(&mut rsp, orig_proto);
+    upgrade::splice(client_upgrade, &mut rsp);
     rsp.map(Either::Left)
 }

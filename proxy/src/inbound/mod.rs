@@ -7,20 +7,21 @@
 //! time); a refused request gets `403` (gRPC: `PermissionDenied`). Other traffic is
 //! authorized once per connection, and a refused connection is closed.
 
+pub mod config;
 pub mod http;
 pub mod policy;
 pub mod watch;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::{
+    config::InboundConfig,
     policy::{self as authz, ClientTls, Protocol as ServerProtocol, ServerPolicy},
     watch::Policies,
 };
 use crate::{
-    app::config::InboundConfig,
     drain::Drain,
     metrics::{
         Labels, Metrics, TlsLabel,
@@ -116,73 +117,7 @@ impl Inbound {
         };
         match protocol {
             Protocol::Tls { sni: Some(sni) } if *sni == *self.local_name => {
-                let (mut tls, client_id) = match self.tls.accept(io).await {
-                    Ok(res) => res,
-                    Err(error) => {
-                        tracing::info!(%client_addr, %error, "TLS handshake failed");
-                        return;
-                    }
-                };
-                tracing::debug!(
-                    client_id = client_id.as_deref().unwrap_or(""),
-                    "Terminated mTLS"
-                );
-                let label = TlsLabel::Established {
-                    peer_id: client_id.clone(),
-                };
-                if tls.get_ref().1.alpn_protocol() == Some(transport_header::ALPN) {
-                    let header = match tokio::time::timeout(
-                        timeout,
-                        transport_header::Header::read(&mut tls),
-                    )
-                    .await
-                    {
-                        Ok(Ok(header)) => header,
-                        Ok(Err(error)) => {
-                            tracing::info!(%client_addr, %error, "Invalid transport header");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(%client_addr, "Transport header timed out");
-                            return;
-                        }
-                    };
-                    let target = SocketAddr::new(orig_dst.ip(), header.port);
-                    let protocol = match header.protocol {
-                        Some(transport_header::SessionProtocol::Http1) => Protocol::Http1,
-                        Some(transport_header::SessionProtocol::Http2) => Protocol::Http2,
-                        None => Protocol::Opaque,
-                    };
-                    let conn = Conn {
-                        client_addr,
-                        orig_dst: target,
-                        policy: self.policies.first(header.port).await,
-                    };
-                    let io = PrefixedIo::new(Default::default(), tls);
-                    let client_tls = ClientTls::Established(client_id);
-                    return self
-                        .authorize_and_forward(io, conn, client_tls, label, protocol)
-                        .await;
-                }
-                if direct {
-                    tracing::info!(%client_addr, "Closing a direct connection without a transport header");
-                    return;
-                }
-                let (inner, io) = match detect(tls, timeout).await {
-                    Ok(res) => res,
-                    Err(error) => {
-                        tracing::debug!(%error, "Connection failed during detection");
-                        return;
-                    }
-                };
-                self.authorize_and_forward(
-                    io,
-                    conn,
-                    ClientTls::Established(client_id),
-                    label,
-                    inner,
-                )
-                .await;
+                self.terminate_tls(io, conn, timeout, direct).await;
             }
             _ if direct => {
                 tracing::info!(%client_addr, "Closing a direct connection that is not mTLS for this proxy");
@@ -199,6 +134,87 @@ impl Inbound {
                     .await;
             }
         }
+    }
+
+    /// Terminates mTLS addressed to this proxy, then serves what it carries: the target a
+    /// transport header names, or (not on a direct connection) what detection finds inside.
+    async fn terminate_tls<T>(&self, io: T, conn: Conn, timeout: Duration, direct: bool)
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let client_addr = conn.client_addr;
+        let (tls, client_id) = match self.tls.accept(io).await {
+            Ok(res) => res,
+            Err(error) => {
+                tracing::info!(%client_addr, %error, "TLS handshake failed");
+                return;
+            }
+        };
+        tracing::debug!(
+            client_id = client_id.as_deref().unwrap_or(""),
+            "Terminated mTLS"
+        );
+        let label = TlsLabel::Established {
+            peer_id: client_id.clone(),
+        };
+        let client_tls = ClientTls::Established(client_id);
+        if tls.get_ref().1.alpn_protocol() == Some(transport_header::ALPN) {
+            return self
+                .serve_transport_header(tls, conn, client_tls, label, timeout)
+                .await;
+        }
+        if direct {
+            tracing::info!(%client_addr, "Closing a direct connection without a transport header");
+            return;
+        }
+        let (inner, io) = match detect(tls, timeout).await {
+            Ok(res) => res,
+            Err(error) => {
+                tracing::debug!(%error, "Connection failed during detection");
+                return;
+            }
+        };
+        self.authorize_and_forward(io, conn, client_tls, label, inner)
+            .await;
+    }
+
+    /// Reads the transport header on `tls` and serves the port and protocol it names.
+    async fn serve_transport_header<T>(
+        &self,
+        mut tls: T,
+        conn: Conn,
+        client_tls: ClientTls,
+        label: TlsLabel,
+        timeout: Duration,
+    ) where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let client_addr = conn.client_addr;
+        let header =
+            match tokio::time::timeout(timeout, transport_header::Header::read(&mut tls)).await {
+                Ok(Ok(header)) => header,
+                Ok(Err(error)) => {
+                    tracing::info!(%client_addr, %error, "Invalid transport header");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%client_addr, "Transport header timed out");
+                    return;
+                }
+            };
+        let protocol = match header.protocol {
+            Some(transport_header::SessionProtocol::Http1) => Protocol::Http1,
+            Some(transport_header::SessionProtocol::Http2) => Protocol::Http2,
+            None => Protocol::Opaque,
+        };
+        let conn = Conn {
+            client_addr,
+            orig_dst: SocketAddr::new(conn.orig_dst.ip(), header.port),
+            policy: self.policies.first(header.port).await,
+        };
+        let io = PrefixedIo::new(Default::default(), tls);
+        self.authorize_and_forward(io, conn, client_tls, label, protocol)
+            .await;
     }
 
     async fn authorize_and_forward<T>(
@@ -244,20 +260,8 @@ impl Inbound {
             self.metrics.authz.deny(false, &labels);
             return; // Dropping the connection closes it.
         }
-        let mut src = self.metrics.tcp.open("src", labels.clone());
-        let server = match forward::connect(orig_dst, self.config.connect_timeout).await {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::info!(%error, "Inbound target unreachable");
-                return;
-            }
-        };
-        let mut dst = self.metrics.tcp.open("dst", labels);
-        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
-            tracing::debug!(%error, "Inbound connection ended with an error");
-            src.set_error(&error);
-            dst.set_error(&error);
-        }
+        let connect = forward::connect(orig_dst, self.config.connect_timeout);
+        forward::forward(io, &self.metrics.tcp, labels, connect).await;
     }
 }
 

@@ -11,18 +11,19 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
+use tracing::Instrument;
 use trellis_api::linkerd2_proxy_api::inbound::{
     PortSpec, inbound_server_policies_client::InboundServerPoliciesClient,
 };
 
 use super::policy::ServerPolicy;
-use crate::{drain::Drain, tls};
+use crate::{
+    drain::Drain,
+    retry::{self, Next},
+    tls,
+};
 
-/// First retry delay after a failed watch.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a connection waits for its port's first policy before the default applies.
 pub const FIRST_POLICY_WAIT: Duration = Duration::from_secs(1);
 
@@ -126,18 +127,23 @@ impl Policies {
             tx,
         );
         let drain = controller.drain.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = task => {}
-                () = drain.signaled() => {}
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    () = task => {}
+                    () = drain.signaled() => {}
+                }
             }
-        });
+            .instrument(tracing::debug_span!("inbound_policy", port)),
+        );
         Some(rx)
     }
 }
 
+/// Follows `WatchPort` for `spec` into `tx`, resubscribing with backoff; a policy the
+/// proxy cannot use denies everything, and a rejected lookup keeps the current policy.
 async fn watch_port(
-    mut client: InboundServerPoliciesClient<Channel>,
+    client: InboundServerPoliciesClient<Channel>,
     spec: PortSpec,
     creds: Option<Arc<tls::Store>>,
     tx: Arc<watch::Sender<Option<Arc<ServerPolicy>>>>,
@@ -146,42 +152,29 @@ async fn watch_port(
         creds.certified().await;
     }
     let port = spec.port;
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        let status = match client.watch_port(spec.clone()).await {
-            Err(status) => status,
-            Ok(rsp) => {
-                let mut stream = rsp.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(server)) => {
-                            backoff = BACKOFF_MIN;
-                            let policy = ServerPolicy::try_from(server).unwrap_or_else(|error| {
-                                tracing::warn!(port, %error, "Controller sent an invalid policy; denying");
-                                super::policy::invalid()
-                            });
-                            tracing::debug!(
-                                port,
-                                server = policy.meta.name(),
-                                "Inbound policy updated"
-                            );
-                            tx.send_replace(Some(Arc::new(policy)));
-                        }
-                        Ok(None) => break tonic::Status::ok("stream ended"),
-                        Err(status) => break status,
-                    }
-                }
-            }
-        };
-        if matches!(
-            status.code(),
-            Code::InvalidArgument | Code::FailedPrecondition
-        ) {
-            tracing::warn!(port, %status, "Policy watch rejected; keeping the current policy");
-            return;
+    let open = || {
+        let (mut client, spec) = (client.clone(), spec.clone());
+        async move {
+            client
+                .watch_port(spec)
+                .await
+                .map(tonic::Response::into_inner)
         }
-        tracing::debug!(port, %status, ?backoff, "Policy watch ended; resubscribing");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
+    };
+    let on_update = |policy: Result<ServerPolicy, _>, _| {
+        let policy = policy.unwrap_or_else(|error| {
+            tracing::warn!(port, %error, "Controller sent an invalid policy; denying");
+            super::policy::invalid()
+        });
+        tracing::debug!(port, server = policy.meta.name(), "Inbound policy updated");
+        tx.send_replace(Some(Arc::new(policy)));
+    };
+    let on_end = |status: &tonic::Status| {
+        if retry::is_rejection(status) {
+            tracing::warn!(port, %status, "Policy watch rejected; keeping the current policy");
+            return Next::Stop;
+        }
+        Next::Retry
+    };
+    retry::follow("inbound policy", open, on_update, on_end).await;
 }

@@ -9,7 +9,7 @@ pub mod capabilities;
 
 use std::{io, net::IpAddr, process::Output};
 
-use trellis_api::well_known;
+use trellis_api::{ports::PortRange, well_known};
 
 /// Chain that redirects inbound traffic.
 pub const REDIRECT_CHAIN: &str = "PROXY_INIT_REDIRECT";
@@ -23,44 +23,12 @@ pub const MULTIPORT_MAX: usize = 15;
 pub const ALWAYS_IGNORED_INBOUND: [u16; 2] =
     [well_known::PROXY_CONTROL_PORT, well_known::PROXY_ADMIN_PORT];
 
-/// A port or an inclusive range of ports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PortRange {
-    /// First port.
-    pub lo: u16,
-    /// Last port.
-    pub hi: u16,
-}
-
-impl PortRange {
-    fn multiport(self) -> String {
-        if self.lo == self.hi {
-            self.lo.to_string()
-        } else {
-            format!("{}:{}", self.lo, self.hi)
-        }
-    }
-}
-
-impl std::str::FromStr for PortRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let port = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("{p:?} is not a port from 1 to 65535"))
-        };
-        let (lo, hi) = match s.split_once('-') {
-            Some((lo, hi)) => (port(lo)?, port(hi)?),
-            None => (port(s)?, port(s)?),
-        };
-        if lo > hi {
-            return Err(format!("range {s:?} is backwards"));
-        }
-        Ok(Self { lo, hi })
+/// A range as a `multiport` match writes it: `80` or `80:90`.
+fn multiport(range: PortRange) -> String {
+    if range.lo == range.hi {
+        range.lo.to_string()
+    } else {
+        format!("{}:{}", range.lo, range.hi)
     }
 }
 
@@ -124,17 +92,34 @@ pub enum Step {
     },
 }
 
-fn comment(name: &str) -> Vec<String> {
-    vec![
+/// A rule appended to `chain`: `rule`, then a comment `proxy-init/<comment>`.
+fn append(chain: &'static str, rule: &[&str], comment: &str) -> Step {
+    let mut rule: Vec<String> = rule.iter().map(|s| (*s).to_string()).collect();
+    rule.extend([
         "-m".into(),
         "comment".into(),
         "--comment".into(),
-        format!("{COMMENT_PREFIX}{name}"),
-    ]
+        format!("{COMMENT_PREFIX}{comment}"),
+    ]);
+    Step::Append(chain, rule)
 }
 
-fn args(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_string()).collect()
+/// The closing rule of `chain`, redirecting all TCP to `port`, and the jump to `chain`
+/// from the built-in chain `from`; `direction` is `incoming` or `outgoing`.
+fn redirect_all(chain: &'static str, from: &'static str, port: u16, direction: &str) -> [Step; 2] {
+    let port = port.to_string();
+    [
+        append(
+            chain,
+            &["-p", "tcp", "-j", "REDIRECT", "--to-port", &port],
+            &format!("redirect-all-{direction}-to-proxy-port-{port}"),
+        ),
+        Step::Jump {
+            from,
+            to: chain,
+            comment: format!("{COMMENT_PREFIX}install-proxy-init-{}", from.to_lowercase()),
+        },
+    ]
 }
 
 fn ignore_ports(chain: &'static str, ports: &[PortRange], what: &str) -> Vec<Step> {
@@ -146,21 +131,23 @@ fn ignore_ports(chain: &'static str, ports: &[PortRange], what: &str) -> Vec<Ste
         .map(|chunk| {
             let list = chunk
                 .iter()
-                .map(|p| p.multiport())
+                .map(|p| multiport(*p))
                 .collect::<Vec<_>>()
                 .join(",");
-            let mut rule = args(&[
-                "-p",
-                "tcp",
-                "-m",
-                "multiport",
-                "--dports",
-                &list,
-                "-j",
-                "RETURN",
-            ]);
-            rule.extend(comment(&format!("ignore-{what}-ports-{list}")));
-            Step::Append(chain, rule)
+            append(
+                chain,
+                &[
+                    "-p",
+                    "tcp",
+                    "-m",
+                    "multiport",
+                    "--dports",
+                    &list,
+                    "-j",
+                    "RETURN",
+                ],
+                &format!("ignore-{what}-ports-{list}"),
+            )
         })
         .collect()
 }
@@ -180,53 +167,51 @@ pub fn plan(options: &Options, family: Family) -> Vec<Step> {
             (IpAddr::V4(_), Family::V4) | (IpAddr::V6(_), Family::V6)
         );
         if matches_family {
-            let mut rule = args(&["-p", "tcp", "-s", &net.to_string(), "-j", "RETURN"]);
-            rule.extend(comment(&format!("ignore-subnet-{net}")));
-            steps.push(Step::Append(REDIRECT_CHAIN, rule));
+            steps.push(append(
+                REDIRECT_CHAIN,
+                &["-p", "tcp", "-s", &net.to_string(), "-j", "RETURN"],
+                &format!("ignore-subnet-{net}"),
+            ));
         }
     }
-    let port = options.inbound_port.to_string();
-    let mut redirect = args(&["-p", "tcp", "-j", "REDIRECT", "--to-port", &port]);
-    redirect.extend(comment(&format!(
-        "redirect-all-incoming-to-proxy-port-{port}"
-    )));
-    steps.push(Step::Append(REDIRECT_CHAIN, redirect));
-    steps.push(Step::Jump {
-        from: "PREROUTING",
-        to: REDIRECT_CHAIN,
-        comment: format!("{COMMENT_PREFIX}install-proxy-init-prerouting"),
-    });
+    steps.extend(redirect_all(
+        REDIRECT_CHAIN,
+        "PREROUTING",
+        options.inbound_port,
+        "incoming",
+    ));
 
     steps.push(Step::Chain(OUTPUT_CHAIN));
     let uid = options.proxy_uid.to_string();
-    let mut rule = args(&["-m", "owner", "--uid-owner", &uid, "-j", "RETURN"]);
-    rule.extend(comment(&format!("ignore-proxy-user-id-{uid}")));
-    steps.push(Step::Append(OUTPUT_CHAIN, rule));
+    steps.push(append(
+        OUTPUT_CHAIN,
+        &["-m", "owner", "--uid-owner", &uid, "-j", "RETURN"],
+        &format!("ignore-proxy-user-id-{uid}"),
+    ));
     if let Some(gid) = options.proxy_gid {
         let gid = gid.to_string();
-        let mut rule = args(&["-m", "owner", "--gid-owner", &gid, "-j", "RETURN"]);
-        rule.extend(comment(&format!("ignore-proxy-group-id-{gid}")));
-        steps.push(Step::Append(OUTPUT_CHAIN, rule));
+        steps.push(append(
+            OUTPUT_CHAIN,
+            &["-m", "owner", "--gid-owner", &gid, "-j", "RETURN"],
+            &format!("ignore-proxy-group-id-{gid}"),
+        ));
     }
-    let mut rule = args(&["-o", "lo", "-j", "RETURN"]);
-    rule.extend(comment("ignore-loopback"));
-    steps.push(Step::Append(OUTPUT_CHAIN, rule));
+    steps.push(append(
+        OUTPUT_CHAIN,
+        &["-o", "lo", "-j", "RETURN"],
+        "ignore-loopback",
+    ));
     steps.extend(ignore_ports(
         OUTPUT_CHAIN,
         &options.outbound_ports_to_ignore,
         "outbound",
     ));
-    let port = options.outbound_port.to_string();
-    let mut redirect = args(&["-p", "tcp", "-j", "REDIRECT", "--to-port", &port]);
-    redirect.extend(comment(&format!(
-        "redirect-all-outgoing-to-proxy-port-{port}"
-    )));
-    steps.push(Step::Append(OUTPUT_CHAIN, redirect));
-    steps.push(Step::Jump {
-        from: "OUTPUT",
-        to: OUTPUT_CHAIN,
-        comment: format!("{COMMENT_PREFIX}install-proxy-init-output"),
-    });
+    steps.extend(redirect_all(
+        OUTPUT_CHAIN,
+        "OUTPUT",
+        options.outbound_port,
+        "outgoing",
+    ));
     steps
 }
 
@@ -309,9 +294,11 @@ fn check(bin: &str, args: &[String], out: Output) -> Result<(), Error> {
 /// jumps are not duplicated, so applying twice leaves the same rules.
 pub fn apply(runner: &dyn Runner, bin: &str, steps: &[Step]) -> Result<(), Error> {
     let nat = |rest: &[&str]| -> Vec<String> {
-        let mut a = args(&["-w", "-t", "nat"]);
-        a.extend(rest.iter().map(|s| (*s).to_string()));
-        a
+        ["-w", "-t", "nat"]
+            .iter()
+            .chain(rest)
+            .map(|s| (*s).to_string())
+            .collect()
     };
     for step in steps {
         match step {

@@ -20,7 +20,9 @@ use tower::{
     util::BoxCloneSyncService,
 };
 
-use super::{discover::Endpoint, endpoint::EndpointSvc};
+use trellis_api::destination::Endpoint;
+
+use super::endpoint::EndpointSvc;
 use crate::{error::Error, metrics::Metrics, tls};
 
 /// Peak-EWMA's starting RTT estimate (the contract's `default_rtt`).

@@ -15,11 +15,12 @@ use std::{
 
 use parking_lot::Mutex;
 use tokio::{sync::watch, time::Instant};
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 use tracing::Instrument;
 use trellis_api::{
+    destination::{Endpoint, Update},
     linkerd2_proxy_api::{
-        destination::{self as wire, GetDestination, destination_client::DestinationClient},
+        destination::{GetDestination, destination_client::DestinationClient},
         outbound::outbound_policies_client::OutboundPoliciesClient,
     },
     outbound::AppProtocol,
@@ -30,7 +31,11 @@ use super::{
     policy::{self, PolicyState},
     profile::{self, ProfileState},
 };
-use crate::{drain::Drain, tls};
+use crate::{
+    drain::Drain,
+    retry::{self, Next},
+    tls,
+};
 
 #[cfg(test)]
 mod tests;
@@ -38,62 +43,6 @@ mod tests;
 /// How long a new target waits for the controller's first answers before it is resolved
 /// with what is known (nothing: the original destination).
 pub const PROFILE_TIMEOUT: Duration = Duration::from_secs(3);
-/// First retry delay after a failed stream.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
-/// One endpoint from discovery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Address.
-    pub addr: SocketAddr,
-    /// The peer proxy's identity; `None` means plaintext.
-    pub identity: Option<String>,
-    /// Whether HTTP/1 may be carried over HTTP/2 to this endpoint.
-    pub h2: bool,
-    /// Whether the endpoint's port is opaque.
-    pub opaque: bool,
-    /// The peer's inbound port, when opaque traffic must carry a transport header.
-    pub opaque_transport: Option<u16>,
-    /// Metric labels (exported as `dst_<key>`).
-    pub labels: BTreeMap<String, String>,
-}
-
-impl Endpoint {
-    /// Converts a wire endpoint, merging the set's labels; `None` without a valid address.
-    pub fn from_wire(
-        addr: wire::WeightedAddr,
-        set_labels: &HashMap<String, String>,
-    ) -> Option<Self> {
-        use wire::{protocol_hint::Protocol, tls_identity::Strategy};
-        let sock = SocketAddr::try_from(addr.addr?).ok()?;
-        let identity = addr.tls_identity.and_then(|t| match t.strategy? {
-            Strategy::DnsLikeIdentity(d) => Some(d.name),
-            Strategy::UriLikeIdentity(u) => t.server_name.map(|s| s.name).or(Some(u.uri)),
-        });
-        let (protocol, opaque_transport) = match addr.protocol_hint {
-            Some(h) => (
-                h.protocol,
-                h.opaque_transport
-                    .and_then(|t| u16::try_from(t.inbound_port).ok())
-                    .filter(|p| *p != 0),
-            ),
-            None => (None, None),
-        };
-        let mut labels: BTreeMap<String, String> = set_labels.clone().into_iter().collect();
-        labels.extend(addr.metric_labels);
-        Some(Self {
-            addr: sock,
-            identity: identity.filter(|i| !i.is_empty()),
-            h2: matches!(protocol, Some(Protocol::H2(_))),
-            opaque: matches!(protocol, Some(Protocol::Opaque(_))),
-            opaque_transport,
-            labels,
-        })
-    }
-}
-
 /// A watched endpoint set, keyed by address.
 pub type EndpointSet = Arc<BTreeMap<SocketAddr, Endpoint>>;
 
@@ -150,7 +99,7 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
         ProfileState::Known(p) => Some(p),
         _ => None,
     };
-    let opaque = profile.is_some_and(|p| p.opaque);
+    let opaque = profile.is_some_and(|p| p.opaque_protocol);
     match policy {
         PolicyState::Rejected => return Plan::Reject,
         PolicyState::Known(p) => {
@@ -174,11 +123,11 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
             opaque,
         };
     }
-    if profile.fqn.is_empty() {
+    if profile.fully_qualified_name.is_empty() {
         return Plan::Forward;
     }
     Plan::Balance {
-        path: format!("{}:{}", profile.fqn, target.port()),
+        path: format!("{}:{}", profile.fully_qualified_name, target.port()),
         protocol: if opaque {
             AppProtocol::Opaque
         } else {
@@ -242,8 +191,9 @@ impl Drop for Lease {
 struct Task(tokio::task::JoinHandle<()>);
 
 impl Task {
+    /// Spawns `fut` in the current span (the target's).
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self(tokio::spawn(fut))
+        Self(tokio::spawn(fut.in_current_span()))
     }
 }
 
@@ -390,11 +340,11 @@ async fn run_target(
         let mut policy = policies.borrow_and_update().clone();
         // A target the policy controller did not know may have become a Service: ask again.
         if let ProfileState::Known(p) = &profile
-            && p.fqn != last_fqn
+            && p.fully_qualified_name != last_fqn
         {
-            last_fqn = p.fqn.clone();
-            if !p.fqn.is_empty() && policy.is_absent() {
-                tracing::debug!(fqn = %p.fqn, "Target became a Service; asking for its policy again");
+            last_fqn = p.fully_qualified_name.clone();
+            if !last_fqn.is_empty() && policy.is_absent() {
+                tracing::debug!(fqn = %last_fqn, "Target became a Service; asking for its policy again");
                 policy_tx.send_replace(PolicyState::Pending);
                 policies.borrow_and_update();
                 policy = PolicyState::Pending;
@@ -479,72 +429,66 @@ fn resolution(
 /// Follows `Destination.Get` for `path`, resubscribing with backoff and keeping the last
 /// set while the controller is unreachable.
 async fn watch_endpoints(
-    mut client: DestinationClient<Channel>,
+    client: DestinationClient<Channel>,
     path: String,
     context_token: String,
     tx: watch::Sender<EndpointSet>,
 ) {
-    use wire::update::Update;
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        let req = GetDestination {
-            scheme: String::new(),
-            path: path.clone(),
-            context_token: context_token.clone(),
+    let req = GetDestination {
+        scheme: String::new(),
+        path: path.clone(),
+        context_token,
+    };
+    let open = || {
+        let (mut client, req) = (client.clone(), req.clone());
+        async move { client.get(req).await.map(tonic::Response::into_inner) }
+    };
+    let on_update = |update: Result<Update, _>, first: bool| {
+        // A resubscription starts from an empty set, applied at its first update.
+        let mut set = if first {
+            BTreeMap::new()
+        } else {
+            (**tx.borrow()).clone()
         };
-        let status =
-            match client.get(req).await {
-                Err(status) => status,
-                Ok(rsp) => {
-                    let mut stream = rsp.into_inner();
-                    // A resubscription starts from an empty set, applied at its first `add`.
-                    let mut fresh = true;
-                    loop {
-                        match stream.message().await {
-                            Ok(Some(update)) => {
-                                backoff = BACKOFF_MIN;
-                                let mut set = if fresh {
-                                    BTreeMap::new()
-                                } else {
-                                    (**tx.borrow()).clone()
-                                };
-                                fresh = false;
-                                match update.update {
-                                    Some(Update::Add(add)) => {
-                                        for ep in add.addrs.into_iter().filter_map(|a| {
-                                            Endpoint::from_wire(a, &add.metric_labels)
-                                        }) {
-                                            set.insert(ep.addr, ep);
-                                        }
-                                    }
-                                    Some(Update::Remove(rm)) => {
-                                        for addr in rm.addrs {
-                                            if let Ok(a) = SocketAddr::try_from(addr) {
-                                                set.remove(&a);
-                                            }
-                                        }
-                                    }
-                                    Some(Update::NoEndpoints(_)) => set.clear(),
-                                    None => continue,
-                                }
-                                tracing::debug!(%path, endpoints = set.len(), "Endpoints updated");
-                                tx.send_replace(Arc::new(set));
-                            }
-                            Ok(None) => break tonic::Status::ok("stream ended"),
-                            Err(status) => break status,
-                        }
-                    }
-                }
-            };
-        if matches!(
-            status.code(),
-            Code::InvalidArgument | Code::FailedPrecondition
-        ) {
-            tracing::warn!(%path, %status, "Endpoint watch rejected");
-            return;
+        match update {
+            Ok(update) => apply(&mut set, update),
+            Err(error) => {
+                tracing::debug!(%path, %error, "Ignoring an invalid endpoint update");
+                return;
+            }
         }
-        tracing::debug!(%path, %status, ?backoff, "Endpoint watch ended; resubscribing");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tracing::debug!(%path, endpoints = set.len(), "Endpoints updated");
+        tx.send_replace(Arc::new(set));
+    };
+    let on_end = |status: &tonic::Status| {
+        if retry::is_rejection(status) {
+            tracing::warn!(%path, %status, "Endpoint watch rejected");
+            return Next::Stop;
+        }
+        Next::Retry
+    };
+    retry::follow("endpoints", open, on_update, on_end).await;
+}
+
+/// Applies one `Get` update to an endpoint set; each endpoint carries its set's labels
+/// under its own.
+fn apply(set: &mut BTreeMap<SocketAddr, Endpoint>, update: Update) {
+    match update {
+        Update::Add {
+            set_labels,
+            endpoints,
+        } => {
+            for mut ep in endpoints {
+                let own = std::mem::replace(&mut ep.labels, set_labels.clone());
+                ep.labels.extend(own);
+                set.insert(ep.addr, ep);
+            }
+        }
+        Update::Remove(addrs) => {
+            for addr in addrs {
+                set.remove(&addr);
+            }
+        }
+        Update::NoEndpoints { .. } => set.clear(),
     }
 }

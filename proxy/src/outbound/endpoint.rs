@@ -8,15 +8,16 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderValue, Request, Response, Uri, Version, header};
+use ::http::{Request, Response};
 use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::discover::Endpoint;
+use trellis_api::destination::{Endpoint, ProtocolHint};
+
 use crate::{
     error::Error,
-    inbound::http::L5D_ORIG_PROTO,
+    http::{grpc_status, orig_proto, upgrade},
     metrics::{
         Labels, Metrics, TlsLabel,
         labels::{Direction, endpoint},
@@ -53,7 +54,7 @@ pub async fn connect_opaque(
     tls: &tls::client::Client,
     timeout: Duration,
 ) -> Result<BoxIo, Error> {
-    let (Some(inbound_port), Some(id)) = (ep.opaque_transport, &ep.identity) else {
+    let (Some(inbound_port), Some(id)) = (ep.opaque_transport_port, &ep.identity) else {
         return connect(ep, tls, timeout).await;
     };
     let addr = std::net::SocketAddr::new(ep.addr.ip(), inbound_port);
@@ -144,14 +145,7 @@ impl EndpointSvc {
     }
 
     async fn send(self, mut req: Request<Incoming>) -> Result<Response<Incoming>, Error> {
-        let orig_proto = match req.version() {
-            Version::HTTP_2 => None,
-            Version::HTTP_10 => Some("HTTP/1.0"),
-            _ => Some("HTTP/1.1"),
-        };
-        let upgrade =
-            req.version() != Version::HTTP_2 && req.headers().contains_key(header::UPGRADE);
-        if !self.ep.h2 || upgrade {
+        if self.ep.hint != ProtocolHint::H2 || upgrade::is_upgrade(&req) {
             // No HTTP/2 hint, or an HTTP/1 upgrade (which HTTP/2 cannot carry): one HTTP/1
             // connection for this request.
             let io = connect(&self.ep, &self.tls, self.connect_timeout).await?;
@@ -159,42 +153,11 @@ impl EndpointSvc {
             tokio::spawn(task.with_upgrades());
             return Ok(send.send_request(req).await?);
         }
-        if let Some(proto) = orig_proto {
-            // HTTP/2 needs an absolute URI (`:authority`), taken from Host.
-            if req.uri().authority().is_none()
-                && let Some(host) = req
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            {
-                let path = req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/");
-                if let Ok(uri) = Uri::try_from(format!("http://{host}{path}")) {
-                    *req.uri_mut() = uri;
-                }
-            }
-            req.headers_mut().remove(header::HOST);
-            req.headers_mut().remove(header::CONNECTION);
-            req.headers_mut().remove("keep-alive");
-            req.headers_mut().remove(header::TRANSFER_ENCODING);
-            req.headers_mut()
-                .insert(L5D_ORIG_PROTO, HeaderValue::from_static(proto));
-            *req.version_mut() = Version::HTTP_2;
-        }
+        let orig = orig_proto::upgrade(&mut req);
         let mut send = self.h2().await?;
         send.ready().await?;
         let mut rsp = send.send_request(req).await?;
-        rsp.headers_mut().remove(L5D_ORIG_PROTO);
-        if let Some(proto) = orig_proto {
-            *rsp.version_mut() = if proto == "HTTP/1.0" {
-                Version::HTTP_10
-            } else {
-                Version::HTTP_11
-            };
-        }
+        orig_proto::restore(&mut rsp, orig);
         Ok(rsp)
     }
 }
@@ -214,12 +177,7 @@ impl tower::Service<Request<Incoming>> for EndpointSvc {
             let metrics = svc.metrics.http.request((*svc.labels).clone());
             match svc.send(req).await {
                 Ok(rsp) => {
-                    let grpc = rsp
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok());
-                    metrics.respond(rsp.status().as_u16(), grpc, "");
+                    metrics.respond(rsp.status().as_u16(), grpc_status(&rsp), "");
                     Ok(rsp)
                 }
                 Err(error) => {

@@ -2,31 +2,18 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use ::http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::{Service, ServiceExt};
 
 use super::balance::Balancer;
-use crate::inbound::http::Body;
+use crate::http::{self, Body, L5D_DST_CANONICAL, proxy_error, upgrade};
 
 /// How long a request waits for an endpoint before it fails (the contract's queue
 /// `failfast_timeout`).
 pub const FAILFAST_TIMEOUT: Duration = Duration::from_secs(3);
-/// Header the peer uses for its own profile lookup.
-pub const L5D_DST_CANONICAL: &str = "l5d-dst-canonical";
-
-fn proxy_error(status: StatusCode, reason: &'static str) -> Response<Body> {
-    let mut rsp = Response::new(Either::Right(Full::new(Bytes::new())));
-    *rsp.status_mut() = status;
-    rsp.headers_mut().insert(
-        crate::http::L5D_PROXY_ERROR,
-        HeaderValue::from_static(reason),
-    );
-    rsp
-}
 
 async fn route(
     mut balancer: Balancer,
@@ -48,28 +35,10 @@ async fn route(
             );
         }
     };
-    let upgrade = (req.version() != http::Version::HTTP_2
-        && req.headers().contains_key(http::header::UPGRADE))
-    .then(|| hyper::upgrade::on(&mut req));
+    let app_upgrade = upgrade::on_request(&mut req);
     match ready.call(req).await {
         Ok(mut rsp) => {
-            if rsp.status() == StatusCode::SWITCHING_PROTOCOLS
-                && let Some(app_upgrade) = upgrade
-            {
-                let peer_upgrade = hyper::upgrade::on(&mut rsp);
-                tokio::spawn(async move {
-                    match tokio::try_join!(app_upgrade, peer_upgrade) {
-                        Ok((app, peer)) => {
-                            let (mut app, mut peer) = (
-                                hyper_util::rt::TokioIo::new(app),
-                                hyper_util::rt::TokioIo::new(peer),
-                            );
-                            let _ = tokio::io::copy_bidirectional(&mut app, &mut peer).await;
-                        }
-                        Err(error) => tracing::debug!(%error, "Upgrade failed"),
-                    }
-                });
-            }
+            upgrade::splice(app_upgrade, &mut rsp);
             rsp.map(Either::Left)
         }
         Err(error) => {
@@ -90,5 +59,5 @@ where
         let fut = route(balancer.clone(), name.clone(), req);
         async move { Ok::<_, std::convert::Infallible>(fut.await) }
     });
-    crate::http::serve(io, h2, svc, drain).await;
+    http::serve(io, h2, svc, drain).await;
 }

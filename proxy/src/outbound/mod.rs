@@ -7,6 +7,7 @@
 //! bytes; opaque, HTTP/1 and HTTP/2 targets (and forwarded ones) are served at once.
 
 pub mod balance;
+pub mod config;
 pub mod discover;
 pub mod endpoint;
 pub mod http;
@@ -18,15 +19,16 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 use bytes::Bytes;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
     sync::watch,
 };
 
 use self::{
     balance::EndpointFactory,
-    discover::{Endpoint, Resolution, Resolver},
+    config::OutboundConfig,
+    discover::{EndpointSet, Resolution, Resolver},
 };
 use crate::{
-    app::config::OutboundConfig,
     drain::Drain,
     metrics::{
         Metrics, TlsLabel,
@@ -34,7 +36,7 @@ use crate::{
     },
     transport::{Accepted, PrefixedIo, Protocol, detect, forward},
 };
-use trellis_api::outbound::AppProtocol;
+use trellis_api::{destination::Endpoint, outbound::AppProtocol};
 
 /// The outbound side's shared state.
 #[derive(Clone, Debug)]
@@ -87,24 +89,8 @@ impl Outbound {
             }
             None => (Resolution::Forward, None),
         };
-        let (protocol, io) = match resolution.protocol() {
-            AppProtocol::Detect => {
-                let detected = tokio::select! {
-                    res = detect(stream, self.config.detect_timeout) => res,
-                    () = self.drain.signaled() => return,
-                };
-                match detected {
-                    Ok(res) => res,
-                    Err(error) => {
-                        tracing::debug!(%error, "Connection failed during detection");
-                        return;
-                    }
-                }
-            }
-            // Known protocols, and targets that need none, skip detection.
-            AppProtocol::Http1 => (Protocol::Http1, PrefixedIo::new(Bytes::new(), stream)),
-            AppProtocol::Http2 => (Protocol::Http2, PrefixedIo::new(Bytes::new(), stream)),
-            AppProtocol::Opaque => (Protocol::Opaque, PrefixedIo::new(Bytes::new(), stream)),
+        let Some((protocol, io)) = self.protocol(stream, resolution.protocol()).await else {
+            return;
         };
         tracing::debug!(
             protocol = protocol.name(),
@@ -151,26 +137,58 @@ impl Outbound {
                 )
                 .await;
             }
-            _ => {
-                // Wait (failfast-bounded) for discovery's first endpoints.
-                let mut endpoints = endpoints;
-                let ep = match tokio::time::timeout(
-                    http::FAILFAST_TIMEOUT,
-                    endpoints.wait_for(|set| !set.is_empty()),
-                )
-                .await
-                {
-                    Ok(Ok(set)) => {
-                        let n = set.len();
-                        set.values().nth(rand::random_range(0..n)).cloned()
-                    }
-                    _ => None,
+            _ => self.opaque_to_any(io, &name, endpoints).await,
+        }
+    }
+
+    /// The connection's protocol: detected from the client's first bytes when the target
+    /// says `Detect` (`None` when detection fails or draining starts), else the known one.
+    async fn protocol(
+        &self,
+        stream: TcpStream,
+        known: AppProtocol,
+    ) -> Option<(Protocol, PrefixedIo<TcpStream>)> {
+        let protocol = match known {
+            AppProtocol::Detect => {
+                let detected = tokio::select! {
+                    res = detect(stream, self.config.detect_timeout) => res,
+                    () = self.drain.signaled() => return None,
                 };
-                match ep {
-                    Some(ep) => self.opaque_to_endpoint(io, &ep).await,
-                    None => tracing::info!(%name, "No endpoints; closing the connection"),
-                }
+                return detected
+                    .inspect_err(|error| {
+                        tracing::debug!(%error, "Connection failed during detection");
+                    })
+                    .ok();
             }
+            // Known protocols, and targets that need none, skip detection.
+            AppProtocol::Http1 => Protocol::Http1,
+            AppProtocol::Http2 => Protocol::Http2,
+            AppProtocol::Opaque => Protocol::Opaque,
+        };
+        Some((protocol, PrefixedIo::new(Bytes::new(), stream)))
+    }
+
+    /// Sends opaque traffic to one of `endpoints`, picked at random once discovery has any
+    /// (waiting at most the failfast timeout).
+    async fn opaque_to_any<T>(&self, io: T, name: &str, mut endpoints: watch::Receiver<EndpointSet>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ep = match tokio::time::timeout(
+            http::FAILFAST_TIMEOUT,
+            endpoints.wait_for(|set| !set.is_empty()),
+        )
+        .await
+        {
+            Ok(Ok(set)) => {
+                let n = set.len();
+                set.values().nth(rand::random_range(0..n)).cloned()
+            }
+            _ => None,
+        };
+        match ep {
+            Some(ep) => self.opaque_to_endpoint(io, &ep).await,
+            None => tracing::info!(%name, "No endpoints; closing the connection"),
         }
     }
 
@@ -178,26 +196,8 @@ impl Outbound {
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
-        let labels = endpoint::labels(ep);
-        let mut src = self.metrics.tcp.open("src", labels.clone());
-        let server = match endpoint::connect_opaque(
-            ep,
-            &self.factory.tls,
-            self.config.connect_timeout,
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::info!(addr = %ep.addr, %error, "Endpoint unreachable");
-                return;
-            }
-        };
-        let mut dst = self.metrics.tcp.open("dst", labels);
-        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
-            src.set_error(&error);
-            dst.set_error(&error);
-        }
+        let connect = endpoint::connect_opaque(ep, &self.factory.tls, self.config.connect_timeout);
+        forward::forward(io, &self.metrics.tcp, endpoint::labels(ep), connect).await;
     }
 
     async fn forward<T>(&self, io: T, orig_dst: SocketAddr)
@@ -210,19 +210,7 @@ impl Outbound {
             TlsLabel::NoIdentity("not_provided_by_service_discovery")
         };
         let labels = endpoint(Direction::Outbound, orig_dst, &tls, &[]);
-        let mut src = self.metrics.tcp.open("src", labels.clone());
-        let server = match forward::connect(orig_dst, self.config.connect_timeout).await {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::info!(%error, "Outbound target unreachable");
-                return;
-            }
-        };
-        let mut dst = self.metrics.tcp.open("dst", labels);
-        if let Err(error) = forward::proxy(io, &src, server, &dst).await {
-            tracing::debug!(%error, "Outbound connection ended with an error");
-            src.set_error(&error);
-            dst.set_error(&error);
-        }
+        let connect = forward::connect(orig_dst, self.config.connect_timeout);
+        forward::forward(io, &self.metrics.tcp, labels, connect).await;
     }
 }

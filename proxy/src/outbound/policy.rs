@@ -12,8 +12,10 @@ use trellis_api::{
     outbound::OutboundPolicy,
 };
 
-use super::discover::{BACKOFF_MAX, BACKOFF_MIN};
-use crate::tls;
+use crate::{
+    retry::{self, Next},
+    tls,
+};
 
 /// The policy of a target as known so far.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +45,7 @@ impl PolicyState {
 /// the last policy; a permanent answer (`NotFound`, `Unimplemented`, `InvalidArgument`,
 /// `FailedPrecondition`) ends the watch.
 pub async fn watch(
-    mut client: OutboundPoliciesClient<Channel>,
+    client: OutboundPoliciesClient<Channel>,
     target: SocketAddr,
     workload: String,
     creds: Option<Arc<tls::Store>>,
@@ -56,60 +58,53 @@ pub async fn watch(
         source_workload: workload,
         target: Some(traffic_spec::Target::Addr(TcpAddress::from(target))),
     };
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        let status = match client.watch(spec.clone()).await {
-            Err(status) => status,
-            Ok(rsp) => {
-                let mut stream = rsp.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(policy)) => {
-                            backoff = BACKOFF_MIN;
-                            let next = match OutboundPolicy::try_from(policy) {
-                                Ok(policy) => {
-                                    tracing::debug!(%target, backend = %policy.backend_path, protocol = ?policy.protocol, "Outbound policy updated");
-                                    PolicyState::Known(policy)
-                                }
-                                Err(error) => {
-                                    tracing::warn!(%target, %error, "Controller sent an unusable outbound policy; using the profile");
-                                    PolicyState::Invalid
-                                }
-                            };
-                            tx.send_if_modified(|state| {
-                                let changed = *state != next;
-                                *state = next;
-                                changed
-                            });
-                        }
-                        Ok(None) => break tonic::Status::ok("stream ended"),
-                        Err(status) => break status,
-                    }
-                }
+    let open = || {
+        let (mut client, spec) = (client.clone(), spec.clone());
+        async move { client.watch(spec).await.map(tonic::Response::into_inner) }
+    };
+    let on_update = |policy: Result<OutboundPolicy, _>, _| {
+        let next = match policy {
+            Ok(policy) => {
+                tracing::debug!(%target, backend = %policy.backend_path, protocol = ?policy.protocol, "Outbound policy updated");
+                PolicyState::Known(policy)
+            }
+            Err(error) => {
+                tracing::warn!(%target, %error, "Controller sent an unusable outbound policy; using the profile");
+                PolicyState::Invalid
             }
         };
-        match status.code() {
-            Code::NotFound | Code::Unimplemented => {
-                tracing::debug!(%target, %status, "No outbound policy; using the profile");
-                tx.send_replace(PolicyState::NotFound);
-                return;
-            }
-            Code::InvalidArgument | Code::FailedPrecondition => {
-                tracing::warn!(%target, %status, "Outbound policy lookup rejected; connections to the target fail");
-                tx.send_replace(PolicyState::Rejected);
-                return;
-            }
-            _ => {}
-        }
         tx.send_if_modified(|state| {
-            let first = *state == PolicyState::Pending;
-            if first {
-                *state = PolicyState::Unavailable;
-            }
-            first
+            let changed = *state != next;
+            *state = next;
+            changed
         });
-        tracing::debug!(%target, %status, ?backoff, "Outbound policy watch ended; resubscribing");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
+    };
+    let on_end = |status: &tonic::Status| match status.code() {
+        Code::NotFound | Code::Unimplemented => {
+            tracing::debug!(%target, %status, "No outbound policy; using the profile");
+            tx.send_replace(PolicyState::NotFound);
+            Next::Stop
+        }
+        Code::InvalidArgument | Code::FailedPrecondition => {
+            tracing::warn!(%target, %status, "Outbound policy lookup rejected; connections to the target fail");
+            tx.send_replace(PolicyState::Rejected);
+            Next::Stop
+        }
+        _ => {
+            mark_unavailable(&tx, &PolicyState::Pending, PolicyState::Unavailable);
+            Next::Retry
+        }
+    };
+    retry::follow("outbound policy", open, on_update, on_end).await;
+}
+
+/// Moves a watch that has had no answer yet (`pending`) to `unavailable`.
+pub fn mark_unavailable<T: PartialEq>(tx: &watch::Sender<T>, pending: &T, unavailable: T) {
+    tx.send_if_modified(|state| {
+        let first = state == pending;
+        if first {
+            *state = unavailable;
+        }
+        first
+    });
 }

@@ -1,45 +1,26 @@
 //! Outbound profiles: follows `GetProfile(ip:port)` for one target, failing static.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
-use tonic::{Code, transport::Channel};
-use trellis_api::linkerd2_proxy_api::destination::{
-    DestinationProfile, GetDestination, destination_client::DestinationClient,
+use tonic::transport::Channel;
+use trellis_api::{
+    destination::Profile,
+    linkerd2_proxy_api::destination::{GetDestination, destination_client::DestinationClient},
 };
 
-use super::discover::{BACKOFF_MAX, BACKOFF_MIN, Endpoint};
-use crate::tls;
+use super::policy::mark_unavailable;
+use crate::{
+    retry::{self, Next},
+    tls,
+};
 
 /// How long a rejected lookup (`InvalidArgument`, `FailedPrecondition`) stands before it is
 /// asked again, so a target that opted out can opt back in.
 pub const REJECTED_TTL: Duration = Duration::from_secs(30);
 
-/// What a profile says about a target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Profile {
-    /// The Service's FQDN without the trailing dot; empty when the target is not a Service.
-    pub fqn: String,
-    /// The target is opaque (wins over policy).
-    pub opaque: bool,
-    /// The one endpoint the target is (a pod IP).
-    pub endpoint: Option<Endpoint>,
-}
-
-impl From<DestinationProfile> for Profile {
-    fn from(p: DestinationProfile) -> Self {
-        Self {
-            fqn: p.fully_qualified_name.trim_end_matches('.').to_string(),
-            opaque: p.opaque_protocol,
-            endpoint: p
-                .endpoint
-                .and_then(|e| Endpoint::from_wire(e, &HashMap::new())),
-        }
-    }
-}
-
 /// The profile of a target as known so far.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ProfileState {
     /// No answer yet.
     Pending,
@@ -54,7 +35,7 @@ pub enum ProfileState {
 /// Follows `GetProfile` for `target` into `tx`, forever: resubscribes with backoff keeping
 /// the last profile, and asks again [`REJECTED_TTL`] after a rejection.
 pub async fn watch(
-    mut client: DestinationClient<Channel>,
+    client: DestinationClient<Channel>,
     target: SocketAddr,
     context_token: String,
     creds: Option<Arc<tls::Store>>,
@@ -63,54 +44,38 @@ pub async fn watch(
     if let Some(creds) = creds {
         creds.certified().await;
     }
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        let req = GetDestination {
-            scheme: String::new(),
-            path: target.to_string(),
-            context_token: context_token.clone(),
-        };
-        let status = match client.get_profile(req).await {
-            Err(status) => status,
-            Ok(rsp) => {
-                let mut stream = rsp.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(profile)) => {
-                            backoff = BACKOFF_MIN;
-                            let profile = Profile::from(profile);
-                            tracing::debug!(%target, fqn = %profile.fqn, opaque = profile.opaque, "Profile updated");
-                            tx.send_if_modified(|state| {
-                                let next = ProfileState::Known(profile);
-                                let changed = *state != next;
-                                *state = next;
-                                changed
-                            });
-                        }
-                        Ok(None) => break tonic::Status::ok("stream ended"),
-                        Err(status) => break status,
-                    }
-                }
-            }
-        };
-        if matches!(
-            status.code(),
-            Code::InvalidArgument | Code::FailedPrecondition
-        ) {
+    let req = GetDestination {
+        scheme: String::new(),
+        path: target.to_string(),
+        context_token,
+    };
+    let open = || {
+        let (mut client, req) = (client.clone(), req.clone());
+        async move {
+            client
+                .get_profile(req)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let on_update = |profile: Result<Profile, Infallible>, _| {
+        let Ok(profile) = profile;
+        tracing::debug!(%target, fqn = %profile.fully_qualified_name, opaque = profile.opaque_protocol, "Profile updated");
+        tx.send_if_modified(|state| {
+            let next = ProfileState::Known(profile);
+            let changed = *state != next;
+            *state = next;
+            changed
+        });
+    };
+    let on_end = |status: &tonic::Status| {
+        if retry::is_rejection(status) {
             tracing::debug!(%target, %status, "Profile lookup rejected; going on with no profile");
             tx.send_replace(ProfileState::Rejected);
-            tokio::time::sleep(REJECTED_TTL).await;
-            continue;
+            return Next::RetryAfter(REJECTED_TTL);
         }
-        tx.send_if_modified(|state| {
-            let first = *state == ProfileState::Pending;
-            if first {
-                *state = ProfileState::Unavailable;
-            }
-            first
-        });
-        tracing::debug!(%target, %status, ?backoff, "Profile watch ended; resubscribing");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
+        mark_unavailable(&tx, &ProfileState::Pending, ProfileState::Unavailable);
+        Next::Retry
+    };
+    retry::follow("profile", open, on_update, on_end).await;
 }

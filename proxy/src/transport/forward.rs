@@ -7,7 +7,10 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::metrics::tcp::{Counted, TcpConn};
+use crate::metrics::{
+    Labels,
+    tcp::{Counted, TcpConn, TcpMetrics},
+};
 
 /// Failure to reach a target.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +46,38 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, C
     }
 }
 
+/// Forwards `client` to the server that `connect` opens, counting both connections on
+/// `tcp` under `labels` (`peer="src"` for the client from the start, `peer="dst"` once the
+/// server is connected). Ends when both sides close; an I/O error is labelled on the close.
+pub async fn forward<C, S, E>(
+    client: C,
+    tcp: &TcpMetrics,
+    labels: Labels,
+    connect: impl Future<Output = Result<S, E>>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+    E: std::fmt::Display,
+{
+    let mut src = tcp.open("src", labels.clone());
+    let server = match connect.await {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::info!(%error, "Target unreachable");
+            return;
+        }
+    };
+    let mut dst = tcp.open("dst", labels);
+    if let Err(error) = copy(client, &src, server, &dst).await {
+        tracing::debug!(%error, "Forwarded connection ended with an error");
+        src.set_error(&error);
+        dst.set_error(&error);
+    }
+}
+
 /// Copies bytes both ways between `client` and `server` until both sides close, counting
 /// them on the two connections' metrics.
-pub async fn proxy<C, S>(client: C, src: &TcpConn, server: S, dst: &TcpConn) -> io::Result<()>
+async fn copy<C, S>(client: C, src: &TcpConn, server: S, dst: &TcpConn) -> io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
@@ -55,3 +87,6 @@ where
     tokio::io::copy_bidirectional(&mut client, &mut server).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,10 +3,11 @@
 //!
 //! Wire form: the preface `transport.l5d.io/v1\r\n\r\n`, a 4-byte big-endian length, then
 //! the protobuf message `Header{port = 1 (int32), name = 2 (string), protocol = 3
-//! (SessionProtocol{http1 = 1 | http2 = 2})}`, encoded here by hand.
+//! (SessionProtocol{http1 = 1 | http2 = 2})}`, encoded with prost.
 
 use std::io;
 
+use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The ALPN protocol that announces a transport header.
@@ -36,25 +37,44 @@ pub struct Header {
     pub protocol: Option<SessionProtocol>,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// The protobuf messages of the header, as Linkerd's `transport.l5d.io` proto defines them.
+mod wire {
+    /// `Header`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Header {
+        /// The target port.
+        #[prost(int32, tag = "1")]
+        pub(super) port: i32,
+        /// A gateway target name; empty for none.
+        #[prost(string, tag = "2")]
+        pub(super) name: String,
+        /// The session protocol; absent for opaque.
+        #[prost(message, optional, tag = "3")]
+        pub(super) session_protocol: Option<SessionProtocol>,
     }
-    out.push(v as u8);
-}
 
-fn get_varint(buf: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = buf.split_first()?;
-        *buf = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
+    /// `SessionProtocol`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct SessionProtocol {
+        /// Which protocol.
+        #[prost(oneof = "Kind", tags = "1, 2")]
+        pub(super) kind: Option<Kind>,
     }
-    None
+
+    /// `SessionProtocol.kind`.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub(super) enum Kind {
+        /// `http1 {}`.
+        #[prost(message, tag = "1")]
+        Http1(Empty),
+        /// `http2 {}`.
+        #[prost(message, tag = "2")]
+        Http2(Empty),
+    }
+
+    /// An empty message.
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub(super) struct Empty {}
 }
 
 fn invalid(msg: &str) -> io::Error {
@@ -67,74 +87,35 @@ fn invalid(msg: &str) -> io::Error {
 impl Header {
     /// The protobuf encoding of the message (without preface and length).
     pub fn encode_message(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.push(0x08);
-        put_varint(&mut out, u64::from(self.port));
-        if let Some(name) = &self.name {
-            out.push(0x12);
-            put_varint(&mut out, name.len() as u64);
-            out.extend_from_slice(name.as_bytes());
+        let kind = self.protocol.map(|p| match p {
+            SessionProtocol::Http1 => wire::Kind::Http1(wire::Empty {}),
+            SessionProtocol::Http2 => wire::Kind::Http2(wire::Empty {}),
+        });
+        wire::Header {
+            port: i32::from(self.port),
+            name: self.name.clone().unwrap_or_default(),
+            session_protocol: kind.map(|kind| wire::SessionProtocol { kind: Some(kind) }),
         }
-        if let Some(p) = self.protocol {
-            let field = match p {
-                SessionProtocol::Http1 => 0x0a,
-                SessionProtocol::Http2 => 0x12,
-            };
-            out.extend_from_slice(&[0x1a, 2, field, 0]);
-        }
-        out
+        .encode_to_vec()
     }
 
     /// Decodes the protobuf message, skipping unknown fields.
-    pub fn decode_message(mut buf: &[u8]) -> io::Result<Self> {
-        let mut header = Self {
-            port: 0,
-            name: None,
-            protocol: None,
+    pub fn decode_message(buf: &[u8]) -> io::Result<Self> {
+        let msg = wire::Header::decode(buf).map_err(|e| invalid(&e.to_string()))?;
+        let port = u16::try_from(msg.port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid("no port, or a port out of range"))?;
+        let protocol = match msg.session_protocol.and_then(|p| p.kind) {
+            Some(wire::Kind::Http1(_)) => Some(SessionProtocol::Http1),
+            Some(wire::Kind::Http2(_)) => Some(SessionProtocol::Http2),
+            None => None,
         };
-        while !buf.is_empty() {
-            let key = get_varint(&mut buf).ok_or_else(|| invalid("bad key"))?;
-            let (field, wire) = (key >> 3, key & 7);
-            match wire {
-                0 => {
-                    let v = get_varint(&mut buf).ok_or_else(|| invalid("bad varint"))?;
-                    if field == 1 {
-                        header.port = u16::try_from(v).map_err(|_| invalid("port out of range"))?;
-                    }
-                }
-                2 => {
-                    let len = get_varint(&mut buf).ok_or_else(|| invalid("bad length"))?;
-                    let len = usize::try_from(len).map_err(|_| invalid("bad length"))?;
-                    let value = buf.get(..len).ok_or_else(|| invalid("truncated"))?;
-                    buf = buf.get(len..).unwrap_or_default();
-                    match field {
-                        2 => {
-                            let name = std::str::from_utf8(value)
-                                .map_err(|_| invalid("name is not UTF-8"))?;
-                            header.name = (!name.is_empty()).then(|| name.to_string());
-                        }
-                        3 => {
-                            let mut inner = value;
-                            let key =
-                                get_varint(&mut inner).ok_or_else(|| invalid("bad protocol"))?;
-                            header.protocol = match key >> 3 {
-                                1 => Some(SessionProtocol::Http1),
-                                2 => Some(SessionProtocol::Http2),
-                                _ => None,
-                            };
-                        }
-                        _ => {}
-                    }
-                }
-                1 => buf = buf.get(8..).ok_or_else(|| invalid("truncated"))?,
-                5 => buf = buf.get(4..).ok_or_else(|| invalid("truncated"))?,
-                _ => return Err(invalid("unsupported wire type")),
-            }
-        }
-        if header.port == 0 {
-            return Err(invalid("no port"));
-        }
-        Ok(header)
+        Ok(Self {
+            port,
+            name: Some(msg.name).filter(|n| !n.is_empty()),
+            protocol,
+        })
     }
 
     /// Writes the preface, length and message to `io`.
@@ -165,50 +146,4 @@ impl Header {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn headers_roundtrip() {
-        for header in [
-            Header {
-                port: 8080,
-                name: None,
-                protocol: None,
-            },
-            Header {
-                port: 1,
-                name: Some("web.shop.svc.cluster.local".into()),
-                protocol: Some(SessionProtocol::Http1),
-            },
-            Header {
-                port: 65535,
-                name: None,
-                protocol: Some(SessionProtocol::Http2),
-            },
-        ] {
-            let mut buf = Vec::new();
-            header.write(&mut buf).await.unwrap();
-            assert!(buf.starts_with(PREFACE));
-            let read = Header::read(&mut buf.as_slice()).await.unwrap();
-            assert_eq!(read, header);
-        }
-    }
-
-    #[test]
-    fn known_encoding_and_bad_input() {
-        // port 4143, http2: field 1 varint, field 3 { field 2 {} }.
-        let h = Header {
-            port: 4143,
-            name: None,
-            protocol: Some(SessionProtocol::Http2),
-        };
-        assert_eq!(
-            h.encode_message(),
-            vec![0x08, 0xaf, 0x20, 0x1a, 0x02, 0x12, 0x00]
-        );
-        assert!(Header::decode_message(&[]).is_err());
-        assert!(Header::decode_message(&[0x08, 0xff, 0xff, 0x04]).is_err());
-        assert!(Header::decode_message(&[0x12, 0x05, b'a']).is_err());
-    }
-}
+mod tests;

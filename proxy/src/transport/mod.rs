@@ -1,5 +1,6 @@
 //! Transport: listeners, original destinations, prefixed I/O, protocol detection and TCP forwarding.
 
+pub mod control_addr;
 pub mod detect;
 pub mod forward;
 pub mod header;

@@ -198,23 +198,6 @@ pub fn settings(
         annotations,
         warnings: Vec::new(),
     };
-    let one_of = |allowed: &'static [&'static str]| {
-        move |v: &str| {
-            if allowed.contains(&v) {
-                Ok(v.to_string())
-            } else {
-                Err(format!("valid values are {}", allowed.join(", ")))
-            }
-        }
-    };
-    let not_empty = |v: &str| {
-        if v.is_empty() || v.chars().any(char::is_whitespace) {
-            Err("must be non-empty without whitespace".to_string())
-        } else {
-            Ok(v.to_string())
-        }
-    };
-
     let version = read.text(PROXY_VERSION, &config.proxy_version, &not_empty);
     let default_image = if annotations.contains_key(PROXY_VERSION) {
         config.proxy_image.with_tag(&version)
@@ -256,8 +239,32 @@ pub fn settings(
         |on| if on { "true" } else { "false" },
     );
     let mut warnings = read.warnings;
+    let resources = resource_overrides(config.resources.clone(), annotations, &mut warnings);
 
-    let mut resources = config.resources.clone();
+    let settings = ProxySettings {
+        image,
+        version,
+        image_pull_policy,
+        log_level,
+        log_format,
+        default_inbound_policy,
+        opaque_ports,
+        skip_inbound_ports,
+        skip_outbound_ports,
+        resources,
+        native_sidecar,
+        ingress: mode == InjectMode::Ingress,
+    };
+    (settings, warnings)
+}
+
+/// Applies the `config.trellis.dev/proxy-{cpu,memory}-{request,limit}` annotations to
+/// `resources`, warning about (and skipping) values that are not quantities.
+fn resource_overrides(
+    mut resources: Option<ResourceRequirements>,
+    annotations: &BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Option<ResourceRequirements> {
     for (key, section, resource) in [
         (PROXY_CPU_REQUEST, Section::Requests, "cpu"),
         (PROXY_CPU_LIMIT, Section::Limits, "cpu"),
@@ -281,28 +288,33 @@ pub fn settings(
         };
         map.insert(resource.to_string(), Quantity(value.to_string()));
     }
-
-    let settings = ProxySettings {
-        image,
-        version,
-        image_pull_policy,
-        log_level,
-        log_format,
-        default_inbound_policy,
-        opaque_ports,
-        skip_inbound_ports,
-        skip_outbound_ports,
-        resources,
-        native_sidecar,
-        ingress: mode == InjectMode::Ingress,
-    };
-    (settings, warnings)
+    resources
 }
 
 #[derive(Clone, Copy)]
 enum Section {
     Requests,
     Limits,
+}
+
+/// Accepts `value` when it is one of `allowed`.
+fn one_of(allowed: &'static [&'static str]) -> impl Fn(&str) -> Result<String, String> {
+    move |v: &str| {
+        if allowed.contains(&v) {
+            Ok(v.to_string())
+        } else {
+            Err(format!("valid values are {}", allowed.join(", ")))
+        }
+    }
+}
+
+/// Accepts a non-empty value without whitespace (an image or a tag).
+fn not_empty(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.chars().any(char::is_whitespace) {
+        Err("must be non-empty without whitespace".to_string())
+    } else {
+        Ok(v.to_string())
+    }
 }
 
 /// Normalizes a list of ports and inclusive ranges, like `25, 4000-4100`, to `25,4000-4100`.

@@ -279,7 +279,6 @@ pub fn exposed_ports_in(pod: &Pod, ranges: &str) -> String {
 
 /// The environment of the proxy container (contract section 11).
 pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> Vec<EnvVar> {
-    let controller = config.controller_identity();
     let mut env_vars = vec![
         field_env("_pod_name", "metadata.name"),
         field_env("_pod_ns", "metadata.namespace"),
@@ -287,6 +286,23 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
         field_env("_pod_nodeName", "spec.nodeName"),
         env("LOG", settings.log_level.as_str()),
         env("LOG_FORMAT", settings.log_format.clone()),
+    ];
+    env_vars.extend(discovery_env(config, settings));
+    env_vars.extend(listener_env(settings, pod));
+    env_vars.extend(identity_env(config));
+    if let Some(cores) = config.cores {
+        env_vars.push(env("CORES", cores.to_string()));
+    }
+    if settings.ingress {
+        env_vars.push(env("INGRESS_MODE", "true"));
+    }
+    env_vars
+}
+
+/// Where the proxy finds the destination and policy services, and who it is to them.
+fn discovery_env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar> {
+    let controller = config.controller_identity();
+    vec![
         env(
             "DESTINATION_SVC_ADDR",
             config.service_addr(DESTINATION_SERVICE, DESTINATION_PORT),
@@ -304,7 +320,7 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
             "POLICY_SVC_ADDR",
             config.service_addr(POLICY_SERVICE, POLICY_PORT),
         ),
-        env("POLICY_SVC_NAME", controller.clone()),
+        env("POLICY_SVC_NAME", controller),
         env(
             "POLICY_WORKLOAD",
             r#"{"ns":"$(_pod_ns)","pod":"$(_pod_name)"}"#,
@@ -314,6 +330,12 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
             "INBOUND_DEFAULT_POLICY",
             settings.default_inbound_policy.as_str(),
         ),
+    ]
+}
+
+/// The proxy's listeners and the application ports it serves.
+fn listener_env(settings: &ProxySettings, pod: &Pod) -> Vec<EnvVar> {
+    vec![
         env(
             "INBOUND_LISTEN_ADDR",
             format!("0.0.0.0:{PROXY_INBOUND_PORT}"),
@@ -332,6 +354,12 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
             "INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
             settings.opaque_ports.clone(),
         ),
+    ]
+}
+
+/// The proxy's identity: trust anchors, token, the identity service and its local name.
+fn identity_env(config: &InjectConfig) -> Vec<EnvVar> {
+    vec![
         env("IDENTITY_DIR", IDENTITY_DIR_PATH),
         env("IDENTITY_TRUST_ANCHORS", config.trust_anchors_pem.clone()),
         env(
@@ -342,7 +370,7 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
             "IDENTITY_SVC_ADDR",
             config.service_addr(IDENTITY_SERVICE, IDENTITY_PORT),
         ),
-        env("IDENTITY_SVC_NAME", controller),
+        env("IDENTITY_SVC_NAME", config.controller_identity()),
         env(
             "IDENTITY_LOCAL_NAME",
             format!(
@@ -350,14 +378,7 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
                 config.trust_domain
             ),
         ),
-    ];
-    if let Some(cores) = config.cores {
-        env_vars.push(env("CORES", cores.to_string()));
-    }
-    if settings.ingress {
-        env_vars.push(env("INGRESS_MODE", "true"));
-    }
-    env_vars
+    ]
 }
 
 fn http_probe(path: &str) -> Probe {

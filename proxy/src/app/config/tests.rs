@@ -1,3 +1,7 @@
+use std::net::IpAddr;
+
+use trellis_api::{ports, well_known};
+
 use super::*;
 use crate::test_util::{FAKE_ANCHORS_PEM, mk_env};
 
@@ -122,9 +126,28 @@ fn durations_take_every_unit_and_reject_others() {
     assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
     assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
     assert_eq!(parse_duration("365d"), Ok(Duration::from_secs(365 * 86400)));
-    for bad in ["10", "s", "1.5s", "-1s", "10sec", "99999999999999999999d"] {
+    // Go's grammar: fractions, compound values, small units and a bare zero.
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("300us"), Ok(Duration::from_micros(300)));
+    assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    for bad in [
+        "10",
+        "s",
+        "-1s",
+        "10sec",
+        "99999999999999999999d",
+        "1d12h",
+        "",
+        ".",
+        "+",
+        "1µs",
+        "1μs",
+        "é",
+    ] {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
+    assert!(parse_duration("-1s").unwrap_err().contains("negative"));
     let msg = err(&with(&[(ENV_INBOUND_DETECT_TIMEOUT, "10")]));
     assert!(
         msg.contains(ENV_INBOUND_DETECT_TIMEOUT) && msg.contains("unit"),
@@ -150,14 +173,14 @@ fn durations_take_every_unit_and_reject_others() {
 #[test]
 fn port_lists_take_ranges() {
     assert_eq!(
-        parse_ports("25, 3306,8000-8002")
+        ports::parse_set("25, 3306,8000-8002")
             .unwrap()
             .into_iter()
             .collect::<Vec<_>>(),
         vec![25, 3306, 8000, 8001, 8002]
     );
     for bad in ["0", "70000", "10-5", "a", "1-"] {
-        assert!(parse_ports(bad).is_err(), "{bad}");
+        assert!(ports::parse_set(bad).is_err(), "{bad}");
     }
     let config = parse(&with(&[
         (ENV_INBOUND_PORTS, "8080,9090"),
@@ -200,11 +223,18 @@ fn default_policy_names_are_checked() {
     ]))
     .unwrap();
     assert_eq!(config.cluster_networks.len(), 2);
-    assert!(config.cluster_networks[0].contains("10.1.2.3".parse().unwrap()));
-    assert!(!config.cluster_networks[0].contains("11.1.2.3".parse().unwrap()));
-    assert!(config.cluster_networks[1].contains("fd00::5".parse().unwrap()));
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(config.cluster_networks[0].contains(&ip("10.1.2.3")));
+    assert!(!config.cluster_networks[0].contains(&ip("11.1.2.3")));
+    assert!(config.cluster_networks[1].contains(&ip("fd00::5")));
     let msg = err(&with(&[(ENV_POLICY_CLUSTER_NETWORKS, "10.0.0.0/33")]));
     assert!(msg.contains(ENV_POLICY_CLUSTER_NETWORKS), "{msg}");
+    // A bare address is a network of one.
+    let config = parse(&with(&[(ENV_DESTINATION_PROFILE_NETWORKS, "10.1.2.3")])).unwrap();
+    assert_eq!(
+        config.profile_networks,
+        ["10.1.2.3/32".parse::<IpNet>().unwrap()]
+    );
 }
 
 #[test]

@@ -1,9 +1,11 @@
 use std::collections::BTreeMap;
 
-use trellis_api::outbound::{OutboundPolicy, ServiceRef};
+use trellis_api::{
+    destination::{Profile, ProtocolHint},
+    outbound::{OutboundPolicy, ServiceRef},
+};
 
 use super::*;
-use crate::outbound::profile::Profile;
 
 fn target() -> SocketAddr {
     "198.19.0.10:80".parse().unwrap()
@@ -11,9 +13,9 @@ fn target() -> SocketAddr {
 
 fn profile(fqn: &str, opaque: bool) -> ProfileState {
     ProfileState::Known(Profile {
-        fqn: fqn.into(),
-        opaque,
-        endpoint: None,
+        fully_qualified_name: fqn.into(),
+        opaque_protocol: opaque,
+        ..Profile::default()
     })
 }
 
@@ -88,16 +90,16 @@ fn without_a_policy_the_profile_decides() {
     }
     let endpoint = Endpoint {
         addr: "198.18.128.5:8080".parse().unwrap(),
+        weight: trellis_api::destination::DEFAULT_WEIGHT,
         identity: Some("web.shop.serviceaccount.identity.trellis.cluster.local".into()),
-        h2: true,
-        opaque: false,
-        opaque_transport: None,
+        hint: ProtocolHint::H2,
+        opaque_transport_port: None,
         labels: BTreeMap::new(),
     };
     let pod = ProfileState::Known(Profile {
-        fqn: String::new(),
-        opaque: true,
+        opaque_protocol: true,
         endpoint: Some(endpoint.clone()),
+        ..Profile::default()
     });
     assert_eq!(
         plan(target(), &pod, &PolicyState::NotFound),
@@ -132,4 +134,33 @@ fn only_detect_reads_before_choosing() {
     assert_eq!(res(AppProtocol::Http2).protocol(), AppProtocol::Http2);
     assert_eq!(res(AppProtocol::Detect).protocol(), AppProtocol::Detect);
     assert_eq!(Resolution::Forward.protocol(), AppProtocol::Opaque);
+}
+
+#[test]
+fn endpoints_carry_their_set_labels_under_their_own() {
+    let addr: SocketAddr = "198.18.128.5:8080".parse().unwrap();
+    let mut ep = Endpoint::plain(addr);
+    ep.labels.insert("pod".into(), "web-1".into());
+    ep.labels.insert("service".into(), "own".into());
+    let mut set = BTreeMap::new();
+    apply(
+        &mut set,
+        Update::Add {
+            set_labels: [
+                ("namespace".to_string(), "shop".to_string()),
+                ("service".to_string(), "web".to_string()),
+            ]
+            .into(),
+            endpoints: vec![ep],
+        },
+    );
+    let labels = &set[&addr].labels;
+    assert_eq!(labels["namespace"], "shop");
+    assert_eq!(labels["pod"], "web-1");
+    assert_eq!(labels["service"], "own");
+    apply(&mut set, Update::Remove(vec![addr]));
+    assert!(set.is_empty());
+    set.insert(addr, Endpoint::plain(addr));
+    apply(&mut set, Update::NoEndpoints { exists: true });
+    assert!(set.is_empty());
 }

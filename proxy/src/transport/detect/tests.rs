@@ -17,46 +17,29 @@ async fn detect_bytes(input: &[u8]) -> (Protocol, Vec<u8>) {
 }
 
 #[tokio::test]
-async fn http1_request_lines_are_http1() {
-    for req in [
-        &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
-        b"POST /x?y=1 HTTP/1.0\r\n\r\n",
-        b"GET / HTTP/1.1\n\n",
-        b"CONNECT example.com:443 HTTP/1.1\r\n\r\n",
-    ] {
-        let (protocol, replayed) = detect_bytes(req).await;
-        assert_eq!(
-            protocol,
-            Protocol::Http1,
-            "{:?}",
-            String::from_utf8_lossy(req)
-        );
-        assert_eq!(replayed, req, "detection must replay every byte it read");
-    }
-}
-
-#[tokio::test]
-async fn http2_preface_is_http2() {
-    let mut input = H2_PREFACE.to_vec();
-    input.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-    let (protocol, replayed) = detect_bytes(&input).await;
-    assert_eq!(protocol, Protocol::Http2);
-    assert_eq!(replayed, input);
-}
-
-#[tokio::test]
-async fn other_bytes_are_opaque() {
-    for input in [
-        &b"GET / HTTP/2.0\r\n"[..],
-        b"SSH-2.0-OpenSSH_9.6\r\n",
-        b"\x00\x01\x02binary",
-        b"GET /\r\n",
-        b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
-        b"\x16\x02\x00",
-    ] {
+async fn each_protocol_is_detected_and_every_byte_replayed() {
+    let mut h2 = H2_PREFACE.to_vec();
+    h2.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let cases: [(&[u8], Protocol); 11] = [
+        // HTTP/1 request lines.
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Protocol::Http1),
+        (b"POST /x?y=1 HTTP/1.0\r\n\r\n", Protocol::Http1),
+        (b"GET / HTTP/1.1\n\n", Protocol::Http1),
+        (b"CONNECT example.com:443 HTTP/1.1\r\n\r\n", Protocol::Http1),
+        // The HTTP/2 preface.
+        (&h2, Protocol::Http2),
+        // Anything else.
+        (b"GET / HTTP/2.0\r\n", Protocol::Opaque),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", Protocol::Opaque),
+        (b"\x00\x01\x02binary", Protocol::Opaque),
+        (b"GET /\r\n", Protocol::Opaque),
+        (b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", Protocol::Opaque),
+        (b"\x16\x02\x00", Protocol::Opaque),
+    ];
+    for (input, want) in cases {
         let (protocol, replayed) = detect_bytes(input).await;
-        assert_eq!(protocol, Protocol::Opaque, "{input:?}");
-        assert_eq!(replayed, input);
+        assert_eq!(protocol, want, "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(replayed, input, "detection must replay every byte it read");
     }
 }
 

@@ -1,0 +1,104 @@
+//! Control-plane watches: follow a gRPC stream, convert each message, and resubscribe with
+//! one exponential backoff when the stream ends.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tonic::Status;
+
+/// First retry delay after a failed stream.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Doubling delays from [`BACKOFF_MIN`] to [`BACKOFF_MAX`], reset by [`Backoff::reset`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// Starts over from [`BACKOFF_MIN`] (after a stream delivered a message).
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    /// The delay to wait now; the next one is twice as long, up to [`BACKOFF_MAX`].
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        delay
+    }
+}
+
+/// What a watch does when its stream ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Resubscribe after the backoff's next delay.
+    Retry,
+    /// Resubscribe after this delay, leaving the backoff as it is.
+    RetryAfter(Duration),
+    /// The answer is final: stop watching.
+    Stop,
+}
+
+/// Whether the controller refused the request itself (`InvalidArgument` or
+/// `FailedPrecondition`), so asking again the same way will not help.
+pub fn is_rejection(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+    )
+}
+
+/// Follows the stream `open` returns until `on_end` says [`Next::Stop`]: each message is
+/// converted to `T` and handed to `on_update` (with `true` for a subscription's first
+/// message); a message resets the backoff. A stream that ends cleanly counts as an `Ok`
+/// status.
+pub async fn follow<T, Rsp, S, Fut>(
+    kind: &'static str,
+    mut open: impl FnMut() -> Fut,
+    mut on_update: impl FnMut(Result<T, T::Error>, bool),
+    mut on_end: impl FnMut(&Status) -> Next,
+) where
+    T: TryFrom<Rsp>,
+    S: Stream<Item = Result<Rsp, Status>> + Unpin,
+    Fut: Future<Output = Result<S, Status>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        let status = match open().await {
+            Err(status) => status,
+            Ok(mut stream) => {
+                let mut first = true;
+                loop {
+                    match stream.next().await {
+                        Some(Ok(msg)) => {
+                            backoff.reset();
+                            on_update(T::try_from(msg), first);
+                            first = false;
+                        }
+                        None => break Status::ok("stream ended"),
+                        Some(Err(status)) => break status,
+                    }
+                }
+            }
+        };
+        let delay = match on_end(&status) {
+            Next::Stop => return,
+            Next::Retry => backoff.next_delay(),
+            Next::RetryAfter(delay) => delay,
+        };
+        tracing::debug!(watch = kind, %status, ?delay, "Watch ended; resubscribing");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;
