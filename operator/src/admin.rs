@@ -15,7 +15,16 @@ use parking_lot::RwLock;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::error::Error;
+/// Why the admin server cannot bind or serve.
+#[derive(Debug, thiserror::Error)]
+#[error("admin server on {addr}: {source}")]
+pub struct AdminError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The I/O error.
+    #[source]
+    pub source: std::io::Error,
+}
 
 /// The metrics registry every part of the process registers into and `/metrics` encodes.
 pub type SharedRegistry = Arc<RwLock<Registry>>;
@@ -120,10 +129,10 @@ impl AdminServer {
         addr: SocketAddr,
         registry: SharedRegistry,
         readiness: Readiness,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, AdminError> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::Admin { addr, source })?;
+            .map_err(|source| AdminError { addr, source })?;
         Ok(Self {
             listener,
             registry,
@@ -132,8 +141,8 @@ impl AdminServer {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.listener.local_addr().map_err(|source| Error::Admin {
+    pub fn local_addr(&self) -> Result<SocketAddr, AdminError> {
+        self.listener.local_addr().map_err(|source| AdminError {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })
@@ -143,13 +152,13 @@ impl AdminServer {
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), Error> {
+    ) -> Result<(), AdminError> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "Admin server listening");
         axum::serve(self.listener, router(self.registry, self.readiness))
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(|source| Error::Admin { addr, source })
+            .map_err(|source| AdminError { addr, source })
     }
 }
 

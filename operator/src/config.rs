@@ -284,35 +284,6 @@ impl Default for ControllerConfig {
     }
 }
 
-impl ControllerConfig {
-    /// The settings of the control plane's gRPC side.
-    pub fn control_plane(&self) -> crate::index::serve::ControlPlaneSettings {
-        crate::index::serve::ControlPlaneSettings {
-            identity_addr: self.identity_addr,
-            destination_addr: self.destination_addr,
-            policy_addr: self.policy_addr,
-            mesh_name: self.mesh_name.clone(),
-            namespace: self.control_plane_namespace.clone(),
-            cluster_domain: self.cluster_domain.clone(),
-            cluster_networks: self.cluster_networks.clone(),
-        }
-    }
-}
-
-impl ControllerConfig {
-    /// The settings of the admission webhooks.
-    pub fn webhooks(&self) -> crate::webhooks::WebhookSettings {
-        crate::webhooks::WebhookSettings {
-            addr: self.webhook_addr,
-            mesh_name: self.mesh_name.clone(),
-            namespace: self.control_plane_namespace.clone(),
-            image_repository: self.image_repository.clone(),
-            cluster_domain: self.cluster_domain.clone(),
-            cluster_networks: self.cluster_networks.clone(),
-        }
-    }
-}
-
 /// Settings of the `all-in-one` role: both roles' settings.
 #[derive(Debug, Clone, Args)]
 pub struct AllInOneConfig {
@@ -322,6 +293,11 @@ pub struct AllInOneConfig {
     /// Settings of the `controller` part.
     #[command(flatten)]
     pub controller: ControllerConfig,
+}
+
+/// The proxy image of `repository` at `version`: `<repository>/proxy:<version>`.
+pub fn proxy_image(repository: &str, version: &str) -> String {
+    format!("{repository}/proxy:{version}")
 }
 
 /// Parses a duration like `30s`, `500ms`, `2m` or `1h`.

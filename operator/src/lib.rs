@@ -1,23 +1,22 @@
 //! The Trellis operator and control plane.
 //!
-//! One binary, several roles: `operator` reconciles `Mesh` objects into the control plane,
-//! `controller` serves identity, destination, policy and webhooks, `all-in-one` runs both.
+//! One binary, several roles: `operator` runs the [`reconciler`], which reconciles `Mesh`
+//! objects into the control plane; `controller` runs the [`control_plane`], which serves
+//! identity (Certify), destination, policy and the admission webhooks; `all-in-one` runs
+//! both. The two sides never import each other: what both need about certificates lives in
+//! [`pki`], and this top level ([`run`], [`config`], [`admin`], [`telemetry`]) wires them.
 //! It may depend on every Trellis crate except `trellis-proxy`. Start reading at `main.rs`,
-//! then [`config`], [`run`] and [`controllers`].
+//! then [`config`], [`run`], [`reconciler`] and [`control_plane`].
 
 pub mod admin;
 pub mod config;
-pub mod controllers;
-pub mod destination;
+pub mod control_plane;
 pub mod error;
-pub mod identity;
-pub mod index;
-pub mod lease;
-pub mod policy;
-pub mod render;
-pub mod stream;
+pub mod pki;
+pub mod reconciler;
 pub mod telemetry;
-pub mod webhooks;
+#[cfg(test)]
+mod test_util;
 
 use kube::Client;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admin::{AdminServer, Readiness, SharedRegistry},
     config::{Config, ControllerConfig, Role},
+    control_plane::Controller,
     error::Error,
 };
 
@@ -41,14 +41,16 @@ pub async fn run(config: Config) -> Result<(), Error> {
         None | Some(Role::Version) => Ok(()),
         Some(Role::Operator(operator)) => {
             let client = Client::try_default().await.map_err(Error::Connect)?;
-            controllers::run(client, operator, &registry, &readiness, shutdown.clone()).await
+            reconciler::run(client, operator, &registry, &readiness, shutdown.clone())
+                .await
+                .map_err(Error::from)
         }
         Some(Role::Controller(controller)) => {
             run_controller(controller, &registry, &readiness, shutdown.clone()).await
         }
         Some(Role::AllInOne(all)) => {
             let client = Client::try_default().await.map_err(Error::Connect)?;
-            let operator = controllers::run(
+            let operator = reconciler::run(
                 client,
                 all.operator,
                 &registry,
@@ -58,7 +60,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             let controller =
                 run_controller(all.controller, &registry, &readiness, shutdown.clone());
             let (operator, controller) = tokio::join!(operator, controller);
-            operator.and(controller)
+            operator.map_err(Error::from).and(controller)
         }
     };
     shutdown.cancel();
@@ -71,8 +73,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
 
 /// Runs the `controller` role: the gRPC servers and webhooks of the control plane.
 ///
-/// The identity, destination and policy servers run from [`index::serve`], the admission
-/// webhooks from [`webhooks`]; see [`Controller`].
+/// The identity, destination and policy servers run from [`control_plane::serve`], the
+/// admission webhooks from [`control_plane::admission`]; see [`Controller`].
 pub async fn run_controller(
     config: ControllerConfig,
     registry: &SharedRegistry,
@@ -83,68 +85,8 @@ pub async fn run_controller(
     Controller::bind(config)
         .await?
         .run(client, registry, readiness, shutdown)
-        .await
-}
-
-/// The `controller` role with its webhook listener bound, so callers (tests) can learn the
-/// bound address before it serves.
-#[derive(Debug)]
-pub struct Controller {
-    config: ControllerConfig,
-    webhooks: webhooks::WebhookServer,
-}
-
-impl Controller {
-    /// Binds the webhook listener of `config` (port 0 picks a free port).
-    pub async fn bind(config: ControllerConfig) -> Result<Self, Error> {
-        let webhooks = webhooks::WebhookServer::bind(config.webhooks()).await?;
-        Ok(Self { config, webhooks })
-    }
-
-    /// The address the webhook listener is bound to.
-    pub fn webhook_addr(&self) -> std::net::SocketAddr {
-        self.webhooks.local_addr()
-    }
-
-    /// Serves the gRPC servers and the webhooks until `shutdown` (or until one fails, which
-    /// stops the others), then drains.
-    pub async fn run(
-        self,
-        client: Client,
-        registry: &SharedRegistry,
-        readiness: &Readiness,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
-        // Ready (in the Service's endpoints) only once proxies and the apiserver get real
-        // answers: every watched kind listed into the index, and the webhook certificate,
-        // Mesh and trust bundle loaded.
-        let index_ready = readiness.register("index");
-        let webhooks_ready = readiness.register("webhooks");
-        let control_plane = async {
-            let result = index::serve::run_control_plane(
-                client.clone(),
-                self.config.control_plane(),
-                registry,
-                index_ready,
-                shutdown.clone(),
-            )
-            .await;
-            shutdown.cancel();
-            result
-        };
-        let webhooks = async {
-            let result = self
-                .webhooks
-                .run(client.clone(), webhooks_ready, shutdown.clone())
-                .await;
-            shutdown.cancel();
-            result
-        };
-        let (control_plane, webhooks) = tokio::join!(control_plane, webhooks);
-        control_plane?;
-        webhooks?;
-        Ok(())
-    }
+        .await?;
+    Ok(())
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

@@ -30,12 +30,16 @@ use trellis_api::{
     well_known,
 };
 use trellis_operator::{
-    destination::{DestinationMetrics, DestinationService},
-    identity::{
-        IdentityMetrics, IdentityService, IdentitySettings, ServiceAccountRef, SharedIssuer,
-        TokenError, TokenReviewVerifier, TokenVerifier, tls::Transport,
+    control_plane::{
+        certify::{
+            IdentityMetrics, IdentityService, ServiceAccountRef, TokenError, TokenReviewVerifier,
+            TokenVerifier,
+        },
+        destination::{DestinationMetrics, DestinationService},
+        index::{ClusterSettings, Index, SharedIndex},
+        tls::Transport,
     },
-    index::{ClusterSettings, Index, SharedIndex},
+    pki::issuer::{IdentitySettings, SharedIssuer},
 };
 use trellis_tests::certs::{TestPki, proxy_csr};
 
@@ -130,7 +134,7 @@ async fn open_streams(
 async fn start_destination(index: SharedIndex, shutdown: &CancellationToken) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::destination::serve(
+    tokio::spawn(trellis_operator::control_plane::destination::serve(
         listener,
         DestinationService::new(index, DestinationMetrics::default()),
         Transport::Plaintext,
@@ -228,7 +232,7 @@ async fn fanout_apiserver(client: Client) -> (Histogram<u64>, Histogram<u64>) {
         .create(&PostParams::default(), &slice(&ns, "web-1", "web", &ips))
         .await
         .unwrap();
-    let index = trellis_operator::index::spawn(
+    let index = trellis_operator::control_plane::index::spawn(
         ClusterSettings::default(),
         client.clone(),
         shutdown.clone(),
@@ -323,7 +327,7 @@ impl TokenVerifier for Accept {
 
 /// Serves Certify on a dedicated one-thread runtime (one core) and returns its address.
 fn certify_server<V: TokenVerifier>(verifier: V, pki: &TestPki) -> SocketAddr {
-    let pem = trellis_operator::identity::IssuerPem {
+    let pem = trellis_operator::pki::issuer::IssuerPem {
         cert_chain: pki.issuer_cert_pem.clone(),
         key: pki.issuer_key_pem.clone(),
         trust_anchors: pki.anchor_pem.clone(),
@@ -341,7 +345,7 @@ fn certify_server<V: TokenVerifier>(verifier: V, pki: &TestPki) -> SocketAddr {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             let svc = IdentityService::new(issuer, verifier, rx, IdentityMetrics::default());
-            trellis_operator::identity::serve(
+            trellis_operator::control_plane::certify::serve(
                 listener,
                 svc,
                 Transport::Plaintext,

@@ -29,8 +29,7 @@ use trellis_crds::{
 use trellis_operator::{
     admin::{AdminServer, Readiness, SharedRegistry},
     config::OperatorConfig,
-    controllers,
-    error::Error,
+    reconciler::{self as controllers, error::Error},
 };
 
 use crate::{

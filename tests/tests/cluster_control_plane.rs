@@ -29,9 +29,12 @@ use trellis_api::{
     },
     well_known,
 };
-use trellis_operator::identity::{
-    IdentityMetrics, IdentityService, IdentitySettings, SharedIssuer, TokenReviewVerifier,
-    tls::Transport,
+use trellis_operator::{
+    control_plane::{
+        certify::{IdentityMetrics, IdentityService, TokenReviewVerifier},
+        tls::Transport,
+    },
+    pki::issuer::{IdentitySettings, SharedIssuer},
 };
 use trellis_tests::{
     DEFAULT_TIMEOUT,
@@ -104,7 +107,7 @@ async fn start_identity(
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::identity::serve(
+    tokio::spawn(trellis_operator::control_plane::certify::serve(
         listener,
         service,
         Transport::Plaintext,
@@ -245,20 +248,20 @@ async fn start_destination(
     shutdown: &CancellationToken,
 ) -> (
     DestinationClient<Channel>,
-    trellis_operator::index::SharedIndex,
+    trellis_operator::control_plane::index::SharedIndex,
 ) {
-    let index = trellis_operator::index::spawn(
-        trellis_operator::index::ClusterSettings::default(),
+    let index = trellis_operator::control_plane::index::spawn(
+        trellis_operator::control_plane::index::ClusterSettings::default(),
         client.clone(),
         shutdown.clone(),
     );
-    let service = trellis_operator::destination::DestinationService::new(
+    let service = trellis_operator::control_plane::destination::DestinationService::new(
         index.clone(),
-        trellis_operator::destination::DestinationMetrics::default(),
+        trellis_operator::control_plane::destination::DestinationMetrics::default(),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::destination::serve(
+    tokio::spawn(trellis_operator::control_plane::destination::serve(
         listener,
         service,
         Transport::Plaintext,
@@ -478,17 +481,17 @@ async fn watch_port_reflects_a_new_authorization_policy() {
         let _guard = shutdown.clone().drop_guard();
         k8s::install_crds(&client).await;
         apply_eventually(&client, &ns, POLICY_WEB).await;
-        let index = trellis_operator::index::spawn(
-            trellis_operator::index::ClusterSettings::default(),
+        let index = trellis_operator::control_plane::index::spawn(
+            trellis_operator::control_plane::index::ClusterSettings::default(),
             client.clone(),
             shutdown.clone(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(trellis_operator::policy::serve(
+        tokio::spawn(trellis_operator::control_plane::policy::serve(
             listener,
             index,
-            trellis_operator::policy::PolicyMetrics::default(),
+            trellis_operator::control_plane::policy::PolicyMetrics::default(),
             Transport::Plaintext,
             shutdown.clone(),
         ));

@@ -35,9 +35,9 @@ use tokio_util::sync::CancellationToken;
 use trellis_api::well_known;
 use trellis_crds::v1alpha1::mesh::Mesh;
 use trellis_operator::{
-    Controller,
     admin::{Readiness, SharedRegistry},
     config::ControllerConfig,
+    control_plane::Controller,
 };
 use trellis_tests::{
     DEFAULT_TIMEOUT,

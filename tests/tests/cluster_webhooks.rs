@@ -31,7 +31,7 @@ use trellis_crds::{
     settings::MeshSettings,
     v1alpha1::{mesh::MeshSpec, server::Server},
 };
-use trellis_operator::render::webhooks::{
+use trellis_operator::reconciler::render::webhook_configs::{
     NAMESPACE_NAME_LABEL, injector_namespace_selector, validator_namespace_selector,
 };
 use trellis_tests::{

@@ -23,14 +23,14 @@ use trellis_api::{
     well_known,
 };
 use trellis_operator::{
-    destination::{DestinationMetrics, DestinationService},
-    identity::{
-        IdentityMetrics, IdentityService, IdentitySettings, Issuer, IssuerPem, LeafLifetime,
-        ServiceAccountRef, SharedIssuer, TokenError, TokenVerifier,
+    control_plane::{
+        certify::{IdentityMetrics, IdentityService, ServiceAccountRef, TokenError, TokenVerifier},
+        destination::{DestinationMetrics, DestinationService},
+        index::{ClusterSettings, Index},
+        policy::PolicyMetrics,
         tls::{ControllerCredentials, Transport},
     },
-    index::{ClusterSettings, Index},
-    policy::PolicyMetrics,
+    pki::issuer::{IdentitySettings, Issuer, IssuerPem, LeafLifetime, SharedIssuer},
 };
 use trellis_tests::certs::{TestPki, dns_sans, proxy_csr, verify_chain};
 
@@ -85,7 +85,7 @@ fn client_config(pki: &TestPki, client: Option<&str>) -> Arc<ClientConfig> {
         Some(name) => {
             let issuer = Issuer::load(&issuer_pem(pki)).unwrap();
             let (key, csr) = proxy_csr(name);
-            let csr = trellis_operator::identity::csr::parse(&csr).unwrap();
+            let csr = trellis_operator::pki::csr::parse(&csr).unwrap();
             let leaf = issuer.sign(csr, name, &lifetime()).unwrap();
             let mut chain = vec![CertificateDer::from(leaf.leaf_der)];
             chain.extend(leaf.intermediates_der.into_iter().map(CertificateDer::from));
@@ -127,7 +127,7 @@ async fn destination_and_policy_require_a_mesh_certificate() {
 
     let dst_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dst_addr = dst_listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::destination::serve(
+    tokio::spawn(trellis_operator::control_plane::destination::serve(
         dst_listener,
         DestinationService::new(index.clone(), DestinationMetrics::default()),
         Transport::Tls(creds.clone()),
@@ -135,7 +135,7 @@ async fn destination_and_policy_require_a_mesh_certificate() {
     ));
     let pol_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pol_addr = pol_listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::policy::serve(
+    tokio::spawn(trellis_operator::control_plane::policy::serve(
         pol_listener,
         index,
         PolicyMetrics::default(),
@@ -239,7 +239,7 @@ async fn identity_presents_the_controller_certificate() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_settings, rx) = tokio::sync::watch::channel(IdentitySettings::default());
-    tokio::spawn(trellis_operator::identity::serve(
+    tokio::spawn(trellis_operator::control_plane::certify::serve(
         listener,
         IdentityService::new(issuer, RefuseAll, rx, IdentityMetrics::default()),
         Transport::Tls(creds),
@@ -287,7 +287,7 @@ async fn identity_presents_the_controller_certificate() {
 async fn plaintext_is_refused_off_loopback() {
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let err = trellis_operator::policy::serve(
+    let err = trellis_operator::control_plane::policy::serve(
         listener,
         Index::shared(ClusterSettings::default()),
         PolicyMetrics::default(),
@@ -308,7 +308,7 @@ async fn health_reports_the_services_serving() {
     let _guard = shutdown.clone().drop_guard();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::policy::serve(
+    tokio::spawn(trellis_operator::control_plane::policy::serve(
         listener,
         Index::shared(ClusterSettings::default()),
         PolicyMetrics::default(),

@@ -1,0 +1,132 @@
+//! Policy server: inbound (`GetPort` / `WatchPort`) and outbound (`Get` / `Watch`) policies.
+//!
+//! The servers know only [`DiscoverPolicy`]; the index implements it. Watches send the current
+//! policy at once and again whenever it changes.
+
+pub mod inbound;
+pub mod outbound;
+#[cfg(test)]
+mod tests;
+
+use crate::control_plane::stream::{BoxStream, StreamKind, StreamMetrics};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use trellis_api::{
+    inbound::{PortSpec, ServerPolicy},
+    linkerd2_proxy_api::{
+        inbound::inbound_server_policies_server as inbound_server,
+        outbound::outbound_policies_server as outbound_server,
+    },
+    outbound::{OutboundPolicy, TrafficSpec},
+};
+
+pub use self::{inbound::InboundPolicyService, outbound::OutboundPolicyService};
+use crate::control_plane::{
+    destination::LookupError,
+    tls::{ClientAuth, ServeError, Transport, serve_router},
+};
+
+/// Policy discovery, as the policy servers need it.
+pub trait DiscoverPolicy: Send + Sync + 'static {
+    /// A receiver that changes whenever anything a policy depends on changes.
+    fn changes(&self) -> watch::Receiver<u64>;
+    /// The inbound policy of a workload's port.
+    fn inbound(&self, spec: &PortSpec) -> Result<ServerPolicy, LookupError>;
+    /// The outbound policy of a target.
+    fn outbound(&self, spec: &TrafficSpec) -> Result<OutboundPolicy, LookupError>;
+}
+
+/// Policy server metrics (`policy_*`).
+pub type PolicyMetrics = StreamMetrics<Policy>;
+
+/// Names of the policy server's stream metrics.
+#[derive(Debug)]
+pub enum Policy {}
+
+impl StreamKind for Policy {
+    const PREFIX: &'static str = "policy";
+    const STREAMS_HELP: &'static str = "Open WatchPort and Watch streams";
+    const UPDATES_HELP: &'static str = "Policies sent on watches";
+}
+
+/// Streams `lookup()` now and whenever `discover` changes, sending only new values. A lookup
+/// error after the first message ends the stream with that status.
+fn watch_stream<D, T, W, F>(
+    discover: Arc<D>,
+    metrics: PolicyMetrics,
+    first: T,
+    lookup: F,
+) -> BoxStream<W>
+where
+    D: DiscoverPolicy,
+    T: PartialEq + Clone + Send + 'static + Into<W>,
+    W: Send + 'static,
+    F: Fn(&D) -> Result<T, LookupError> + Send + 'static,
+{
+    let mut changes = discover.changes();
+    let (tx, out) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let _guard = metrics.open();
+        changes.borrow_and_update();
+        let mut last = first.clone();
+        if tx.send(Ok(first.into())).await.is_err() {
+            return;
+        }
+        metrics.updates.inc();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+            changes.borrow_and_update();
+            match lookup(&discover) {
+                Ok(next) if next == last => {}
+                Ok(next) => {
+                    last = next.clone();
+                    if tx.send(Ok(next.into())).await.is_err() {
+                        return;
+                    }
+                    metrics.updates.inc();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(out))
+}
+
+/// Serves both policy services on `listener` until `shutdown`; over TLS, clients must present
+/// a mesh certificate.
+pub async fn serve<D: DiscoverPolicy>(
+    listener: tokio::net::TcpListener,
+    discover: D,
+    metrics: PolicyMetrics,
+    transport: Transport,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), ServeError> {
+    use tonic::server::NamedService;
+    let discover = Arc::new(discover);
+    let inbound = InboundPolicyService::new(discover.clone(), metrics.clone()).into_server();
+    let outbound = OutboundPolicyService::new(discover, metrics).into_server();
+    let names = [
+        inbound_server::InboundServerPoliciesServer::<InboundPolicyService<D>>::NAME,
+        outbound_server::OutboundPoliciesServer::<OutboundPolicyService<D>>::NAME,
+    ];
+    let router = tonic::transport::Server::builder()
+        .add_service(inbound)
+        .add_service(outbound);
+    serve_router(
+        router,
+        &names,
+        listener,
+        transport,
+        ClientAuth::RequireMeshIdentity,
+        shutdown,
+    )
+    .await
+}

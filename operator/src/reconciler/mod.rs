@@ -1,0 +1,369 @@
+//! The reconciler (the `operator` role): the Mesh and Namespace controllers, rendering and
+//! the Lease, with their shared context, metrics and per-object backoff. [`run`] waits for
+//! the Lease and then runs every controller (Meshes with their meshed-pod counts, and the
+//! namespace inject-label mirror) until shutdown.
+//!
+//! It never imports the control plane ([`crate::control_plane`]); both share [`crate::pki`].
+
+pub mod applier;
+pub mod error;
+pub mod lease;
+pub mod mesh;
+pub mod namespace;
+pub mod render;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use kube::{
+    Api, Client,
+    api::ListParams,
+    runtime::{
+        Controller,
+        controller::Config as ControllerConfig,
+        events::{Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use parking_lot::Mutex;
+use prometheus_client::metrics::{
+    counter::Counter,
+    family::Family,
+    gauge::Gauge,
+    histogram::{Histogram, exponential_buckets},
+};
+use tokio_util::sync::CancellationToken;
+use trellis_api::well_known::{FIELD_MANAGER, MANAGED_BY_LABEL};
+use trellis_crds::v1alpha1::mesh::Mesh;
+
+use self::{
+    error::Error,
+    lease::LeaseParams,
+    render::{Images, MESH_LABEL},
+};
+use crate::{
+    admin::{Readiness, SharedRegistry},
+    config::OperatorConfig,
+};
+
+/// Shortest retry delay after a failed reconcile.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(5);
+/// Longest retry delay after repeated failures.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Pause between two reconciles of one object caused by a burst of watch events.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// Labels of per-controller metrics.
+pub type ControllerLabels = Vec<(&'static str, String)>;
+
+/// Reconcile metrics, registered in the shared registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Reconciles by controller.
+    pub reconciles: Family<ControllerLabels, Counter>,
+    /// Failed reconciles by controller and error label.
+    pub errors: Family<ControllerLabels, Counter>,
+    /// Reconcile duration in seconds by controller.
+    pub duration: Family<ControllerLabels, Histogram>,
+    /// Certificate expiry (Unix seconds) by mesh and certificate.
+    pub cert_expiry: Family<ControllerLabels, Gauge>,
+    /// Component readiness (1 ready, 0 not) by mesh and component.
+    pub component_ready: Family<ControllerLabels, Gauge>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under `trellis_operator_*`.
+    pub fn register(registry: &SharedRegistry) -> Self {
+        let metrics = Self {
+            reconciles: Family::default(),
+            errors: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            cert_expiry: Family::default(),
+            component_ready: Family::default(),
+        };
+        let mut registry = registry.write();
+        let sub = registry.sub_registry_with_prefix("trellis_operator");
+        sub.register(
+            "reconciles",
+            "Reconciles started",
+            metrics.reconciles.clone(),
+        );
+        sub.register(
+            "reconcile_errors",
+            "Reconciles that failed",
+            metrics.errors.clone(),
+        );
+        sub.register(
+            "reconcile_duration_seconds",
+            "Time a reconcile took",
+            metrics.duration.clone(),
+        );
+        sub.register(
+            "certificate_expiry_timestamp_seconds",
+            "When a certificate the operator manages expires",
+            metrics.cert_expiry.clone(),
+        );
+        sub.register(
+            "component_ready",
+            "Whether a control-plane component is ready",
+            metrics.component_ready.clone(),
+        );
+        metrics
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Images to render.
+    pub images: Images,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Per-object retry delay, keyed by UID.
+    pub backoff: Mutex<HashMap<String, Duration>>,
+    /// Whether this replica holds the Lease; reconciles write only while it does.
+    pub leader: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("images", &self.images)
+            .field("leader", &self.is_leader())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// The next retry delay for `uid`, doubling from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
+    pub fn next_backoff(&self, uid: &str) -> Duration {
+        let mut map = self.backoff.lock();
+        let next = map
+            .get(uid)
+            .map(|d| (*d * 2).min(BACKOFF_MAX))
+            .unwrap_or(BACKOFF_MIN);
+        map.insert(uid.to_string(), next);
+        next
+    }
+
+    /// Counts a failed reconcile of `controller` and returns the retry delay of `uid`.
+    pub fn failed(&self, controller: &'static str, uid: &str, error: &Error) -> Duration {
+        self.metrics
+            .errors
+            .get_or_create(&vec![
+                ("controller", controller.to_string()),
+                ("error", error.metric_label().to_string()),
+            ])
+            .inc();
+        self.next_backoff(uid)
+    }
+
+    /// Forgets the retry delay of `uid` after a success.
+    pub fn reset_backoff(&self, uid: &str) {
+        self.backoff.lock().remove(uid);
+    }
+
+    /// Whether this replica may write.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+}
+
+/// Checks that the apiserver serves the Mesh kind; the error names the fix.
+pub async fn check_crds(client: &Client) -> Result<(), Error> {
+    let meshes: Api<Mesh> = Api::all(client.clone());
+    meshes
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::CrdsMissing {
+            kind: "meshes.trellis.dev",
+            source,
+        })
+}
+
+/// Runs the `operator` role: waits for the Lease, then reconciles until `shutdown` fires
+/// (returns `Ok`) or the Lease is lost (returns [`Error::LeaseLost`]).
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    registry: &SharedRegistry,
+    readiness: &Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    check_crds(&client).await?;
+    let metrics = Metrics::register(registry);
+    // Waiting replicas are healthy and ready: they serve nothing until they lead.
+    readiness.register("operator").set(true);
+    let holder = config.replica_name();
+    let params = LeaseParams {
+        name: config.lease_name.clone(),
+        namespace: config.lease_namespace.clone(),
+        holder: holder.clone(),
+        duration: config.lease_duration,
+        renew_interval: config.lease_renew_interval,
+    };
+    let Some(guard) = lease::acquire(client.clone(), params, shutdown.clone()).await? else {
+        return Ok(());
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        images: Images {
+            repository: config.image_repository.clone(),
+            prometheus: config.prometheus_image.clone(),
+            otel_collector: config.otel_collector_image.clone(),
+        },
+        metrics,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.to_string(),
+                instance: Some(holder),
+            },
+        ),
+        backoff: Mutex::default(),
+        leader: guard.subscribe(),
+    });
+    let stop = CancellationToken::new();
+    let mut meshes = watcher::Config::default();
+    if let Some(selector) = &config.mesh_selector {
+        meshes = meshes.labels(selector);
+    }
+    let controller = futures::future::join(
+        mesh_controller(
+            client.clone(),
+            ctx.clone(),
+            meshes,
+            config.concurrency,
+            stop.clone(),
+        ),
+        namespace_controller(client, ctx, stop.clone()),
+    );
+    let mut controller = std::pin::pin!(controller);
+    let (lost, finished) = tokio::select! {
+        _ = &mut controller => (false, true),
+        () = shutdown.cancelled() => (false, false),
+        () = guard.lost() => (true, false),
+    };
+    stop.cancel();
+    if !finished {
+        controller.await;
+    }
+    if lost {
+        return Err(Error::LeaseLost(config.lease_name));
+    }
+    guard.release().await;
+    Ok(())
+}
+
+/// Child watches select on this label.
+fn managed_selector() -> String {
+    format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1)
+}
+
+/// Maps a rendered child to its Mesh through the `trellis.dev/mesh` label.
+fn mesh_of<K: kube::Resource>(child: K) -> Option<ObjectRef<Mesh>> {
+    child
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MESH_LABEL))
+        .map(|name| ObjectRef::new(name))
+}
+
+/// Mirrors the `trellis.dev/inject` annotation of every namespace onto a label.
+fn namespace_controller(
+    client: Client,
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(namespace::reconcile, namespace::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(namespace = %obj.name, "Reconciled"),
+                Err(e) => tracing::debug!(error = %e, "Reconcile failed"),
+            }
+        })
+}
+
+fn mesh_controller(
+    client: Client,
+    ctx: Arc<Context>,
+    meshes_config: watcher::Config,
+    concurrency: u16,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    use k8s_openapi::api::{
+        admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        policy::v1::PodDisruptionBudget,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    };
+    let wc = || watcher::Config::default().labels(&managed_selector());
+    let meshes: Api<Mesh> = Api::all(client.clone());
+    let controller = Controller::new(meshes, meshes_config);
+    // Pods are not watched here: a pod event must not reconcile (render and apply) a Mesh.
+    // `keep_counts` watches them and writes only the counts (see its doc).
+    let counts = mesh::pods::keep_counts(
+        client.clone(),
+        ctx.clone(),
+        controller.store(),
+        stop.clone(),
+    );
+    let controller = controller
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(concurrency)
+                .debounce(DEBOUNCE),
+        )
+        .watches(Api::<Deployment>::all(client.clone()), wc(), mesh_of)
+        .watches(Api::<Service>::all(client.clone()), wc(), mesh_of)
+        .watches(Api::<ConfigMap>::all(client.clone()), wc(), mesh_of)
+        .watches(Api::<Secret>::all(client.clone()), wc(), mesh_of)
+        .watches(Api::<ServiceAccount>::all(client.clone()), wc(), mesh_of)
+        .watches(Api::<Role>::all(client.clone()), wc(), mesh_of)
+        .watches(Api::<RoleBinding>::all(client.clone()), wc(), mesh_of)
+        .watches(Api::<ClusterRole>::all(client.clone()), wc(), mesh_of)
+        .watches(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            wc(),
+            mesh_of,
+        )
+        .watches(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            wc(),
+            mesh_of,
+        )
+        .watches(
+            Api::<MutatingWebhookConfiguration>::all(client.clone()),
+            wc(),
+            mesh_of,
+        )
+        .watches(
+            Api::<ValidatingWebhookConfiguration>::all(client),
+            wc(),
+            mesh_of,
+        )
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(mesh::reconcile, mesh::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(mesh = %obj.name, "Reconciled"),
+                Err(e) => tracing::debug!(error = %e, "Reconcile failed"),
+            }
+        });
+    async move {
+        futures::future::join(controller, counts).await;
+    }
+}
