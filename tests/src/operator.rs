@@ -29,7 +29,7 @@ use trellis_crds::{
 use trellis_operator::{
     admin::{AdminServer, Readiness, SharedRegistry},
     config::OperatorConfig,
-    reconciler::{self as controllers, error::Error},
+    reconciler::{self, error::Error},
 };
 
 use crate::{
@@ -141,7 +141,7 @@ pub async fn start_operator(client: Client, config: OperatorConfig) -> Running {
     tokio::spawn(admin.serve(shutdown.clone().cancelled_owned()));
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
-        controllers::run(client, config, &registry, &readiness, token).await
+        reconciler::run(client, config, &registry, &readiness, token).await
     });
     Running {
         shutdown,
