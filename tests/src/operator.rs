@@ -140,9 +140,10 @@ pub async fn start_operator(client: Client, config: OperatorConfig) -> Running {
     let addr = admin.local_addr().unwrap();
     tokio::spawn(admin.serve(shutdown.clone().cancelled_owned()));
     let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        reconciler::run(client, config, &registry, &readiness, token).await
-    });
+    let task =
+        tokio::spawn(
+            async move { reconciler::run(client, config, &registry, &readiness, token).await },
+        );
     Running {
         shutdown,
         task,
