@@ -294,7 +294,13 @@ impl MeshNet {
                 "annotations": { "kwok.x-k8s.io/node": "fake" },
                 "labels": { "kubernetes.io/hostname": self.node, "type": "kwok" },
             },
-            "spec": { "podCIDR": NODE_POD_CIDR, "podCIDRs": [NODE_POD_CIDR] },
+            // Tainted so the scheduler keeps other tests' pods off it: they would get an
+            // address of the mesh's bridge. The mesh's own pods name the node directly.
+            "spec": {
+                "podCIDR": NODE_POD_CIDR,
+                "podCIDRs": [NODE_POD_CIDR],
+                "taints": [{ "key": "trellis.dev/mesh-net", "value": self.node, "effect": "NoSchedule" }],
+            },
         }))
         .unwrap();
         nodes.create(&PostParams::default(), &node).await.unwrap();
