@@ -181,6 +181,28 @@ pub fn dynamic_api(
     Ok((api, resource, caps))
 }
 
+/// A Deployment `web` of `replicas` pods labelled `app: web`, with one container port `http`
+/// (8080) and an image that never runs (kwok fakes the pods).
+pub fn web_deployment_yaml(replicas: u32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: example.invalid/web:1
+        ports: [{{name: http, containerPort: 8080}}]
+"#
+    )
+}
+
 /// A Server `web-http` for the `web` pods' port `http` that denies everyone but the clients of
 /// an AuthorizationPolicy requiring MeshTLSAuthentication `web-clients` with `identity`
 /// (`proxy_protocol` set when given, else detected).

@@ -181,6 +181,21 @@ impl Harness {
         (op, mesh)
     }
 
+    /// How many `K` (cluster-scoped) carry this Mesh's `trellis.dev/mesh` label.
+    pub async fn labelled<K>(&self) -> usize
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::all(self.client.clone());
+        let selector = ListParams::default().labels(&format!("trellis.dev/mesh={}", self.mesh));
+        api.list_metadata(&selector)
+            .await
+            .expect("list labelled objects")
+            .items
+            .len()
+    }
+
     /// Every Mesh.
     pub fn meshes(&self) -> Api<Mesh> {
         Api::all(self.client.clone())
@@ -346,6 +361,21 @@ where
 /// The default Mesh version.
 pub fn version() -> String {
     trellis_crds::v1alpha1::mesh::MeshSpec::default().version
+}
+
+/// [`with_mesh`] with one operator started and the sample Mesh Ready (see
+/// [`Harness::start_ready`]); `body` gets the Ready Mesh, and the operator stops after it.
+pub async fn with_ready_mesh<F, Fut>(name: &str, own_namespace: bool, body: F)
+where
+    F: FnOnce(Harness, Mesh) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    with_mesh(name, own_namespace, |h| async move {
+        let (op, mesh) = h.start_ready(json!({})).await;
+        body(h, mesh).await;
+        op.stop().await;
+    })
+    .await;
 }
 
 /// A pod kwok runs, labelled as the injector labels the pods of the control plane in

@@ -426,21 +426,8 @@ async fn destination_get_follows_a_scaled_deployment() {
     .await;
 }
 
-const POLICY_WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: example.invalid/web:1
-        ports: [{name: http, containerPort: 8080}]
----
+/// The Server of the web Deployment ([`k8s::web_deployment_yaml`]) in the policy tests.
+const POLICY_SERVER: &str = r#"
 apiVersion: policy.trellis.dev/v1alpha1
 kind: Server
 metadata: {name: web-http}
@@ -480,7 +467,8 @@ async fn watch_port_reflects_a_new_authorization_policy() {
         let shutdown = CancellationToken::new();
         let _guard = shutdown.clone().drop_guard();
         k8s::install_crds(&client).await;
-        apply_eventually(&client, &ns, POLICY_WEB).await;
+        let web = format!("{}---{POLICY_SERVER}", k8s::web_deployment_yaml(1));
+        apply_eventually(&client, &ns, &web).await;
         let index = trellis_operator::control_plane::index::spawn(
             trellis_operator::control_plane::index::ClusterSettings::default(),
             client.clone(),

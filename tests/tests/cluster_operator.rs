@@ -14,7 +14,7 @@ use k8s_openapi::api::{
     admissionregistration::v1::MutatingWebhookConfiguration,
     coordination::v1::Lease,
     core::v1::{Namespace, Pod, Secret},
-    rbac::v1::ClusterRole,
+    rbac::v1::{ClusterRole, ClusterRoleBinding},
 };
 use kube::{
     Api, Client, Config, ResourceExt,
@@ -37,7 +37,7 @@ use trellis_tests::{
     eventually,
     k8s::{self, FIELD_MANAGER},
     operator::{
-        RESTORE_TIMEOUT, TEST_MESH_LABEL, condition, histogram_quantile, image_of, operator_config,
+        RESTORE_TIMEOUT, TEST_MESH_LABEL, condition, histogram_quantile, image_of, with_ready_mesh, operator_config,
         start_operator, test_pod, version, with_mesh,
     },
 };
@@ -244,8 +244,7 @@ async fn sample_mesh_becomes_ready_and_drift_is_undone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_rolls_the_image_and_disabled_extensions_are_pruned() {
-    with_mesh("op-upgrade", false, |h| async move {
-        let (op, _) = h.start_ready(json!({})).await;
+    with_ready_mesh("op-upgrade", false, |h, _| async move {
         let anchor = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
 
         // Upgrade: the controller rolls to the new tag, status follows.
@@ -286,7 +285,6 @@ async fn upgrade_rolls_the_image_and_disabled_extensions_are_pruned() {
         let mesh = h.await_ready("0.2.0").await;
         let degraded = condition(&mesh, conditions::DEGRADED);
         assert_eq!(degraded.status, "False", "{}", degraded.message);
-        op.stop().await;
     })
     .await;
 }
@@ -298,9 +296,7 @@ async fn deleting_the_mesh_removes_what_it_created() {
         h.apply_mesh(json!({ "extensions": { "viz": { "enabled": true } } }))
             .await;
         h.await_ready(&version()).await;
-        let roles: Api<ClusterRole> = Api::all(h.client.clone());
-        let selector = ListParams::default().labels(&format!("trellis.dev/mesh={}", h.mesh));
-        assert_eq!(roles.list_metadata(&selector).await.unwrap().items.len(), 2);
+        assert_eq!(h.labelled::<ClusterRole>().await, 2);
 
         h.meshes()
             .delete(&h.mesh, &DeleteParams::background())
@@ -314,33 +310,9 @@ async fn deleting_the_mesh_removes_what_it_created() {
         })
         .await;
         // The finalizer ran before the Mesh went: cluster-scoped objects are already gone.
-        assert!(
-            roles
-                .list_metadata(&selector)
-                .await
-                .unwrap()
-                .items
-                .is_empty()
-        );
-        let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
-            Api::all(h.client.clone());
-        assert!(
-            bindings
-                .list_metadata(&selector)
-                .await
-                .unwrap()
-                .items
-                .is_empty()
-        );
-        let webhooks: Api<MutatingWebhookConfiguration> = Api::all(h.client.clone());
-        assert!(
-            webhooks
-                .list_metadata(&selector)
-                .await
-                .unwrap()
-                .items
-                .is_empty()
-        );
+        assert_eq!(h.labelled::<ClusterRole>().await, 0);
+        assert_eq!(h.labelled::<ClusterRoleBinding>().await, 0);
+        assert_eq!(h.labelled::<MutatingWebhookConfiguration>().await, 0);
         let namespaces: Api<Namespace> = Api::all(h.client.clone());
         let cp = namespaces.get_opt(&h.cp).await.unwrap();
         assert!(
@@ -355,8 +327,7 @@ async fn deleting_the_mesh_removes_what_it_created() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_issuer_secret_reports_degraded_and_keeps_the_running_mesh() {
-    with_mesh("op-degraded", false, |h| async move {
-        let (op, _) = h.start_ready(json!({})).await;
+    with_ready_mesh("op-degraded", false, |h, _| async move {
         let before = h.controller().await;
         let anchor_cert = h.secret_value(TRUST_ANCHOR_SECRET, TLS_CERT_KEY).await;
         let anchor_key = h.secret_value(TRUST_ANCHOR_SECRET, TLS_KEY_KEY).await;
@@ -493,7 +464,6 @@ async fn bad_issuer_secret_reports_degraded_and_keeps_the_running_mesh() {
         let mesh = h.await_ready(&version()).await;
         let degraded = condition(&mesh, conditions::DEGRADED);
         assert_eq!(degraded.status, "False", "{}", degraded.message);
-        op.stop().await;
     })
     .await;
 }
@@ -645,8 +615,7 @@ async fn install_manifests_give_the_operator_enough_rights() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issuer_inside_its_renewal_window_is_renewed_and_the_anchor_kept() {
-    with_mesh("op-renew", false, |h| async move {
-        let (op, mesh) = h.start_ready(json!({})).await;
+    with_ready_mesh("op-renew", false, |h, mesh| async move {
         let first_expiry = mesh
             .status
             .unwrap()
@@ -724,15 +693,13 @@ async fn an_issuer_inside_its_renewal_window_is_renewed_and_the_anchor_kept() {
             "{}",
             identity_healthy.message
         );
-        op.stop().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_mesh_for_the_same_namespace_is_refused_and_the_first_kept() {
-    with_mesh("op-conflict", false, |h| async move {
-        let (op, _) = h.start_ready(json!({})).await;
+    with_ready_mesh("op-conflict", false, |h, _| async move {
         let before = h.controller().await;
 
         let rival_name = format!("{}-rival", h.mesh);
@@ -788,7 +755,6 @@ async fn a_second_mesh_for_the_same_namespace_is_refused_and_the_first_kept() {
         .await;
         h.await_ready(&version()).await;
         assert_eq!(h.controller().await.uid(), before.uid());
-        op.stop().await;
     })
     .await;
 }

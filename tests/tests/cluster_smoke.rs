@@ -15,7 +15,7 @@ use kube::{
 use trellis_api::well_known::IDENTITY_TOKEN_AUDIENCE;
 use trellis_tests::{
     DEFAULT_TIMEOUT, eventually,
-    k8s::{apply_yaml, await_object, with_temp_ns},
+    k8s::{apply_yaml, await_object, web_deployment_yaml, with_temp_ns},
 };
 
 #[tokio::test]
@@ -31,21 +31,8 @@ async fn namespace_is_created_active_with_default_service_account() {
     .await;
 }
 
-const WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: example.invalid/web:1
-        ports: [{name: http, containerPort: 8080}]
----
+/// The web Service, beside [`web_deployment_yaml`].
+const WEB_SERVICE: &str = r#"
 apiVersion: v1
 kind: Service
 metadata: {name: web}
@@ -57,7 +44,8 @@ spec:
 #[tokio::test]
 async fn deployment_becomes_available_and_service_gets_endpoint_slice() {
     with_temp_ns("smoke-deploy", |client, ns| async move {
-        apply_yaml(&client, Some(&ns), WEB).await.unwrap();
+        let web = format!("{}---{WEB_SERVICE}", web_deployment_yaml(2));
+        apply_yaml(&client, Some(&ns), &web).await.unwrap();
 
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         await_object(&deployments, "web", DEFAULT_TIMEOUT, |d| {
