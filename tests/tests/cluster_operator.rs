@@ -37,8 +37,8 @@ use trellis_tests::{
     eventually,
     k8s::{self, FIELD_MANAGER},
     operator::{
-        RESTORE_TIMEOUT, TEST_MESH_LABEL, condition, histogram_quantile, image_of, with_ready_mesh, operator_config,
-        start_operator, test_pod, version, with_mesh,
+        RESTORE_TIMEOUT, TEST_MESH_LABEL, condition, histogram_quantile, image_of, operator_config,
+        start_operator, test_pod, version, with_mesh, with_ready_mesh,
     },
 };
 
