@@ -21,7 +21,10 @@ use kube::{
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 use trellis_api::well_known;
-use trellis_crds::v1alpha1::mesh::{Mesh, MeshSpec};
+use trellis_crds::{
+    settings::{MeshSettings, error::Error as SettingsError},
+    v1alpha1::mesh::{Mesh, MeshSpec},
+};
 use trellis_webhooks::{
     State,
     inject::template::{InjectConfig, native_sidecar_supported, trust_anchors_valid},
@@ -162,7 +165,8 @@ struct Followed {
     client: Client,
     /// Whether the cluster runs native sidecars.
     native_sidecar: bool,
-    mesh: Option<MeshSpec>,
+    /// The last valid Mesh settings.
+    mesh: Option<MeshSettings>,
     /// The last valid PEM trust bundle; `None` until one is loaded.
     trust_bundle: Option<String>,
     certs: Option<Arc<CertResolver>>,
@@ -183,17 +187,10 @@ impl Followed {
         }
     }
 
-    /// The injector's settings, or `None` (with a warning) when the Mesh spec is invalid.
-    fn inject_config(&self, mesh: &MeshSpec, trust_bundle: &str) -> Option<InjectConfig> {
-        let settings = match trellis_crds::settings::MeshSettings::try_from(mesh) {
-            Ok(settings) => settings,
-            Err(error) => {
-                tracing::warn!(%error, "Mesh spec invalid; keeping the current injection settings");
-                return None;
-            }
-        };
+    /// The injector's settings for `mesh` and `trust_bundle`.
+    fn inject_config(&self, mesh: &MeshSettings, trust_bundle: &str) -> InjectConfig {
         let mut config =
-            InjectConfig::from_settings(&settings, &self.settings.image_repository, trust_bundle);
+            InjectConfig::from_settings(mesh, &self.settings.image_repository, trust_bundle);
         config.native_sidecar = self.native_sidecar;
         config.cluster_domain = self.settings.cluster_domain.clone();
         if !self.settings.cluster_networks.is_empty() {
@@ -205,7 +202,7 @@ impl Followed {
                 .collect::<Vec<_>>()
                 .join(",");
         }
-        Some(config)
+        config
     }
 
     /// Applies the current Mesh and trust bundle to the state, creating it the first time
@@ -214,9 +211,7 @@ impl Followed {
         let (Some(mesh), Some(bundle)) = (&self.mesh, &self.trust_bundle) else {
             return;
         };
-        let Some(config) = self.inject_config(mesh, bundle) else {
-            return;
-        };
+        let config = self.inject_config(mesh, bundle);
         match &self.state {
             Some(state) => state.set_inject_config(config),
             None => self.state = Some(State::with_client(config, self.client.clone())),
@@ -270,9 +265,12 @@ impl Followed {
         }
     }
 
-    fn apply_mesh(&mut self, mesh: MeshSpec) {
-        self.mesh = Some(mesh);
+    /// Checks `mesh` once and applies it; an invalid spec keeps the current injection
+    /// settings and is returned.
+    fn apply_mesh(&mut self, mesh: &MeshSpec) -> Result<(), SettingsError> {
+        self.mesh = Some(MeshSettings::try_from(mesh)?);
         self.apply_inject_config();
+        Ok(())
     }
 
     fn ready(&self) -> Ready {
@@ -360,10 +358,14 @@ async fn follow(
                 Err(error) => tracing::warn!(%namespace, %error, "Trust-roots ConfigMap watch failed"),
             },
             Some(next) = meshes.next() => match next {
-                Ok(mesh) => {
-                    followed.apply_mesh(mesh.spec);
-                    tracing::info!(mesh = %mesh_name, "Injection settings applied");
-                }
+                Ok(mesh) => match followed.apply_mesh(&mesh.spec) {
+                    Ok(()) => tracing::info!(mesh = %mesh_name, "Injection settings applied"),
+                    Err(error) => tracing::warn!(
+                        mesh = %mesh_name,
+                        %error,
+                        "Mesh spec invalid; keeping the current injection settings"
+                    ),
+                },
                 Err(error) => tracing::warn!(mesh = %mesh_name, %error, "Mesh watch failed"),
             },
             else => return,

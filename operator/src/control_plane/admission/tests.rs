@@ -67,7 +67,9 @@ fn anchor() -> String {
 async fn ready_only_once_a_pem_trust_bundle_is_loaded() {
     let mut followed = Followed::new(settings(), offline_client(), true);
     followed.apply_tls_secret(&tls_secret());
-    followed.apply_mesh(MeshSpec::default());
+    followed
+        .apply_mesh(&MeshSpec::default())
+        .expect("the default spec is valid");
     assert!(
         followed.ready().is_none(),
         "a certificate and the Mesh are not enough: pods would get no trust anchors"
@@ -108,7 +110,9 @@ async fn ready_only_once_a_pem_trust_bundle_is_loaded() {
 async fn regular_sidecar_where_the_cluster_has_no_native_sidecars() {
     let mut followed = Followed::new(settings(), offline_client(), false);
     followed.apply_trust_roots(&trust_roots(Some(&anchor())));
-    followed.apply_mesh(MeshSpec::default());
+    followed
+        .apply_mesh(&MeshSpec::default())
+        .expect("the default spec is valid");
     followed.apply_tls_secret(&tls_secret());
     let (_, state) = followed.ready().expect("ready");
     assert!(!state.inject_config().native_sidecar);
