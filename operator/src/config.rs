@@ -295,28 +295,9 @@ pub struct AllInOneConfig {
     pub controller: ControllerConfig,
 }
 
-/// The proxy image of `repository` at `version`: `<repository>/proxy:<version>`.
-pub fn proxy_image(repository: &str, version: &str) -> String {
-    format!("{repository}/proxy:{version}")
-}
-
-/// Parses a duration like `30s`, `500ms`, `2m` or `1h`.
+/// Parses a duration in Go's syntax (`30s`, `500ms`, `1h30m`), the grammar of the CRDs.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{value:?} has no unit: write it like 30s, 500ms, 2m or 1h"))?;
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{value:?} does not start with a number, like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
-        "h" => Ok(Duration::from_secs(number * 3600)),
-        _ => Err(format!("{value:?} has unit {unit:?}; use ms, s, m or h")),
-    }
+    trellis_crds::common::duration::parse_go(value.trim()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

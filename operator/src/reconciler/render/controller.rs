@@ -123,7 +123,10 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
         )?;
     }
     let replicas = replicas(input);
-    let image = input.images.controller(&input.settings.version);
+    let image = input
+        .settings
+        .controller_image(&input.images.repository)
+        .to_string();
     push::<Deployment>(plan, input, deployment(input, replicas, &image)?)?;
     if input.settings.control_plane.high_availability {
         push::<PodDisruptionBudget>(
@@ -189,7 +192,7 @@ fn proxy_defaults(input: &RenderInput<'_>) -> Result<Value, Error> {
     });
     let defaults = json!({
         "version": input.settings.version,
-        "image": proxy.image.as_ref().map_or_else(|| input.images.proxy(&input.settings.version), ToString::to_string),
+        "image": input.settings.proxy_image(&input.images.repository).to_string(),
         "imagePullPolicy": encode("imagePullPolicy", serde_json::to_value(proxy.image_pull_policy))?,
         "resources": encode("resources", serde_json::to_value(&proxy.resources))?,
         "logLevel": proxy.log_level.as_str(),

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use trellis_api::well_known::MANAGED_BY_LABEL;
 use trellis_crds::settings::MeshSettings;
 
-use crate::{config::proxy_image, reconciler::error::Error};
+use crate::reconciler::error::Error;
 
 /// Label with the name of the Mesh an object belongs to; pruning and watches select on it.
 pub const MESH_LABEL: &str = "trellis.dev/mesh";
@@ -43,18 +43,6 @@ pub struct Images {
     pub prometheus: String,
     /// Image of the tracing extension's OpenTelemetry collector.
     pub otel_collector: String,
-}
-
-impl Images {
-    /// The `controller` role's image at `version`.
-    pub fn controller(&self, version: &str) -> String {
-        format!("{}/controller:{version}", self.repository)
-    }
-
-    /// The proxy image at `version`.
-    pub fn proxy(&self, version: &str) -> String {
-        proxy_image(&self.repository, version)
-    }
 }
 
 /// Public identity material the rendered objects refer to (no private keys).
