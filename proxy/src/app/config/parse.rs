@@ -101,9 +101,18 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
             .map(Duration::from_secs)
             .ok_or_else(|| format!("{raw:?} is too large"));
     }
-    // The parser indexes bytes as characters and panics on non-ASCII input ("1µs").
+    // The parser indexes bytes as characters and panics on non-ASCII input ("1µs"), and
+    // loops without end on a run of 19 or more digits (as the CRDs' `parse_go` also guards).
     if !raw.is_ascii() {
         return Err(format!("{raw:?} is not ASCII; write us for microseconds"));
+    }
+    let longest_digits = raw
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if longest_digits > 18 {
+        return Err(format!("{raw:?} has more than 18 digits in a row"));
     }
     let nanos = go_parse_duration::parse_duration(raw).map_err(
         |go_parse_duration::Error::ParseError(reason)| {

@@ -144,6 +144,8 @@ fn durations_take_every_unit_and_reject_others() {
         "1µs",
         "1μs",
         "é",
+        "0.1234567890123456789s",
+        "12345678901234567890ns",
     ] {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
