@@ -8,12 +8,10 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
     discovery::{ApiCapabilities, ApiResource, Discovery, Scope},
 };
 use serde::de::DeserializeOwned;
-
-use trellis_crds::v1alpha1::mesh::Mesh;
 
 use crate::{DEFAULT_TIMEOUT, cluster, eventually};
 
@@ -82,57 +80,83 @@ async fn create_test_namespace(client: &Client, name: &str) -> String {
     ns
 }
 
-/// Server-side applies every CRD in `config/crds/` (idempotent, so tests may do it at the same
-/// time), waits until each is Established and Meshes are served, and returns the CRDs applied.
-pub async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+/// The committed CRD manifests in `config/crds/`, parsed, in file-name order.
+pub fn committed_crds() -> Vec<CustomResourceDefinition> {
     let dir = cluster::repo_root().join("config/crds");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
         .collect();
     paths.sort();
-    let mut applied = Vec::new();
-    for path in paths {
-        let yaml = std::fs::read_to_string(&path).expect("read CRD file");
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)
-            .unwrap_or_else(|e| panic!("{} is not a CRD: {e}", path.display()));
+    assert!(
+        !paths.is_empty(),
+        "no CRDs in {}; run `cargo run -p trellis-crds --bin crdgen`",
+        dir.display()
+    );
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).expect("read CRD file");
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Server-side applies every committed CRD (forced, identical content: safe to repeat and to
+/// run concurrently), waits until each is Established with its names accepted and discovery
+/// serves every kind, and returns the CRDs applied.
+pub async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
+    crate::trace_init();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let crds = committed_crds();
+    for crd in &crds {
         let name = crd.name_any();
-        api.patch(&name, &params, &Patch::Apply(&crd))
+        api.patch(&name, &params, &Patch::Apply(crd))
             .await
-            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
-        applied.push(crd);
+            .unwrap_or_else(|e| panic!("the apiserver rejected CRD {name}: {e}"));
     }
-    for crd in &applied {
+    for crd in &crds {
         await_object(&api, &crd.name_any(), DEFAULT_TIMEOUT, |crd| {
-            let established = crd
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                });
-            if established {
+            let conditions = crd.status.as_ref().and_then(|s| s.conditions.as_ref());
+            let holds = |type_: &str| {
+                conditions
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.type_ == type_ && c.status == "True")
+            };
+            if holds("Established") && holds("NamesAccepted") {
                 Ok(())
             } else {
-                Err("not established".to_string())
+                Err(format!("conditions: {conditions:?}"))
             }
         })
         .await;
     }
-    let meshes: Api<Mesh> = Api::all(client.clone());
-    eventually("the Mesh kind to be served", DEFAULT_TIMEOUT, || async {
-        meshes
-            .list_metadata(&ListParams::default().limit(1))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
+    eventually(
+        "discovery to serve every Trellis kind",
+        DEFAULT_TIMEOUT,
+        || async {
+            let discovery = Discovery::new(client.clone())
+                .run()
+                .await
+                .map_err(|e| e.to_string())?;
+            for crd in &crds {
+                let gvk = kube::api::GroupVersionKind::gvk(
+                    &crd.spec.group,
+                    &crd.spec.versions[0].name,
+                    &crd.spec.names.kind,
+                );
+                if discovery.resolve_gvk(&gvk).is_none() {
+                    return Err(format!("{gvk:?} not served yet"));
+                }
+            }
+            Ok(())
+        },
+    )
     .await;
-    applied
+    crds
 }
 
 /// Waits until `get(name)` in `api` satisfies `ready`, returning the object.

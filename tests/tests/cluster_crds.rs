@@ -6,8 +6,6 @@
 //! waits for the CRDs to be Established and served. Cluster-scoped Mesh objects get
 //! test-unique names and are deleted at the end.
 
-use std::path::PathBuf;
-
 use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -16,7 +14,6 @@ use k8s_openapi::{
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
-    discovery::Discovery,
 };
 use trellis_crds::{
     common::condition::TRUE,
@@ -31,85 +28,6 @@ use trellis_tests::{
     eventually,
     k8s::{self, FIELD_MANAGER},
 };
-
-/// The committed CRD manifests, parsed.
-fn committed_crds() -> Vec<CustomResourceDefinition> {
-    let dir = cluster::repo_root().join("config/crds");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    paths.sort();
-    assert!(
-        !paths.is_empty(),
-        "no CRDs in {}; run `cargo run -p trellis-crds --bin crdgen`",
-        dir.display()
-    );
-    paths
-        .iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(path).expect("read CRD file");
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        })
-        .collect()
-}
-
-/// Applies every committed CRD (server-side, forced, identical content: safe to repeat and
-/// to run concurrently) and waits until each is Established and served by discovery.
-async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
-    trellis_tests::trace_init();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let crds = committed_crds();
-    for crd in &crds {
-        let name = crd.name_any();
-        api.patch(&name, &params, &Patch::Apply(crd))
-            .await
-            .unwrap_or_else(|e| panic!("the apiserver rejected CRD {name}: {e}"));
-    }
-    for crd in &crds {
-        let name = crd.name_any();
-        k8s::await_object(&api, &name, DEFAULT_TIMEOUT, |crd| {
-            let conditions = crd.status.as_ref().and_then(|s| s.conditions.as_ref());
-            let holds = |type_: &str| {
-                conditions
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c.type_ == type_ && c.status == TRUE)
-            };
-            if holds("Established") && holds("NamesAccepted") {
-                Ok(())
-            } else {
-                Err(format!("conditions: {conditions:?}"))
-            }
-        })
-        .await;
-    }
-    eventually(
-        "discovery to serve every Trellis kind",
-        DEFAULT_TIMEOUT,
-        || async {
-            let discovery = Discovery::new(client.clone())
-                .run()
-                .await
-                .map_err(|e| e.to_string())?;
-            for crd in &crds {
-                let gvk = kube::api::GroupVersionKind::gvk(
-                    &crd.spec.group,
-                    &crd.spec.versions[0].name,
-                    &crd.spec.names.kind,
-                );
-                if discovery.resolve_gvk(&gvk).is_none() {
-                    return Err(format!("{gvk:?} not served yet"));
-                }
-            }
-            Ok(())
-        },
-    )
-    .await;
-    crds
-}
 
 /// A Mesh name unique to this test run.
 fn mesh_name(purpose: &str) -> String {
@@ -186,7 +104,7 @@ async fn assert_rejected(client: &Client, ns: Option<&str>, header: &str, cases:
 /// group of cases is rejected (objects `header` plus a case's spec).
 async fn assert_rejected_in_temp_ns(prefix: &str, groups: &[(&'static str, &[Bad])]) {
     let client = cluster::client().await;
-    install_crds(&client).await;
+    k8s::install_crds(&client).await;
     let groups: Vec<(&'static str, Vec<Bad>)> = groups
         .iter()
         .map(|(header, cases)| (*header, cases.to_vec()))
@@ -202,7 +120,7 @@ async fn assert_rejected_in_temp_ns(prefix: &str, groups: &[(&'static str, &[Bad
 #[tokio::test]
 async fn crds_are_established_with_their_printer_columns() {
     let client = cluster::client().await;
-    let crds = install_crds(&client).await;
+    let crds = k8s::install_crds(&client).await;
     let names: Vec<_> = crds.iter().map(|c| c.name_any()).collect();
     assert_eq!(
         names,
@@ -243,7 +161,7 @@ async fn crds_are_established_with_their_printer_columns() {
 #[tokio::test]
 async fn samples_are_accepted_and_an_empty_mesh_spec_gets_the_rust_defaults() {
     let client = cluster::client().await;
-    install_crds(&client).await;
+    k8s::install_crds(&client).await;
     k8s::with_temp_ns("crds-samples", |client, ns| async move {
         for file in [
             "server.yaml",
@@ -289,7 +207,7 @@ const MESH_HEADER: &str =
 #[tokio::test]
 async fn mesh_rejects_bad_input_naming_the_field() {
     let client = cluster::client().await;
-    install_crds(&client).await;
+    k8s::install_crds(&client).await;
     let header = MESH_HEADER.replace("t-crds-rejected", &mesh_name("rejected"));
     let cases = [
         Bad {
@@ -458,7 +376,7 @@ async fn mesh_rejects_bad_input_naming_the_field() {
 #[tokio::test]
 async fn mesh_namespace_is_immutable() {
     let client = cluster::client().await;
-    install_crds(&client).await;
+    k8s::install_crds(&client).await;
     let name = mesh_name("immutable");
     let header = MESH_HEADER.replace("t-crds-rejected", &name);
     let created = k8s::apply_yaml(&client, None, &format!("{header}\nspec: {{}}\n")).await;
@@ -778,7 +696,7 @@ async fn service_profile_rejects_bad_input_naming_the_field() {
 #[tokio::test]
 async fn kubectl_explain_teaches_mesh_identity() {
     let client = cluster::client().await;
-    install_crds(&client).await;
+    k8s::install_crds(&client).await;
     // The apiserver publishes a new CRD's OpenAPI shortly after it is Established.
     let out = eventually(
         "kubectl explain mesh.spec.identity",
@@ -847,7 +765,7 @@ fn table(out: &str) -> (Vec<String>, Vec<String>) {
 #[tokio::test]
 async fn kubectl_get_mesh_shows_the_printer_columns() {
     let client = cluster::client().await;
-    install_crds(&client).await;
+    k8s::install_crds(&client).await;
     let name = mesh_name("columns");
     let header = MESH_HEADER.replace("t-crds-rejected", &name);
     let outcome = tokio::spawn({
@@ -921,7 +839,7 @@ async fn kubectl_get_mesh_shows_the_printer_columns() {
 #[tokio::test]
 async fn kubectl_get_server_shows_the_accepted_column() {
     let client = cluster::client().await;
-    install_crds(&client).await;
+    k8s::install_crds(&client).await;
     k8s::with_temp_ns("crds-server-columns", |client, ns| async move {
         k8s::apply_yaml(&client, Some(&ns), &sample("server.yaml"))
             .await

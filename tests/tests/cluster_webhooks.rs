@@ -9,8 +9,7 @@
 //! break when the rendered selectors regress. The server is up before registration, so
 //! `failurePolicy: Fail` never blocks other pods.
 
-use std::{collections::BTreeMap, future::Future, net::Ipv4Addr, path::PathBuf};
-use trellis_tests::certs::localhost_server;
+use std::{collections::BTreeMap, future::Future, net::Ipv4Addr};
 
 use k8s_openapi::{
     ByteString,
@@ -19,7 +18,6 @@ use k8s_openapi::{
         apps::v1::Deployment,
         core::v1::{Namespace, Pod},
     },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client, ResourceExt,
@@ -36,9 +34,10 @@ use trellis_operator::reconciler::render::webhook_configs::{
 };
 use trellis_tests::{
     DEFAULT_TIMEOUT,
-    cluster::{self, kubectl},
+    certs::localhost_server,
+    cluster::kubectl,
     eventually,
-    k8s::{FIELD_MANAGER, apply_yaml, await_object, with_temp_ns},
+    k8s::{self, apply_yaml, await_object, with_temp_ns},
 };
 use trellis_webhooks::{
     INJECT_PATH, State, VALIDATE_PATH,
@@ -49,44 +48,6 @@ use trellis_webhooks::{
 const PROXY_IMAGE: &str = "registry.test/trellis/proxy:0.1.0";
 /// Repository of [`PROXY_IMAGE`], whose tag is the default Mesh's version.
 const IMAGE_REPOSITORY: &str = "registry.test/trellis";
-
-/// Applies the committed CRDs (server-side, idempotent) and waits until they are Established.
-async fn install_crds(client: &Client) {
-    let dir: PathBuf = cluster::repo_root().join("config/crds");
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|ext| ext != "yaml") {
-            continue;
-        }
-        let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let name = crd.name_any();
-        api.patch(&name, &params, &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
-        names.push(name);
-    }
-    for name in names {
-        await_object(&api, &name, DEFAULT_TIMEOUT, |crd| {
-            let established = crd
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                Ok(())
-            } else {
-                Err("not Established".to_string())
-            }
-        })
-        .await;
-    }
-}
 
 /// Test-unique names of the registered webhook configurations.
 struct Registration {
@@ -190,7 +151,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     with_temp_ns(name, |client, ns| async move {
-        install_crds(&client).await;
+        k8s::install_crds(&client).await;
         let pki = localhost_server("127.0.0.1");
         let certs = std::sync::Arc::new(
             CertResolver::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap(),
