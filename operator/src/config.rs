@@ -7,6 +7,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, ValueEnum};
+use trellis_api::well_known;
 
 /// Default address of the admin server (`/live`, `/ready`, `/metrics`).
 pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:9990";
@@ -76,11 +77,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct TelemetryConfig {
     /// Tracing filter, like `info` or `trellis_operator=debug,kube=warn`.
-    #[arg(long = "log", env = "TRELLIS_OPERATOR_LOG", default_value = DEFAULT_LOG, global = true)]
+    #[arg(long, env = "TRELLIS_OPERATOR_LOG", default_value = DEFAULT_LOG, global = true)]
     pub log: String,
     /// Log format: plain or json.
     #[arg(
-        long = "log-format",
+        long,
         env = "TRELLIS_OPERATOR_LOG_FORMAT",
         value_enum,
         default_value_t = LogFormat::Plain,
@@ -107,21 +108,17 @@ pub struct AdminConfig {
 pub struct OperatorConfig {
     /// Name of this replica in the Lease (`holderIdentity`); the pod name in a cluster.
     /// Defaults to the host name.
-    #[arg(long = "replica-name", env = "TRELLIS_OPERATOR_REPLICA_NAME")]
+    #[arg(long, env = "TRELLIS_OPERATOR_REPLICA_NAME")]
     pub replica_name: Option<String>,
     /// Name of the coordination.k8s.io Lease that elects the writing replica.
-    #[arg(long = "lease-name", env = "TRELLIS_OPERATOR_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
+    #[arg(long, env = "TRELLIS_OPERATOR_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
     pub lease_name: String,
     /// Namespace of the Lease (the operator's own namespace).
-    #[arg(
-        long = "lease-namespace",
-        env = "TRELLIS_OPERATOR_LEASE_NAMESPACE",
-        default_value = DEFAULT_LEASE_NAMESPACE
-    )]
+    #[arg(long, env = "TRELLIS_OPERATOR_LEASE_NAMESPACE", default_value = DEFAULT_LEASE_NAMESPACE)]
     pub lease_namespace: String,
     /// How long a holder may go without renewing before another replica takes over, like `30s`.
     #[arg(
-        long = "lease-duration",
+        long,
         env = "TRELLIS_OPERATOR_LEASE_DURATION",
         value_parser = parse_duration,
         default_value = "30s"
@@ -129,7 +126,7 @@ pub struct OperatorConfig {
     pub lease_duration: Duration,
     /// How often the holder renews the Lease, like `10s`; well below the lease duration.
     #[arg(
-        long = "lease-renew-interval",
+        long,
         env = "TRELLIS_OPERATOR_LEASE_RENEW_INTERVAL",
         value_parser = parse_duration,
         default_value = "10s"
@@ -138,30 +135,30 @@ pub struct OperatorConfig {
     /// Image repository of the Trellis images: the control plane runs
     /// `<repository>/controller:<version>`.
     #[arg(
-        long = "image-repository",
+        long,
         env = "TRELLIS_OPERATOR_IMAGE_REPOSITORY",
         default_value = DEFAULT_IMAGE_REPOSITORY
     )]
     pub image_repository: String,
     /// Image of the Prometheus that the viz extension bundles.
     #[arg(
-        long = "prometheus-image",
+        long,
         env = "TRELLIS_OPERATOR_PROMETHEUS_IMAGE",
         default_value = DEFAULT_PROMETHEUS_IMAGE
     )]
     pub prometheus_image: String,
     /// Image of the OpenTelemetry collector that the tracing extension runs.
     #[arg(
-        long = "otel-collector-image",
+        long,
         env = "TRELLIS_OPERATOR_OTEL_COLLECTOR_IMAGE",
         default_value = DEFAULT_OTEL_COLLECTOR_IMAGE
     )]
     pub otel_collector_image: String,
     /// Mesh objects reconciled at the same time.
-    #[arg(long = "concurrency", env = "TRELLIS_OPERATOR_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY)]
+    #[arg(long, env = "TRELLIS_OPERATOR_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: u16,
     /// Reconcile only Meshes whose labels match this selector, like `shard=a`; all when unset.
-    #[arg(long = "mesh-selector", env = "TRELLIS_OPERATOR_MESH_SELECTOR")]
+    #[arg(long, env = "TRELLIS_OPERATOR_MESH_SELECTOR")]
     pub mesh_selector: Option<String>,
 }
 
@@ -212,17 +209,21 @@ pub const DEFAULT_CLUSTER_NETWORKS: &str =
 #[derive(Debug, Clone, Args)]
 pub struct ControllerConfig {
     /// Address of the identity (Certify) gRPC listener.
-    #[arg(long = "identity-addr", env = "TRELLIS_OPERATOR_IDENTITY_ADDR", default_value = DEFAULT_IDENTITY_ADDR)]
+    #[arg(long, env = "TRELLIS_OPERATOR_IDENTITY_ADDR", default_value = DEFAULT_IDENTITY_ADDR)]
     pub identity_addr: SocketAddr,
     /// Address of the destination gRPC listener.
-    #[arg(long = "destination-addr", env = "TRELLIS_OPERATOR_DESTINATION_ADDR", default_value = DEFAULT_DESTINATION_ADDR)]
+    #[arg(
+        long,
+        env = "TRELLIS_OPERATOR_DESTINATION_ADDR",
+        default_value = DEFAULT_DESTINATION_ADDR
+    )]
     pub destination_addr: SocketAddr,
     /// Address of the policy gRPC listener.
-    #[arg(long = "policy-addr", env = "TRELLIS_OPERATOR_POLICY_ADDR", default_value = DEFAULT_POLICY_ADDR)]
+    #[arg(long, env = "TRELLIS_OPERATOR_POLICY_ADDR", default_value = DEFAULT_POLICY_ADDR)]
     pub policy_addr: SocketAddr,
     /// Address of the admission webhooks' TLS listener (always TLS, with the certificate of
     /// the `trellis-webhook-tls` Secret).
-    #[arg(long = "webhook-addr", env = "TRELLIS_OPERATOR_WEBHOOK_ADDR", default_value = DEFAULT_WEBHOOK_ADDR)]
+    #[arg(long, env = "TRELLIS_OPERATOR_WEBHOOK_ADDR", default_value = DEFAULT_WEBHOOK_ADDR)]
     pub webhook_addr: SocketAddr,
     /// Image repository of the Trellis images: the injector adds
     /// `<repository>/proxy:<version>` unless the Mesh names a proxy image. The same variable
@@ -235,25 +236,25 @@ pub struct ControllerConfig {
     )]
     pub image_repository: String,
     /// Name of the Mesh whose identity and proxy settings the controller follows.
-    #[arg(long = "mesh-name", env = "TRELLIS_OPERATOR_MESH_NAME", default_value = DEFAULT_MESH_NAME)]
+    #[arg(long, env = "TRELLIS_OPERATOR_MESH_NAME", default_value = DEFAULT_MESH_NAME)]
     pub mesh_name: String,
     /// Namespace of the control plane: it holds the issuer Secret.
     #[arg(
-        long = "control-plane-namespace",
+        long,
         env = "TRELLIS_OPERATOR_CONTROL_PLANE_NAMESPACE",
-        default_value = trellis_api::well_known::DEFAULT_CONTROL_PLANE_NAMESPACE
+        default_value = well_known::DEFAULT_CONTROL_PLANE_NAMESPACE
     )]
     pub control_plane_namespace: String,
     /// DNS domain of the cluster.
     #[arg(
-        long = "cluster-domain",
+        long,
         env = "TRELLIS_OPERATOR_CLUSTER_DOMAIN",
-        default_value = trellis_api::well_known::DEFAULT_CLUSTER_DOMAIN
+        default_value = well_known::DEFAULT_CLUSTER_DOMAIN
     )]
     pub cluster_domain: String,
     /// Networks the `cluster-*` default inbound policies allow (comma-separated CIDRs).
     #[arg(
-        long = "cluster-networks",
+        long,
         env = "TRELLIS_OPERATOR_CLUSTER_NETWORKS",
         value_delimiter = ',',
         default_value = DEFAULT_CLUSTER_NETWORKS
@@ -264,18 +265,14 @@ pub struct ControllerConfig {
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
-            identity_addr: SocketAddr::from(([0, 0, 0, 0], trellis_api::well_known::IDENTITY_PORT)),
-            destination_addr: SocketAddr::from((
-                [0, 0, 0, 0],
-                trellis_api::well_known::DESTINATION_PORT,
-            )),
-            policy_addr: SocketAddr::from(([0, 0, 0, 0], trellis_api::well_known::POLICY_PORT)),
-            webhook_addr: SocketAddr::from(([0, 0, 0, 0], trellis_api::well_known::WEBHOOK_PORT)),
+            identity_addr: SocketAddr::from(([0, 0, 0, 0], well_known::IDENTITY_PORT)),
+            destination_addr: SocketAddr::from(([0, 0, 0, 0], well_known::DESTINATION_PORT)),
+            policy_addr: SocketAddr::from(([0, 0, 0, 0], well_known::POLICY_PORT)),
+            webhook_addr: SocketAddr::from(([0, 0, 0, 0], well_known::WEBHOOK_PORT)),
             image_repository: DEFAULT_IMAGE_REPOSITORY.to_string(),
             mesh_name: DEFAULT_MESH_NAME.to_string(),
-            control_plane_namespace: trellis_api::well_known::DEFAULT_CONTROL_PLANE_NAMESPACE
-                .to_string(),
-            cluster_domain: trellis_api::well_known::DEFAULT_CLUSTER_DOMAIN.to_string(),
+            control_plane_namespace: well_known::DEFAULT_CONTROL_PLANE_NAMESPACE.to_string(),
+            cluster_domain: well_known::DEFAULT_CLUSTER_DOMAIN.to_string(),
             cluster_networks: DEFAULT_CLUSTER_NETWORKS
                 .split(',')
                 .filter_map(|n| n.parse().ok())

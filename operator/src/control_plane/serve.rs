@@ -171,8 +171,8 @@ pub async fn run_control_plane(
         let mut registry = registry.write();
         (
             IdentityMetrics::register(&mut registry),
-            DestinationMetrics::register(&mut registry),
-            PolicyMetrics::register(&mut registry),
+            DestinationMetrics::register(&mut registry, destination::STREAM_NAMES),
+            PolicyMetrics::register(&mut registry, policy::STREAM_NAMES),
         )
     };
     let index = Index::shared(ClusterSettings {

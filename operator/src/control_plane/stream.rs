@@ -1,6 +1,6 @@
 //! Pieces shared by the streaming gRPC servers: the boxed stream type and stream metrics.
 
-use std::{fmt, marker::PhantomData, pin::Pin};
+use std::pin::Pin;
 
 use futures::Stream;
 use prometheus_client::{
@@ -13,80 +13,41 @@ use tonic::Status;
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Names and help texts of one server's stream metrics.
-pub trait StreamKind {
+#[derive(Clone, Copy, Debug)]
+pub struct StreamNames {
     /// Metric prefix, e.g. `destination`.
-    const PREFIX: &'static str;
+    pub prefix: &'static str,
     /// Help text of `<prefix>_open_streams`.
-    const STREAMS_HELP: &'static str;
+    pub streams_help: &'static str,
     /// Help text of `<prefix>_updates_sent`.
-    const UPDATES_HELP: &'static str;
+    pub updates_help: &'static str,
 }
 
 /// Open streams, messages sent and refused lookups of one gRPC server.
-pub struct StreamMetrics<K> {
+#[derive(Clone, Debug, Default)]
+pub struct StreamMetrics {
     pub(crate) open_streams: Gauge,
     pub(crate) updates: Counter,
     pub(crate) errors: Counter,
-    kind: PhantomData<K>,
 }
 
-impl<K: StreamKind> StreamMetrics<K> {
-    /// Metrics registered in `registry` under `<K::PREFIX>_`.
-    pub fn register(registry: &mut Registry) -> Self {
+impl StreamMetrics {
+    /// Metrics registered in `registry` under `<names.prefix>_`.
+    pub fn register(registry: &mut Registry, names: StreamNames) -> Self {
         let metrics = Self::default();
-        let sub = registry.sub_registry_with_prefix(K::PREFIX);
-        sub.register(
-            "open_streams",
-            K::STREAMS_HELP,
-            metrics.open_streams.clone(),
-        );
-        sub.register("updates_sent", K::UPDATES_HELP, metrics.updates.clone());
-        sub.register(
-            "errors",
-            "Lookups refused with an error status",
-            metrics.errors.clone(),
-        );
+        let sub = registry.sub_registry_with_prefix(names.prefix);
+        let open_streams = metrics.open_streams.clone();
+        sub.register("open_streams", names.streams_help, open_streams);
+        sub.register("updates_sent", names.updates_help, metrics.updates.clone());
+        let errors_help = "Lookups refused with an error status";
+        sub.register("errors", errors_help, metrics.errors.clone());
         metrics
     }
-}
 
-impl<K> StreamMetrics<K> {
     /// Counts a stream as open until the returned guard drops.
     pub(crate) fn open(&self) -> StreamGuard {
         self.open_streams.inc();
         StreamGuard(self.open_streams.clone())
-    }
-}
-
-impl<K> Default for StreamMetrics<K> {
-    fn default() -> Self {
-        Self {
-            open_streams: Gauge::default(),
-            updates: Counter::default(),
-            errors: Counter::default(),
-            kind: PhantomData,
-        }
-    }
-}
-
-impl<K> Clone for StreamMetrics<K> {
-    fn clone(&self) -> Self {
-        Self {
-            open_streams: self.open_streams.clone(),
-            updates: self.updates.clone(),
-            errors: self.errors.clone(),
-            kind: PhantomData,
-        }
-    }
-}
-
-impl<K> fmt::Debug for StreamMetrics<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamMetrics")
-            .field("open_streams", &self.open_streams.get())
-            .field("updates", &self.updates.get())
-            .field("errors", &self.errors.get())
-            .finish()
     }
 }
 

@@ -6,7 +6,7 @@
 #[cfg(test)]
 mod tests;
 
-use crate::control_plane::stream::{BoxStream, StreamKind, StreamMetrics};
+use crate::control_plane::stream::{BoxStream, StreamMetrics, StreamNames};
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use crate::control_plane::tls::{ClientAuth, ServeError, Transport, peer_identity, serve_router};
@@ -55,17 +55,14 @@ pub trait DiscoverEndpoints: Send + Sync + 'static {
 }
 
 /// Destination server metrics (`destination_*`).
-pub type DestinationMetrics = StreamMetrics<Destination>;
+pub type DestinationMetrics = StreamMetrics;
 
 /// Names of the destination server's stream metrics.
-#[derive(Debug)]
-pub enum Destination {}
-
-impl StreamKind for Destination {
-    const PREFIX: &'static str = "destination";
-    const STREAMS_HELP: &'static str = "Open Get and GetProfile streams";
-    const UPDATES_HELP: &'static str = "Messages sent on Get and GetProfile streams";
-}
+pub const STREAM_NAMES: StreamNames = StreamNames {
+    prefix: "destination",
+    streams_help: "Open Get and GetProfile streams",
+    updates_help: "Messages sent on Get and GetProfile streams",
+};
 
 /// The `Destination` service over a [`DiscoverEndpoints`].
 #[derive(Debug)]

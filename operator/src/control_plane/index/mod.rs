@@ -292,64 +292,46 @@ trait Indexed: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'stat
     fn kind_name() -> &'static str;
 }
 
+/// Implements [`Indexed`] for each kind by naming its apply and delete methods on [`Index`].
 macro_rules! indexed {
-    ($kind:ty, $name:literal, |$i:ident, $o:ident| $apply:expr, |$di:ident, $ns:ident, $n:ident| $delete:expr) => {
+    ($($kind:ident => $apply:ident, $delete:ident;)*) => {$(
         impl Indexed for $kind {
-            fn apply($i: &mut Index, $o: &Self) {
-                $apply
+            fn apply(index: &mut Index, obj: &Self) {
+                index.$apply(obj)
             }
-            fn delete($di: &mut Index, $ns: &str, $n: &str) {
-                $delete
+            fn delete(index: &mut Index, ns: &str, name: &str) {
+                index.$delete(ns, name)
             }
             fn kind_name() -> &'static str {
-                $name
+                stringify!($kind)
             }
         }
-    };
+    )*};
 }
 
-indexed!(Service, "Service", |i, o| i.apply_service(o), |i, ns, n| i
-    .delete_service(ns, n));
-indexed!(
-    EndpointSlice,
-    "EndpointSlice",
-    |i, o| i.apply_slice(o),
-    |i, ns, n| i.delete_slice(ns, n)
-);
-indexed!(Pod, "Pod", |i, o| i.apply_pod(o), |i, ns, n| i
-    .delete_pod(ns, n));
-indexed!(
-    ServiceProfile,
-    "ServiceProfile",
-    |i, o| i.apply_profile(o),
-    |i, ns, n| i.delete_profile(ns, n)
-);
-indexed!(Server, "Server", |i, o| i.apply_server(o), |i, ns, n| i
-    .delete_server(ns, n));
-indexed!(
-    AuthorizationPolicy,
-    "AuthorizationPolicy",
-    |i, o| i.apply_authorization_policy(o),
-    |i, ns, n| i.delete_authorization_policy(ns, n)
-);
-indexed!(
-    MeshTLSAuthentication,
-    "MeshTLSAuthentication",
-    |i, o| i.apply_mesh_tls_authentication(o),
-    |i, ns, n| i.delete_mesh_tls_authentication(ns, n)
-);
-indexed!(
-    NetworkAuthentication,
-    "NetworkAuthentication",
-    |i, o| i.apply_network_authentication(o),
-    |i, ns, n| i.delete_network_authentication(ns, n)
-);
-indexed!(
-    Namespace,
-    "Namespace",
-    |i, o| i.apply_namespace(o),
-    |i, _ns, n| i.delete_namespace(n)
-);
+indexed! {
+    Service => apply_service, delete_service;
+    EndpointSlice => apply_slice, delete_slice;
+    Pod => apply_pod, delete_pod;
+    ServiceProfile => apply_profile, delete_profile;
+    Server => apply_server, delete_server;
+    AuthorizationPolicy => apply_authorization_policy, delete_authorization_policy;
+    MeshTLSAuthentication => apply_mesh_tls_authentication, delete_mesh_tls_authentication;
+    NetworkAuthentication => apply_network_authentication, delete_network_authentication;
+}
+
+/// Namespaces are cluster-scoped: deleting one needs only its name.
+impl Indexed for Namespace {
+    fn apply(index: &mut Index, obj: &Self) {
+        index.apply_namespace(obj)
+    }
+    fn delete(index: &mut Index, _ns: &str, name: &str) {
+        index.delete_namespace(name)
+    }
+    fn kind_name() -> &'static str {
+        "Namespace"
+    }
+}
 
 /// Counts the kinds whose first list is in the index; calls its callback once all are.
 #[derive(Clone)]

@@ -6,6 +6,13 @@ use crate::{
     test_util::{mk_pod, mk_service, mk_slice},
 };
 
+/// Adds pod `name` of Deployment `web` in `shop`.
+fn add_pod(index: &SharedIndex, name: &str, ip: &str, meshed: bool) {
+    index
+        .write()
+        .apply_pod(&mk_pod("shop", name, ip, meshed, serde_json::json!({})));
+}
+
 fn target() -> Target {
     Target::Service {
         namespace: "shop".into(),
@@ -24,20 +31,8 @@ fn endpoints_follow_slices_and_pods() {
     let mut rx = index.watch_endpoints(&target()).unwrap();
     assert_eq!(rx.borrow_and_update().as_ref().map(|s| s.len()), Some(0));
 
-    index.write().apply_pod(&mk_pod(
-        "shop",
-        "web-1",
-        "198.18.128.1",
-        true,
-        serde_json::json!({}),
-    ));
-    index.write().apply_pod(&mk_pod(
-        "shop",
-        "web-2",
-        "198.18.128.2",
-        false,
-        serde_json::json!({}),
-    ));
+    add_pod(&index, "web-1", "198.18.128.1", true);
+    add_pod(&index, "web-2", "198.18.128.2", false);
     index.write().apply_slice(&mk_slice(
         "shop",
         "web-x",
@@ -78,13 +73,7 @@ fn opaque_ports_give_opaque_transport() {
         "web",
         serde_json::json!({well_known::OPAQUE_PORTS_ANNOTATION: "80"}),
     ));
-    index.write().apply_pod(&mk_pod(
-        "shop",
-        "web-1",
-        "198.18.128.1",
-        true,
-        serde_json::json!({}),
-    ));
+    add_pod(&index, "web-1", "198.18.128.1", true);
     index.write().apply_slice(&mk_slice(
         "shop",
         "s",
@@ -149,13 +138,7 @@ fn profiles_default_and_from_service_profile() {
 #[test]
 fn pod_ip_profile_carries_the_endpoint() {
     let index = Index::shared(ClusterSettings::default());
-    index.write().apply_pod(&mk_pod(
-        "shop",
-        "web-1",
-        "198.18.128.1",
-        true,
-        serde_json::json!({}),
-    ));
+    add_pod(&index, "web-1", "198.18.128.1", true);
     let profile = index.profile(
         &Target::Addr("198.18.128.1:8080".parse().unwrap()),
         &Context::default(),

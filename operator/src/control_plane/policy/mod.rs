@@ -8,7 +8,7 @@ pub mod outbound;
 #[cfg(test)]
 mod tests;
 
-use crate::control_plane::stream::{BoxStream, StreamKind, StreamMetrics};
+use crate::control_plane::stream::{BoxStream, StreamMetrics, StreamNames};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -39,17 +39,14 @@ pub trait DiscoverPolicy: Send + Sync + 'static {
 }
 
 /// Policy server metrics (`policy_*`).
-pub type PolicyMetrics = StreamMetrics<Policy>;
+pub type PolicyMetrics = StreamMetrics;
 
 /// Names of the policy server's stream metrics.
-#[derive(Debug)]
-pub enum Policy {}
-
-impl StreamKind for Policy {
-    const PREFIX: &'static str = "policy";
-    const STREAMS_HELP: &'static str = "Open WatchPort and Watch streams";
-    const UPDATES_HELP: &'static str = "Policies sent on watches";
-}
+pub const STREAM_NAMES: StreamNames = StreamNames {
+    prefix: "policy",
+    streams_help: "Open WatchPort and Watch streams",
+    updates_help: "Policies sent on watches",
+};
 
 /// Streams `lookup()` now and whenever `discover` changes, sending only new values. A lookup
 /// error after the first message ends the stream with that status.
