@@ -17,6 +17,7 @@ pub mod reconciler;
 pub mod telemetry;
 #[cfg(test)]
 mod test_util;
+pub mod watch_named;
 
 use kube::Client;
 use tokio_util::sync::CancellationToken;

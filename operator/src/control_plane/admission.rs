@@ -12,12 +12,9 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt, watcher},
-};
+use kube::{Api, Client};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 use trellis_api::well_known;
@@ -31,6 +28,7 @@ use trellis_webhooks::{
     tls::CertResolver,
 };
 
+use crate::watch_named::named;
 use crate::{admin::ReadyFlag, config::ControllerConfig, pki::cert::parse_pem_bundle};
 
 /// Attempts at reading the apiserver version before falling back to a regular sidecar.
@@ -284,17 +282,6 @@ fn secret_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
         .as_ref()
         .and_then(|data| data.get(key))
         .map(|v| v.0.as_slice())
-}
-
-fn named<K>(
-    api: Api<K>,
-    name: &str,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-{
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    watcher(api, config).default_backoff().applied_objects()
 }
 
 /// Whether the apiserver runs native sidecars, from its version; a regular sidecar (which

@@ -17,7 +17,7 @@ pub mod tls;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
-use self::{admission::WebhookServer, error::Error, serve::ControlPlaneSettings};
+use self::{admission::WebhookServer, error::Error};
 use crate::{
     admin::{Readiness, SharedRegistry},
     config::ControllerConfig,
@@ -60,7 +60,7 @@ impl Controller {
         let control_plane = async {
             let result = serve::run_control_plane(
                 client.clone(),
-                ControlPlaneSettings::from(&self.config),
+                &self.config,
                 registry,
                 index_ready,
                 shutdown.clone(),

@@ -4,10 +4,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use futures::StreamExt;
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt, watcher},
-};
+use kube::{Api, Client};
 use parking_lot::RwLock;
 use prometheus_client::registry::Registry;
 use tokio::{net::TcpListener, sync::watch};
@@ -29,43 +26,11 @@ use crate::{
         tls::{ControllerCredentials, ServeError, TlsError, Transport},
     },
     pki::issuer::{IdentitySettings, LeafLifetime, SharedIssuer},
+    watch_named::named_until,
 };
 
 #[cfg(test)]
 mod tests;
-
-/// What the control plane's gRPC side needs to start.
-#[derive(Clone, Debug)]
-pub struct ControlPlaneSettings {
-    /// Identity listener.
-    pub identity_addr: SocketAddr,
-    /// Destination listener.
-    pub destination_addr: SocketAddr,
-    /// Policy listener.
-    pub policy_addr: SocketAddr,
-    /// The Mesh whose settings are followed.
-    pub mesh_name: String,
-    /// Namespace of the control plane (holds the issuer Secret).
-    pub namespace: String,
-    /// Cluster DNS domain.
-    pub cluster_domain: String,
-    /// Networks the `cluster-*` default policies allow.
-    pub cluster_networks: Vec<ipnet::IpNet>,
-}
-
-impl From<&ControllerConfig> for ControlPlaneSettings {
-    fn from(config: &ControllerConfig) -> Self {
-        Self {
-            identity_addr: config.identity_addr,
-            destination_addr: config.destination_addr,
-            policy_addr: config.policy_addr,
-            mesh_name: config.mesh_name.clone(),
-            namespace: config.control_plane_namespace.clone(),
-            cluster_domain: config.cluster_domain.clone(),
-            cluster_networks: config.cluster_networks.clone(),
-        }
-    }
-}
 
 /// Why the control plane stopped.
 #[derive(Debug, thiserror::Error)]
@@ -125,17 +90,11 @@ async fn follow_mesh(
     index: SharedIndex,
     shutdown: CancellationToken,
 ) {
-    let api: Api<Mesh> = Api::all(client);
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
-    loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = stream.next() => next,
-        };
+    let meshes = named_until(Api::<Mesh>::all(client), &name, shutdown);
+    let mut meshes = std::pin::pin!(meshes);
+    while let Some(next) = meshes.next().await {
         match next {
-            None => return,
-            Some(Ok(mesh)) => match apply_mesh(&mesh, &identity, &index) {
+            Ok(mesh) => match apply_mesh(&mesh, &identity, &index) {
                 Ok(()) => tracing::info!(mesh = %name, "Mesh settings applied"),
                 Err(error) => tracing::warn!(
                     mesh = %name,
@@ -143,7 +102,7 @@ async fn follow_mesh(
                     "Mesh spec invalid; keeping the current settings"
                 ),
             },
-            Some(Err(e)) => tracing::warn!(mesh = %name, error = %e, "Mesh watch failed"),
+            Err(e) => tracing::warn!(mesh = %name, error = %e, "Mesh watch failed"),
         }
     }
 }
@@ -162,7 +121,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ControlPlaneError> {
 /// with the controller's own certificate.
 pub async fn run_control_plane(
     client: Client,
-    settings: ControlPlaneSettings,
+    config: &ControllerConfig,
     registry: &Arc<RwLock<Registry>>,
     index_ready: ReadyFlag,
     shutdown: CancellationToken,
@@ -176,21 +135,21 @@ pub async fn run_control_plane(
         )
     };
     let index = Index::shared(ClusterSettings {
-        cluster_domain: settings.cluster_domain.clone(),
-        cluster_networks: settings.cluster_networks.clone(),
+        cluster_domain: config.cluster_domain.clone(),
+        cluster_networks: config.cluster_networks.clone(),
         ..ClusterSettings::default()
     });
     let (identity_settings, identity_rx) = watch::channel(IdentitySettings::default());
     let issuer = SharedIssuer::default();
     tokio::spawn(issuer.clone().follow_secret(
         client.clone(),
-        settings.namespace.clone(),
+        config.control_plane_namespace.clone(),
         well_known::ISSUER_SECRET.to_string(),
         shutdown.clone(),
     ));
     tokio::spawn(follow_mesh(
         client.clone(),
-        settings.mesh_name.clone(),
+        config.mesh_name.clone(),
         identity_settings,
         index.clone(),
         shutdown.clone(),
@@ -205,7 +164,7 @@ pub async fn run_control_plane(
 
     let creds = Arc::new(ControllerCredentials::new(
         well_known::CONTROLLER_NAME.to_string(),
-        settings.namespace.clone(),
+        config.control_plane_namespace.clone(),
         issuer.clone(),
         identity_rx.clone(),
     )?);
@@ -216,13 +175,13 @@ pub async fn run_control_plane(
             Transport::Tls(creds.clone())
         }
     };
-    let identity_listener = bind(settings.identity_addr).await?;
-    let destination_listener = bind(settings.destination_addr).await?;
-    let policy_listener = bind(settings.policy_addr).await?;
+    let identity_listener = bind(config.identity_addr).await?;
+    let destination_listener = bind(config.destination_addr).await?;
+    let policy_listener = bind(config.policy_addr).await?;
     tracing::info!(
-        identity = %settings.identity_addr,
-        destination = %settings.destination_addr,
-        policy = %settings.policy_addr,
+        identity = %config.identity_addr,
+        destination = %config.destination_addr,
+        policy = %config.policy_addr,
         "Control plane gRPC servers listening"
     );
     let identity = certify::serve(
@@ -233,20 +192,20 @@ pub async fn run_control_plane(
             identity_rx,
             identity_metrics,
         ),
-        transport(settings.identity_addr),
+        transport(config.identity_addr),
         shutdown.clone(),
     );
     let destination = destination::serve(
         destination_listener,
         DestinationService::new(index.clone(), destination_metrics),
-        transport(settings.destination_addr),
+        transport(config.destination_addr),
         shutdown.clone(),
     );
     let policy = policy::serve(
         policy_listener,
         index,
         policy_metrics,
-        transport(settings.policy_addr),
+        transport(config.policy_addr),
         shutdown.clone(),
     );
     let result = tokio::try_join!(identity, destination, policy);

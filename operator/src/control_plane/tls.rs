@@ -416,6 +416,19 @@ pub async fn serve_router(
     .map_err(ServeError::Transport)
 }
 
+/// [`serve_router`] for servers whose clients must present a mesh identity over TLS
+/// (destination and policy).
+pub async fn serve_mesh_only(
+    router: tonic::transport::server::Router,
+    services: &[&'static str],
+    listener: TcpListener,
+    transport: Transport,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let client_auth = ClientAuth::RequireMeshIdentity;
+    serve_router(router, services, listener, transport, client_auth, shutdown).await
+}
+
 /// The client identity of a request served over TLS, if any.
 pub fn peer_identity<T>(request: &tonic::Request<T>) -> Option<String> {
     request

@@ -9,12 +9,10 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use crate::watch_named::named_until;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt, watcher},
-};
+use kube::{Api, Client};
 use parking_lot::RwLock;
 use rcgen::{
     CertificateParams, CertificateSigningRequestParams, ExtendedKeyUsagePurpose,
@@ -344,20 +342,13 @@ impl SharedIssuer {
         shutdown: CancellationToken,
     ) {
         let api: Api<Secret> = Api::namespaced(client, &namespace);
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let stream = watcher(api, config).default_backoff().applied_objects();
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            let next = tokio::select! {
-                () = shutdown.cancelled() => return,
-                next = stream.next() => next,
-            };
+        let mut secrets = std::pin::pin!(named_until(api, &name, shutdown));
+        while let Some(next) = secrets.next().await {
             match next {
-                None => return,
-                Some(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(error = %e, %namespace, %name, "Issuer Secret watch failed")
                 }
-                Some(Ok(secret)) => match IssuerPem::from_secret(&secret)
+                Ok(secret) => match IssuerPem::from_secret(&secret)
                     .and_then(|pem| self.update(&pem))
                 {
                     Ok(()) => tracing::info!(%namespace, %name, "IssuerUpdated"),

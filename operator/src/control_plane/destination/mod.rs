@@ -9,7 +9,7 @@ mod tests;
 use crate::control_plane::stream::{BoxStream, StreamMetrics, StreamNames};
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
-use crate::control_plane::tls::{ClientAuth, ServeError, Transport, peer_identity, serve_router};
+use crate::control_plane::tls::{ServeError, Transport, peer_identity, serve_mesh_only};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -238,13 +238,5 @@ pub async fn serve<D: DiscoverEndpoints>(
     use tonic::server::NamedService;
     let router = tonic::transport::Server::builder().add_service(service.into_server());
     let names = [destination_server::DestinationServer::<DestinationService<D>>::NAME];
-    serve_router(
-        router,
-        &names,
-        listener,
-        transport,
-        ClientAuth::RequireMeshIdentity,
-        shutdown,
-    )
-    .await
+    serve_mesh_only(router, &names, listener, transport, shutdown).await
 }

@@ -25,7 +25,7 @@ use trellis_api::{
 pub use self::{inbound::InboundPolicyService, outbound::OutboundPolicyService};
 use crate::control_plane::{
     destination::LookupError,
-    tls::{ClientAuth, ServeError, Transport, serve_router},
+    tls::{ServeError, Transport, serve_mesh_only},
 };
 
 /// Policy discovery, as the policy servers need it.
@@ -117,13 +117,5 @@ pub async fn serve<D: DiscoverPolicy>(
     let router = tonic::transport::Server::builder()
         .add_service(inbound)
         .add_service(outbound);
-    serve_router(
-        router,
-        &names,
-        listener,
-        transport,
-        ClientAuth::RequireMeshIdentity,
-        shutdown,
-    )
-    .await
+    serve_mesh_only(router, &names, listener, transport, shutdown).await
 }
