@@ -314,10 +314,27 @@ indexed! {
     EndpointSlice => apply_slice, delete_slice;
     Pod => apply_pod, delete_pod;
     ServiceProfile => apply_profile, delete_profile;
-    Server => apply_server, delete_server;
-    AuthorizationPolicy => apply_authorization_policy, delete_authorization_policy;
-    MeshTLSAuthentication => apply_mesh_tls_authentication, delete_mesh_tls_authentication;
-    NetworkAuthentication => apply_network_authentication, delete_network_authentication;
+}
+
+impl<K> Indexed for K
+where
+    K: policy::PolicyObject
+        + Resource<DynamicType = ()>
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    fn apply(index: &mut Index, obj: &Self) {
+        index.apply_policy(obj)
+    }
+    fn delete(index: &mut Index, ns: &str, name: &str) {
+        index.delete_policy::<K>(ns, name)
+    }
+    fn kind_name() -> &'static str {
+        K::KIND
+    }
 }
 
 /// Namespaces are cluster-scoped: deleting one needs only its name.

@@ -72,60 +72,42 @@ fn nskey(ns: &str, name: &str) -> (String, String) {
     (ns.to_string(), name.to_string())
 }
 
+/// A policy kind, kept by `(namespace, name)` in its own map of [`PolicyIndex`].
+pub trait PolicyObject: ResourceExt + Clone {
+    /// The kind's name.
+    const KIND: &'static str;
+    /// The map that holds this kind.
+    fn objects(policy: &mut PolicyIndex) -> &mut HashMap<(String, String), Self>;
+}
+
+macro_rules! policy_objects {
+    ($($kind:ident => $field:ident;)*) => {$(
+        impl PolicyObject for $kind {
+            const KIND: &'static str = stringify!($kind);
+            fn objects(policy: &mut PolicyIndex) -> &mut HashMap<(String, String), Self> {
+                &mut policy.$field
+            }
+        }
+    )*};
+}
+
+policy_objects! {
+    Server => servers;
+    AuthorizationPolicy => authorization_policies;
+    MeshTLSAuthentication => mesh_tls_authentications;
+    NetworkAuthentication => network_authentications;
+}
+
 impl Index {
-    /// Adds or updates a Server.
-    pub fn apply_server(&mut self, obj: &Server) {
-        self.policy.servers.insert(key(obj), obj.clone());
+    /// Adds or updates a policy object.
+    pub fn apply_policy<K: PolicyObject>(&mut self, obj: &K) {
+        K::objects(&mut self.policy).insert(key(obj), obj.clone());
         self.policy_changed();
     }
 
-    /// Removes a Server.
-    pub fn delete_server(&mut self, ns: &str, name: &str) {
-        self.policy.servers.remove(&nskey(ns, name));
-        self.policy_changed();
-    }
-
-    /// Adds or updates an AuthorizationPolicy.
-    pub fn apply_authorization_policy(&mut self, obj: &AuthorizationPolicy) {
-        self.policy
-            .authorization_policies
-            .insert(key(obj), obj.clone());
-        self.policy_changed();
-    }
-
-    /// Removes an AuthorizationPolicy.
-    pub fn delete_authorization_policy(&mut self, ns: &str, name: &str) {
-        self.policy.authorization_policies.remove(&nskey(ns, name));
-        self.policy_changed();
-    }
-
-    /// Adds or updates a MeshTLSAuthentication.
-    pub fn apply_mesh_tls_authentication(&mut self, obj: &MeshTLSAuthentication) {
-        self.policy
-            .mesh_tls_authentications
-            .insert(key(obj), obj.clone());
-        self.policy_changed();
-    }
-
-    /// Removes a MeshTLSAuthentication.
-    pub fn delete_mesh_tls_authentication(&mut self, ns: &str, name: &str) {
-        self.policy
-            .mesh_tls_authentications
-            .remove(&nskey(ns, name));
-        self.policy_changed();
-    }
-
-    /// Adds or updates a NetworkAuthentication.
-    pub fn apply_network_authentication(&mut self, obj: &NetworkAuthentication) {
-        self.policy
-            .network_authentications
-            .insert(key(obj), obj.clone());
-        self.policy_changed();
-    }
-
-    /// Removes a NetworkAuthentication.
-    pub fn delete_network_authentication(&mut self, ns: &str, name: &str) {
-        self.policy.network_authentications.remove(&nskey(ns, name));
+    /// Removes a policy object.
+    pub fn delete_policy<K: PolicyObject>(&mut self, ns: &str, name: &str) {
+        K::objects(&mut self.policy).remove(&nskey(ns, name));
         self.policy_changed();
     }
 

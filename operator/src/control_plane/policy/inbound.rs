@@ -30,14 +30,7 @@ impl<D: DiscoverPolicy> InboundPolicyService<D> {
     }
 
     fn lookup(&self, spec: proto::PortSpec) -> Result<(PortSpec, proto::Server), Status> {
-        let spec = PortSpec::try_from(spec).map_err(|e| {
-            self.metrics.errors.inc();
-            Status::invalid_argument(e.to_string())
-        })?;
-        let policy = self.discover.inbound(&spec).map_err(|e| {
-            self.metrics.errors.inc();
-            Status::from(e)
-        })?;
+        let (spec, policy) = super::lookup(&self.metrics, spec, |s| self.discover.inbound(s))?;
         Ok((spec, policy.into()))
     }
 }

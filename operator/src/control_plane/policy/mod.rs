@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
 use trellis_api::{
     inbound::{PortSpec, ServerPolicy},
     linkerd2_proxy_api::{
@@ -95,6 +96,25 @@ where
         }
     });
     Box::pin(ReceiverStream::new(out))
+}
+
+/// Decodes a request's `spec` and finds its policy, counting a refusal of either step.
+fn lookup<S, W, P>(
+    metrics: &PolicyMetrics,
+    spec: W,
+    find: impl FnOnce(&S) -> Result<P, LookupError>,
+) -> Result<(S, P), Status>
+where
+    S: TryFrom<W>,
+    S::Error: std::fmt::Display,
+{
+    let refused = |status: Status| {
+        metrics.errors.inc();
+        status
+    };
+    let spec = S::try_from(spec).map_err(|e| refused(Status::invalid_argument(e.to_string())))?;
+    let policy = find(&spec).map_err(|e| refused(Status::from(e)))?;
+    Ok((spec, policy))
 }
 
 /// Serves both policy services on `listener` until `shutdown`; over TLS, clients must present

@@ -33,14 +33,7 @@ impl<D: DiscoverPolicy> OutboundPolicyService<D> {
         &self,
         spec: proto::TrafficSpec,
     ) -> Result<(TrafficSpec, proto::OutboundPolicy), Status> {
-        let spec = TrafficSpec::try_from(spec).map_err(|e| {
-            self.metrics.errors.inc();
-            Status::invalid_argument(e.to_string())
-        })?;
-        let policy = self.discover.outbound(&spec).map_err(|e| {
-            self.metrics.errors.inc();
-            Status::from(e)
-        })?;
+        let (spec, policy) = super::lookup(&self.metrics, spec, |s| self.discover.outbound(s))?;
         Ok((spec, policy.into()))
     }
 }

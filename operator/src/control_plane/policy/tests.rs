@@ -87,7 +87,7 @@ fn server_and_authorization_policy_with_network_authentication() {
     let index = mk_index();
     let mut changes = index.changes();
     changes.borrow_and_update();
-    index.write().apply_server(&obj::<Server>(serde_json::json!({
+    index.write().apply_policy(&obj::<Server>(serde_json::json!({
         "apiVersion": "policy.trellis.dev/v1alpha1", "kind": "Server",
         "metadata": {"name": "web-http", "namespace": "shop"},
         "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "port": "http", "proxyProtocol": "HTTP/2", "accessPolicy": "deny"}
@@ -108,7 +108,7 @@ fn server_and_authorization_policy_with_network_authentication() {
         "spec": {"targetRef": {"kind": "Server", "name": "web-http"},
                  "requiredAuthenticationRefs": [{"kind": "NetworkAuthentication", "name": "lan"}]}
     }));
-    index.write().apply_authorization_policy(&authz);
+    index.write().apply_policy(&authz);
     assert!(
         index
             .inbound(&spec(8080))
@@ -119,7 +119,7 @@ fn server_and_authorization_policy_with_network_authentication() {
     );
     index
         .write()
-        .apply_network_authentication(&obj::<NetworkAuthentication>(serde_json::json!({
+        .apply_policy(&obj::<NetworkAuthentication>(serde_json::json!({
             "apiVersion": "policy.trellis.dev/v1alpha1", "kind": "NetworkAuthentication",
             "metadata": {"name": "lan", "namespace": "shop"},
             "spec": {"networks": [{"cidr": "198.18.0.0/24", "except": ["198.18.0.7/32"]}]}
@@ -186,11 +186,11 @@ fn the_kubelet_may_probe_a_probed_port_whatever_the_policy() {
         }]},
         "status": {"podIP": "198.18.64.20", "hostIP": "198.18.64.1"}
     })));
-    index.write().apply_server(&obj::<Server>(serde_json::json!({
+    index.write().apply_policy(&obj::<Server>(serde_json::json!({
         "metadata": {"name": "web-http", "namespace": "shop"},
         "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080, "accessPolicy": "deny"}
     })));
-    index.write().apply_server(&obj::<Server>(serde_json::json!({
+    index.write().apply_policy(&obj::<Server>(serde_json::json!({
         "metadata": {"name": "web-tcp", "namespace": "shop"},
         "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "port": 8082, "accessPolicy": "deny"}
     })));
