@@ -68,6 +68,16 @@ fn key<K: ResourceExt>(obj: &K) -> (String, String) {
     (obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
+/// The objects of `map` in namespace `ns`, with their names.
+fn in_namespace<'a, T>(
+    map: &'a HashMap<(String, String), T>,
+    ns: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a T)> {
+    map.iter()
+        .filter(move |((ons, _), _)| ons == ns)
+        .map(|((_, name), obj)| (name.as_str(), obj))
+}
+
 fn nskey(ns: &str, name: &str) -> (String, String) {
     (ns.to_string(), name.to_string())
 }
@@ -221,21 +231,15 @@ impl Index {
             .get(&(ns.clone(), spec.workload.pod.clone()))
             .ok_or_else(|| LookupError::NotFound(format!("pod {ns}/{}", spec.workload.pod)))?;
         let networks = &self.settings.cluster_networks;
-        let mut servers: Vec<_> = self
-            .policy
-            .servers
-            .iter()
-            .filter(|((sns, _), s)| {
-                sns == ns
-                    && s.spec
-                        .pod_selector
-                        .as_ref()
-                        .is_some_and(|sel| selects(sel, &pod.labels))
+        let mut servers: Vec<_> = in_namespace(&self.policy.servers, ns)
+            .filter(|(_, s)| {
+                let selected = s.spec.pod_selector.as_ref();
+                selected.is_some_and(|sel| selects(sel, &pod.labels))
                     && port_matches(&s.spec.port, pod, spec.port)
             })
             .collect();
-        servers.sort_by(|a, b| a.0.cmp(b.0));
-        let Some(((_, name), server)) = servers.first() else {
+        servers.sort_by_key(|(name, _)| *name);
+        let Some(&(name, server)) = servers.first() else {
             let default = self.default_policy(ns, pod);
             let opaque = pod.is_opaque(spec.port) || self.namespace_opaque_port(ns, spec.port);
             return Ok(with_probes(
@@ -254,19 +258,14 @@ impl Index {
             ProxyProtocol::Opaque => Protocol::Opaque,
             ProxyProtocol::Tls => Protocol::Tls,
         };
-        let mut authorizations: Vec<Authorization> = self
-            .policy
-            .authorization_policies
-            .iter()
-            .filter(|((pns, _), p)| {
-                pns == ns
-                    && match p.spec.target_ref.kind {
-                        PolicyTargetKind::Server => p.spec.target_ref.name == *name,
-                        PolicyTargetKind::Namespace => p.spec.target_ref.name == *ns,
-                    }
-            })
-            .filter_map(|((_, pname), p)| self.authorization(ns, pname, &p.spec))
-            .collect();
+        let mut authorizations: Vec<Authorization> =
+            in_namespace(&self.policy.authorization_policies, ns)
+                .filter(|(_, p)| match p.spec.target_ref.kind {
+                    PolicyTargetKind::Server => p.spec.target_ref.name == name,
+                    PolicyTargetKind::Namespace => p.spec.target_ref.name == *ns,
+                })
+                .filter_map(|(pname, p)| self.authorization(ns, pname, &p.spec))
+                .collect();
         authorizations.sort_by(|a, b| format!("{:?}", a.meta).cmp(&format!("{:?}", b.meta)));
         if authorizations.is_empty() {
             authorizations = access_default(server.spec.access_policy).authorizations(networks);
@@ -276,7 +275,7 @@ impl Index {
                 meta: Meta::Resource {
                     group: POLICY_GROUP.to_string(),
                     kind: "server".to_string(),
-                    name: name.clone(),
+                    name: name.to_string(),
                 },
                 protocol,
                 authorizations,
