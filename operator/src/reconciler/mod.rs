@@ -12,7 +12,11 @@ pub mod mesh;
 pub mod namespace;
 pub mod render;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::StreamExt;
 use kube::{
@@ -20,6 +24,7 @@ use kube::{
     api::ListParams,
     runtime::{
         Controller,
+        controller::Action,
         controller::Config as ControllerConfig,
         events::{Recorder, Reporter},
         reflector::ObjectRef,
@@ -167,6 +172,31 @@ impl Context {
     /// Forgets the retry delay of `uid` after a success.
     pub fn reset_backoff(&self, uid: &str) {
         self.backoff.lock().remove(uid);
+    }
+
+    /// Runs one reconcile of `controller`, counting it and its duration, and forgets the
+    /// retry delay of the object `uid` when it succeeds.
+    pub async fn measured(
+        &self,
+        controller: &str,
+        uid: Option<String>,
+        reconcile: impl Future<Output = Result<Action, Error>>,
+    ) -> Result<Action, Error> {
+        let labels = vec![("controller", controller.to_string())];
+        self.metrics.reconciles.get_or_create(&labels).inc();
+        let started = Instant::now();
+        let result = reconcile.await;
+        let elapsed = started.elapsed().as_secs_f64();
+        self.metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(elapsed);
+        if result.is_ok()
+            && let Some(uid) = uid
+        {
+            self.reset_backoff(&uid);
+        }
+        result
     }
 
     /// Whether this replica may write.

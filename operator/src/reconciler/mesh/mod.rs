@@ -59,32 +59,21 @@ pub async fn reconcile(mesh: Arc<Mesh>, ctx: Arc<Context>) -> Result<Action, Err
     if !ctx.is_leader() {
         return Ok(Action::await_change());
     }
-    let labels = vec![("controller", CONTROLLER.to_string())];
-    ctx.metrics.reconciles.get_or_create(&labels).inc();
-    let started = Instant::now();
     let api: Api<Mesh> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, FINALIZER, mesh.clone(), |event| async {
+    let run = finalizer(&api, FINALIZER, mesh.clone(), |event| async {
         match event {
             Finalizer::Apply(mesh) => apply(mesh, &ctx).await,
             Finalizer::Cleanup(mesh) => cleanup(mesh, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
     });
-    ctx.metrics
-        .duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    if result.is_ok()
-        && let Some(uid) = mesh.uid()
-    {
-        ctx.reset_backoff(&uid);
-    }
-    result
+    let run = async {
+        run.await.map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(Box::new(other)),
+        })
+    };
+    ctx.measured(CONTROLLER, mesh.uid(), run).await
 }
 
 /// Retries a failed reconcile with per-object exponential backoff.

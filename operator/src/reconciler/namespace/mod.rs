@@ -15,7 +15,7 @@ use kube::{
     runtime::controller::Action,
 };
 use serde_json::json;
-use tokio::time::Instant;
+
 use tracing::instrument;
 use trellis_api::well_known::INJECT_ANNOTATION;
 
@@ -78,20 +78,7 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
     if !ctx.is_leader() || ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let labels = vec![("controller", CONTROLLER.to_string())];
-    ctx.metrics.reconciles.get_or_create(&labels).inc();
-    let started = Instant::now();
-    let result = mirror(&ns, &ctx).await;
-    ctx.metrics
-        .duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    if result.is_ok()
-        && let Some(uid) = ns.uid()
-    {
-        ctx.reset_backoff(&uid);
-    }
-    result
+    ctx.measured(CONTROLLER, ns.uid(), mirror(&ns, &ctx)).await
 }
 
 async fn mirror(ns: &Namespace, ctx: &Context) -> Result<Action, Error> {
