@@ -5,7 +5,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Namespace, Service, ServiceAccount},
     policy::v1::PodDisruptionBudget,
-    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    rbac::v1::{ClusterRole, Role, RoleBinding},
 };
 use serde_json::{Value, json};
 use trellis_api::well_known::{
@@ -15,7 +15,8 @@ use trellis_api::well_known::{
 };
 
 use super::{
-    Component, PROXY_DEFAULTS_CONFIGMAP, Plan, RenderInput, cluster_name, labels, push, selector,
+    Component, PROXY_DEFAULTS_CONFIGMAP, Plan, RenderInput, cluster_name, labels, push,
+    push_cluster_role_binding, selector,
 };
 use crate::reconciler::error::Error;
 
@@ -68,15 +69,7 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
             ],
         }),
     )?;
-    push::<ClusterRoleBinding>(
-        plan,
-        input,
-        json!({
-            "metadata": { "name": cluster_role, "labels": labels },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role },
-            "subjects": [{ "kind": "ServiceAccount", "name": CONTROLLER_NAME, "namespace": ns }],
-        }),
-    )?;
+    push_cluster_role_binding(plan, input, (&cluster_role, &labels), (CONTROLLER_NAME, ns))?;
     push::<Role>(
         plan,
         input,

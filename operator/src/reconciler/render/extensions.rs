@@ -8,13 +8,15 @@
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Service, ServiceAccount},
-    rbac::v1::{ClusterRole, ClusterRoleBinding},
+    rbac::v1::ClusterRole,
 };
 use serde_json::{Value, json};
 use trellis_api::well_known::PROXY_ADMIN_PORT;
 use trellis_crds::v1alpha1::mesh::PrometheusMode;
 
-use super::{Component, Plan, RenderInput, cluster_name, labels, push, selector};
+use super::{
+    Component, Plan, RenderInput, cluster_name, labels, push, push_cluster_role_binding, selector,
+};
 use crate::reconciler::error::Error;
 
 /// Name of the tracing collector's Deployment, Service and ConfigMap.
@@ -176,14 +178,11 @@ fn viz_prometheus(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error>
             "rules": [{ "apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"] }],
         }),
     )?;
-    push::<ClusterRoleBinding>(
+    push_cluster_role_binding(
         plan,
         input,
-        json!({
-            "metadata": { "name": cluster_role, "labels": labels_v },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role },
-            "subjects": [{ "kind": "ServiceAccount", "name": VIZ_PROMETHEUS, "namespace": ns }],
-        }),
+        (&cluster_role, &labels_v),
+        (VIZ_PROMETHEUS, ns),
     )?;
     let config = format!(
         "global:\n  scrape_interval: 10s\nscrape_configs:\n- job_name: trellis-proxy\n  kubernetes_sd_configs:\n  - role: pod\n  relabel_configs:\n  - source_labels: [__meta_kubernetes_pod_container_name, __meta_kubernetes_pod_container_port_number]\n    action: keep\n    regex: trellis-proxy;{PROXY_ADMIN_PORT}\n"

@@ -10,7 +10,10 @@ pub mod extensions;
 pub mod secrets;
 pub mod webhook_configs;
 
-use k8s_openapi::{Resource as K8sResource, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use k8s_openapi::{
+    Resource as K8sResource, api::rbac::v1::ClusterRoleBinding,
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
 use kube::{
     api::{ApiResource, DynamicObject},
     core::Resource,
@@ -202,6 +205,25 @@ fn owner_reference(input: &RenderInput<'_>) -> OwnerReference {
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
+}
+
+/// Adds the ClusterRoleBinding `name` that grants the ClusterRole of the same name to the
+/// ServiceAccount `account` in `ns`.
+pub fn push_cluster_role_binding(
+    plan: &mut Plan,
+    input: &RenderInput<'_>,
+    (name, labels): (&str, &Value),
+    (account, ns): (&str, &str),
+) -> Result<(), Error> {
+    push::<ClusterRoleBinding>(
+        plan,
+        input,
+        json!({
+            "metadata": { "name": name, "labels": labels },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
+            "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": ns }],
+        }),
+    )
 }
 
 /// Adds `value` (a full object of kind `K`, without apiVersion, kind or owner references)
