@@ -85,12 +85,18 @@ fn meta(kind: &str, name: &str, ignored: bool) -> PartialObjectMeta<DynamicObjec
     }))
 }
 
-#[tokio::test]
-async fn applies_a_plan_in_stages_with_server_side_apply() {
-    let (client, mut apiserver) = mock_apiserver();
+/// Starts applying [`plan`] over nothing existing, against a scripted apiserver.
+fn apply_plan() -> (tokio::task::JoinHandle<Result<(), Error>>, ApiServer) {
+    let (client, apiserver) = mock_apiserver();
     let applier = Applier::new(client, "mesh-ns", "m1");
     let plan = plan();
     let task = tokio::spawn(async move { applier.apply(&plan, &Existing::default()).await });
+    (task, apiserver)
+}
+
+#[tokio::test]
+async fn applies_a_plan_in_stages_with_server_side_apply() {
+    let (task, mut apiserver) = apply_plan();
     let (query, body) = expect(&mut apiserver, Method::PATCH, NAMESPACE, ok).await;
     assert!(query.contains("fieldManager=trellis-operator") && query.contains("force=true"));
     assert_eq!(body["kind"], "Namespace");
@@ -103,10 +109,7 @@ async fn applies_a_plan_in_stages_with_server_side_apply() {
 
 #[tokio::test]
 async fn a_failed_stage_stops_the_apply_and_names_the_object() {
-    let (client, mut apiserver) = mock_apiserver();
-    let applier = Applier::new(client, "mesh-ns", "m1");
-    let plan = plan();
-    let task = tokio::spawn(async move { applier.apply(&plan, &Existing::default()).await });
+    let (task, mut apiserver) = apply_plan();
     expect(&mut apiserver, Method::PATCH, NAMESPACE, |_| not_found()).await;
     let error = task.await.unwrap().unwrap_err();
     assert!(

@@ -156,6 +156,11 @@ fn pod(name: &str, control_plane_ns: Option<&str>, version: Option<&str>) -> Obj
     }
 }
 
+/// A pod of the `trellis` mesh running proxy `version`, as the metadata watch sees it.
+fn meshed(name: &str, version: &str) -> PartialObjectMeta<Pod> {
+    partial(pod(name, Some("trellis"), Some(version)))
+}
+
 fn partial(meta: ObjectMeta) -> PartialObjectMeta<Pod> {
     PartialObjectMeta {
         types: None,
@@ -197,32 +202,16 @@ fn meshed_pods_follow_watch_events_and_relists() {
     let mut pods = MeshedPods::default();
     assert_eq!(pods.counts("trellis", "0.2.0"), None, "not listed yet");
     pods.apply(Event::Init);
-    pods.apply(Event::InitApply(partial(pod(
-        "a",
-        Some("trellis"),
-        Some("0.2.0"),
-    ))));
-    pods.apply(Event::InitApply(partial(pod(
-        "b",
-        Some("trellis"),
-        Some("0.1.0"),
-    ))));
+    pods.apply(Event::InitApply(meshed("a", "0.2.0")));
+    pods.apply(Event::InitApply(meshed("b", "0.1.0")));
     assert_eq!(pods.counts("trellis", "0.2.0"), None, "list not complete");
     pods.apply(Event::InitDone);
     let counts = |meshed, up_to_date| Some(PodCounts { meshed, up_to_date });
     assert_eq!(pods.counts("trellis", "0.2.0"), counts(2, 1));
 
     // b moves to the new proxy, c arrives, a is being deleted.
-    pods.apply(Event::Apply(partial(pod(
-        "b",
-        Some("trellis"),
-        Some("0.2.0"),
-    ))));
-    pods.apply(Event::Apply(partial(pod(
-        "c",
-        Some("trellis"),
-        Some("0.1.0"),
-    ))));
+    pods.apply(Event::Apply(meshed("b", "0.2.0")));
+    pods.apply(Event::Apply(meshed("c", "0.1.0")));
     assert_eq!(pods.counts("trellis", "0.2.0"), counts(3, 2));
     let mut a = pod("a", Some("trellis"), Some("0.2.0"));
     a.deletion_timestamp = Some(Time(Timestamp::now()));
@@ -234,11 +223,7 @@ fn meshed_pods_follow_watch_events_and_relists() {
     // A relist (after a lost watch) replaces everything at its end; until then the old
     // counts stand.
     pods.apply(Event::Init);
-    pods.apply(Event::InitApply(partial(pod(
-        "c",
-        Some("trellis"),
-        Some("0.1.0"),
-    ))));
+    pods.apply(Event::InitApply(meshed("c", "0.1.0")));
     assert_eq!(pods.counts("trellis", "0.2.0"), counts(2, 1));
     pods.apply(Event::InitDone);
     assert_eq!(pods.counts("trellis", "0.2.0"), counts(1, 0));

@@ -4,6 +4,13 @@ use trellis_crds::v1alpha1::mesh::{IssuerSource, MeshSpec, TrustAnchorSource};
 use super::*;
 use crate::test_util::{RenderFixture, settings};
 
+/// The plan of the default spec changed by `edit`.
+fn plan_with(edit: impl FnOnce(&mut MeshSpec)) -> Plan {
+    let mut spec = MeshSpec::default();
+    edit(&mut spec);
+    plan_for(&spec)
+}
+
 fn plan_for(spec: &MeshSpec) -> Plan {
     render(&RenderFixture::default().input(&settings(spec))).unwrap()
 }
@@ -111,11 +118,7 @@ fn high_availability_adds_replicas_pdb_and_anti_affinity() {
 
 #[test]
 fn version_sets_the_image_tag() {
-    let spec = MeshSpec {
-        version: "9.8.7".to_string(),
-        ..MeshSpec::default()
-    };
-    let plan = plan_for(&spec);
+    let plan = plan_with(|spec| spec.version = "9.8.7".to_string());
     assert_eq!(
         plan.components[0].image,
         "example.test/trellis/controller:9.8.7"
@@ -163,11 +166,7 @@ fn a_foreign_namespace_is_not_rendered() {
 
 #[test]
 fn webhook_selectors_follow_the_control_plane_namespace() {
-    let spec = MeshSpec {
-        namespace: "mesh-cp".to_string(),
-        ..MeshSpec::default()
-    };
-    let plan = plan_for(&spec);
+    let plan = plan_with(|spec| spec.namespace = "mesh-cp".to_string());
     let injector = &find(
         &plan,
         "MutatingWebhookConfiguration",
