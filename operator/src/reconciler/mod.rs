@@ -12,11 +12,7 @@ pub mod mesh;
 pub mod namespace;
 pub mod render;
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use kube::{
@@ -38,6 +34,7 @@ use prometheus_client::metrics::{
     gauge::Gauge,
     histogram::{Histogram, exponential_buckets},
 };
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use trellis_api::well_known::{FIELD_MANAGER, MANAGED_BY_LABEL};
 use trellis_crds::v1alpha1::mesh::Mesh;
