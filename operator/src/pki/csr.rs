@@ -1,6 +1,6 @@
 //! Certificate signing requests: parsing and the shape checks Certify requires.
 
-use rcgen::{CertificateSigningRequestParams, DnType, DnValue, SanType};
+use rcgen::{CertificateSigningRequestParams, DnType, DnValue, IsCa, SanType};
 use rustls::pki_types::CertificateSigningRequestDer;
 
 /// Why a CSR was refused.
@@ -26,7 +26,9 @@ pub fn parse(der: &[u8]) -> Result<CertificateSigningRequestParams, CsrError> {
 }
 
 /// Checks that `csr` asks for exactly `identity`: one DNS SAN equal to it, no other SANs, a
-/// common name that is empty or equal, and an ECDSA key.
+/// subject that holds at most a common name equal to it, an ECDSA key, and no requested
+/// extension that could widen the certificate (key usages, extended key usages, basic
+/// constraints). The parser already refuses every other extension.
 pub fn check(csr: &CertificateSigningRequestParams, identity: &str) -> Result<(), CsrError> {
     let shape = |reason: String| CsrError::Shape {
         identity: identity.to_string(),
@@ -68,6 +70,34 @@ pub fn check(csr: &CertificateSigningRequestParams, identity: &str) -> Result<()
                 "common name {cn} does not match the requested identity"
             )));
         }
+    }
+    if let Some((other, _)) = csr
+        .params
+        .distinguished_name
+        .iter()
+        .find(|(ty, _)| **ty != DnType::CommonName)
+    {
+        return Err(shape(format!(
+            "subject attribute {other:?} is not allowed: the subject holds only the identity"
+        )));
+    }
+    let params = &csr.params;
+    if !params.key_usages.is_empty() {
+        return Err(shape(format!(
+            "requested key usages {:?} are not allowed: the issuer sets them",
+            params.key_usages
+        )));
+    }
+    if !params.extended_key_usages.is_empty() {
+        return Err(shape(format!(
+            "requested extended key usages {:?} are not allowed: the issuer sets them",
+            params.extended_key_usages
+        )));
+    }
+    if !matches!(params.is_ca, IsCa::NoCa) {
+        return Err(shape(
+            "requested basic constraints are not allowed: a leaf is never a CA".to_string(),
+        ));
     }
     let alg = csr.public_key.algorithm();
     if alg != &rcgen::PKCS_ECDSA_P256_SHA256 && alg != &rcgen::PKCS_ECDSA_P384_SHA384 {

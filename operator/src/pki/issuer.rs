@@ -267,7 +267,8 @@ impl Issuer {
         self.not_after <= SystemTime::now()
     }
 
-    /// Signs a leaf for `identity` with the subject and key of `csr` (already checked).
+    /// Signs a leaf for `identity` with the key of `csr` (already checked); the subject and
+    /// every extension are the issuer's.
     pub fn sign(
         &self,
         csr: CertificateSigningRequestParams,
@@ -278,7 +279,11 @@ impl Issuer {
         let issuer_not_after = OffsetDateTime::from(self.not_after);
         let not_after = (now + lifetime.lifetime + lifetime.clock_skew).min(issuer_not_after);
         let mut params = CertificateParams::default();
-        params.distinguished_name = csr.params.distinguished_name;
+        // The subject is ours, never the CSR's: only the identity, as common name.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, identity);
         params.subject_alt_names = vec![SanType::DnsName(
             identity.to_string().try_into().map_err(IssuerError::Sign)?,
         )];

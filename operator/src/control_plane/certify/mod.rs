@@ -8,7 +8,9 @@
 mod tests;
 pub mod token;
 
-use std::sync::Arc;
+use std::{num::NonZeroU32, sync::Arc};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -58,6 +60,18 @@ pub enum CertifyError {
         /// The identity in the request.
         requested: String,
     },
+    /// The identity asked for more certificates than its rate limit allows.
+    #[error(
+        "too many certificate requests for {identity}: at most {} at once and {} a second; retry later",
+        limit.burst,
+        limit.per_second
+    )]
+    RateLimited {
+        /// The proven identity.
+        identity: String,
+        /// The limit it hit.
+        limit: RateLimit,
+    },
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(#[source] IssuerError),
@@ -74,6 +88,7 @@ impl CertifyError {
             Self::Token(TokenError::Review(_) | TokenError::NotText) => "token_review",
             Self::Token(_) => "token_refused",
             Self::IdentityMismatch { .. } => "identity_mismatch",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Sign(_) => "sign",
         }
     }
@@ -92,6 +107,7 @@ impl From<CertifyError> for Status {
             CertifyError::Csr(CsrError::Shape { .. })
             | CertifyError::Token(_)
             | CertifyError::IdentityMismatch { .. } => Status::failed_precondition(message),
+            CertifyError::RateLimited { .. } => Status::resource_exhausted(message),
             CertifyError::Sign(_) => Status::internal(message),
         }
     }
@@ -128,6 +144,36 @@ impl IdentityMetrics {
     }
 }
 
+/// Largest Certify request accepted, in bytes: a token and a CSR take a few KiB.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// How many certificates one identity may get: a burst (a rollout of many replicas that share
+/// a ServiceAccount), then a steady rate. It bounds the signing work one client can cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed at once.
+    pub burst: u32,
+    /// Requests allowed per second once the burst is spent.
+    pub per_second: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            burst: 50,
+            per_second: 5,
+        }
+    }
+}
+
+impl RateLimit {
+    fn limiter(self) -> DefaultKeyedRateLimiter<String> {
+        let per_second = NonZeroU32::new(self.per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+    }
+}
+
 /// The `Certify` service.
 #[derive(Debug)]
 pub struct IdentityService<V> {
@@ -135,6 +181,8 @@ pub struct IdentityService<V> {
     verifier: V,
     settings: watch::Receiver<IdentitySettings>,
     metrics: IdentityMetrics,
+    limit: RateLimit,
+    limiter: DefaultKeyedRateLimiter<String>,
 }
 
 impl<V: TokenVerifier> IdentityService<V> {
@@ -150,12 +198,21 @@ impl<V: TokenVerifier> IdentityService<V> {
             verifier,
             settings,
             metrics,
+            limit: RateLimit::default(),
+            limiter: RateLimit::default().limiter(),
         }
     }
 
-    /// This service as a tonic service.
+    /// This service with `limit` per identity instead of the default.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limit = limit;
+        self.limiter = limit.limiter();
+        self
+    }
+
+    /// This service as a tonic service, refusing requests over [`MAX_REQUEST_BYTES`].
     pub fn into_server(self) -> identity_server::IdentityServer<Self> {
-        identity_server::IdentityServer::new(self)
+        identity_server::IdentityServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
     }
 
     /// Runs every check and signs.
@@ -178,6 +235,12 @@ impl<V: TokenVerifier> IdentityService<V> {
             return Err(CertifyError::IdentityMismatch {
                 proven,
                 requested: req.identity,
+            });
+        }
+        if self.limiter.check_key(&proven).is_err() {
+            return Err(CertifyError::RateLimited {
+                identity: proven,
+                limit: self.limit,
             });
         }
         issuer

@@ -270,3 +270,162 @@ fn csr_with_uri_san_is_refused() {
     let parsed = csr::parse(&der).unwrap();
     assert!(csr::check(&parsed, &id).is_err());
 }
+
+/// A CSR for `id` (CN and SAN) that `edit` changes before it is signed.
+fn csr_with(id: &str, edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(vec![id.to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, id);
+    edit(&mut params);
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+#[tokio::test]
+async fn csr_fields_that_could_widen_the_leaf_are_refused() {
+    let svc = service(Some(mk_issuer_pem(time::Duration::days(365))));
+    let id = web_identity();
+    let cases: [(&str, Box<dyn FnOnce(&mut CertificateParams)>); 5] = [
+        (
+            "subject attribute",
+            Box::new(|p| p.distinguished_name.push(DnType::OrganizationName, "evil")),
+        ),
+        (
+            "key usages",
+            Box::new(|p| p.key_usages = vec![KeyUsagePurpose::KeyCertSign]),
+        ),
+        (
+            "extended key usages",
+            Box::new(|p| p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning]),
+        ),
+        (
+            "basic constraints",
+            Box::new(|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)),
+        ),
+        (
+            "basic constraints",
+            Box::new(|p| p.is_ca = IsCa::ExplicitNoCa),
+        ),
+    ];
+    for (want, edit) in cases {
+        let s = status(&svc, request(&id, "web-token", csr_with(&id, edit))).await;
+        assert_eq!(
+            s.code(),
+            Code::FailedPrecondition,
+            "{want}: {}",
+            s.message()
+        );
+        assert!(s.message().contains(want), "{want}: {}", s.message());
+    }
+    // The proxy's own CSR shape still passes.
+    svc.certify(request(&id, "web-token", csr_with(&id, |_| {})))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn leaves_carry_a_subject_the_issuer_sets() {
+    let shared = SharedIssuer::default();
+    shared
+        .update(&mk_issuer_pem(time::Duration::days(365)))
+        .unwrap();
+    let id = web_identity();
+    // Sign directly, past the CSR checks, to see what the issuer itself copies.
+    let der = csr_with(&id, |p| {
+        p.distinguished_name.push(DnType::OrganizationName, "evil");
+        p.distinguished_name.push(DnType::CountryName, "ZZ");
+    });
+    let csr = csr::parse(&der).unwrap();
+    let settings = IdentitySettings::default();
+    let rsp = shared
+        .get()
+        .unwrap()
+        .sign(csr, &id, &settings.leaf)
+        .unwrap();
+    let (_, leaf) = X509Certificate::from_der(&rsp.leaf_der).unwrap();
+    let subject: Vec<String> = leaf
+        .subject()
+        .iter_attributes()
+        .map(|a| format!("{}={}", a.attr_type(), a.as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(subject, [format!("2.5.4.3={id}")]);
+}
+
+#[tokio::test]
+async fn each_identity_is_rate_limited() {
+    let svc = service(Some(mk_issuer_pem(time::Duration::days(365)))).with_rate_limit(RateLimit {
+        burst: 2,
+        per_second: 1,
+    });
+    let id = web_identity();
+    for _ in 0..2 {
+        svc.certify(request(&id, "web-token", mk_csr(&id, &[&id])))
+            .await
+            .unwrap();
+    }
+    let s = status(&svc, request(&id, "web-token", mk_csr(&id, &[&id]))).await;
+    assert_eq!(s.code(), Code::ResourceExhausted);
+    assert!(
+        s.message().contains(&id) && s.message().contains("retry later"),
+        "{}",
+        s.message()
+    );
+    // Refused tokens never spend the bucket of the identity they name.
+    let fresh =
+        service(Some(mk_issuer_pem(time::Duration::days(365)))).with_rate_limit(RateLimit {
+            burst: 1,
+            per_second: 1,
+        });
+    for _ in 0..3 {
+        let s = status(&fresh, request(&id, "forged", mk_csr(&id, &[&id]))).await;
+        assert_eq!(s.code(), Code::FailedPrecondition);
+    }
+    fresh
+        .certify(request(&id, "web-token", mk_csr(&id, &[&id])))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn token_review_always_asks_for_the_mesh_audience() {
+    use crate::test_util::{mock_apiserver, ok};
+    let (client, mut apiserver) = mock_apiserver();
+    let verifier = TokenReviewVerifier::new(client);
+    let verify = tokio::spawn(async move { verifier.verify("plain-apiserver-token").await });
+    let (request, send) = apiserver.next_request().await.unwrap();
+    let body = request.into_body().collect_bytes().await.unwrap();
+    let review: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        review["spec"]["audiences"],
+        serde_json::json!([well_known::IDENTITY_TOKEN_AUDIENCE])
+    );
+    // The apiserver says the token lacks the audience: refused, with no second review
+    // without an audience (which would accept any pod's ordinary token).
+    send.send_response(ok(&serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "spec": {"token": "plain-apiserver-token"},
+        "status": {"authenticated": false, "error": "token audiences [\"https://kubernetes.default.svc\"] is invalid for the target audiences"}
+    })));
+    let answered = tokio::spawn(async move {
+        if let Some((_, send)) = apiserver.next_request().await {
+            send.send_response(ok(&serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "status": {"authenticated": true, "user": {"username": "system:serviceaccount:shop:web"}}
+            })));
+            return true;
+        }
+        false
+    });
+    let err = tokio::time::timeout(Duration::from_secs(10), verify)
+        .await
+        .expect("verify finishes")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, TokenError::NotAuthenticated(_)), "{err}");
+    assert!(err.to_string().contains("audience"), "{err}");
+    answered.abort();
+    assert!(
+        !answered.await.unwrap_or(false),
+        "a second TokenReview was sent"
+    );
+}

@@ -87,15 +87,11 @@ impl TokenReviewVerifier {
         }
     }
 
-    async fn review(
-        &self,
-        token: &str,
-        audiences: Option<Vec<String>>,
-    ) -> Result<TokenReview, TokenError> {
+    async fn review(&self, token: &str, audiences: Vec<String>) -> Result<TokenReview, TokenError> {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_string(),
-                audiences,
+                audiences: Some(audiences),
             },
             ..TokenReview::default()
         };
@@ -108,20 +104,14 @@ impl TokenReviewVerifier {
 
 impl TokenVerifier for TokenReviewVerifier {
     async fn verify(&self, token: &str) -> Result<ServiceAccountRef, TokenError> {
+        // Always the mesh audience: a pod's ordinary apiserver token (no audience, or
+        // another one) must never buy a mesh certificate.
         let audiences = vec![well_known::IDENTITY_TOKEN_AUDIENCE.to_string()];
-        let mut review = self.review(token, Some(audiences)).await?;
-        let status = review.status.take().unwrap_or_default();
-        let status = if status.authenticated != Some(true)
-            && status
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("audience"))
-        {
-            // A legacy, unprojected token has no audience: retry once without.
-            self.review(token, None).await?.status.unwrap_or_default()
-        } else {
-            status
-        };
+        let status = self
+            .review(token, audiences)
+            .await?
+            .status
+            .unwrap_or_default();
         if status.authenticated != Some(true) {
             return Err(TokenError::NotAuthenticated(
                 status
