@@ -271,6 +271,9 @@ fn csr_with_uri_san_is_refused() {
     assert!(csr::check(&parsed, &id).is_err());
 }
 
+/// A change to a CSR's parameters.
+type CsrEdit = dyn FnOnce(&mut CertificateParams);
+
 /// A CSR for `id` (CN and SAN) that `edit` changes before it is signed.
 fn csr_with(id: &str, edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -285,7 +288,7 @@ fn csr_with(id: &str, edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
 async fn csr_fields_that_could_widen_the_leaf_are_refused() {
     let svc = service(Some(mk_issuer_pem(time::Duration::days(365))));
     let id = web_identity();
-    let cases: [(&str, Box<dyn FnOnce(&mut CertificateParams)>); 5] = [
+    let cases: [(&str, Box<CsrEdit>); 5] = [
         (
             "subject attribute",
             Box::new(|p| p.distinguished_name.push(DnType::OrganizationName, "evil")),
