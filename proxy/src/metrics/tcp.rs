@@ -6,48 +6,23 @@ use std::{
     task::{Context, Poll},
 };
 
-use prometheus_client::{
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
-};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Labels;
 
-/// The TCP families; labels are the endpoint labels plus `peer` (`src` or `dst`).
-#[derive(Clone, Debug, Default)]
-pub struct TcpMetrics {
-    open_total: Family<Labels, Counter>,
-    close_total: Family<Labels, Counter>,
-    open_connections: Family<Labels, Gauge>,
-    read_bytes_total: Family<Labels, Counter>,
-    write_bytes_total: Family<Labels, Counter>,
+families! {
+    /// The TCP families; labels are the endpoint labels plus `peer` (`src` or `dst`).
+    pub struct TcpMetrics {
+        open_total: Counter => "tcp_open", "Connections opened";
+        close_total: Counter => "tcp_close", "Connections closed";
+        open_connections: Gauge => "tcp_open_connections", "Connections currently open";
+        read_bytes_total: Counter => "tcp_read_bytes", "Bytes read from peers";
+        write_bytes_total: Counter => "tcp_write_bytes", "Bytes written to peers";
+    }
 }
 
 impl TcpMetrics {
-    /// Creates the families and registers them.
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
-        registry.register("tcp_open", "Connections opened", m.open_total.clone());
-        registry.register("tcp_close", "Connections closed", m.close_total.clone());
-        registry.register(
-            "tcp_open_connections",
-            "Connections currently open",
-            m.open_connections.clone(),
-        );
-        registry.register(
-            "tcp_read_bytes",
-            "Bytes read from peers",
-            m.read_bytes_total.clone(),
-        );
-        registry.register(
-            "tcp_write_bytes",
-            "Bytes written to peers",
-            m.write_bytes_total.clone(),
-        );
-        m
-    }
-
     /// Records an opened connection; the returned guard records the close when dropped.
     /// `peer` is `src` for the accepted side and `dst` for the connecting side.
     pub fn open(&self, peer: &'static str, mut labels: Labels) -> TcpConn {

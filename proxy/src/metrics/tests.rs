@@ -1,0 +1,60 @@
+use super::*;
+
+#[test]
+fn every_family_is_registered_with_its_type_and_help() {
+    let metrics = Metrics::new();
+    let labels: Labels = vec![("direction".into(), "inbound".into())];
+    drop(metrics.tcp.open("src", labels.clone()));
+    metrics.http.request(labels.clone()).respond(200, None, "");
+    metrics.authz.deny(true, &labels);
+    metrics.authz.deny(false, &labels);
+    let text = metrics.encode().unwrap();
+    for (name, kind, help) in [
+        ("tcp_open", "counter", "Connections opened"),
+        ("tcp_close", "counter", "Connections closed"),
+        (
+            "tcp_open_connections",
+            "gauge",
+            "Connections currently open",
+        ),
+        ("tcp_read_bytes", "counter", "Bytes read from peers"),
+        ("tcp_write_bytes", "counter", "Bytes written to peers"),
+        ("request", "counter", "HTTP requests"),
+        ("response", "counter", "HTTP responses"),
+        (
+            "response_latency_ms",
+            "histogram",
+            "Time from request to response headers, in milliseconds",
+        ),
+        (
+            "inbound_http_authz_deny",
+            "counter",
+            "HTTP connections and requests refused by inbound policy",
+        ),
+        (
+            "inbound_tcp_authz_deny",
+            "counter",
+            "Opaque TCP connections refused by inbound policy",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {name} {help}.\n")),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name}: {text}"
+        );
+    }
+    // The latency family is made with the contract's buckets, not the default ones.
+    assert!(
+        text.contains(
+            "response_latency_ms_bucket{le=\"50000.0\",direction=\"inbound\",status_code=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("inbound_http_authz_deny_total{direction=\"inbound\"} 1"),
+        "{text}"
+    );
+}
