@@ -58,3 +58,30 @@ fn every_family_is_registered_with_its_type_and_help() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn counted_io_counts_bytes_each_way() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let metrics = Metrics::new();
+    let conn = metrics
+        .tcp
+        .open("src", vec![("direction".into(), "inbound".into())]);
+    let (io, mut peer) = tokio::io::duplex(64);
+    let mut io = tcp::counted(io, &conn);
+    io.write_all(b"hello").await.unwrap();
+    peer.write_all(b"abc").await.unwrap();
+    let mut buf = [0; 3];
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"abc");
+    let text = metrics.encode().unwrap();
+    let labels = "{direction=\"inbound\",peer=\"src\"}";
+    assert!(
+        text.contains(&format!("tcp_read_bytes_total{labels} 3\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("tcp_write_bytes_total{labels} 5\n")),
+        "{text}"
+    );
+}
