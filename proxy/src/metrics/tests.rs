@@ -1,5 +1,15 @@
 use super::*;
 
+/// Asserts that the exposition `text` has each of `lines` as a whole line.
+fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            text.lines().any(|l| l == *line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn every_family_is_registered_with_its_type_and_help() {
     let metrics = Metrics::new();
@@ -37,25 +47,19 @@ fn every_family_is_registered_with_its_type_and_help() {
             "Opaque TCP connections refused by inbound policy",
         ),
     ] {
-        assert!(
-            text.contains(&format!("# HELP {name} {help}.\n")),
-            "{name}: {text}"
+        let (help, kind) = (
+            format!("# HELP {name} {help}."),
+            format!("# TYPE {name} {kind}"),
         );
-        assert!(
-            text.contains(&format!("# TYPE {name} {kind}\n")),
-            "{name}: {text}"
-        );
+        assert_lines(&text, &[&help, &kind]);
     }
-    // The latency family is made with the contract's buckets, not the default ones.
-    assert!(
-        text.contains(
-            "response_latency_ms_bucket{le=\"50000.0\",direction=\"inbound\",status_code=\"200\"} 1"
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("inbound_http_authz_deny_total{direction=\"inbound\"} 1"),
-        "{text}"
+    assert_lines(
+        &text,
+        &[
+            // The latency family is made with the contract's buckets, not the default ones.
+            "response_latency_ms_bucket{le=\"50000.0\",direction=\"inbound\",status_code=\"200\"} 1",
+            "inbound_http_authz_deny_total{direction=\"inbound\"} 1",
+        ],
     );
 }
 
@@ -75,13 +79,11 @@ async fn counted_io_counts_bytes_each_way() {
     io.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"abc");
     let text = metrics.encode().unwrap();
-    let labels = "{direction=\"inbound\",peer=\"src\"}";
-    assert!(
-        text.contains(&format!("tcp_read_bytes_total{labels} 3\n")),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!("tcp_write_bytes_total{labels} 5\n")),
-        "{text}"
+    assert_lines(
+        &text,
+        &[
+            "tcp_read_bytes_total{direction=\"inbound\",peer=\"src\"} 3",
+            "tcp_write_bytes_total{direction=\"inbound\",peer=\"src\"} 5",
+        ],
     );
 }
