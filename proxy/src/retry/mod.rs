@@ -1,5 +1,6 @@
 //! Control-plane watches: follow a gRPC stream, convert each message, and resubscribe with
-//! one exponential backoff when the stream ends.
+//! one exponential backoff when the stream ends; plus the helpers every watch shares to
+//! open its call and publish its state.
 
 use std::{sync::Arc, time::Duration};
 
@@ -69,7 +70,7 @@ pub async fn once_certified<F: Future>(creds: Option<Arc<tls::Store>>, watch: F)
     watch.await
 }
 
-/// The stream a subscription's gRPC call answers with.
+/// A subscription's gRPC call, resolving to the stream it answers with.
 type Opened<Fut, S> = MapOk<Fut, fn(tonic::Response<S>) -> S>;
 
 /// An `open` for [`follow`]: each subscription makes the gRPC call `call` on fresh clones
