@@ -15,7 +15,7 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
 use tokio::net::TcpListener;
 
-use crate::{drain::Drain, metrics::Metrics};
+use crate::{drain::Drain, metrics::Metrics, transport::listen};
 
 /// Content type of the Prometheus text format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -90,17 +90,7 @@ impl Admin {
     /// connections finish their requests.
     pub async fn serve(self, listener: TcpListener, drain: Drain) {
         let graceful = GracefulShutdown::new();
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = drain.signaled() => break,
-                res = listener.accept() => match res {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        tracing::warn!(%error, "Admin accept failed");
-                        continue;
-                    }
-                },
-            };
+        while let Some((stream, peer)) = listen::accept(&listener, &drain).await {
             let admin = self.clone();
             let svc = service_fn(move |req: Request<Incoming>| {
                 let rsp = admin.handle(&req);

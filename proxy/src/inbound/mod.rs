@@ -251,7 +251,7 @@ impl Inbound {
                 metrics: self.metrics.clone(),
                 clients: self.clients.clone(),
             };
-            let io = crate::metrics::tcp::Counted::new(io, &src);
+            let io = crate::metrics::tcp::counted(io, &src);
             http::serve(io, protocol == Protocol::Http2, ctx, self.drain.clone()).await;
             return;
         }

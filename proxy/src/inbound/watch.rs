@@ -117,14 +117,13 @@ impl Policies {
             tokio::time::sleep(FIRST_POLICY_WAIT).await;
             timer.send_if_modified(|policy| policy.is_none() && policy.replace(default).is_none());
         });
-        let task = watch_port(
-            controller.client.clone(),
-            PortSpec {
-                workload: controller.workload.clone(),
-                port: u32::from(port),
-            },
+        let spec = PortSpec {
+            workload: controller.workload.clone(),
+            port: u32::from(port),
+        };
+        let task = retry::once_certified(
             controller.creds.clone(),
-            tx,
+            watch_port(controller.client.clone(), spec, tx),
         );
         let drain = controller.drain.clone();
         tokio::spawn(
@@ -145,22 +144,12 @@ impl Policies {
 async fn watch_port(
     client: InboundServerPoliciesClient<Channel>,
     spec: PortSpec,
-    creds: Option<Arc<tls::Store>>,
     tx: Arc<watch::Sender<Option<Arc<ServerPolicy>>>>,
 ) {
-    if let Some(creds) = creds {
-        creds.certified().await;
-    }
     let port = spec.port;
-    let open = || {
-        let (mut client, spec) = (client.clone(), spec.clone());
-        async move {
-            client
-                .watch_port(spec)
-                .await
-                .map(tonic::Response::into_inner)
-        }
-    };
+    let open = retry::reopen(client, spec, |mut client, spec| async move {
+        client.watch_port(spec).await
+    });
     let on_update = |policy: Result<ServerPolicy, _>, _| {
         let policy = policy.unwrap_or_else(|error| {
             tracing::warn!(port, %error, "Controller sent an invalid policy; denying");

@@ -1,9 +1,6 @@
 //! HTTP golden metrics: requests, responses by status and classification, and latency.
 
-use prometheus_client::{
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
-    registry::Registry,
-};
+use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 use tokio::time::Instant;
 
 use super::Labels;
@@ -18,32 +15,17 @@ fn new_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS_MS)
 }
 
-/// `request_total`, `response_total` and `response_latency_ms`.
-#[derive(Clone, Debug)]
-pub struct HttpMetrics {
-    requests: Family<Labels, Counter>,
-    responses: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
+families! {
+    /// `request_total`, `response_total` and `response_latency_ms`.
+    pub struct HttpMetrics {
+        requests: Counter => "request", "HTTP requests";
+        responses: Counter => "response", "HTTP responses";
+        latency: Histogram = new_histogram
+            => "response_latency_ms", "Time from request to response headers, in milliseconds";
+    }
 }
 
 impl HttpMetrics {
-    /// Creates the families and registers them.
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self {
-            requests: Family::default(),
-            responses: Family::default(),
-            latency: Family::new_with_constructor(new_histogram as fn() -> Histogram),
-        };
-        registry.register("request", "HTTP requests", m.requests.clone());
-        registry.register("response", "HTTP responses", m.responses.clone());
-        registry.register(
-            "response_latency_ms",
-            "Time from request to response headers, in milliseconds",
-            m.latency.clone(),
-        );
-        m
-    }
-
     /// Counts a request; the returned handle records its response.
     pub fn request(&self, labels: Labels) -> RequestMetrics {
         self.requests.get_or_create(&labels).inc();

@@ -1,5 +1,42 @@
 //! Prometheus metrics: the registry served on `/metrics` and the golden metric families.
 
+/// Declares a struct of metric families, each labelled with [`Labels`], and its `register`,
+/// which registers each family under its name and help text. A family's metrics are made
+/// with `Default` unless a constructor follows the metric type (`Histogram = new_histogram`).
+macro_rules! families {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($field:ident: $metric:ty $(= $new:expr)? => $prom:literal, $help:literal;)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            $($field: prometheus_client::metrics::family::Family<$crate::metrics::Labels, $metric>,)+
+        }
+
+        impl $name {
+            /// Creates the families and registers them.
+            pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+                let m = Self {
+                    $($field: prometheus_client::metrics::family::Family::new_with_constructor(
+                        families!(@new $metric $(, $new)?),
+                    ),)+
+                };
+                $(registry.register($prom, $help, m.$field.clone());)+
+                m
+            }
+        }
+    };
+    (@new $metric:ty) => {
+        <$metric as Default>::default as fn() -> $metric
+    };
+    (@new $metric:ty, $new:expr) => {
+        $new as fn() -> $metric
+    };
+}
+
 pub mod authz;
 pub mod http;
 pub mod labels;
@@ -60,3 +97,6 @@ impl Metrics {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

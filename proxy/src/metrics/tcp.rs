@@ -1,53 +1,25 @@
 //! TCP golden metrics: connections opened, closed and open, and bytes each way.
 
-use std::{
-    io,
-    pin::Pin,
-    task::{Context, Poll},
-};
+use std::io;
 
-use prometheus_client::{
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
-};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::{InspectReader, InspectWriter};
 
 use super::Labels;
 
-/// The TCP families; labels are the endpoint labels plus `peer` (`src` or `dst`).
-#[derive(Clone, Debug, Default)]
-pub struct TcpMetrics {
-    open_total: Family<Labels, Counter>,
-    close_total: Family<Labels, Counter>,
-    open_connections: Family<Labels, Gauge>,
-    read_bytes_total: Family<Labels, Counter>,
-    write_bytes_total: Family<Labels, Counter>,
+families! {
+    /// The TCP families; labels are the endpoint labels plus `peer` (`src` or `dst`).
+    pub struct TcpMetrics {
+        open_total: Counter => "tcp_open", "Connections opened";
+        close_total: Counter => "tcp_close", "Connections closed";
+        open_connections: Gauge => "tcp_open_connections", "Connections currently open";
+        read_bytes_total: Counter => "tcp_read_bytes", "Bytes read from peers";
+        write_bytes_total: Counter => "tcp_write_bytes", "Bytes written to peers";
+    }
 }
 
 impl TcpMetrics {
-    /// Creates the families and registers them.
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
-        registry.register("tcp_open", "Connections opened", m.open_total.clone());
-        registry.register("tcp_close", "Connections closed", m.close_total.clone());
-        registry.register(
-            "tcp_open_connections",
-            "Connections currently open",
-            m.open_connections.clone(),
-        );
-        registry.register(
-            "tcp_read_bytes",
-            "Bytes read from peers",
-            m.read_bytes_total.clone(),
-        );
-        registry.register(
-            "tcp_write_bytes",
-            "Bytes written to peers",
-            m.write_bytes_total.clone(),
-        );
-        m
-    }
-
     /// Records an opened connection; the returned guard records the close when dropped.
     /// `peer` is `src` for the accepted side and `dst` for the connecting side.
     pub fn open(&self, peer: &'static str, mut labels: Labels) -> TcpConn {
@@ -94,57 +66,16 @@ impl Drop for TcpConn {
     }
 }
 
-/// An I/O stream that counts the bytes read and written on a connection's metrics.
-#[derive(Debug)]
-pub struct Counted<T> {
-    io: T,
-    read: Counter,
-    write: Counter,
-}
-
-impl<T> Counted<T> {
-    /// Counts `io`'s bytes on `conn`.
-    pub fn new(io: T, conn: &TcpConn) -> Self {
-        Self {
-            io,
-            read: conn.read.clone(),
-            write: conn.write.clone(),
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.io).poll_read(cx, buf);
-        let n = buf.filled().len().saturating_sub(before);
-        self.read.inc_by(n as u64);
-        res
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &res {
-            self.write.inc_by(*n as u64);
-        }
-        res
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
+/// Counts the bytes read from and written to `io` on `conn`'s metrics.
+pub fn counted<T>(io: T, conn: &TcpConn) -> impl AsyncRead + AsyncWrite + Unpin + use<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, write) = (conn.read.clone(), conn.write.clone());
+    let io = InspectReader::new(io, move |bytes: &[u8]| {
+        read.inc_by(bytes.len() as u64);
+    });
+    InspectWriter::new(io, move |bytes: &[u8]| {
+        write.inc_by(bytes.len() as u64);
+    })
 }

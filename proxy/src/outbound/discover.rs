@@ -312,21 +312,20 @@ async fn run_target(
 ) {
     let d = &inner.discovery;
     let (profile_tx, mut profiles) = watch::channel(ProfileState::Pending);
-    let _profile_watch = Task::spawn(profile::watch(
-        d.destination.clone(),
-        addr,
-        d.context.clone(),
+    let _profile_watch = Task::spawn(retry::once_certified(
         d.destination_creds.clone(),
-        profile_tx,
+        profile::watch(d.destination.clone(), addr, d.context.clone(), profile_tx),
     ));
     let (policy_tx, mut policies) = watch::channel(PolicyState::Pending);
     let watch_policy = || {
-        Task::spawn(policy::watch(
-            d.policy.clone(),
-            addr,
-            d.workload.clone(),
+        Task::spawn(retry::once_certified(
             d.policy_creds.clone(),
-            policy_tx.clone(),
+            policy::watch(
+                d.policy.clone(),
+                addr,
+                d.workload.clone(),
+                policy_tx.clone(),
+            ),
         ))
     };
     let mut policy_watch = watch_policy();
@@ -439,10 +438,9 @@ async fn watch_endpoints(
         path: path.clone(),
         context_token,
     };
-    let open = || {
-        let (mut client, req) = (client.clone(), req.clone());
-        async move { client.get(req).await.map(tonic::Response::into_inner) }
-    };
+    let open = retry::reopen(client, req, |mut client, req| async move {
+        client.get(req).await
+    });
     let on_update = |update: Result<Update, _>, first: bool| {
         // A resubscription starts from an empty set, applied at its first update.
         let mut set = if first {

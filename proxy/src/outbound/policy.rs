@@ -1,6 +1,6 @@
 //! Outbound policy discovery: follows `OutboundPolicies.Watch` for one target, failing static.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
 use tokio::sync::watch;
 use tonic::{Code, transport::Channel};
@@ -12,10 +12,7 @@ use trellis_api::{
     outbound::OutboundPolicy,
 };
 
-use crate::{
-    retry::{self, Next},
-    tls,
-};
+use crate::retry::{self, Next};
 
 /// The policy of a target as known so far.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,20 +45,15 @@ pub async fn watch(
     client: OutboundPoliciesClient<Channel>,
     target: SocketAddr,
     workload: String,
-    creds: Option<Arc<tls::Store>>,
     tx: watch::Sender<PolicyState>,
 ) {
-    if let Some(creds) = creds {
-        creds.certified().await;
-    }
     let spec = TrafficSpec {
         source_workload: workload,
         target: Some(traffic_spec::Target::Addr(TcpAddress::from(target))),
     };
-    let open = || {
-        let (mut client, spec) = (client.clone(), spec.clone());
-        async move { client.watch(spec).await.map(tonic::Response::into_inner) }
-    };
+    let open = retry::reopen(client, spec, |mut client, spec| async move {
+        client.watch(spec).await
+    });
     let on_update = |policy: Result<OutboundPolicy, _>, _| {
         let next = match policy {
             Ok(policy) => {
@@ -73,11 +65,7 @@ pub async fn watch(
                 PolicyState::Invalid
             }
         };
-        tx.send_if_modified(|state| {
-            let changed = *state != next;
-            *state = next;
-            changed
-        });
+        retry::send_if_changed(&tx, next);
     };
     let on_end = |status: &tonic::Status| match status.code() {
         Code::NotFound | Code::Unimplemented => {
@@ -91,20 +79,9 @@ pub async fn watch(
             Next::Stop
         }
         _ => {
-            mark_unavailable(&tx, &PolicyState::Pending, PolicyState::Unavailable);
+            retry::mark_unavailable(&tx, &PolicyState::Pending, PolicyState::Unavailable);
             Next::Retry
         }
     };
     retry::follow("outbound policy", open, on_update, on_end).await;
-}
-
-/// Moves a watch that has had no answer yet (`pending`) to `unavailable`.
-pub fn mark_unavailable<T: PartialEq>(tx: &watch::Sender<T>, pending: &T, unavailable: T) {
-    tx.send_if_modified(|state| {
-        let first = state == pending;
-        if first {
-            *state = unavailable;
-        }
-        first
-    });
 }

@@ -1,6 +1,6 @@
 //! Outbound profiles: follows `GetProfile(ip:port)` for one target, failing static.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -9,11 +9,7 @@ use trellis_api::{
     linkerd2_proxy_api::destination::{GetDestination, destination_client::DestinationClient},
 };
 
-use super::policy::mark_unavailable;
-use crate::{
-    retry::{self, Next},
-    tls,
-};
+use crate::retry::{self, Next};
 
 /// How long a rejected lookup (`InvalidArgument`, `FailedPrecondition`) stands before it is
 /// asked again, so a target that opted out can opt back in.
@@ -38,35 +34,20 @@ pub async fn watch(
     client: DestinationClient<Channel>,
     target: SocketAddr,
     context_token: String,
-    creds: Option<Arc<tls::Store>>,
     tx: watch::Sender<ProfileState>,
 ) {
-    if let Some(creds) = creds {
-        creds.certified().await;
-    }
     let req = GetDestination {
         scheme: String::new(),
         path: target.to_string(),
         context_token,
     };
-    let open = || {
-        let (mut client, req) = (client.clone(), req.clone());
-        async move {
-            client
-                .get_profile(req)
-                .await
-                .map(tonic::Response::into_inner)
-        }
-    };
+    let open = retry::reopen(client, req, |mut client, req| async move {
+        client.get_profile(req).await
+    });
     let on_update = |profile: Result<Profile, Infallible>, _| {
         let Ok(profile) = profile;
         tracing::debug!(%target, fqn = %profile.fully_qualified_name, opaque = profile.opaque_protocol, "Profile updated");
-        tx.send_if_modified(|state| {
-            let next = ProfileState::Known(profile);
-            let changed = *state != next;
-            *state = next;
-            changed
-        });
+        retry::send_if_changed(&tx, ProfileState::Known(profile));
     };
     let on_end = |status: &tonic::Status| {
         if retry::is_rejection(status) {
@@ -74,7 +55,7 @@ pub async fn watch(
             tx.send_replace(ProfileState::Rejected);
             return Next::RetryAfter(REJECTED_TTL);
         }
-        mark_unavailable(&tx, &ProfileState::Pending, ProfileState::Unavailable);
+        retry::mark_unavailable(&tx, &ProfileState::Pending, ProfileState::Unavailable);
         Next::Retry
     };
     retry::follow("profile", open, on_update, on_end).await;

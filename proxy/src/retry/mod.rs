@@ -1,10 +1,14 @@
 //! Control-plane watches: follow a gRPC stream, convert each message, and resubscribe with
-//! one exponential backoff when the stream ends.
+//! one exponential backoff when the stream ends; plus the helpers every watch shares to
+//! open its call and publish its state.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryFutureExt, future::MapOk};
+use tokio::sync::watch;
 use tonic::Status;
+
+use crate::tls;
 
 /// First retry delay after a failed stream.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -55,6 +59,51 @@ pub fn is_rejection(status: &Status) -> bool {
         status.code(),
         tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
     )
+}
+
+/// Runs `watch` once `creds` (when set) holds this proxy's certificate, as mTLS to a
+/// controller needs.
+pub async fn once_certified<F: Future>(creds: Option<Arc<tls::Store>>, watch: F) -> F::Output {
+    if let Some(creds) = creds {
+        creds.certified().await;
+    }
+    watch.await
+}
+
+/// A subscription's gRPC call, resolving to the stream it answers with.
+type Opened<Fut, S> = MapOk<Fut, fn(tonic::Response<S>) -> S>;
+
+/// An `open` for [`follow`]: each subscription makes the gRPC call `call` on fresh clones
+/// of `client` and `request`, and follows the stream it answers with.
+pub fn reopen<C: Clone, Req: Clone, S, Fut>(
+    client: C,
+    request: Req,
+    call: impl Fn(C, Req) -> Fut,
+) -> impl FnMut() -> Opened<Fut, S>
+where
+    Fut: Future<Output = Result<tonic::Response<S>, Status>>,
+{
+    move || call(client.clone(), request.clone()).map_ok(tonic::Response::into_inner as fn(_) -> S)
+}
+
+/// Publishes `next` on `tx`, waking receivers only when it differs from the current value.
+pub fn send_if_changed<T: PartialEq>(tx: &watch::Sender<T>, next: T) {
+    tx.send_if_modified(|state| {
+        let changed = *state != next;
+        *state = next;
+        changed
+    });
+}
+
+/// Moves a watch that has had no answer yet (`pending`) to `unavailable`.
+pub fn mark_unavailable<T: PartialEq>(tx: &watch::Sender<T>, pending: &T, unavailable: T) {
+    tx.send_if_modified(|state| {
+        let first = state == pending;
+        if first {
+            *state = unavailable;
+        }
+        first
+    });
 }
 
 /// Follows the stream `open` returns until `on_end` says [`Next::Stop`]: each message is

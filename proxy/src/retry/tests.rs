@@ -87,3 +87,48 @@ fn only_refusals_of_the_request_are_rejections() {
         assert_eq!(is_rejection(&status), rejected, "{status}");
     }
 }
+
+#[tokio::test]
+async fn once_certified_waits_for_the_first_certificate() {
+    assert_eq!(once_certified(None, async { 7 }).await, 7);
+
+    let name = "web.shop.serviceaccount.identity.trellis.cluster.local";
+    let store = tls::Store::new(name.to_string());
+    let mut watch = tokio::spawn(once_certified(Some(store.clone()), async { 7 }));
+    let early = tokio::time::timeout(Duration::from_millis(50), &mut watch).await;
+    assert!(early.is_err(), "the watch must wait for a certificate");
+    let leaf = crate::test_util::TestPki::new().issue(name);
+    store.set(leaf.chain.clone(), leaf.key()).unwrap();
+    assert_eq!(watch.await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn reopen_calls_on_fresh_clones_and_yields_the_stream() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut open = reopen(calls.clone(), "req".to_string(), |calls, req| async move {
+        let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(tonic::Response::new(format!("{req} {n}")))
+    });
+    assert_eq!(open().await.unwrap(), "req 0");
+    assert_eq!(open().await.unwrap(), "req 1");
+}
+
+#[test]
+fn send_if_changed_wakes_receivers_only_on_a_new_value() {
+    let (tx, mut rx) = watch::channel(1);
+    send_if_changed(&tx, 1);
+    assert!(!rx.has_changed().unwrap());
+    send_if_changed(&tx, 2);
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(*rx.borrow_and_update(), 2);
+}
+
+#[test]
+fn mark_unavailable_moves_only_a_pending_watch() {
+    let (tx, rx) = watch::channel("pending");
+    mark_unavailable(&tx, &"pending", "unavailable");
+    assert_eq!(*rx.borrow(), "unavailable");
+    tx.send_replace("known");
+    mark_unavailable(&tx, &"pending", "unavailable");
+    assert_eq!(*rx.borrow(), "known");
+}

@@ -9,7 +9,7 @@ use tokio::{
 
 use crate::metrics::{
     Labels,
-    tcp::{Counted, TcpConn, TcpMetrics},
+    tcp::{TcpConn, TcpMetrics, counted},
 };
 
 /// Failure to reach a target.
@@ -82,8 +82,8 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut client = Counted::new(client, src);
-    let mut server = Counted::new(server, dst);
+    let mut client = counted(client, src);
+    let mut server = counted(server, dst);
     tokio::io::copy_bidirectional(&mut client, &mut server).await?;
     Ok(())
 }

@@ -37,6 +37,25 @@ pub fn set_keepalive(stream: &TcpStream, idle: Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// The next connection on `listener`, or `None` once `drain` starts. A failed accept (e.g.
+/// out of file descriptors) is logged and tried again after [`ACCEPT_ERROR_BACKOFF`].
+pub async fn accept(listener: &TcpListener, drain: &Drain) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = drain.signaled() => return None,
+            res = listener.accept() => match res {
+                Ok(conn) => return Some(conn),
+                Err(error) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    let addr = listener.local_addr().ok();
+                    tracing::warn!(%error, ?addr, "Failed to accept a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
 /// Accepts connections until `drain` starts, running `handle` for each on a tracked task.
 /// A connection whose original destination cannot be read is closed.
 pub async fn serve<F, Fut>(
@@ -49,19 +68,7 @@ pub async fn serve<F, Fut>(
     F: Fn(Accepted) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    loop {
-        let (stream, client_addr) = tokio::select! {
-            () = drain.signaled() => break,
-            res = listener.accept() => match res {
-                Ok(conn) => conn,
-                Err(error) => {
-                    // EMFILE and friends: back off briefly rather than spin.
-                    tracing::warn!(%error, "Failed to accept a connection");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, client_addr)) = accept(&listener, &drain).await {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Failed to set TCP_NODELAY");
         }
@@ -92,3 +99,6 @@ pub async fn serve<F, Fut>(
         }));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,32 +8,13 @@ use ipnet::IpNet;
 pub use crate::transport::control_addr::ControlAddr;
 
 use super::{
-    Error, Source,
+    ENV_CONTROL_STREAM_IDLE_TIMEOUT, ENV_CONTROL_STREAM_INITIAL_TIMEOUT,
+    ENV_CONTROL_STREAM_LIFETIME, ENV_DESTINATION_CONTEXT, ENV_DESTINATION_PROFILE_NETWORKS,
+    ENV_DESTINATION_PROFILE_SUFFIXES, ENV_DESTINATION_SVC_ADDR, ENV_DESTINATION_SVC_NAME,
+    ENV_POLICY_SVC_ADDR, ENV_POLICY_SVC_NAME, ENV_POLICY_WORKLOAD, Error, Source,
     parse::{check_dns_name, get, invalid, list, opt_duration, parse_net, required},
 };
 
-/// Env var: destination service address (`host:port`).
-pub const ENV_DESTINATION_SVC_ADDR: &str = "TRELLIS_PROXY_DESTINATION_SVC_ADDR";
-/// Env var: destination service identity.
-pub const ENV_DESTINATION_SVC_NAME: &str = "TRELLIS_PROXY_DESTINATION_SVC_NAME";
-/// Env var: destination context token (JSON `{"ns":..,"nodeName":..,"pod":..}`).
-pub const ENV_DESTINATION_CONTEXT: &str = "TRELLIS_PROXY_DESTINATION_CONTEXT";
-/// Env var: IP networks whose profiles are looked up.
-pub const ENV_DESTINATION_PROFILE_NETWORKS: &str = "TRELLIS_PROXY_DESTINATION_PROFILE_NETWORKS";
-/// Env var: name suffixes whose profiles are looked up.
-pub const ENV_DESTINATION_PROFILE_SUFFIXES: &str = "TRELLIS_PROXY_DESTINATION_PROFILE_SUFFIXES";
-/// Env var: policy service address.
-pub const ENV_POLICY_SVC_ADDR: &str = "TRELLIS_PROXY_POLICY_SVC_ADDR";
-/// Env var: policy service identity.
-pub const ENV_POLICY_SVC_NAME: &str = "TRELLIS_PROXY_POLICY_SVC_NAME";
-/// Env var: the workload sent in policy lookups (JSON `{"ns":..,"pod":..}`).
-pub const ENV_POLICY_WORKLOAD: &str = "TRELLIS_PROXY_POLICY_WORKLOAD";
-/// Env var: deadline for the first message of a control stream.
-pub const ENV_CONTROL_STREAM_INITIAL_TIMEOUT: &str = "TRELLIS_PROXY_CONTROL_STREAM_INITIAL_TIMEOUT";
-/// Env var: idle timeout of a control stream.
-pub const ENV_CONTROL_STREAM_IDLE_TIMEOUT: &str = "TRELLIS_PROXY_CONTROL_STREAM_IDLE_TIMEOUT";
-/// Env var: lifetime of a control stream.
-pub const ENV_CONTROL_STREAM_LIFETIME: &str = "TRELLIS_PROXY_CONTROL_STREAM_LIFETIME";
 /// Default profile lookup suffixes.
 pub const DEFAULT_PROFILE_SUFFIXES: &str = "svc.cluster.local.";
 

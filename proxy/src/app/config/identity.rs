@@ -6,31 +6,13 @@ use std::{path::PathBuf, time::Duration};
 use crate::identity::config::IdentityConfig;
 
 use super::{
-    Error, Source,
+    ENV_IDENTITY_DIR, ENV_IDENTITY_LOCAL_NAME, ENV_IDENTITY_MAX_REFRESH, ENV_IDENTITY_MIN_REFRESH,
+    ENV_IDENTITY_SERVER_ID, ENV_IDENTITY_SERVER_NAME, ENV_IDENTITY_SVC_ADDR, ENV_IDENTITY_SVC_NAME,
+    ENV_IDENTITY_TOKEN_FILE, ENV_IDENTITY_TRUST_ANCHORS, Error, Source,
     discovery::control_addr,
     parse::{check_dns_name, duration_or, get, invalid, required},
 };
 
-/// Env var: directory holding `key.p8` and `csr.der`.
-pub const ENV_IDENTITY_DIR: &str = "TRELLIS_PROXY_IDENTITY_DIR";
-/// Env var: PEM bundle of trust anchors.
-pub const ENV_IDENTITY_TRUST_ANCHORS: &str = "TRELLIS_PROXY_IDENTITY_TRUST_ANCHORS";
-/// Env var: path of the ServiceAccount token presented to Certify.
-pub const ENV_IDENTITY_TOKEN_FILE: &str = "TRELLIS_PROXY_IDENTITY_TOKEN_FILE";
-/// Env var: identity service address.
-pub const ENV_IDENTITY_SVC_ADDR: &str = "TRELLIS_PROXY_IDENTITY_SVC_ADDR";
-/// Env var: identity service identity.
-pub const ENV_IDENTITY_SVC_NAME: &str = "TRELLIS_PROXY_IDENTITY_SVC_NAME";
-/// Env var: this proxy's identity name.
-pub const ENV_IDENTITY_LOCAL_NAME: &str = "TRELLIS_PROXY_IDENTITY_LOCAL_NAME";
-/// Env var: this proxy's identity (alternative to the local name).
-pub const ENV_IDENTITY_SERVER_ID: &str = "TRELLIS_PROXY_IDENTITY_SERVER_ID";
-/// Env var: this proxy's TLS server name (alternative to the local name).
-pub const ENV_IDENTITY_SERVER_NAME: &str = "TRELLIS_PROXY_IDENTITY_SERVER_NAME";
-/// Env var: minimum certificate refresh interval.
-pub const ENV_IDENTITY_MIN_REFRESH: &str = "TRELLIS_PROXY_IDENTITY_MIN_REFRESH";
-/// Env var: maximum certificate refresh interval.
-pub const ENV_IDENTITY_MAX_REFRESH: &str = "TRELLIS_PROXY_IDENTITY_MAX_REFRESH";
 /// Default minimum certificate refresh interval.
 pub const DEFAULT_IDENTITY_MIN_REFRESH: Duration = Duration::from_secs(10);
 /// Default maximum certificate refresh interval.

@@ -12,36 +12,18 @@ use trellis_api::well_known;
 use crate::inbound::config::InboundConfig;
 
 use super::{
-    DefaultPolicy, Error, Source,
-    parse::{duration_or, get, invalid, list, opt_duration, parse_net, port_set, socket_addr_or},
+    DefaultPolicy, ENV_INBOUND_ACCEPT_KEEPALIVE, ENV_INBOUND_CONNECT_TIMEOUT,
+    ENV_INBOUND_DEFAULT_POLICY, ENV_INBOUND_DETECT_TIMEOUT, ENV_INBOUND_DISCOVERY_IDLE_TIMEOUT,
+    ENV_INBOUND_IPS, ENV_INBOUND_LISTEN_ADDR, ENV_INBOUND_PORTS,
+    ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION, ENV_POLICY_CLUSTER_NETWORKS, Error, Source,
+    parse::{
+        duration_or, get, invalid, list, opt_duration, parse_net, port_set, socket_addr_or,
+        unspecified,
+    },
 };
 
-/// Env var: the default inbound policy.
-pub const ENV_INBOUND_DEFAULT_POLICY: &str = "TRELLIS_PROXY_INBOUND_DEFAULT_POLICY";
-/// Env var: cluster networks, used by the `cluster-*` default policies.
-pub const ENV_POLICY_CLUSTER_NETWORKS: &str = "TRELLIS_PROXY_POLICY_CLUSTER_NETWORKS";
-/// Env var: inbound listen address.
-pub const ENV_INBOUND_LISTEN_ADDR: &str = "TRELLIS_PROXY_INBOUND_LISTEN_ADDR";
-/// Env var: the pod's IPs.
-pub const ENV_INBOUND_IPS: &str = "TRELLIS_PROXY_INBOUND_IPS";
-/// Env var: the pod's container ports.
-pub const ENV_INBOUND_PORTS: &str = "TRELLIS_PROXY_INBOUND_PORTS";
-/// Env var: inbound ports that skip protocol detection (opaque).
-pub const ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION: &str =
-    "TRELLIS_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION";
-/// Env var: inbound protocol detection timeout.
-pub const ENV_INBOUND_DETECT_TIMEOUT: &str = "TRELLIS_PROXY_INBOUND_DETECT_TIMEOUT";
-/// Env var: inbound connect timeout.
-pub const ENV_INBOUND_CONNECT_TIMEOUT: &str = "TRELLIS_PROXY_INBOUND_CONNECT_TIMEOUT";
-/// Env var: how long unused inbound discovery watches are kept.
-pub const ENV_INBOUND_DISCOVERY_IDLE_TIMEOUT: &str = "TRELLIS_PROXY_INBOUND_DISCOVERY_IDLE_TIMEOUT";
-/// Env var: TCP keepalive on accepted inbound connections.
-pub const ENV_INBOUND_ACCEPT_KEEPALIVE: &str = "TRELLIS_PROXY_INBOUND_ACCEPT_KEEPALIVE";
 /// Default inbound listen address (all addresses).
-pub const DEFAULT_INBOUND_LISTEN_ADDR: SocketAddr = SocketAddr::new(
-    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    well_known::PROXY_INBOUND_PORT,
-);
+pub const DEFAULT_INBOUND_LISTEN_ADDR: SocketAddr = unspecified(well_known::PROXY_INBOUND_PORT);
 /// Default protocol detection timeout, both directions.
 pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default inbound connect timeout.

@@ -3,12 +3,23 @@
 //! [`Config::from_env`] reads the process environment; [`Config::parse`] takes any variable
 //! source, so tests pass a map. Each invalid value is reported with the variable's name.
 //!
-//! Each stage's variables, defaults and parser sit in their own file: `inbound`, `outbound`,
-//! `identity`, `discovery` (destination and policy controllers), `admin`, `tap` and
-//! `runtime` (logs, cores); `parse` holds the shared value parsers. The inbound, outbound
-//! and identity settings types live beside their stage (`inbound::config`, ...), which never
-//! reads a variable itself. Every name is re-exported here, so `config::ENV_*` is the one
-//! path to each variable.
+//! Every variable name is declared here, in one list that also makes [`ALL_ENV`], so
+//! `config::ENV_*` is the one path to each variable. Each stage's defaults and parser sit in
+//! their own file: `inbound`, `outbound`, `identity`, `discovery` (destination and policy
+//! controllers), `admin`, `tap` and `runtime` (logs, cores); `parse` holds the shared value
+//! parsers. The inbound, outbound and identity settings types live beside their stage
+//! (`inbound::config`, ...), which never reads a variable itself.
+
+/// Declares every variable name, each a documented `pub const ENV_*: &str`, and
+/// [`ALL_ENV`], the list of them.
+macro_rules! env_vars {
+    ($($(#[$doc:meta])* $name:ident = $value:literal;)+) => {
+        $($(#[$doc])* pub const $name: &str = $value;)+
+
+        /// Every variable this module reads, for diagnostics and the prefix check.
+        pub const ALL_ENV: &[&str] = &[$($name),+];
+    };
+}
 
 mod admin;
 mod discovery;
@@ -26,33 +37,6 @@ use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use ipnet::IpNet;
 
-pub use self::admin::{
-    ENV_ADMIN_LISTEN_ADDR, ENV_SHUTDOWN_ENDPOINT_ENABLED, ENV_SHUTDOWN_GRACE_PERIOD,
-};
-pub use self::discovery::{
-    ENV_CONTROL_STREAM_IDLE_TIMEOUT, ENV_CONTROL_STREAM_INITIAL_TIMEOUT,
-    ENV_CONTROL_STREAM_LIFETIME, ENV_DESTINATION_CONTEXT, ENV_DESTINATION_PROFILE_NETWORKS,
-    ENV_DESTINATION_PROFILE_SUFFIXES, ENV_DESTINATION_SVC_ADDR, ENV_DESTINATION_SVC_NAME,
-    ENV_POLICY_SVC_ADDR, ENV_POLICY_SVC_NAME, ENV_POLICY_WORKLOAD,
-};
-pub use self::identity::{
-    ENV_IDENTITY_DIR, ENV_IDENTITY_LOCAL_NAME, ENV_IDENTITY_MAX_REFRESH, ENV_IDENTITY_MIN_REFRESH,
-    ENV_IDENTITY_SERVER_ID, ENV_IDENTITY_SERVER_NAME, ENV_IDENTITY_SVC_ADDR, ENV_IDENTITY_SVC_NAME,
-    ENV_IDENTITY_TOKEN_FILE, ENV_IDENTITY_TRUST_ANCHORS,
-};
-pub use self::inbound::{
-    ENV_INBOUND_ACCEPT_KEEPALIVE, ENV_INBOUND_CONNECT_TIMEOUT, ENV_INBOUND_DEFAULT_POLICY,
-    ENV_INBOUND_DETECT_TIMEOUT, ENV_INBOUND_DISCOVERY_IDLE_TIMEOUT, ENV_INBOUND_IPS,
-    ENV_INBOUND_LISTEN_ADDR, ENV_INBOUND_PORTS, ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION,
-    ENV_POLICY_CLUSTER_NETWORKS,
-};
-pub use self::outbound::{
-    ENV_INGRESS_MODE, ENV_OUTBOUND_CONNECT_KEEPALIVE, ENV_OUTBOUND_CONNECT_TIMEOUT,
-    ENV_OUTBOUND_DETECT_TIMEOUT, ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT, ENV_OUTBOUND_LISTEN_ADDR,
-    ENV_OUTBOUND_LISTEN_ADDRS,
-};
-pub use self::runtime::{ENV_ACCESS_LOG, ENV_CORES, ENV_LOG, ENV_LOG_FORMAT};
-pub use self::tap::{ENV_CONTROL_LISTEN_ADDR, ENV_TAP_SVC_NAME};
 pub use self::{
     admin::{DEFAULT_ADMIN_LISTEN_ADDR, DEFAULT_SHUTDOWN_GRACE_PERIOD},
     discovery::{ControlAddr, ControlStreamConfig, DEFAULT_PROFILE_SUFFIXES},
@@ -79,56 +63,115 @@ pub use crate::{
 /// The inbound policy used where no Server applies, and until the controller answers.
 pub use trellis_api::inbound::DefaultPolicy;
 
-/// Every variable this module reads, for diagnostics and the prefix check.
-pub const ALL_ENV: &[&str] = &[
-    ENV_DESTINATION_SVC_ADDR,
-    ENV_DESTINATION_SVC_NAME,
-    ENV_DESTINATION_CONTEXT,
-    ENV_DESTINATION_PROFILE_NETWORKS,
-    ENV_DESTINATION_PROFILE_SUFFIXES,
-    ENV_POLICY_SVC_ADDR,
-    ENV_POLICY_SVC_NAME,
-    ENV_POLICY_WORKLOAD,
-    ENV_POLICY_CLUSTER_NETWORKS,
-    ENV_INBOUND_DEFAULT_POLICY,
-    ENV_IDENTITY_DIR,
-    ENV_IDENTITY_TRUST_ANCHORS,
-    ENV_IDENTITY_TOKEN_FILE,
-    ENV_IDENTITY_SVC_ADDR,
-    ENV_IDENTITY_SVC_NAME,
-    ENV_IDENTITY_LOCAL_NAME,
-    ENV_IDENTITY_SERVER_ID,
-    ENV_IDENTITY_SERVER_NAME,
-    ENV_IDENTITY_MIN_REFRESH,
-    ENV_IDENTITY_MAX_REFRESH,
-    ENV_CONTROL_STREAM_INITIAL_TIMEOUT,
-    ENV_CONTROL_STREAM_IDLE_TIMEOUT,
-    ENV_CONTROL_STREAM_LIFETIME,
-    ENV_INBOUND_LISTEN_ADDR,
-    ENV_OUTBOUND_LISTEN_ADDR,
-    ENV_OUTBOUND_LISTEN_ADDRS,
-    ENV_CONTROL_LISTEN_ADDR,
-    ENV_ADMIN_LISTEN_ADDR,
-    ENV_INBOUND_IPS,
-    ENV_INBOUND_PORTS,
-    ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION,
-    ENV_INBOUND_DETECT_TIMEOUT,
-    ENV_OUTBOUND_DETECT_TIMEOUT,
-    ENV_INBOUND_CONNECT_TIMEOUT,
-    ENV_OUTBOUND_CONNECT_TIMEOUT,
-    ENV_INBOUND_DISCOVERY_IDLE_TIMEOUT,
-    ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT,
-    ENV_INBOUND_ACCEPT_KEEPALIVE,
-    ENV_OUTBOUND_CONNECT_KEEPALIVE,
-    ENV_TAP_SVC_NAME,
-    ENV_LOG,
-    ENV_LOG_FORMAT,
-    ENV_ACCESS_LOG,
-    ENV_INGRESS_MODE,
-    ENV_SHUTDOWN_ENDPOINT_ENABLED,
-    ENV_SHUTDOWN_GRACE_PERIOD,
-    ENV_CORES,
-];
+env_vars! {
+    // Destination and policy controllers, and control streams (`discovery`).
+    /// Env var: destination service address (`host:port`).
+    ENV_DESTINATION_SVC_ADDR = "TRELLIS_PROXY_DESTINATION_SVC_ADDR";
+    /// Env var: destination service identity.
+    ENV_DESTINATION_SVC_NAME = "TRELLIS_PROXY_DESTINATION_SVC_NAME";
+    /// Env var: destination context token (JSON `{"ns":..,"nodeName":..,"pod":..}`).
+    ENV_DESTINATION_CONTEXT = "TRELLIS_PROXY_DESTINATION_CONTEXT";
+    /// Env var: IP networks whose profiles are looked up.
+    ENV_DESTINATION_PROFILE_NETWORKS = "TRELLIS_PROXY_DESTINATION_PROFILE_NETWORKS";
+    /// Env var: name suffixes whose profiles are looked up.
+    ENV_DESTINATION_PROFILE_SUFFIXES = "TRELLIS_PROXY_DESTINATION_PROFILE_SUFFIXES";
+    /// Env var: policy service address.
+    ENV_POLICY_SVC_ADDR = "TRELLIS_PROXY_POLICY_SVC_ADDR";
+    /// Env var: policy service identity.
+    ENV_POLICY_SVC_NAME = "TRELLIS_PROXY_POLICY_SVC_NAME";
+    /// Env var: the workload sent in policy lookups (JSON `{"ns":..,"pod":..}`).
+    ENV_POLICY_WORKLOAD = "TRELLIS_PROXY_POLICY_WORKLOAD";
+    /// Env var: deadline for the first message of a control stream.
+    ENV_CONTROL_STREAM_INITIAL_TIMEOUT = "TRELLIS_PROXY_CONTROL_STREAM_INITIAL_TIMEOUT";
+    /// Env var: idle timeout of a control stream.
+    ENV_CONTROL_STREAM_IDLE_TIMEOUT = "TRELLIS_PROXY_CONTROL_STREAM_IDLE_TIMEOUT";
+    /// Env var: lifetime of a control stream.
+    ENV_CONTROL_STREAM_LIFETIME = "TRELLIS_PROXY_CONTROL_STREAM_LIFETIME";
+
+    // Identity (`identity`).
+    /// Env var: directory holding `key.p8` and `csr.der`.
+    ENV_IDENTITY_DIR = "TRELLIS_PROXY_IDENTITY_DIR";
+    /// Env var: PEM bundle of trust anchors.
+    ENV_IDENTITY_TRUST_ANCHORS = "TRELLIS_PROXY_IDENTITY_TRUST_ANCHORS";
+    /// Env var: path of the ServiceAccount token presented to Certify.
+    ENV_IDENTITY_TOKEN_FILE = "TRELLIS_PROXY_IDENTITY_TOKEN_FILE";
+    /// Env var: identity service address.
+    ENV_IDENTITY_SVC_ADDR = "TRELLIS_PROXY_IDENTITY_SVC_ADDR";
+    /// Env var: identity service identity.
+    ENV_IDENTITY_SVC_NAME = "TRELLIS_PROXY_IDENTITY_SVC_NAME";
+    /// Env var: this proxy's identity name.
+    ENV_IDENTITY_LOCAL_NAME = "TRELLIS_PROXY_IDENTITY_LOCAL_NAME";
+    /// Env var: this proxy's identity (alternative to the local name).
+    ENV_IDENTITY_SERVER_ID = "TRELLIS_PROXY_IDENTITY_SERVER_ID";
+    /// Env var: this proxy's TLS server name (alternative to the local name).
+    ENV_IDENTITY_SERVER_NAME = "TRELLIS_PROXY_IDENTITY_SERVER_NAME";
+    /// Env var: minimum certificate refresh interval.
+    ENV_IDENTITY_MIN_REFRESH = "TRELLIS_PROXY_IDENTITY_MIN_REFRESH";
+    /// Env var: maximum certificate refresh interval.
+    ENV_IDENTITY_MAX_REFRESH = "TRELLIS_PROXY_IDENTITY_MAX_REFRESH";
+
+    // Inbound (`inbound`).
+    /// Env var: the default inbound policy.
+    ENV_INBOUND_DEFAULT_POLICY = "TRELLIS_PROXY_INBOUND_DEFAULT_POLICY";
+    /// Env var: cluster networks, used by the `cluster-*` default policies.
+    ENV_POLICY_CLUSTER_NETWORKS = "TRELLIS_PROXY_POLICY_CLUSTER_NETWORKS";
+    /// Env var: inbound listen address.
+    ENV_INBOUND_LISTEN_ADDR = "TRELLIS_PROXY_INBOUND_LISTEN_ADDR";
+    /// Env var: the pod's IPs.
+    ENV_INBOUND_IPS = "TRELLIS_PROXY_INBOUND_IPS";
+    /// Env var: the pod's container ports.
+    ENV_INBOUND_PORTS = "TRELLIS_PROXY_INBOUND_PORTS";
+    /// Env var: inbound ports that skip protocol detection (opaque).
+    ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION = "TRELLIS_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION";
+    /// Env var: inbound protocol detection timeout.
+    ENV_INBOUND_DETECT_TIMEOUT = "TRELLIS_PROXY_INBOUND_DETECT_TIMEOUT";
+    /// Env var: inbound connect timeout.
+    ENV_INBOUND_CONNECT_TIMEOUT = "TRELLIS_PROXY_INBOUND_CONNECT_TIMEOUT";
+    /// Env var: how long unused inbound discovery watches are kept.
+    ENV_INBOUND_DISCOVERY_IDLE_TIMEOUT = "TRELLIS_PROXY_INBOUND_DISCOVERY_IDLE_TIMEOUT";
+    /// Env var: TCP keepalive on accepted inbound connections.
+    ENV_INBOUND_ACCEPT_KEEPALIVE = "TRELLIS_PROXY_INBOUND_ACCEPT_KEEPALIVE";
+
+    // Outbound (`outbound`).
+    /// Env var: outbound listen address (one).
+    ENV_OUTBOUND_LISTEN_ADDR = "TRELLIS_PROXY_OUTBOUND_LISTEN_ADDR";
+    /// Env var: outbound listen addresses (comma-separated); wins over the single form.
+    ENV_OUTBOUND_LISTEN_ADDRS = "TRELLIS_PROXY_OUTBOUND_LISTEN_ADDRS";
+    /// Env var: outbound protocol detection timeout.
+    ENV_OUTBOUND_DETECT_TIMEOUT = "TRELLIS_PROXY_OUTBOUND_DETECT_TIMEOUT";
+    /// Env var: outbound connect timeout.
+    ENV_OUTBOUND_CONNECT_TIMEOUT = "TRELLIS_PROXY_OUTBOUND_CONNECT_TIMEOUT";
+    /// Env var: how long unused outbound discovery watches are kept.
+    ENV_OUTBOUND_DISCOVERY_IDLE_TIMEOUT = "TRELLIS_PROXY_OUTBOUND_DISCOVERY_IDLE_TIMEOUT";
+    /// Env var: TCP keepalive on outbound connections.
+    ENV_OUTBOUND_CONNECT_KEEPALIVE = "TRELLIS_PROXY_OUTBOUND_CONNECT_KEEPALIVE";
+    /// Env var: ingress mode.
+    ENV_INGRESS_MODE = "TRELLIS_PROXY_INGRESS_MODE";
+
+    // Admin and shutdown (`admin`).
+    /// Env var: admin listen address.
+    ENV_ADMIN_LISTEN_ADDR = "TRELLIS_PROXY_ADMIN_LISTEN_ADDR";
+    /// Env var: whether the admin `/shutdown` endpoint is on.
+    ENV_SHUTDOWN_ENDPOINT_ENABLED = "TRELLIS_PROXY_SHUTDOWN_ENDPOINT_ENABLED";
+    /// Env var: how long in-flight work may drain on shutdown.
+    ENV_SHUTDOWN_GRACE_PERIOD = "TRELLIS_PROXY_SHUTDOWN_GRACE_PERIOD";
+
+    // Tap (`tap`).
+    /// Env var: control (tap) listen address.
+    ENV_CONTROL_LISTEN_ADDR = "TRELLIS_PROXY_CONTROL_LISTEN_ADDR";
+    /// Env var: the tap controller's identity; unset turns tap off.
+    ENV_TAP_SVC_NAME = "TRELLIS_PROXY_TAP_SVC_NAME";
+
+    // Logs and worker threads (`runtime`).
+    /// Env var: log filter.
+    ENV_LOG = "TRELLIS_PROXY_LOG";
+    /// Env var: log format (`plain` or `json`).
+    ENV_LOG_FORMAT = "TRELLIS_PROXY_LOG_FORMAT";
+    /// Env var: access log format (`apache` or `json`).
+    ENV_ACCESS_LOG = "TRELLIS_PROXY_ACCESS_LOG";
+    /// Env var: data-plane worker threads (the injector sets it from the pod's CPU limit).
+    ENV_CORES = "TRELLIS_PROXY_CORES";
+}
 
 /// An invalid or missing configuration value; the message names the variable.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
@@ -46,6 +46,16 @@ pub(super) fn check_dns_name(name: &'static str, value: &str) -> Result<(), Erro
     } else {
         Err(invalid(name, value, "must be a DNS name".into()))
     }
+}
+
+/// A listen address on the IPv4 loopback address only.
+pub(super) const fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// A listen address on every IPv4 address.
+pub(super) const fn unspecified(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
 }
 
 pub(super) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {

@@ -1,18 +1,10 @@
 //! Process settings: logging and the data-plane worker threads.
 
 use super::{
-    Error, Source,
+    ENV_ACCESS_LOG, ENV_CORES, ENV_LOG, ENV_LOG_FORMAT, Error, Source,
     parse::{get, invalid},
 };
 
-/// Env var: log filter.
-pub const ENV_LOG: &str = "TRELLIS_PROXY_LOG";
-/// Env var: log format (`plain` or `json`).
-pub const ENV_LOG_FORMAT: &str = "TRELLIS_PROXY_LOG_FORMAT";
-/// Env var: access log format (`apache` or `json`).
-pub const ENV_ACCESS_LOG: &str = "TRELLIS_PROXY_ACCESS_LOG";
-/// Env var: data-plane worker threads (the injector sets it from the pod's CPU limit).
-pub const ENV_CORES: &str = "TRELLIS_PROXY_CORES";
 /// Default log filter.
 pub const DEFAULT_LOG: &str = "warn,trellis_proxy=info";
 /// Default data-plane worker threads: one, on a single-threaded runtime.

@@ -35,6 +35,25 @@ fn every_variable_has_the_proxy_prefix() {
 }
 
 #[test]
+fn every_variable_is_listed_once() {
+    let names = ALL_ENV;
+    let distinct: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
+    assert_eq!(names.len(), 47, "{names:?}");
+    for name in [
+        ENV_DESTINATION_SVC_ADDR,
+        ENV_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION,
+        ENV_IDENTITY_MAX_REFRESH,
+        ENV_OUTBOUND_LISTEN_ADDRS,
+        ENV_TAP_SVC_NAME,
+        ENV_SHUTDOWN_GRACE_PERIOD,
+        ENV_CORES,
+    ] {
+        assert!(names.contains(&name), "{name}");
+    }
+}
+
+#[test]
 fn minimal_env_gets_the_contract_defaults() {
     let config = parse(&mk_env(FAKE_ANCHORS_PEM)).unwrap();
     assert_eq!(config.admin_listen_addr, "127.0.0.1:4191".parse().unwrap());
