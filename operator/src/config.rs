@@ -21,6 +21,8 @@ pub const DEFAULT_LEASE_NAMESPACE: &str = "trellis-system";
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(30);
 /// Default interval between Lease renewals.
 pub const DEFAULT_LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+/// Default time a holder keeps trying to renew before it stops writing.
+pub const DEFAULT_LEASE_RENEW_DEADLINE: Duration = Duration::from_secs(20);
 /// Default image repository of the Trellis images; the control plane runs
 /// `<repository>/controller:<spec.version>` and proxies `<repository>/proxy:<spec.version>`.
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/trellis-mesh";
@@ -132,6 +134,15 @@ pub struct OperatorConfig {
         default_value = "10s"
     )]
     pub lease_renew_interval: Duration,
+    /// How long the holder may fail to renew before it stops writing, like `20s`; between the
+    /// renew interval and the lease duration, so it stops before another replica may take over.
+    #[arg(
+        long,
+        env = "TRELLIS_OPERATOR_LEASE_RENEW_DEADLINE",
+        value_parser = parse_duration,
+        default_value = "20s"
+    )]
+    pub lease_renew_deadline: Duration,
     /// Image repository of the Trellis images: the control plane runs
     /// `<repository>/controller:<version>`.
     #[arg(
@@ -171,6 +182,7 @@ impl OperatorConfig {
             lease_namespace: DEFAULT_LEASE_NAMESPACE.to_string(),
             lease_duration: DEFAULT_LEASE_DURATION,
             lease_renew_interval: DEFAULT_LEASE_RENEW_INTERVAL,
+            lease_renew_deadline: DEFAULT_LEASE_RENEW_DEADLINE,
             image_repository: DEFAULT_IMAGE_REPOSITORY.to_string(),
             prometheus_image: DEFAULT_PROMETHEUS_IMAGE.to_string(),
             otel_collector_image: DEFAULT_OTEL_COLLECTOR_IMAGE.to_string(),
@@ -179,13 +191,25 @@ impl OperatorConfig {
         }
     }
 
-    /// This replica's name: the configured one, else the host name, else `trellis-operator`.
+    /// This replica's name (the Lease `holderIdentity`): the configured one (the pod name in
+    /// a cluster), else `<host>_<pid>`, unique to this process so that two operators on one
+    /// host never both believe they hold the Lease.
     pub fn replica_name(&self) -> String {
         self.replica_name
             .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| DEFAULT_LEASE_NAME.to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(process_name)
     }
+}
+
+/// `<host>_<pid>`, naming this process among every operator that may share the Lease.
+pub fn process_name() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}_{}", std::process::id())
 }
 
 /// Default address of the identity (Certify) gRPC listener.

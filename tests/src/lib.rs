@@ -16,6 +16,7 @@ pub mod netns;
 pub mod operator;
 pub mod proxy;
 pub mod real_node;
+pub mod relay;
 
 use std::{fmt::Debug, future::Future, time::Duration};
 

@@ -65,3 +65,19 @@ fn controller_serves_webhooks_on_the_webhook_port() {
     assert_eq!(all.operator.image_repository, "example.test/a");
     assert_eq!(all.controller.image_repository, "example.test/b");
 }
+
+#[test]
+fn the_default_replica_name_is_unique_to_the_process() {
+    let config = Config::try_parse_from(["trellis-operator", "operator"]).unwrap();
+    let Some(Role::Operator(operator)) = config.role else {
+        panic!("operator role expected");
+    };
+    let name = operator.replica_name();
+    assert!(
+        name.ends_with(&format!("_{}", std::process::id())),
+        "{name} names no process"
+    );
+    assert_ne!(name, DEFAULT_LEASE_NAME);
+    let named = OperatorConfig::with_replica_name("trellis-operator-7d9f-abcde");
+    assert_eq!(named.replica_name(), "trellis-operator-7d9f-abcde");
+}

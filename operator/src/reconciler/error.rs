@@ -60,6 +60,18 @@ pub enum Error {
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The Lease timings cannot keep one writer.
+    #[error(
+        "lease timings: the renew interval ({interval:?}) must be shorter than the renew deadline ({deadline:?}), and the deadline shorter than the lease duration ({duration:?}); fix --lease-renew-interval, --lease-renew-deadline or --lease-duration"
+    )]
+    LeaseTimings {
+        /// Renew interval.
+        interval: std::time::Duration,
+        /// Renew deadline.
+        deadline: std::time::Duration,
+        /// Lease duration.
+        duration: std::time::Duration,
+    },
     /// This replica lost the Lease; it stops writing and exits so a fresh one can start.
     #[error("lost the lease {0} to another replica")]
     LeaseLost(String),
@@ -77,6 +89,7 @@ impl Error {
             Self::InvalidIdentityMaterial(_) => "invalid_identity_material",
             Self::InvalidSpec(_) => "invalid_spec",
             Self::Finalizer(_) => "finalizer",
+            Self::LeaseTimings { .. } => "lease_timings",
             Self::LeaseLost(_) => "lease_lost",
         }
     }

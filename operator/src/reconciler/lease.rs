@@ -2,7 +2,9 @@
 //!
 //! The holder renews every `renew_interval`; another replica takes over once the record has
 //! not changed for `lease_duration`, judged by its own monotonic clock (so clock skew between
-//! nodes does no harm). Writes use the last seen `resourceVersion` as a precondition, so of
+//! nodes does no harm). A holder that has not renewed within `renew_deadline` (shorter than
+//! the duration) gives the Lease up, even while a request to the apiserver still hangs, so it
+//! has stopped writing before anyone else may take over. Writes use the last seen `resourceVersion` as a precondition, so of
 //! two replicas racing for the Lease exactly one wins. On graceful shutdown the holder clears
 //! `holderIdentity` so a successor need not wait.
 
@@ -22,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::reconciler::error::Error;
 
+#[cfg(test)]
+mod tests;
+
 /// Where the Lease lives and who we are.
 #[derive(Debug, Clone)]
 pub struct LeaseParams {
@@ -35,6 +40,22 @@ pub struct LeaseParams {
     pub duration: Duration,
     /// How often the holder renews.
     pub renew_interval: Duration,
+    /// How long the holder may go without a successful renewal before it stops writing.
+    pub renew_deadline: Duration,
+}
+
+impl LeaseParams {
+    /// Checks `renew_interval < renew_deadline < duration`.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.renew_interval < self.renew_deadline && self.renew_deadline < self.duration {
+            return Ok(());
+        }
+        Err(Error::LeaseTimings {
+            interval: self.renew_interval,
+            deadline: self.renew_deadline,
+            duration: self.duration,
+        })
+    }
 }
 
 /// A held Lease: renewed in the background until dropped, released or lost.
@@ -190,53 +211,44 @@ pub async fn acquire(
     }
 }
 
-fn spawn_renewal(api: Api<Lease>, params: LeaseParams, mut lease: Lease) -> LeaseGuard {
+fn spawn_renewal(api: Api<Lease>, params: LeaseParams, lease: Lease) -> LeaseGuard {
     let (tx, rx) = watch::channel(true);
     // Only `release` stops renewal gracefully; tying it to the process shutdown would report
     // the Lease as lost while the release is still being written.
     let stop = CancellationToken::new();
     let task_stop = stop.clone();
     let task = tokio::spawn(async move {
-        let mut last_renewed = Instant::now();
+        let mut lease = lease;
+        let mut deadline = Instant::now() + params.renew_deadline;
         loop {
             tokio::select! {
                 () = task_stop.cancelled() => break,
                 () = tokio::time::sleep(params.renew_interval) => {}
             }
-            let mut next = lease.clone();
-            if let Some(spec) = next.spec.as_mut() {
-                spec.renew_time = Some(now());
-            }
-            match api
-                .replace(&params.name, &PostParams::default(), &next)
-                .await
-            {
-                Ok(renewed) => {
-                    lease = renewed;
-                    last_renewed = Instant::now();
+            // Every attempt, retries included, must end by the deadline: a hung request
+            // must not keep this replica writing.
+            let renewed = tokio::select! {
+                () = task_stop.cancelled() => break,
+                renewed = tokio::time::timeout_at(deadline, renew(&api, &params, &lease)) => renewed,
+            };
+            match renewed {
+                Ok(Renewal::Renewed(current)) => {
+                    lease = current;
+                    deadline = Instant::now() + params.renew_deadline;
                 }
-                Err(e) => {
-                    // A conflict means someone else wrote the Lease: re-read and check.
-                    let still_ours = match api.get_opt(&params.name).await {
-                        Ok(Some(current)) => {
-                            let ours = current
-                                .spec
-                                .as_ref()
-                                .and_then(|s| s.holder_identity.as_deref())
-                                == Some(params.holder.as_str());
-                            if ours {
-                                lease = current;
-                            }
-                            ours
-                        }
-                        Ok(None) => false,
-                        Err(_) => last_renewed.elapsed() < params.duration,
-                    };
-                    if !still_ours {
-                        tracing::warn!(lease = %params.name, error = %e, "Lost the Lease");
-                        let _ = tx.send(false);
-                        return;
-                    }
+                Ok(Renewal::Taken(holder)) => {
+                    tracing::warn!(lease = %params.name, %holder, "Lost the Lease to another replica");
+                    let _ = tx.send(false);
+                    return;
+                }
+                Err(_elapsed) => {
+                    tracing::warn!(
+                        lease = %params.name,
+                        deadline = ?params.renew_deadline,
+                        "Could not renew the Lease in time; stopping writes"
+                    );
+                    let _ = tx.send(false);
+                    return;
                 }
             }
         }
@@ -260,5 +272,50 @@ fn spawn_renewal(api: Api<Lease>, params: LeaseParams, mut lease: Lease) -> Leas
         held: rx,
         stop,
         task: Some(task),
+    }
+}
+
+/// How a renewal ended.
+enum Renewal {
+    /// The Lease is ours, at this version.
+    Renewed(Lease),
+    /// Someone else holds it (empty when nobody does, or it is gone).
+    Taken(String),
+}
+
+/// Renews `lease`, retrying transient failures every second; the caller bounds the time.
+async fn renew(api: &Api<Lease>, params: &LeaseParams, lease: &Lease) -> Renewal {
+    let mut lease = lease.clone();
+    loop {
+        let mut next = lease.clone();
+        if let Some(spec) = next.spec.as_mut() {
+            spec.renew_time = Some(now());
+        }
+        let error = match api
+            .replace(&params.name, &PostParams::default(), &next)
+            .await
+        {
+            Ok(renewed) => return Renewal::Renewed(renewed),
+            Err(e) => e,
+        };
+        // A conflict means someone else wrote the Lease: re-read and check.
+        match api.get_opt(&params.name).await {
+            Ok(Some(current)) => {
+                let holder = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.clone())
+                    .unwrap_or_default();
+                if holder != params.holder {
+                    return Renewal::Taken(holder);
+                }
+                lease = current;
+            }
+            Ok(None) => return Renewal::Taken(String::new()),
+            Err(e) => {
+                tracing::debug!(lease = %params.name, error = %e, renew_error = %error, "Cannot renew the Lease; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(params.renew_interval)).await;
     }
 }

@@ -235,7 +235,9 @@ pub async fn run(
         holder: holder.clone(),
         duration: config.lease_duration,
         renew_interval: config.lease_renew_interval,
+        renew_deadline: config.lease_renew_deadline,
     };
+    params.check()?;
     let Some(guard) = lease::acquire(client.clone(), params, shutdown.clone()).await? else {
         return Ok(());
     };
