@@ -1,8 +1,4 @@
 //! Command-line and environment configuration of `trellis-operator`.
-#![expect(
-    clippy::disallowed_methods,
-    reason = "the operator reads its settings here only (clap reads TRELLIS_OPERATOR_* variables)"
-)]
 
 use std::{net::SocketAddr, time::Duration};
 

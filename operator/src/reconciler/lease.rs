@@ -233,7 +233,7 @@ fn spawn_renewal(api: Api<Lease>, params: LeaseParams, lease: Lease) -> LeaseGua
             };
             match renewed {
                 Ok(Renewal::Renewed(current)) => {
-                    lease = current;
+                    lease = *current;
                     deadline = Instant::now() + params.renew_deadline;
                 }
                 Ok(Renewal::Taken(holder)) => {
@@ -278,7 +278,7 @@ fn spawn_renewal(api: Api<Lease>, params: LeaseParams, lease: Lease) -> LeaseGua
 /// How a renewal ended.
 enum Renewal {
     /// The Lease is ours, at this version.
-    Renewed(Lease),
+    Renewed(Box<Lease>),
     /// Someone else holds it (empty when nobody does, or it is gone).
     Taken(String),
 }
@@ -295,7 +295,7 @@ async fn renew(api: &Api<Lease>, params: &LeaseParams, lease: &Lease) -> Renewal
             .replace(&params.name, &PostParams::default(), &next)
             .await
         {
-            Ok(renewed) => return Renewal::Renewed(renewed),
+            Ok(renewed) => return Renewal::Renewed(Box::new(renewed)),
             Err(e) => e,
         };
         // A conflict means someone else wrote the Lease: re-read and check.
