@@ -16,7 +16,7 @@ use trellis_crds::{
     v1alpha1::mesh::ImagePullPolicy,
 };
 
-use super::template::{InjectConfig, ProxySettings};
+use super::template::{InjectConfig, ProxyOptions, ProxySettings};
 
 /// `config.trellis.dev/proxy-image`: the proxy image (repository and tag).
 pub const PROXY_IMAGE: &str = "config.trellis.dev/proxy-image";
@@ -207,31 +207,42 @@ pub fn settings(
     let image = read.text(PROXY_IMAGE, &default_image.to_string(), &not_empty);
     let image_pull_policy = read.choice(
         IMAGE_PULL_POLICY,
-        config.image_pull_policy,
+        config.options.image_pull_policy,
         &ImagePullPolicy::ALL,
         ImagePullPolicy::as_str,
     );
     let log_level = read.choice(
         PROXY_LOG_LEVEL,
-        config.log_level,
+        config.options.log_level,
         &LogLevel::ALL,
         LogLevel::as_str,
     );
-    let log_format = read.text(PROXY_LOG_FORMAT, &config.log_format, &one_of(&LOG_FORMATS));
+    let log_format = read.text(
+        PROXY_LOG_FORMAT,
+        &config.options.log_format,
+        &one_of(&LOG_FORMATS),
+    );
     let default_inbound_policy = read.choice(
         DEFAULT_INBOUND_POLICY_ANNOTATION,
-        config.default_inbound_policy,
+        config.options.default_inbound_policy,
         &AccessPolicy::ALL,
         AccessPolicy::as_str,
     );
-    let opaque_ports = read.text(OPAQUE_PORTS_ANNOTATION, &config.opaque_ports, &port_list);
-    let skip_inbound_ports = read.text(
-        SKIP_INBOUND_PORTS_ANNOTATION,
-        &config.skip_inbound_ports,
+    let opaque_ports = read.text(
+        OPAQUE_PORTS_ANNOTATION,
+        &config.options.opaque_ports,
         &port_list,
     );
-    let skip_outbound_ports =
-        read.text(SKIP_OUTBOUND_PORTS, &config.skip_outbound_ports, &port_list);
+    let skip_inbound_ports = read.text(
+        SKIP_INBOUND_PORTS_ANNOTATION,
+        &config.options.skip_inbound_ports,
+        &port_list,
+    );
+    let skip_outbound_ports = read.text(
+        SKIP_OUTBOUND_PORTS,
+        &config.options.skip_outbound_ports,
+        &port_list,
+    );
     let native_sidecar = read.choice(
         PROXY_ENABLE_NATIVE_SIDECAR,
         config.native_sidecar,
@@ -239,19 +250,22 @@ pub fn settings(
         |on| if on { "true" } else { "false" },
     );
     let mut warnings = read.warnings;
-    let resources = resource_overrides(config.resources.clone(), annotations, &mut warnings);
+    let resources =
+        resource_overrides(config.options.resources.clone(), annotations, &mut warnings);
 
     let settings = ProxySettings {
         image,
         version,
-        image_pull_policy,
-        log_level,
-        log_format,
-        default_inbound_policy,
-        opaque_ports,
-        skip_inbound_ports,
-        skip_outbound_ports,
-        resources,
+        options: ProxyOptions {
+            image_pull_policy,
+            log_level,
+            log_format,
+            default_inbound_policy,
+            opaque_ports,
+            skip_inbound_ports,
+            skip_outbound_ports,
+            resources,
+        },
         native_sidecar,
         ingress: mode == InjectMode::Ingress,
     };

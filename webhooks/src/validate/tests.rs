@@ -238,25 +238,21 @@ fn selector_overlap_is_exact_per_key() {
     ));
 }
 
-fn mk_policy(target: Value) -> Value {
-    json!({
+/// A review creating AuthorizationPolicy `allow-web` in [`NS`] that targets `target`.
+fn mk_policy_review(target: Value) -> Value {
+    let policy = json!({
         "apiVersion": "policy.trellis.dev/v1alpha1",
         "kind": "AuthorizationPolicy",
         "metadata": { "name": "allow-web", "namespace": NS },
         "spec": { "targetRef": target, "requiredAuthenticationRefs": [] },
-    })
+    });
+    mk_review(POLICIES, NS, "allow-web", "CREATE", policy)
 }
 
 #[tokio::test]
 async fn policy_for_missing_server_is_admitted_with_a_warning() {
     let (state, lookup) = mk_state(NS, &[]);
-    let body = mk_review(
-        POLICIES,
-        NS,
-        "allow-web",
-        "CREATE",
-        mk_policy(json!({ "kind": "Server", "name": "web-http" })),
-    );
+    let body = mk_policy_review(json!({ "kind": "Server", "name": "web-http" }));
     let response = review(state.clone(), VALIDATE_PATH, &body).await;
     assert!(response.allowed);
     let warnings = response.warnings.unwrap_or_default();
@@ -274,13 +270,7 @@ async fn policy_for_missing_server_is_admitted_with_a_warning() {
 #[tokio::test]
 async fn policy_for_another_namespace_is_refused() {
     let (state, _) = mk_state(NS, &[]);
-    let body = mk_review(
-        POLICIES,
-        NS,
-        "allow-web",
-        "CREATE",
-        mk_policy(json!({ "kind": "Namespace", "name": "other" })),
-    );
+    let body = mk_policy_review(json!({ "kind": "Namespace", "name": "other" }));
     let response = review(state.clone(), VALIDATE_PATH, &body).await;
     assert!(!response.allowed);
     assert!(
@@ -289,13 +279,7 @@ async fn policy_for_another_namespace_is_refused() {
         response.result.message
     );
 
-    let own = mk_review(
-        POLICIES,
-        NS,
-        "allow-web",
-        "CREATE",
-        mk_policy(json!({ "kind": "Namespace", "name": NS })),
-    );
+    let own = mk_policy_review(json!({ "kind": "Namespace", "name": NS }));
     assert!(review(state, VALIDATE_PATH, &own).await.allowed);
 }
 
