@@ -9,7 +9,7 @@ use trellis_crds::v1alpha1::server::Server;
 use super::server::selectors_overlap;
 use crate::{
     VALIDATE_PATH,
-    test_util::{mk_review, mk_state, post, review},
+    test_util::{FakeLookup, mk_review, mk_state, post, review},
 };
 
 const NS: &str = "shop";
@@ -30,6 +30,12 @@ fn mk_server(name: &str, selector: Value, port: Value) -> Value {
     })
 }
 
+/// Stores Server `name` (selecting `selector`, on `port`) in `lookup`, as if it existed.
+fn add_server(lookup: &FakeLookup, name: &str, selector: Value, port: Value) {
+    let server: Server = serde_json::from_value(mk_server(name, selector, port)).unwrap();
+    lookup.servers.lock().push(server);
+}
+
 fn selector(value: Value) -> LabelSelector {
     serde_json::from_value(value).unwrap()
 }
@@ -37,13 +43,12 @@ fn selector(value: Value) -> LabelSelector {
 #[tokio::test]
 async fn overlapping_server_is_refused_with_both_names() {
     let (state, lookup) = mk_state(NS, &[]);
-    let existing: Server = serde_json::from_value(mk_server(
+    add_server(
+        &lookup,
         "web-http",
         json!({ "matchLabels": { "app": "web" } }),
         json!(8080),
-    ))
-    .unwrap();
-    lookup.servers.lock().push(existing);
+    );
 
     let new = mk_server(
         "web-all",
@@ -122,13 +127,12 @@ fn mk_pod(name: &str, labels: Value, ports: Value) -> Pod {
 #[tokio::test]
 async fn named_port_that_is_the_same_number_on_a_selected_pod_is_refused() {
     let (state, lookup) = mk_state(NS, &[]);
-    let existing: Server = serde_json::from_value(mk_server(
+    add_server(
+        &lookup,
         "web-8080",
         json!({ "matchLabels": { "app": "web" } }),
         json!(8080),
-    ))
-    .unwrap();
-    lookup.servers.lock().push(existing);
+    );
     let named = |name: &str, port: &str| {
         mk_review(
             SERVERS,
@@ -259,9 +263,7 @@ async fn policy_for_missing_server_is_admitted_with_a_warning() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("target Server web-http does not exist in namespace shop"));
 
-    let existing: Server =
-        serde_json::from_value(mk_server("web-http", json!({}), json!(8080))).unwrap();
-    lookup.servers.lock().push(existing);
+    add_server(&lookup, "web-http", json!({}), json!(8080));
     let response = review(state, VALIDATE_PATH, &body).await;
     assert!(response.allowed);
     assert_eq!(response.warnings, None);
