@@ -109,43 +109,27 @@ async fn fetch(
 }
 
 #[tokio::test]
-async fn http1_requests_are_counted_as_200() {
+async fn requests_of_every_protocol_are_counted_as_200() {
     let server = start_server().await;
-    let stats = run_client(&client_config(server.http, Protocol::Http1, 5)).await;
-    assert_eq!(
-        stats,
-        Snapshot {
-            sent: 5,
-            ok: 5,
-            failed: 0,
-            outcomes: only("200", 5),
-            last_error: None,
-        }
-    );
-}
-
-#[tokio::test]
-async fn http2_requests_are_counted_as_200() {
-    let server = start_server().await;
-    let stats = run_client(&client_config(server.http, Protocol::Http2, 5)).await;
-    assert_eq!((stats.sent, stats.ok, stats.failed), (5, 5, 0));
-    assert_eq!(stats.outcomes, only("200", 5));
-}
-
-#[tokio::test]
-async fn grpc_health_checks_are_counted_as_200() {
-    let server = start_server().await;
-    let stats = run_client(&client_config(server.http, Protocol::Grpc, 5)).await;
-    assert_eq!((stats.sent, stats.ok, stats.failed), (5, 5, 0));
-    assert_eq!(stats.outcomes, only("200", 5));
-}
-
-#[tokio::test]
-async fn tcp_echoes_are_counted_as_200() {
-    let server = start_server().await;
-    let stats = run_client(&client_config(server.tcp, Protocol::Tcp, 5)).await;
-    assert_eq!((stats.sent, stats.ok, stats.failed), (5, 5, 0));
-    assert_eq!(stats.outcomes, only("200", 5));
+    for (protocol, target) in [
+        (Protocol::Http1, server.http),
+        (Protocol::Http2, server.http),
+        (Protocol::Grpc, server.http),
+        (Protocol::Tcp, server.tcp),
+    ] {
+        let stats = run_client(&client_config(target, protocol, 5)).await;
+        assert_eq!(
+            stats,
+            Snapshot {
+                sent: 5,
+                ok: 5,
+                failed: 0,
+                outcomes: only("200", 5),
+                last_error: None,
+            },
+            "{protocol:?}"
+        );
+    }
 }
 
 #[tokio::test]
