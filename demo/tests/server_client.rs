@@ -195,6 +195,13 @@ async fn stats_endpoint_reports_and_resets() {
     let stats_addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let stats_task = tokio::spawn(stats::serve(listener, stats.clone(), shutdown.clone()));
+    let stats_request = |method, path: &str| {
+        fetch(
+            method,
+            format!("http://{stats_addr}{path}"),
+            Version::HTTP_11,
+        )
+    };
 
     let never = CancellationToken::new();
     client::run(
@@ -208,12 +215,7 @@ async fn stats_endpoint_reports_and_resets() {
     failing.path = "/status/503".into();
     client::run(&failing, &stats, &never).await.unwrap();
 
-    let (status, _, body) = fetch(
-        Method::GET,
-        format!("http://{stats_addr}/stats"),
-        Version::HTTP_11,
-    )
-    .await;
+    let (status, _, body) = stats_request(Method::GET, "/stats").await;
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -227,34 +229,19 @@ async fn stats_endpoint_reports_and_resets() {
         })
     );
 
-    let (status, _, body) = fetch(
-        Method::POST,
-        format!("http://{stats_addr}/reset"),
-        Version::HTTP_11,
-    )
-    .await;
+    let (status, _, body) = stats_request(Method::POST, "/reset").await;
     assert_eq!(status, StatusCode::OK);
     let before: Snapshot = serde_json::from_str(&body).unwrap();
     assert_eq!((before.sent, before.ok, before.failed), (5, 3, 2));
 
-    let (_, _, body) = fetch(
-        Method::GET,
-        format!("http://{stats_addr}/stats"),
-        Version::HTTP_11,
-    )
-    .await;
+    let (_, _, body) = stats_request(Method::GET, "/stats").await;
     let after: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         after,
         serde_json::json!({"sent": 0, "ok": 0, "failed": 0, "outcomes": {}, "last_error": null})
     );
 
-    let (status, _, _) = fetch(
-        Method::GET,
-        format!("http://{stats_addr}/healthz"),
-        Version::HTTP_11,
-    )
-    .await;
+    let (status, _, _) = stats_request(Method::GET, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
 
     shutdown.cancel();
