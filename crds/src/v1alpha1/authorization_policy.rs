@@ -29,7 +29,6 @@ policy_status_kind! {
         )
     )]
     accepted_column = "Whether proxies use this policy";
-    #[serde(rename_all = "camelCase")]
     pub struct AuthorizationPolicySpec {
         /// The Server, or the Namespace (this policy's own), that this policy applies to.
         pub target_ref: PolicyTargetRef,

@@ -167,7 +167,6 @@ trellis_kind! {
             priority = 1
         )
     )]
-    #[serde(rename_all = "camelCase")]
     #[schemars(extend(
         "x-kubernetes-validations" = [
             Rule::new("!self.extensions.multicluster.enabled || self.identity.trustAnchors.source != 'Generated'")

@@ -21,7 +21,6 @@ policy_status_kind! {
                of those listed. AuthorizationPolicies require it through requiredAuthenticationRefs."
     )]
     accepted_column = "Whether proxies use this authentication";
-    #[serde(rename_all = "camelCase")]
     #[schemars(extend(
         "x-kubernetes-validations" = [
             Rule::new("has(self.identities) != has(self.identityRefs)")

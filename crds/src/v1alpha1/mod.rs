@@ -1,8 +1,8 @@
 //! Version v1alpha1 of every Trellis kind, one module per kind.
 
 /// Declares the spec struct of a Trellis kind and derives its `CustomResource` with what every
-/// kind shares: version `v1alpha1`, `derive = "PartialEq"`, category `trellis`, and an `Age`
-/// column after the kind's own `printcolumn`s.
+/// kind shares: version `v1alpha1`, `derive = "PartialEq"`, category `trellis`, an `Age`
+/// column after the kind's own `printcolumn`s, and camelCase field names.
 ///
 /// The `#[kube(...)]` attribute comes first (after the doc comment) and holds only the
 /// kind's own keys, without a trailing comma.
@@ -30,6 +30,7 @@ macro_rules! trellis_kind {
             $($kube)*,
             printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
         )]
+        #[serde(rename_all = "camelCase")]
         $(#[$($attr)*])*
         $vis struct $spec $body
     };

@@ -21,7 +21,6 @@ policy_status_kind! {
                requiredAuthenticationRefs."
     )]
     accepted_column = "Whether proxies use this authentication";
-    #[serde(rename_all = "camelCase")]
     pub struct NetworkAuthenticationSpec {
         /// Client networks; a client matches when its address is in any of them (and not in
         /// that network's exceptions). At least one, at most 64.

@@ -71,7 +71,6 @@ policy_status_kind! {
         )
     )]
     accepted_column = "Whether proxies use this Server";
-    #[serde(rename_all = "camelCase")]
     #[schemars(extend(
         "x-kubernetes-validations" = [
             Rule::new("has(self.podSelector) != has(self.externalWorkloadSelector)")

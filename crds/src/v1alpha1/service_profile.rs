@@ -37,7 +37,6 @@ policy_status_kind! {
     )]
     accepted_column = "Whether proxies use this profile";
     #[derive(Default)]
-    #[serde(rename_all = "camelCase")]
     pub struct ServiceProfileSpec {
         /// Routes of the service. A request is counted against, and handled by, the first route
         /// whose condition it matches. Route names must be unique. At most 128.
