@@ -394,20 +394,20 @@ fn bad_settings_are_errors() {
     let stats = Stats::default();
     let never = CancellationToken::new();
     let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let refused = |config: client::Config| {
+        rt.block_on(client::run(&config, &stats, &never))
+            .unwrap_err()
+    };
     let mut config = client_config(target, Protocol::Http1, 1);
     config.rate = 0.0;
-    let err = rt
-        .block_on(client::run(&config, &stats, &never))
-        .unwrap_err();
+    let err = refused(config);
     assert!(
         matches!(err, trellis_demo::Error::InvalidRate { .. }),
         "{err}"
     );
     let mut config = client_config(target, Protocol::Http1, 1);
     config.target = "localhost".into();
-    let err = rt
-        .block_on(client::run(&config, &stats, &never))
-        .unwrap_err();
+    let err = refused(config);
     assert!(
         matches!(err, trellis_demo::Error::MissingPort { .. }),
         "{err}"

@@ -1,6 +1,8 @@
 //! Router-level tests of the validating webhook: Server overlap, AuthorizationPolicy
 //! targets, kinds without rules, and malformed bodies.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use serde_json::{Value, json};
@@ -8,7 +10,7 @@ use trellis_crds::v1alpha1::server::Server;
 
 use super::server::selectors_overlap;
 use crate::{
-    VALIDATE_PATH,
+    State, VALIDATE_PATH,
     test_util::{FakeLookup, mk_review, mk_state, post, review},
 };
 
@@ -36,19 +38,26 @@ fn add_server(lookup: &FakeLookup, name: &str, selector: Value, port: Value) {
     lookup.servers.lock().push(server);
 }
 
+/// State whose lookup holds Server `name`, selecting the pods labelled `app: web`, on port
+/// 8080.
+fn state_with_web_server(name: &str) -> (State, Arc<FakeLookup>) {
+    let (state, lookup) = mk_state(NS, &[]);
+    add_server(
+        &lookup,
+        name,
+        json!({ "matchLabels": { "app": "web" } }),
+        json!(8080),
+    );
+    (state, lookup)
+}
+
 fn selector(value: Value) -> LabelSelector {
     serde_json::from_value(value).unwrap()
 }
 
 #[tokio::test]
 async fn overlapping_server_is_refused_with_both_names() {
-    let (state, lookup) = mk_state(NS, &[]);
-    add_server(
-        &lookup,
-        "web-http",
-        json!({ "matchLabels": { "app": "web" } }),
-        json!(8080),
-    );
+    let (state, _) = state_with_web_server("web-http");
 
     let new = mk_server(
         "web-all",
@@ -126,13 +135,7 @@ fn mk_pod(name: &str, labels: Value, ports: Value) -> Pod {
 
 #[tokio::test]
 async fn named_port_that_is_the_same_number_on_a_selected_pod_is_refused() {
-    let (state, lookup) = mk_state(NS, &[]);
-    add_server(
-        &lookup,
-        "web-8080",
-        json!({ "matchLabels": { "app": "web" } }),
-        json!(8080),
-    );
+    let (state, lookup) = state_with_web_server("web-8080");
     let named = |name: &str, port: &str| {
         mk_review(
             SERVERS,
