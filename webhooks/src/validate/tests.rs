@@ -310,16 +310,18 @@ async fn kinds_without_rules_and_deletes_are_admitted() {
     assert!(review(state, VALIDATE_PATH, &delete).await.allowed);
 }
 
+/// The `error` of a JSON error response.
+fn error_message(body: &Value) -> &str {
+    body["error"].as_str().unwrap()
+}
+
 #[tokio::test]
 async fn lookup_failure_and_malformed_bodies_are_errors() {
     let (state, lookup) = mk_state(NS, &[]);
     let (status, body) = post(state.clone(), VALIDATE_PATH, "[]").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed AdmissionReview"),
+        error_message(&body).starts_with("malformed AdmissionReview"),
         "{body}"
     );
 
@@ -333,10 +335,7 @@ async fn lookup_failure_and_malformed_bodies_are_errors() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("Servers in namespace shop"),
+        error_message(&body).contains("Servers in namespace shop"),
         "{body}"
     );
 }
