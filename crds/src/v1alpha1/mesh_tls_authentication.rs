@@ -1,8 +1,6 @@
 //! MeshTLSAuthentication: a set of mTLS identities, by name or by ServiceAccount/Namespace.
 
-use kube::core::Rule;
-
-use crate::common::target_ref::IdentityRef;
+use crate::common::{rules::exactly_one_of, target_ref::IdentityRef};
 
 /// Most identities or identity references one MeshTLSAuthentication may list.
 pub const MAX_IDENTITIES: u32 = 64;
@@ -22,10 +20,7 @@ policy_status_kind! {
     )]
     accepted_column = "Whether proxies use this authentication";
     #[schemars(extend(
-        "x-kubernetes-validations" = [
-            Rule::new("has(self.identities) != has(self.identityRefs)")
-                .message("set exactly one of identities and identityRefs"),
-        ],
+        "x-kubernetes-validations" = [exactly_one_of("identities", "identityRefs")],
     ))]
     pub struct MeshTLSAuthenticationSpec {
         /// Accepted identity names, like

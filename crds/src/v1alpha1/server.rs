@@ -1,10 +1,9 @@
 //! Server: a port on a set of pods or external workloads that authorization policy applies to.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::core::Rule;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{access_policy::AccessPolicy, port::Port};
+use crate::common::{access_policy::AccessPolicy, port::Port, rules::exactly_one_of};
 
 /// How the proxy treats traffic to a Server's port.
 ///
@@ -72,10 +71,7 @@ policy_status_kind! {
     )]
     accepted_column = "Whether proxies use this Server";
     #[schemars(extend(
-        "x-kubernetes-validations" = [
-            Rule::new("has(self.podSelector) != has(self.externalWorkloadSelector)")
-                .message("set exactly one of podSelector and externalWorkloadSelector"),
-        ],
+        "x-kubernetes-validations" = [exactly_one_of("podSelector", "externalWorkloadSelector")],
     ))]
     pub struct ServerSpec {
         /// Selects the pods, in the Server's namespace, whose port this is. An empty selector
