@@ -20,18 +20,26 @@ fn non_negative_quantity(what: &'static str) -> impl Fn(&mut Schema) {
     }
 }
 
-/// A CEL rule: when both are set and well formed, `requests.<resource>` is at most
+/// The CEL rule that, when both are set and well formed, `requests.<resource>` is at most
 /// `limits.<resource>`.
-fn request_within_limit_rule(resource: &str) -> String {
+fn request_within_limit(resource: &str) -> Rule {
     let (request, limit) = (
         format!("string(self.requests.{resource})"),
         format!("string(self.limits.{resource})"),
     );
-    format!(
+    Rule::new(format!(
         "!has(self.requests) || !has(self.limits) || !has(self.requests.{resource}) \
          || !has(self.limits.{resource}) || !isQuantity({request}) || !isQuantity({limit}) \
          || quantity({request}).compareTo(quantity({limit})) <= 0"
+    ))
+    .message(
+        format!(
+            "requests.{resource} must not exceed limits.{resource}: lower the request or raise \
+             the limit"
+        )
+        .as_str(),
     )
+    .field_path(format!(".requests.{resource}"))
 }
 
 /// Amounts of CPU and memory.
@@ -53,14 +61,7 @@ pub struct ResourceAmounts {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend(
-    "x-kubernetes-validations" = [
-        Rule::new(request_within_limit_rule("cpu"))
-            .message("requests.cpu must not exceed limits.cpu: lower the request or raise the limit")
-            .field_path(".requests.cpu"),
-        Rule::new(request_within_limit_rule("memory"))
-            .message("requests.memory must not exceed limits.memory: lower the request or raise the limit")
-            .field_path(".requests.memory"),
-    ],
+    "x-kubernetes-validations" = [request_within_limit("cpu"), request_within_limit("memory")],
 ))]
 pub struct ComputeResources {
     /// Resources the scheduler reserves for the container. Optional.

@@ -23,3 +23,23 @@ fn quantity_fields_are_bounded_and_checked() {
         "{memory}"
     );
 }
+
+#[test]
+fn requests_are_checked_against_limits_per_resource() {
+    let rule = serde_json::to_value(request_within_limit("memory")).unwrap();
+    assert_eq!(rule["fieldPath"], json!(".requests.memory"), "{rule}");
+    assert_eq!(
+        rule["message"],
+        json!(
+            "requests.memory must not exceed limits.memory: lower the request or raise the limit"
+        ),
+        "{rule}"
+    );
+    let cel = rule["rule"].as_str().unwrap();
+    assert!(
+        cel.ends_with(
+            "quantity(string(self.requests.memory)).compareTo(quantity(string(self.limits.memory))) <= 0"
+        ),
+        "{cel}"
+    );
+}
