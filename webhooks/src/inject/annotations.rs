@@ -194,6 +194,7 @@ pub fn settings(
     annotations: &BTreeMap<String, String>,
     mode: InjectMode,
 ) -> (ProxySettings, Vec<String>) {
+    let defaults = &config.options;
     let mut read = Overrides {
         annotations,
         warnings: Vec::new(),
@@ -207,40 +208,36 @@ pub fn settings(
     let image = read.text(PROXY_IMAGE, &default_image.to_string(), &not_empty);
     let image_pull_policy = read.choice(
         IMAGE_PULL_POLICY,
-        config.options.image_pull_policy,
+        defaults.image_pull_policy,
         &ImagePullPolicy::ALL,
         ImagePullPolicy::as_str,
     );
     let log_level = read.choice(
         PROXY_LOG_LEVEL,
-        config.options.log_level,
+        defaults.log_level,
         &LogLevel::ALL,
         LogLevel::as_str,
     );
     let log_format = read.text(
         PROXY_LOG_FORMAT,
-        &config.options.log_format,
+        &defaults.log_format,
         &one_of(&LOG_FORMATS),
     );
     let default_inbound_policy = read.choice(
         DEFAULT_INBOUND_POLICY_ANNOTATION,
-        config.options.default_inbound_policy,
+        defaults.default_inbound_policy,
         &AccessPolicy::ALL,
         AccessPolicy::as_str,
     );
-    let opaque_ports = read.text(
-        OPAQUE_PORTS_ANNOTATION,
-        &config.options.opaque_ports,
-        &port_list,
-    );
+    let opaque_ports = read.text(OPAQUE_PORTS_ANNOTATION, &defaults.opaque_ports, &port_list);
     let skip_inbound_ports = read.text(
         SKIP_INBOUND_PORTS_ANNOTATION,
-        &config.options.skip_inbound_ports,
+        &defaults.skip_inbound_ports,
         &port_list,
     );
     let skip_outbound_ports = read.text(
         SKIP_OUTBOUND_PORTS,
-        &config.options.skip_outbound_ports,
+        &defaults.skip_outbound_ports,
         &port_list,
     );
     let native_sidecar = read.choice(
@@ -250,8 +247,7 @@ pub fn settings(
         |on| if on { "true" } else { "false" },
     );
     let mut warnings = read.warnings;
-    let resources =
-        resource_overrides(config.options.resources.clone(), annotations, &mut warnings);
+    let resources = resource_overrides(defaults.resources.clone(), annotations, &mut warnings);
 
     let settings = ProxySettings {
         image,
