@@ -8,6 +8,16 @@ pub(crate) fn exactly_one_of(a: &str, b: &str) -> Rule {
         .message(format!("set exactly one of {a} and {b}").as_str())
 }
 
+/// The optional `group` must be the group of `kind`: `kind_group` is a CEL expression of the
+/// kind's own group, and `groups` says which group each kind has, for the message.
+pub(crate) fn group_matches_kind(kind_group: &str, groups: &str) -> Rule {
+    Rule::new(format!("!has(self.group) || self.group == ({kind_group})"))
+        .message(
+            format!("group must match kind: {groups}; omit group to use the kind's own").as_str(),
+        )
+        .field_path(".group")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -20,6 +30,25 @@ mod tests {
             serde_json::json!({
                 "rule": "has(self.podSelector) != has(self.workloadSelector)",
                 "message": "set exactly one of podSelector and workloadSelector",
+            })
+        );
+    }
+
+    #[test]
+    fn group_matches_kind_checks_group_only_when_set() {
+        let rule = serde_json::to_value(group_matches_kind(
+            "self.kind == 'Server' ? 'policy.trellis.dev' : ''",
+            "policy.trellis.dev for Server",
+        ))
+        .unwrap();
+        assert_eq!(
+            rule,
+            serde_json::json!({
+                "rule": "!has(self.group) || self.group == \
+                         (self.kind == 'Server' ? 'policy.trellis.dev' : '')",
+                "message": "group must match kind: policy.trellis.dev for Server; omit group to use \
+                            the kind's own",
+                "fieldPath": ".group",
             })
         );
     }
