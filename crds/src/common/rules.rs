@@ -18,6 +18,24 @@ pub(crate) fn group_matches_kind(kind_group: &str, groups: &str) -> Rule {
         .field_path(".group")
 }
 
+/// The two rules that the optional `field` is set exactly when `switch` is `value`: required
+/// then (`how` tells what to put in it), and refused otherwise.
+pub(crate) fn set_only_when(field: &str, switch: &str, value: &str, how: &str) -> [Rule; 2] {
+    [
+        Rule::new(format!("self.{switch} != '{value}' || has(self.{field})"))
+            .message(format!("{field} is required when {switch} is {value}: {how}").as_str())
+            .field_path(format!(".{field}")),
+        Rule::new(format!("self.{switch} == '{value}' || !has(self.{field})"))
+            .message(
+                format!(
+                    "{field} is only for {switch} {value}: remove it, or set {switch} to {value}"
+                )
+                .as_str(),
+            )
+            .field_path(format!(".{field}")),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +68,27 @@ mod tests {
                             the kind's own",
                 "fieldPath": ".group",
             })
+        );
+    }
+
+    #[test]
+    fn set_only_when_requires_and_refuses_the_field() {
+        let rules =
+            serde_json::to_value(set_only_when("url", "mode", "External", "give a URL")).unwrap();
+        assert_eq!(
+            rules,
+            serde_json::json!([
+                {
+                    "rule": "self.mode != 'External' || has(self.url)",
+                    "message": "url is required when mode is External: give a URL",
+                    "fieldPath": ".url",
+                },
+                {
+                    "rule": "self.mode == 'External' || !has(self.url)",
+                    "message": "url is only for mode External: remove it, or set mode to External",
+                    "fieldPath": ".url",
+                },
+            ])
         );
     }
 }

@@ -14,6 +14,7 @@ use crate::common::{
     },
     port::PortRange,
     resources::ComputeResources,
+    rules::set_only_when,
 };
 
 /// Condition types of [`MeshStatus`].
@@ -100,7 +101,11 @@ pub const VERSION_PATTERN: &str = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$";
 /// What a container image reference must match (no whitespace).
 pub const IMAGE_PATTERN: &str = r"^[^\s]+$";
 
-const URL_RULE: &str = "isURL(self) && url(self).getScheme() in ['http', 'https']";
+/// The CEL rule that a string is an http or https URL; `example` ends the message.
+fn http_url(example: &str) -> Rule {
+    Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https']")
+        .message(format!("must be an http or https URL, like {example}").as_str())
+}
 
 trellis_kind! {
     /// The desired state of a Trellis installation.
@@ -442,14 +447,12 @@ fn default_issuer_lifetime() -> Duration {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend(
-    "x-kubernetes-validations" = [
-        Rule::new("self.source != 'Secret' || has(self.secretName)")
-            .message("secretName is required when source is Secret: name the kubernetes.io/tls Secret in the Mesh namespace holding tls.crt and tls.key")
-            .field_path(".secretName"),
-        Rule::new("self.source == 'Secret' || !has(self.secretName)")
-            .message("secretName is only for source Secret: remove it, or set source to Secret")
-            .field_path(".secretName"),
-    ],
+    "x-kubernetes-validations" = set_only_when(
+        "secretName",
+        "source",
+        "Secret",
+        "name the kubernetes.io/tls Secret in the Mesh namespace holding tls.crt and tls.key",
+    ),
 ))]
 pub struct Issuer {
     /// Where the issuer comes from. Default `Generated`. Valid values: `Generated`, `Secret`.
@@ -745,14 +748,12 @@ pub enum PrometheusMode {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend(
-    "x-kubernetes-validations" = [
-        Rule::new("self.mode != 'External' || has(self.url)")
-            .message("url is required when mode is External: give your Prometheus's address, like http://prometheus.monitoring:9090")
-            .field_path(".url"),
-        Rule::new("self.mode == 'External' || !has(self.url)")
-            .message("url is only for mode External: remove it, or set mode to External")
-            .field_path(".url"),
-    ],
+    "x-kubernetes-validations" = set_only_when(
+        "url",
+        "mode",
+        "External",
+        "give your Prometheus's address, like http://prometheus.monitoring:9090",
+    ),
 ))]
 pub struct Prometheus {
     /// Bundled (the default) or External. Valid values: `Bundled`, `External`.
@@ -762,12 +763,7 @@ pub struct Prometheus {
     /// mode External; not allowed for Bundled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
-    #[schemars(extend(
-        "x-kubernetes-validations" = [
-            Rule::new(URL_RULE)
-                .message("must be an http or https URL, like http://prometheus.monitoring:9090"),
-        ],
-    ))]
+    #[schemars(extend("x-kubernetes-validations" = [http_url("http://prometheus.monitoring:9090")]))]
     pub url: Option<String>,
 }
 
@@ -861,12 +857,7 @@ pub struct Tracing {
     /// Mesh namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
-    #[schemars(extend(
-        "x-kubernetes-validations" = [
-            Rule::new(URL_RULE)
-                .message("must be an http or https URL, like http://otel-collector.tracing:4317"),
-        ],
-    ))]
+    #[schemars(extend("x-kubernetes-validations" = [http_url("http://otel-collector.tracing:4317")]))]
     pub collector_endpoint: Option<String>,
     /// Share of requests traced when the caller sent no trace context, from 0 to 1.
     /// Default 0.01 (1%).
