@@ -109,43 +109,27 @@ async fn fetch(
 }
 
 #[tokio::test]
-async fn http1_requests_are_counted_as_200() {
+async fn requests_of_every_protocol_are_counted_as_200() {
     let server = start_server().await;
-    let stats = run_client(&client_config(server.http, Protocol::Http1, 5)).await;
-    assert_eq!(
-        stats,
-        Snapshot {
-            sent: 5,
-            ok: 5,
-            failed: 0,
-            outcomes: only("200", 5),
-            last_error: None,
-        }
-    );
-}
-
-#[tokio::test]
-async fn http2_requests_are_counted_as_200() {
-    let server = start_server().await;
-    let stats = run_client(&client_config(server.http, Protocol::Http2, 5)).await;
-    assert_eq!((stats.sent, stats.ok, stats.failed), (5, 5, 0));
-    assert_eq!(stats.outcomes, only("200", 5));
-}
-
-#[tokio::test]
-async fn grpc_health_checks_are_counted_as_200() {
-    let server = start_server().await;
-    let stats = run_client(&client_config(server.http, Protocol::Grpc, 5)).await;
-    assert_eq!((stats.sent, stats.ok, stats.failed), (5, 5, 0));
-    assert_eq!(stats.outcomes, only("200", 5));
-}
-
-#[tokio::test]
-async fn tcp_echoes_are_counted_as_200() {
-    let server = start_server().await;
-    let stats = run_client(&client_config(server.tcp, Protocol::Tcp, 5)).await;
-    assert_eq!((stats.sent, stats.ok, stats.failed), (5, 5, 0));
-    assert_eq!(stats.outcomes, only("200", 5));
+    for (protocol, target) in [
+        (Protocol::Http1, server.http),
+        (Protocol::Http2, server.http),
+        (Protocol::Grpc, server.http),
+        (Protocol::Tcp, server.tcp),
+    ] {
+        let stats = run_client(&client_config(target, protocol, 5)).await;
+        assert_eq!(
+            stats,
+            Snapshot {
+                sent: 5,
+                ok: 5,
+                failed: 0,
+                outcomes: only("200", 5),
+                last_error: None,
+            },
+            "{protocol:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -211,6 +195,13 @@ async fn stats_endpoint_reports_and_resets() {
     let stats_addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let stats_task = tokio::spawn(stats::serve(listener, stats.clone(), shutdown.clone()));
+    let stats_request = |method, path: &str| {
+        fetch(
+            method,
+            format!("http://{stats_addr}{path}"),
+            Version::HTTP_11,
+        )
+    };
 
     let never = CancellationToken::new();
     client::run(
@@ -224,12 +215,7 @@ async fn stats_endpoint_reports_and_resets() {
     failing.path = "/status/503".into();
     client::run(&failing, &stats, &never).await.unwrap();
 
-    let (status, _, body) = fetch(
-        Method::GET,
-        format!("http://{stats_addr}/stats"),
-        Version::HTTP_11,
-    )
-    .await;
+    let (status, _, body) = stats_request(Method::GET, "/stats").await;
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -243,34 +229,19 @@ async fn stats_endpoint_reports_and_resets() {
         })
     );
 
-    let (status, _, body) = fetch(
-        Method::POST,
-        format!("http://{stats_addr}/reset"),
-        Version::HTTP_11,
-    )
-    .await;
+    let (status, _, body) = stats_request(Method::POST, "/reset").await;
     assert_eq!(status, StatusCode::OK);
     let before: Snapshot = serde_json::from_str(&body).unwrap();
     assert_eq!((before.sent, before.ok, before.failed), (5, 3, 2));
 
-    let (_, _, body) = fetch(
-        Method::GET,
-        format!("http://{stats_addr}/stats"),
-        Version::HTTP_11,
-    )
-    .await;
+    let (_, _, body) = stats_request(Method::GET, "/stats").await;
     let after: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         after,
         serde_json::json!({"sent": 0, "ok": 0, "failed": 0, "outcomes": {}, "last_error": null})
     );
 
-    let (status, _, _) = fetch(
-        Method::GET,
-        format!("http://{stats_addr}/healthz"),
-        Version::HTTP_11,
-    )
-    .await;
+    let (status, _, _) = stats_request(Method::GET, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
 
     shutdown.cancel();
@@ -423,20 +394,20 @@ fn bad_settings_are_errors() {
     let stats = Stats::default();
     let never = CancellationToken::new();
     let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let refused = |config: client::Config| {
+        rt.block_on(client::run(&config, &stats, &never))
+            .unwrap_err()
+    };
     let mut config = client_config(target, Protocol::Http1, 1);
     config.rate = 0.0;
-    let err = rt
-        .block_on(client::run(&config, &stats, &never))
-        .unwrap_err();
+    let err = refused(config);
     assert!(
         matches!(err, trellis_demo::Error::InvalidRate { .. }),
         "{err}"
     );
     let mut config = client_config(target, Protocol::Http1, 1);
     config.target = "localhost".into();
-    let err = rt
-        .block_on(client::run(&config, &stats, &never))
-        .unwrap_err();
+    let err = refused(config);
     assert!(
         matches!(err, trellis_demo::Error::MissingPort { .. }),
         "{err}"

@@ -13,32 +13,30 @@ use trellis_crds::v1alpha1::server::Server;
 
 use crate::error::LookupError;
 
+/// What a lookup returns: a boxed future of `T` or the reason the read failed.
+pub type LookupFuture<'a, T> = BoxFuture<'a, Result<T, LookupError>>;
+
 /// Reads a namespace's annotations (for `trellis.dev/inject` and `config.trellis.dev/*`).
 pub trait NamespaceLookup: Send + Sync + 'static {
     /// The annotations of namespace `name`, or `None` when it does not exist.
     fn namespace_annotations<'a>(
         &'a self,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>>;
+    ) -> LookupFuture<'a, Option<BTreeMap<String, String>>>;
 }
 
 /// Reads the policy objects that cross-object validation compares against.
 pub trait PolicyLookup: Send + Sync + 'static {
     /// Every Server in `namespace`.
-    fn servers<'a>(&'a self, namespace: &'a str)
-    -> BoxFuture<'a, Result<Vec<Server>, LookupError>>;
+    fn servers<'a>(&'a self, namespace: &'a str) -> LookupFuture<'a, Vec<Server>>;
     /// Whether Server `name` exists in `namespace`.
-    fn server_exists<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<bool, LookupError>>;
+    fn server_exists<'a>(&'a self, namespace: &'a str, name: &'a str) -> LookupFuture<'a, bool>;
     /// The pods in `namespace` that `selector` selects (to resolve named Server ports).
     fn pods<'a>(
         &'a self,
         namespace: &'a str,
         selector: &'a LabelSelector,
-    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>>;
+    ) -> LookupFuture<'a, Vec<Pod>>;
 }
 
 /// Answers lookups with direct reads from the apiserver.
@@ -65,7 +63,7 @@ impl NamespaceLookup for KubeLookup {
     fn namespace_annotations<'a>(
         &'a self,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>> {
+    ) -> LookupFuture<'a, Option<BTreeMap<String, String>>> {
         Box::pin(async move {
             let api: Api<Namespace> = Api::all(self.client.clone());
             let ns = api.get_opt(name).await?;
@@ -75,21 +73,14 @@ impl NamespaceLookup for KubeLookup {
 }
 
 impl PolicyLookup for KubeLookup {
-    fn servers<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Server>, LookupError>> {
+    fn servers<'a>(&'a self, namespace: &'a str) -> LookupFuture<'a, Vec<Server>> {
         Box::pin(async move {
             let api: Api<Server> = Api::namespaced(self.client.clone(), namespace);
             Ok(api.list(&ListParams::default()).await?.items)
         })
     }
 
-    fn server_exists<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<bool, LookupError>> {
+    fn server_exists<'a>(&'a self, namespace: &'a str, name: &'a str) -> LookupFuture<'a, bool> {
         Box::pin(async move {
             let api: Api<Server> = Api::namespaced(self.client.clone(), namespace);
             Ok(api.get_opt(name).await?.is_some())
@@ -100,7 +91,7 @@ impl PolicyLookup for KubeLookup {
         &'a self,
         namespace: &'a str,
         selector: &'a LabelSelector,
-    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>> {
+    ) -> LookupFuture<'a, Vec<Pod>> {
         Box::pin(async move {
             let selector = Selector::try_from(selector.clone())?;
             let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);

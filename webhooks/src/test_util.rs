@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 #[cfg(test)]
 use axum::body::Body;
-use futures::future::BoxFuture;
 #[cfg(test)]
 use http::{Request, StatusCode};
 #[cfg(test)]
@@ -29,7 +28,7 @@ use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::MeshSpec};
 use crate::{State, inject::template::InjectConfig, router};
 use crate::{
     error::LookupError,
-    lookup::{NamespaceLookup, PolicyLookup},
+    lookup::{LookupFuture, NamespaceLookup, PolicyLookup},
 };
 
 /// Test trust bundle.
@@ -83,7 +82,7 @@ impl NamespaceLookup for FakeLookup {
     fn namespace_annotations<'a>(
         &'a self,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>> {
+    ) -> LookupFuture<'a, Option<BTreeMap<String, String>>> {
         Box::pin(async move {
             self.check()?;
             Ok(self.namespaces.lock().get(name).cloned())
@@ -92,10 +91,7 @@ impl NamespaceLookup for FakeLookup {
 }
 
 impl PolicyLookup for FakeLookup {
-    fn servers<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Server>, LookupError>> {
+    fn servers<'a>(&'a self, namespace: &'a str) -> LookupFuture<'a, Vec<Server>> {
         Box::pin(async move {
             self.check()?;
             Ok(self
@@ -108,11 +104,7 @@ impl PolicyLookup for FakeLookup {
         })
     }
 
-    fn server_exists<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<bool, LookupError>> {
+    fn server_exists<'a>(&'a self, namespace: &'a str, name: &'a str) -> LookupFuture<'a, bool> {
         Box::pin(async move {
             self.check()?;
             Ok(self.servers.lock().iter().any(|s| {
@@ -126,7 +118,7 @@ impl PolicyLookup for FakeLookup {
         &'a self,
         namespace: &'a str,
         selector: &'a LabelSelector,
-    ) -> BoxFuture<'a, Result<Vec<Pod>, LookupError>> {
+    ) -> LookupFuture<'a, Vec<Pod>> {
         Box::pin(async move {
             self.check()?;
             let selector = Selector::try_from(selector.clone())?;

@@ -113,8 +113,26 @@ fn failure_accrual() -> api::FailureAccrual {
     }
 }
 
+/// A distribution that sends every request to `backend`, with no filters, for one route
+/// kind's prost types (each kind has its own, of the same shape).
+macro_rules! only_backend {
+    ($module:ident, $backend:expr) => {{
+        use api::$module::{Distribution, RouteBackend, distribution};
+        Distribution {
+            kind: Some(distribution::Kind::FirstAvailable(
+                distribution::FirstAvailable {
+                    backends: vec![RouteBackend {
+                        backend: Some($backend),
+                        ..RouteBackend::default()
+                    }],
+                },
+            )),
+        }
+    }};
+}
+
 fn http_routes(p: &OutboundPolicy) -> Vec<api::HttpRoute> {
-    use api::http_route::{Distribution, RouteBackend, Rule, distribution};
+    use api::http_route::Rule;
     vec![api::HttpRoute {
         metadata: Some(default_meta("http")),
         hosts: Vec::new(),
@@ -126,17 +144,7 @@ fn http_routes(p: &OutboundPolicy) -> Vec<api::HttpRoute> {
                 ..http_route::HttpRouteMatch::default()
             }],
             filters: Vec::new(),
-            backends: Some(Distribution {
-                kind: Some(distribution::Kind::FirstAvailable(
-                    distribution::FirstAvailable {
-                        backends: vec![RouteBackend {
-                            backend: Some(backend(p)),
-                            filters: Vec::new(),
-                            ..RouteBackend::default()
-                        }],
-                    },
-                )),
-            }),
+            backends: Some(only_backend!(http_route, backend(p))),
             timeouts: Some(http_route::Timeouts::default()),
             ..Rule::default()
         }],
@@ -144,20 +152,11 @@ fn http_routes(p: &OutboundPolicy) -> Vec<api::HttpRoute> {
 }
 
 fn opaque_routes(p: &OutboundPolicy) -> Vec<api::OpaqueRoute> {
-    use api::opaque_route::{Distribution, RouteBackend, Rule, distribution};
+    use api::opaque_route::Rule;
     vec![api::OpaqueRoute {
         metadata: Some(default_meta("opaq")),
         rules: vec![Rule {
-            backends: Some(Distribution {
-                kind: Some(distribution::Kind::FirstAvailable(
-                    distribution::FirstAvailable {
-                        backends: vec![RouteBackend {
-                            backend: Some(backend(p)),
-                            filters: Vec::new(),
-                        }],
-                    },
-                )),
-            }),
+            backends: Some(only_backend!(opaque_route, backend(p))),
             filters: Vec::new(),
         }],
     }]

@@ -28,5 +28,6 @@ pub mod log_level;
 pub mod names;
 pub mod port;
 pub mod resources;
+pub(crate) mod rules;
 pub mod status;
 pub mod target_ref;

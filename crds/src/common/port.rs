@@ -6,6 +6,33 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// For `$ty`, an untagged enum of `$int(i32)` and `$string(String)`: implements `Display`
+/// (the number, or the string as written) and an inline `x-kubernetes-int-or-string` schema
+/// at most `$max_length` long and checked by CEL `$rule`, which fails with `$message`.
+macro_rules! int_or_string {
+    (
+        $ty:ident { $int:ident, $string:ident },
+        max_length = $max_length:literal,
+        $rule:expr,
+        $message:expr
+    ) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::$int(n) => write!(f, "{n}"),
+                    Self::$string(s) => f.write_str(s),
+                }
+            }
+        }
+
+        inline_schema!($ty, {
+            "x-kubernetes-int-or-string": true,
+            "maxLength": $max_length,
+            "x-kubernetes-validations": [{ "rule": $rule, "message": $message }],
+        });
+    };
+}
+
 /// A CEL rule accepting a port number (1-65535) or an IANA service name: 1-15 lowercase
 /// letters, digits and `-`, with at least one letter, no `-` at either end and no `--`.
 const PORT_RULE: &str = "type(self) == int ? (self >= 1 && self <= 65535) : \
@@ -35,20 +62,12 @@ pub enum Port {
     Name(String),
 }
 
-impl fmt::Display for Port {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Number(n) => write!(f, "{n}"),
-            Self::Name(name) => f.write_str(name),
-        }
-    }
-}
-
-inline_schema!(Port, {
-    "x-kubernetes-int-or-string": true,
-    "maxLength": 15,
-    "x-kubernetes-validations": [{ "rule": PORT_RULE, "message": PORT_MESSAGE }],
-});
+int_or_string!(
+    Port { Number, Name },
+    max_length = 15,
+    PORT_RULE,
+    PORT_MESSAGE
+);
 
 /// One port (`3306`) or an inclusive range of ports written as a string (`"4000-4100"`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
@@ -87,20 +106,12 @@ impl PortRange {
     }
 }
 
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Port(n) => write!(f, "{n}"),
-            Self::Range(s) => f.write_str(s),
-        }
-    }
-}
-
-inline_schema!(PortRange, {
-    "x-kubernetes-int-or-string": true,
-    "maxLength": 11,
-    "x-kubernetes-validations": [{ "rule": PORT_RANGE_RULE, "message": PORT_RANGE_MESSAGE }],
-});
+int_or_string!(
+    PortRange { Port, Range },
+    max_length = 11,
+    PORT_RANGE_RULE,
+    PORT_RANGE_MESSAGE
+);
 
 #[cfg(test)]
 mod tests;

@@ -2,23 +2,44 @@
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::core::Rule;
+use schemars::Schema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 const QUANTITY_RULE: &str =
     "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('0')) >= 0";
 
-/// A CEL rule: when both are set and well formed, `requests.<resource>` is at most
+/// A schema transform for a quantity field: at most 32 characters, well formed and not
+/// negative. `what` ends the message, like `memory such as 64Mi or 1Gi`.
+fn non_negative_quantity(what: &'static str) -> impl Fn(&mut Schema) {
+    move |schema| {
+        let rule = Rule::new(QUANTITY_RULE)
+            .message(format!("must be a non-negative quantity of {what}").as_str());
+        schema.insert("maxLength".into(), 32.into());
+        schema.insert("x-kubernetes-validations".into(), json!([rule]));
+    }
+}
+
+/// The CEL rule that, when both are set and well formed, `requests.<resource>` is at most
 /// `limits.<resource>`.
-fn request_within_limit_rule(resource: &str) -> String {
+fn request_within_limit(resource: &str) -> Rule {
     let (request, limit) = (
         format!("string(self.requests.{resource})"),
         format!("string(self.limits.{resource})"),
     );
-    format!(
+    Rule::new(format!(
         "!has(self.requests) || !has(self.limits) || !has(self.requests.{resource}) \
          || !has(self.limits.{resource}) || !isQuantity({request}) || !isQuantity({limit}) \
          || quantity({request}).compareTo(quantity({limit})) <= 0"
+    ))
+    .message(
+        format!(
+            "requests.{resource} must not exceed limits.{resource}: lower the request or raise \
+             the limit"
+        )
+        .as_str(),
     )
+    .field_path(format!(".requests.{resource}"))
 }
 
 /// Amounts of CPU and memory.
@@ -27,23 +48,11 @@ fn request_within_limit_rule(resource: &str) -> String {
 pub struct ResourceAmounts {
     /// CPU in cores, as a Kubernetes quantity: `100m` (a tenth of a core), `0.5`, `2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend(
-        "maxLength" = 32,
-        "x-kubernetes-validations" = [
-            Rule::new(QUANTITY_RULE)
-                .message("must be a non-negative quantity of CPU such as 100m, 0.5 or 2"),
-        ],
-    ))]
+    #[schemars(transform = non_negative_quantity("CPU such as 100m, 0.5 or 2"))]
     pub cpu: Option<Quantity>,
     /// Memory in bytes, as a Kubernetes quantity: `64Mi`, `1Gi`, `500M`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend(
-        "maxLength" = 32,
-        "x-kubernetes-validations" = [
-            Rule::new(QUANTITY_RULE)
-                .message("must be a non-negative quantity of memory such as 64Mi or 1Gi"),
-        ],
-    ))]
+    #[schemars(transform = non_negative_quantity("memory such as 64Mi or 1Gi"))]
     pub memory: Option<Quantity>,
 }
 
@@ -52,14 +61,7 @@ pub struct ResourceAmounts {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend(
-    "x-kubernetes-validations" = [
-        Rule::new(request_within_limit_rule("cpu"))
-            .message("requests.cpu must not exceed limits.cpu: lower the request or raise the limit")
-            .field_path(".requests.cpu"),
-        Rule::new(request_within_limit_rule("memory"))
-            .message("requests.memory must not exceed limits.memory: lower the request or raise the limit")
-            .field_path(".requests.memory"),
-    ],
+    "x-kubernetes-validations" = [request_within_limit("cpu"), request_within_limit("memory")],
 ))]
 pub struct ComputeResources {
     /// Resources the scheduler reserves for the container. Optional.
@@ -69,3 +71,6 @@ pub struct ComputeResources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ResourceAmounts>,
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,8 +3,11 @@
 use kube::core::Rule;
 use serde::{Deserialize, Serialize};
 
-use super::names::{
-    DNS_LABEL_MAX_LENGTH, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_MAX_LENGTH, DNS_SUBDOMAIN_PATTERN,
+use super::{
+    names::{
+        DNS_LABEL_MAX_LENGTH, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_MAX_LENGTH, DNS_SUBDOMAIN_PATTERN,
+    },
+    rules::group_matches_kind,
 };
 use crate::POLICY_GROUP;
 
@@ -17,17 +20,15 @@ pub enum PolicyTargetKind {
     Namespace,
 }
 
-const TARGET_GROUP_RULE: &str = "!has(self.group) || self.group == \
-     (self.kind == 'Server' ? 'policy.trellis.dev' : '')";
-
 /// The object a policy applies to, in the policy's namespace.
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend(
     "x-kubernetes-validations" = [
-        Rule::new(TARGET_GROUP_RULE)
-            .message("group must match kind: policy.trellis.dev for Server, \"\" (core) for Namespace; omit group to use the kind's own")
-            .field_path(".group"),
+        group_matches_kind(
+            "self.kind == 'Server' ? 'policy.trellis.dev' : ''",
+            "policy.trellis.dev for Server, \"\" (core) for Namespace",
+        ),
     ],
 ))]
 pub struct PolicyTargetRef {
@@ -66,17 +67,16 @@ pub enum AuthenticationKind {
     ServiceAccount,
 }
 
-const AUTHENTICATION_GROUP_RULE: &str = "!has(self.group) || self.group == \
-     (self.kind == 'ServiceAccount' ? '' : 'policy.trellis.dev')";
-
 /// An authentication a client must satisfy.
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend(
     "x-kubernetes-validations" = [
-        Rule::new(AUTHENTICATION_GROUP_RULE)
-            .message("group must match kind: policy.trellis.dev for MeshTLSAuthentication and NetworkAuthentication, \"\" (core) for ServiceAccount; omit group to use the kind's own")
-            .field_path(".group"),
+        group_matches_kind(
+            "self.kind == 'ServiceAccount' ? '' : 'policy.trellis.dev'",
+            "policy.trellis.dev for MeshTLSAuthentication and NetworkAuthentication, \"\" (core) \
+             for ServiceAccount",
+        ),
     ],
 ))]
 pub struct AuthenticationRef {

@@ -1,7 +1,7 @@
 //! Mesh: the one cluster-scoped object that declares a whole Trellis installation.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, core::Rule};
+use kube::core::Rule;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,7 @@ use crate::common::{
     },
     port::PortRange,
     resources::ComputeResources,
+    rules::set_only_when,
 };
 
 /// Condition types of [`MeshStatus`].
@@ -100,132 +101,124 @@ pub const VERSION_PATTERN: &str = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$";
 /// What a container image reference must match (no whitespace).
 pub const IMAGE_PATTERN: &str = r"^[^\s]+$";
 
-const URL_RULE: &str = "isURL(self) && url(self).getScheme() in ['http', 'https']";
+/// The CEL rule that a string is an http or https URL; `example` ends the message.
+fn http_url(example: &str) -> Rule {
+    Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https']")
+        .message(format!("must be an http or https URL, like {example}").as_str())
+}
 
-/// The desired state of a Trellis installation.
-#[expect(
-    clippy::duplicated_attributes,
-    reason = "printcolumn(...) entries of #[kube] repeat keys such as type_ = \"string\""
-)]
-#[derive(CustomResource, schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[kube(
-    group = "trellis.dev",
-    version = "v1alpha1",
-    kind = "Mesh",
-    plural = "meshes",
-    status = "MeshStatus",
-    derive = "PartialEq",
-    shortname = "tmesh",
-    category = "trellis",
-    doc = "A Mesh declares a whole Trellis installation: which version runs, in which \
-           namespace, with which identity material, control-plane and proxy settings and \
-           extensions. The operator installs, upgrades and heals everything from it and \
-           reports health in status. An empty spec (spec: {}) is a working mesh.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        description = "Whether every component is ready"
-    ),
-    printcolumn(
-        name = "Version",
-        type_ = "string",
-        json_path = ".status.version",
-        description = "The version running"
-    ),
-    printcolumn(
-        name = "Components",
-        type_ = "string",
-        json_path = ".status.componentsReady",
-        description = "Ready components out of all components"
-    ),
-    printcolumn(
-        name = "Meshed",
-        type_ = "integer",
-        json_path = ".status.meshedPods",
-        description = "Pods running a Trellis proxy"
-    ),
-    printcolumn(
-        name = "Status",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
-        description = "Reason of the Ready condition",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Desired",
-        type_ = "string",
-        json_path = ".spec.version",
-        description = "The version asked for",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Anchor-Expiry",
-        type_ = "string",
-        json_path = ".status.identity.trustAnchorNotAfter",
-        description = "When the trust anchor expires",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Up-To-Date",
-        type_ = "integer",
-        json_path = ".status.upToDatePods",
-        description = "Meshed pods running the desired proxy version",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-#[schemars(extend(
-    "x-kubernetes-validations" = [
-        Rule::new("!self.extensions.multicluster.enabled || self.identity.trustAnchors.source != 'Generated'")
-            .message("extensions.multicluster needs trust anchors shared by every linked cluster: set identity.trustAnchors.source to ConfigMap or Secret")
-            .field_path(".extensions.multicluster.enabled"),
-    ],
-))]
-pub struct MeshSpec {
-    /// Trellis release to run, like `0.1.0`. Defaults to the release these CRDs come from.
-    /// Changing it upgrades the control plane in place (and, with
-    /// dataPlane.upgradeStrategy Automatic, the proxies).
-    #[serde(default = "default_version")]
-    #[schemars(length(min = 5, max = 64), regex(pattern = VERSION_PATTERN))]
-    pub version: String,
-    /// Namespace the control plane runs in. Default `trellis-system`. Immutable: to move
-    /// the control plane, delete the Mesh and create it again.
-    #[serde(default = "default_namespace")]
-    #[schemars(length(min = 1, max = DNS_LABEL_MAX_LENGTH), regex(pattern = DNS_LABEL_PATTERN))]
+trellis_kind! {
+    /// The desired state of a Trellis installation.
+    #[kube(
+        group = "trellis.dev",
+        kind = "Mesh",
+        plural = "meshes",
+        status = "MeshStatus",
+        shortname = "tmesh",
+        doc = "A Mesh declares a whole Trellis installation: which version runs, in which \
+               namespace, with which identity material, control-plane and proxy settings and \
+               extensions. The operator installs, upgrades and heals everything from it and \
+               reports health in status. An empty spec (spec: {}) is a working mesh.",
+        printcolumn(
+            name = "Ready",
+            type_ = "string",
+            json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+            description = "Whether every component is ready"
+        ),
+        printcolumn(
+            name = "Version",
+            type_ = "string",
+            json_path = ".status.version",
+            description = "The version running"
+        ),
+        printcolumn(
+            name = "Components",
+            type_ = "string",
+            json_path = ".status.componentsReady",
+            description = "Ready components out of all components"
+        ),
+        printcolumn(
+            name = "Meshed",
+            type_ = "integer",
+            json_path = ".status.meshedPods",
+            description = "Pods running a Trellis proxy"
+        ),
+        printcolumn(
+            name = "Status",
+            type_ = "string",
+            json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+            description = "Reason of the Ready condition",
+            priority = 1
+        ),
+        printcolumn(
+            name = "Desired",
+            type_ = "string",
+            json_path = ".spec.version",
+            description = "The version asked for",
+            priority = 1
+        ),
+        printcolumn(
+            name = "Anchor-Expiry",
+            type_ = "string",
+            json_path = ".status.identity.trustAnchorNotAfter",
+            description = "When the trust anchor expires",
+            priority = 1
+        ),
+        printcolumn(
+            name = "Up-To-Date",
+            type_ = "integer",
+            json_path = ".status.upToDatePods",
+            description = "Meshed pods running the desired proxy version",
+            priority = 1
+        )
+    )]
     #[schemars(extend(
         "x-kubernetes-validations" = [
-            Rule::new("self == oldSelf")
-                .message("namespace is immutable: delete the Mesh and create it again to move the control plane"),
+            Rule::new("!self.extensions.multicluster.enabled || self.identity.trustAnchors.source != 'Generated'")
+                .message("extensions.multicluster needs trust anchors shared by every linked cluster: set identity.trustAnchors.source to ConfigMap or Secret")
+                .field_path(".extensions.multicluster.enabled"),
         ],
     ))]
-    pub namespace: String,
-    /// Workload identity: trust domain, trust anchors, issuer, certificate lifetimes and
-    /// rotation. Each workload's mTLS identity is
-    /// `<serviceaccount>.<namespace>.serviceaccount.identity.trellis.<trustDomain>`. Trust
-    /// anchors (the roots every proxy trusts) sign the issuer, and the issuer signs workload
-    /// certificates. The defaults generate all of it and rotate it in stages with no failed
-    /// request; supply your own anchors and issuer through trustAnchors and issuer.
-    #[serde(default)]
-    pub identity: Identity,
-    /// Control-plane replicas, resources and logging.
-    #[serde(default)]
-    pub control_plane: ControlPlane,
-    /// Defaults for the proxies injected into workloads; annotations on namespaces and pods
-    /// (config.trellis.dev/*) override them.
-    #[serde(default)]
-    pub proxy: Proxy,
-    /// How meshed workloads move to a new proxy version.
-    #[serde(default)]
-    pub data_plane: DataPlane,
-    /// Optional components: viz (metrics, tap, dashboard), multicluster and tracing.
-    #[serde(default)]
-    pub extensions: Extensions,
+    pub struct MeshSpec {
+        /// Trellis release to run, like `0.1.0`. Defaults to the release these CRDs come from.
+        /// Changing it upgrades the control plane in place (and, with
+        /// dataPlane.upgradeStrategy Automatic, the proxies).
+        #[serde(default = "default_version")]
+        #[schemars(length(min = 5, max = 64), regex(pattern = VERSION_PATTERN))]
+        pub version: String,
+        /// Namespace the control plane runs in. Default `trellis-system`. Immutable: to move
+        /// the control plane, delete the Mesh and create it again.
+        #[serde(default = "default_namespace")]
+        #[schemars(length(min = 1, max = DNS_LABEL_MAX_LENGTH), regex(pattern = DNS_LABEL_PATTERN))]
+        #[schemars(extend(
+            "x-kubernetes-validations" = [
+                Rule::new("self == oldSelf")
+                    .message("namespace is immutable: delete the Mesh and create it again to move the control plane"),
+            ],
+        ))]
+        pub namespace: String,
+        /// Workload identity: trust domain, trust anchors, issuer, certificate lifetimes and
+        /// rotation. Each workload's mTLS identity is
+        /// `<serviceaccount>.<namespace>.serviceaccount.identity.trellis.<trustDomain>`. Trust
+        /// anchors (the roots every proxy trusts) sign the issuer, and the issuer signs workload
+        /// certificates. The defaults generate all of it and rotate it in stages with no failed
+        /// request; supply your own anchors and issuer through trustAnchors and issuer.
+        #[serde(default)]
+        pub identity: Identity,
+        /// Control-plane replicas, resources and logging.
+        #[serde(default)]
+        pub control_plane: ControlPlane,
+        /// Defaults for the proxies injected into workloads; annotations on namespaces and pods
+        /// (config.trellis.dev/*) override them.
+        #[serde(default)]
+        pub proxy: Proxy,
+        /// How meshed workloads move to a new proxy version.
+        #[serde(default)]
+        pub data_plane: DataPlane,
+        /// Optional components: viz (metrics, tap, dashboard), multicluster and tracing.
+        #[serde(default)]
+        pub extensions: Extensions,
+    }
 }
 
 fn default_version() -> String {
@@ -454,14 +447,12 @@ fn default_issuer_lifetime() -> Duration {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend(
-    "x-kubernetes-validations" = [
-        Rule::new("self.source != 'Secret' || has(self.secretName)")
-            .message("secretName is required when source is Secret: name the kubernetes.io/tls Secret in the Mesh namespace holding tls.crt and tls.key")
-            .field_path(".secretName"),
-        Rule::new("self.source == 'Secret' || !has(self.secretName)")
-            .message("secretName is only for source Secret: remove it, or set source to Secret")
-            .field_path(".secretName"),
-    ],
+    "x-kubernetes-validations" = set_only_when(
+        "secretName",
+        "source",
+        "Secret",
+        "name the kubernetes.io/tls Secret in the Mesh namespace holding tls.crt and tls.key",
+    ),
 ))]
 pub struct Issuer {
     /// Where the issuer comes from. Default `Generated`. Valid values: `Generated`, `Secret`.
@@ -757,14 +748,12 @@ pub enum PrometheusMode {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend(
-    "x-kubernetes-validations" = [
-        Rule::new("self.mode != 'External' || has(self.url)")
-            .message("url is required when mode is External: give your Prometheus's address, like http://prometheus.monitoring:9090")
-            .field_path(".url"),
-        Rule::new("self.mode == 'External' || !has(self.url)")
-            .message("url is only for mode External: remove it, or set mode to External")
-            .field_path(".url"),
-    ],
+    "x-kubernetes-validations" = set_only_when(
+        "url",
+        "mode",
+        "External",
+        "give your Prometheus's address, like http://prometheus.monitoring:9090",
+    ),
 ))]
 pub struct Prometheus {
     /// Bundled (the default) or External. Valid values: `Bundled`, `External`.
@@ -774,12 +763,7 @@ pub struct Prometheus {
     /// mode External; not allowed for Bundled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
-    #[schemars(extend(
-        "x-kubernetes-validations" = [
-            Rule::new(URL_RULE)
-                .message("must be an http or https URL, like http://prometheus.monitoring:9090"),
-        ],
-    ))]
+    #[schemars(extend("x-kubernetes-validations" = [http_url("http://prometheus.monitoring:9090")]))]
     pub url: Option<String>,
 }
 
@@ -873,12 +857,7 @@ pub struct Tracing {
     /// Mesh namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
-    #[schemars(extend(
-        "x-kubernetes-validations" = [
-            Rule::new(URL_RULE)
-                .message("must be an http or https URL, like http://otel-collector.tracing:4317"),
-        ],
-    ))]
+    #[schemars(extend("x-kubernetes-validations" = [http_url("http://otel-collector.tracing:4317")]))]
     pub collector_endpoint: Option<String>,
     /// Share of requests traced when the caller sent no trace context, from 0 to 1.
     /// Default 0.01 (1%).

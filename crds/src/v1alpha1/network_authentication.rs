@@ -1,47 +1,32 @@
 //! NetworkAuthentication: a set of client networks, each a CIDR with optional exceptions.
 
-use kube::{CustomResource, core::Rule};
+use kube::core::Rule;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{cidr::Cidr, status::PolicyStatus};
+use crate::common::cidr::Cidr;
 
 /// Most networks one NetworkAuthentication may list.
 pub const MAX_NETWORKS: u32 = 64;
 /// Most exceptions one network may list.
 pub const MAX_EXCEPTIONS: u32 = 32;
 
-/// Clients authenticate by connecting from one of these networks.
-#[derive(CustomResource, schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[kube(
-    group = "policy.trellis.dev",
-    version = "v1alpha1",
-    kind = "NetworkAuthentication",
-    namespaced,
-    status = "PolicyStatus",
-    derive = "PartialEq",
-    shortname = "tnetauthn",
-    category = "trellis",
-    doc = "A NetworkAuthentication is satisfied by clients whose source address lies in one \
-           of the listed networks. AuthorizationPolicies require it through \
-           requiredAuthenticationRefs.",
-    printcolumn(
-        name = "Accepted",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Accepted\")].status",
-        description = "Whether proxies use this authentication"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkAuthenticationSpec {
-    /// Client networks; a client matches when its address is in any of them (and not in
-    /// that network's exceptions). At least one, at most 64.
-    #[schemars(length(min = 1, max = MAX_NETWORKS))]
-    pub networks: Vec<Network>,
+policy_status_kind! {
+    /// Clients authenticate by connecting from one of these networks.
+    #[kube(
+        group = "policy.trellis.dev",
+        kind = "NetworkAuthentication",
+        shortname = "tnetauthn",
+        doc = "A NetworkAuthentication is satisfied by clients whose source address lies in one \
+               of the listed networks. AuthorizationPolicies require it through \
+               requiredAuthenticationRefs."
+    )]
+    accepted_column = "Whether proxies use this authentication";
+    pub struct NetworkAuthenticationSpec {
+        /// Client networks; a client matches when its address is in any of them (and not in
+        /// that network's exceptions). At least one, at most 64.
+        #[schemars(length(min = 1, max = MAX_NETWORKS))]
+        pub networks: Vec<Network>,
+    }
 }
 
 const EXCEPT_INSIDE_CIDR_RULE: &str = "!has(self.except) || !isCIDR(self.cidr) || \

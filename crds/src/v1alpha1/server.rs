@@ -1,10 +1,9 @@
 //! Server: a port on a set of pods or external workloads that authorization policy applies to.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::{CustomResource, core::Rule};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{access_policy::AccessPolicy, port::Port, status::PolicyStatus};
+use crate::common::{access_policy::AccessPolicy, port::Port, rules::exactly_one_of};
 
 /// How the proxy treats traffic to a Server's port.
 ///
@@ -39,87 +38,65 @@ fn default_access_policy() -> AccessPolicy {
     AccessPolicy::Deny
 }
 
-/// A port on the pods (or external workloads) a selector picks, and how the proxy treats it.
-///
-/// Once a Server exists for a port, only clients an AuthorizationPolicy targeting the
-/// Server (or its namespace) allows may connect, unless `accessPolicy` is more permissive.
-#[expect(
-    clippy::duplicated_attributes,
-    reason = "printcolumn(...) entries of #[kube] repeat keys such as type_ = \"string\""
-)]
-#[derive(CustomResource, schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[kube(
-    group = "policy.trellis.dev",
-    version = "v1alpha1",
-    kind = "Server",
-    namespaced,
-    status = "PolicyStatus",
-    derive = "PartialEq",
-    shortname = "tsrv",
-    category = "trellis",
-    doc = "A Server names a port on a set of pods (or external workloads) so that \
-           AuthorizationPolicies can govern who may connect to it, and tells the proxy which \
-           protocol the port speaks.",
-    printcolumn(
-        name = "Port",
-        type_ = "string",
-        json_path = ".spec.port",
-        description = "The port, by number or name"
-    ),
-    printcolumn(
-        name = "Protocol",
-        type_ = "string",
-        json_path = ".spec.proxyProtocol",
-        description = "How the proxy treats the port's traffic"
-    ),
-    printcolumn(
-        name = "Access",
-        type_ = "string",
-        json_path = ".spec.accessPolicy",
-        description = "Policy for clients no AuthorizationPolicy allows"
-    ),
-    printcolumn(
-        name = "Accepted",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Accepted\")].status",
-        description = "Whether proxies use this Server"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-#[schemars(extend(
-    "x-kubernetes-validations" = [
-        Rule::new("has(self.podSelector) != has(self.externalWorkloadSelector)")
-            .message("set exactly one of podSelector and externalWorkloadSelector"),
-    ],
-))]
-pub struct ServerSpec {
-    /// Selects the pods, in the Server's namespace, whose port this is. An empty selector
-    /// (`{}`) selects every pod in the namespace. Exactly one of podSelector and
-    /// externalWorkloadSelector must be set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_selector: Option<LabelSelector>,
-    /// Selects the ExternalWorkloads (meshed workloads outside the cluster), in the Server's
-    /// namespace, whose port this is. Exactly one of podSelector and externalWorkloadSelector
-    /// must be set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_workload_selector: Option<LabelSelector>,
-    /// The port: a number from 1 to 65535, or the name of a container port of the selected
-    /// pods (like `http`).
-    pub port: Port,
-    /// How the proxy treats traffic to this port. Default `unknown`: detect HTTP/1 and HTTP/2
-    /// and treat anything else as TCP. Valid values: `unknown`, `HTTP/1`, `HTTP/2`, `gRPC`,
-    /// `opaque`, `TLS`.
-    #[serde(default)]
-    pub proxy_protocol: ProxyProtocol,
-    /// What happens to connections that no AuthorizationPolicy allows. Default `deny`.
-    /// Valid values: `deny`, `audit` (allow, but report what deny would refuse),
-    /// `all-authenticated`, `all-unauthenticated`, `cluster-authenticated`,
-    /// `cluster-unauthenticated`.
-    #[serde(default = "default_access_policy")]
-    pub access_policy: AccessPolicy,
+policy_status_kind! {
+    /// A port on the pods (or external workloads) a selector picks, and how the proxy treats it.
+    ///
+    /// Once a Server exists for a port, only clients an AuthorizationPolicy targeting the
+    /// Server (or its namespace) allows may connect, unless `accessPolicy` is more permissive.
+    #[kube(
+        group = "policy.trellis.dev",
+        kind = "Server",
+        shortname = "tsrv",
+        doc = "A Server names a port on a set of pods (or external workloads) so that \
+               AuthorizationPolicies can govern who may connect to it, and tells the proxy which \
+               protocol the port speaks.",
+        printcolumn(
+            name = "Port",
+            type_ = "string",
+            json_path = ".spec.port",
+            description = "The port, by number or name"
+        ),
+        printcolumn(
+            name = "Protocol",
+            type_ = "string",
+            json_path = ".spec.proxyProtocol",
+            description = "How the proxy treats the port's traffic"
+        ),
+        printcolumn(
+            name = "Access",
+            type_ = "string",
+            json_path = ".spec.accessPolicy",
+            description = "Policy for clients no AuthorizationPolicy allows"
+        )
+    )]
+    accepted_column = "Whether proxies use this Server";
+    #[schemars(extend(
+        "x-kubernetes-validations" = [exactly_one_of("podSelector", "externalWorkloadSelector")],
+    ))]
+    pub struct ServerSpec {
+        /// Selects the pods, in the Server's namespace, whose port this is. An empty selector
+        /// (`{}`) selects every pod in the namespace. Exactly one of podSelector and
+        /// externalWorkloadSelector must be set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pod_selector: Option<LabelSelector>,
+        /// Selects the ExternalWorkloads (meshed workloads outside the cluster), in the Server's
+        /// namespace, whose port this is. Exactly one of podSelector and externalWorkloadSelector
+        /// must be set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub external_workload_selector: Option<LabelSelector>,
+        /// The port: a number from 1 to 65535, or the name of a container port of the selected
+        /// pods (like `http`).
+        pub port: Port,
+        /// How the proxy treats traffic to this port. Default `unknown`: detect HTTP/1 and HTTP/2
+        /// and treat anything else as TCP. Valid values: `unknown`, `HTTP/1`, `HTTP/2`, `gRPC`,
+        /// `opaque`, `TLS`.
+        #[serde(default)]
+        pub proxy_protocol: ProxyProtocol,
+        /// What happens to connections that no AuthorizationPolicy allows. Default `deny`.
+        /// Valid values: `deny`, `audit` (allow, but report what deny would refuse),
+        /// `all-authenticated`, `all-unauthenticated`, `cluster-authenticated`,
+        /// `cluster-unauthenticated`.
+        #[serde(default = "default_access_policy")]
+        pub access_policy: AccessPolicy,
+    }
 }

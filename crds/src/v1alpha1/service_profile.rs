@@ -1,9 +1,9 @@
 //! ServiceProfile: per-route behaviour of one service (classification, retries, timeouts, splits).
 
-use kube::{CustomResource, core::Rule};
+use kube::core::Rule;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{duration::Duration, status::PolicyStatus};
+use crate::common::duration::Duration;
 
 /// Most routes one ServiceProfile may declare.
 pub const MAX_ROUTES: u32 = 128;
@@ -22,57 +22,50 @@ pub const AUTHORITY_PATTERN: &str =
 
 const NAME_IS_FQDN_RULE: &str = r"self.metadata.name.matches(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$')";
 
-/// Routes, retry budget and traffic split of the service this profile is named after.
-#[derive(
-    CustomResource, schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default,
-)]
-#[kube(
-    group = "trellis.dev",
-    version = "v1alpha1",
-    kind = "ServiceProfile",
-    namespaced,
-    status = "PolicyStatus",
-    derive = "PartialEq",
-    shortname = "tsp",
-    category = "trellis",
-    doc = "A ServiceProfile describes the routes of one service so that proxies can report \
-           per-route metrics, classify failures, retry and time out requests, and split \
-           traffic. It must be named after the service's fully qualified name, like \
-           web.shop.svc.cluster.local, and live in the service's namespace.",
-    validation = Rule::new(NAME_IS_FQDN_RULE)
-        .message("metadata.name must be the service's fully qualified name, like web.shop.svc.cluster.local (or an external host such as api.example.com)"),
-    printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status", description = "Whether proxies use this profile"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceProfileSpec {
-    /// Routes of the service. A request is counted against, and handled by, the first route
-    /// whose condition it matches. Route names must be unique. At most 128.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = MAX_ROUTES))]
-    #[schemars(extend(
-        "x-kubernetes-list-type" = "map",
-        "x-kubernetes-list-map-keys" = ["name"],
-    ))]
-    pub routes: Vec<Route>,
-    /// Limits retries across all routes, so retries cannot multiply load during an outage.
-    /// Optional; when absent, retryRatio 0.2, minRetriesPerSecond 10 and ttl 10s apply.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_budget: Option<RetryBudget>,
-    /// Traffic split: send requests for this service to these authorities instead, in
-    /// proportion to their weights. Authorities must be unique and at least one weight must be
-    /// above 0. At most 16.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = MAX_DST_OVERRIDES))]
-    #[schemars(extend(
-        "x-kubernetes-list-type" = "map",
-        "x-kubernetes-list-map-keys" = ["authority"],
-        "x-kubernetes-validations" = [
-            Rule::new("size(self) == 0 || self.exists(d, d.weight > 0)")
-                .message("at least one dstOverrides entry needs a weight above 0; raise a weight or remove dstOverrides"),
-        ],
-    ))]
-    pub dst_overrides: Vec<WeightedDestination>,
+policy_status_kind! {
+    /// Routes, retry budget and traffic split of the service this profile is named after.
+    #[kube(
+        group = "trellis.dev",
+        kind = "ServiceProfile",
+        shortname = "tsp",
+        doc = "A ServiceProfile describes the routes of one service so that proxies can report \
+               per-route metrics, classify failures, retry and time out requests, and split \
+               traffic. It must be named after the service's fully qualified name, like \
+               web.shop.svc.cluster.local, and live in the service's namespace.",
+        validation = Rule::new(NAME_IS_FQDN_RULE)
+            .message("metadata.name must be the service's fully qualified name, like web.shop.svc.cluster.local (or an external host such as api.example.com)")
+    )]
+    accepted_column = "Whether proxies use this profile";
+    #[derive(Default)]
+    pub struct ServiceProfileSpec {
+        /// Routes of the service. A request is counted against, and handled by, the first route
+        /// whose condition it matches. Route names must be unique. At most 128.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(length(max = MAX_ROUTES))]
+        #[schemars(extend(
+            "x-kubernetes-list-type" = "map",
+            "x-kubernetes-list-map-keys" = ["name"],
+        ))]
+        pub routes: Vec<Route>,
+        /// Limits retries across all routes, so retries cannot multiply load during an outage.
+        /// Optional; when absent, retryRatio 0.2, minRetriesPerSecond 10 and ttl 10s apply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry_budget: Option<RetryBudget>,
+        /// Traffic split: send requests for this service to these authorities instead, in
+        /// proportion to their weights. Authorities must be unique and at least one weight must be
+        /// above 0. At most 16.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(length(max = MAX_DST_OVERRIDES))]
+        #[schemars(extend(
+            "x-kubernetes-list-type" = "map",
+            "x-kubernetes-list-map-keys" = ["authority"],
+            "x-kubernetes-validations" = [
+                Rule::new("size(self) == 0 || self.exists(d, d.weight > 0)")
+                    .message("at least one dstOverrides entry needs a weight above 0; raise a weight or remove dstOverrides"),
+            ],
+        ))]
+        pub dst_overrides: Vec<WeightedDestination>,
+    }
 }
 
 /// A named set of requests, with how to classify, retry and time them out.

@@ -16,7 +16,7 @@ use trellis_crds::{
     v1alpha1::mesh::ImagePullPolicy,
 };
 
-use super::template::{InjectConfig, ProxySettings};
+use super::template::{InjectConfig, ProxyOptions, ProxySettings};
 
 /// `config.trellis.dev/proxy-image`: the proxy image (repository and tag).
 pub const PROXY_IMAGE: &str = "config.trellis.dev/proxy-image";
@@ -194,6 +194,7 @@ pub fn settings(
     annotations: &BTreeMap<String, String>,
     mode: InjectMode,
 ) -> (ProxySettings, Vec<String>) {
+    let defaults = &config.options;
     let mut read = Overrides {
         annotations,
         warnings: Vec::new(),
@@ -207,31 +208,38 @@ pub fn settings(
     let image = read.text(PROXY_IMAGE, &default_image.to_string(), &not_empty);
     let image_pull_policy = read.choice(
         IMAGE_PULL_POLICY,
-        config.image_pull_policy,
+        defaults.image_pull_policy,
         &ImagePullPolicy::ALL,
         ImagePullPolicy::as_str,
     );
     let log_level = read.choice(
         PROXY_LOG_LEVEL,
-        config.log_level,
+        defaults.log_level,
         &LogLevel::ALL,
         LogLevel::as_str,
     );
-    let log_format = read.text(PROXY_LOG_FORMAT, &config.log_format, &one_of(&LOG_FORMATS));
+    let log_format = read.text(
+        PROXY_LOG_FORMAT,
+        &defaults.log_format,
+        &one_of(&LOG_FORMATS),
+    );
     let default_inbound_policy = read.choice(
         DEFAULT_INBOUND_POLICY_ANNOTATION,
-        config.default_inbound_policy,
+        defaults.default_inbound_policy,
         &AccessPolicy::ALL,
         AccessPolicy::as_str,
     );
-    let opaque_ports = read.text(OPAQUE_PORTS_ANNOTATION, &config.opaque_ports, &port_list);
+    let opaque_ports = read.text(OPAQUE_PORTS_ANNOTATION, &defaults.opaque_ports, &port_list);
     let skip_inbound_ports = read.text(
         SKIP_INBOUND_PORTS_ANNOTATION,
-        &config.skip_inbound_ports,
+        &defaults.skip_inbound_ports,
         &port_list,
     );
-    let skip_outbound_ports =
-        read.text(SKIP_OUTBOUND_PORTS, &config.skip_outbound_ports, &port_list);
+    let skip_outbound_ports = read.text(
+        SKIP_OUTBOUND_PORTS,
+        &defaults.skip_outbound_ports,
+        &port_list,
+    );
     let native_sidecar = read.choice(
         PROXY_ENABLE_NATIVE_SIDECAR,
         config.native_sidecar,
@@ -239,19 +247,21 @@ pub fn settings(
         |on| if on { "true" } else { "false" },
     );
     let mut warnings = read.warnings;
-    let resources = resource_overrides(config.resources.clone(), annotations, &mut warnings);
+    let resources = resource_overrides(defaults.resources.clone(), annotations, &mut warnings);
 
     let settings = ProxySettings {
         image,
         version,
-        image_pull_policy,
-        log_level,
-        log_format,
-        default_inbound_policy,
-        opaque_ports,
-        skip_inbound_ports,
-        skip_outbound_ports,
-        resources,
+        options: ProxyOptions {
+            image_pull_policy,
+            log_level,
+            log_format,
+            default_inbound_policy,
+            opaque_ports,
+            skip_inbound_ports,
+            skip_outbound_ports,
+            resources,
+        },
         native_sidecar,
         ingress: mode == InjectMode::Ingress,
     };

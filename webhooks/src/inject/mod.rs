@@ -248,7 +248,7 @@ pub async fn admit(state: &State, request: &AdmissionRequest<Pod>) -> Result<Dec
         }
     }
     if !overrides.contains_key(OPAQUE_PORTS_ANNOTATION) || opaque_invalid {
-        let exposed = template::exposed_ports_in(pod, &settings.opaque_ports);
+        let exposed = template::exposed_ports_in(pod, &settings.options.opaque_ports);
         let replaces_own = opaque_invalid && pod_annotations.contains_key(OPAQUE_PORTS_ANNOTATION);
         if opaque_invalid {
             warnings.push(format!(

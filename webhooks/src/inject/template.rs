@@ -57,6 +57,28 @@ pub const DEFAULT_NATIVE_SIDECAR: bool = true;
 /// The first Kubernetes version, as (major, minor), with native sidecars on by default.
 pub const NATIVE_SIDECAR_SINCE: (u32, u32) = (1, 29);
 
+/// Proxy options the Mesh sets for every pod, which a pod's or namespace's
+/// `config.trellis.dev/*` annotations may override.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyOptions {
+    /// Image pull policy of the proxy and init containers.
+    pub image_pull_policy: ImagePullPolicy,
+    /// Proxy log level (`TRELLIS_PROXY_LOG`).
+    pub log_level: LogLevel,
+    /// Proxy log format, `plain` or `json` (`TRELLIS_PROXY_LOG_FORMAT`).
+    pub log_format: String,
+    /// Default inbound policy (`TRELLIS_PROXY_INBOUND_DEFAULT_POLICY`).
+    pub default_inbound_policy: AccessPolicy,
+    /// Opaque ports, comma-separated ports and `a-b` ranges.
+    pub opaque_ports: String,
+    /// Inbound ports that bypass the proxy (the init container does not redirect them).
+    pub skip_inbound_ports: String,
+    /// Outbound ports that bypass the proxy (the init container does not redirect them).
+    pub skip_outbound_ports: String,
+    /// Resources of the proxy container.
+    pub resources: Option<ResourceRequirements>,
+}
+
 /// Mesh-wide injection settings: the Mesh's proxy defaults plus the control plane's
 /// addresses and trust bundle. Built by the operator with [`InjectConfig::from_settings`].
 #[derive(Clone, Debug, PartialEq)]
@@ -65,22 +87,8 @@ pub struct InjectConfig {
     pub proxy_image: ImageRef,
     /// Proxy version recorded on injected pods.
     pub proxy_version: String,
-    /// Pull policy of the injected images.
-    pub image_pull_policy: ImagePullPolicy,
-    /// Proxy log level.
-    pub log_level: LogLevel,
-    /// Proxy log format, `plain` or `json`.
-    pub log_format: String,
-    /// Default inbound policy.
-    pub default_inbound_policy: AccessPolicy,
-    /// Opaque ports, comma-separated ports and `a-b` ranges.
-    pub opaque_ports: String,
-    /// Inbound ports that bypass the proxy.
-    pub skip_inbound_ports: String,
-    /// Outbound ports that bypass the proxy.
-    pub skip_outbound_ports: String,
-    /// Proxy container resources.
-    pub resources: Option<ResourceRequirements>,
+    /// The Mesh's proxy options, before a pod's annotations override them.
+    pub options: ProxyOptions,
     /// Proxy worker threads, when set.
     pub cores: Option<u16>,
     /// Namespace of the control plane; its pods are never injected.
@@ -110,14 +118,16 @@ impl InjectConfig {
         Self {
             proxy_image: mesh.proxy_image(image_repository),
             proxy_version: mesh.version.clone(),
-            image_pull_policy: proxy.image_pull_policy,
-            log_level: proxy.log_level,
-            log_format: DEFAULT_LOG_FORMAT.to_string(),
-            default_inbound_policy: proxy.default_inbound_policy,
-            opaque_ports: proxy.opaque_ports.to_string(),
-            skip_inbound_ports: proxy.skip_inbound_ports.to_string(),
-            skip_outbound_ports: proxy.skip_outbound_ports.to_string(),
-            resources: proxy.resources.as_ref().map(resource_requirements),
+            options: ProxyOptions {
+                image_pull_policy: proxy.image_pull_policy,
+                log_level: proxy.log_level,
+                log_format: DEFAULT_LOG_FORMAT.to_string(),
+                default_inbound_policy: proxy.default_inbound_policy,
+                opaque_ports: proxy.opaque_ports.to_string(),
+                skip_inbound_ports: proxy.skip_inbound_ports.to_string(),
+                skip_outbound_ports: proxy.skip_outbound_ports.to_string(),
+                resources: proxy.resources.as_ref().map(resource_requirements),
+            },
             cores: proxy.cores,
             control_plane_namespace: mesh.namespace.clone(),
             trust_domain: mesh.identity.trust_domain.clone(),
@@ -158,22 +168,8 @@ pub struct ProxySettings {
     pub image: String,
     /// Proxy version recorded on the pod.
     pub version: String,
-    /// Image pull policy of the proxy and init containers.
-    pub image_pull_policy: ImagePullPolicy,
-    /// `TRELLIS_PROXY_LOG`.
-    pub log_level: LogLevel,
-    /// `TRELLIS_PROXY_LOG_FORMAT`.
-    pub log_format: String,
-    /// `TRELLIS_PROXY_INBOUND_DEFAULT_POLICY`.
-    pub default_inbound_policy: AccessPolicy,
-    /// Opaque ports, comma-separated ports and ranges.
-    pub opaque_ports: String,
-    /// Inbound ports the init container does not redirect.
-    pub skip_inbound_ports: String,
-    /// Outbound ports the init container does not redirect.
-    pub skip_outbound_ports: String,
-    /// Resources of the proxy container.
-    pub resources: Option<ResourceRequirements>,
+    /// The Mesh's proxy options with the pod's annotations applied.
+    pub options: ProxyOptions,
     /// Whether the proxy runs as a native sidecar.
     pub native_sidecar: bool,
     /// Whether the proxy runs in ingress mode.
@@ -284,8 +280,8 @@ pub fn proxy_env(config: &InjectConfig, settings: &ProxySettings, pod: &Pod) -> 
         field_env("_pod_ns", "metadata.namespace"),
         field_env("_pod_sa", "spec.serviceAccountName"),
         field_env("_pod_nodeName", "spec.nodeName"),
-        env("LOG", settings.log_level.as_str()),
-        env("LOG_FORMAT", settings.log_format.clone()),
+        env("LOG", settings.options.log_level.as_str()),
+        env("LOG_FORMAT", settings.options.log_format.clone()),
     ];
     env_vars.extend(discovery_env(config, settings));
     env_vars.extend(listener_env(settings, pod));
@@ -328,7 +324,7 @@ fn discovery_env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar>
         env("POLICY_CLUSTER_NETWORKS", config.cluster_networks.clone()),
         env(
             "INBOUND_DEFAULT_POLICY",
-            settings.default_inbound_policy.as_str(),
+            settings.options.default_inbound_policy.as_str(),
         ),
     ]
 }
@@ -352,7 +348,7 @@ fn listener_env(settings: &ProxySettings, pod: &Pod) -> Vec<EnvVar> {
         env("INBOUND_PORTS", app_ports(pod)),
         env(
             "INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
-            settings.opaque_ports.clone(),
+            settings.options.opaque_ports.clone(),
         ),
     ]
 }
@@ -410,7 +406,7 @@ pub fn proxy_container(config: &InjectConfig, settings: &ProxySettings, pod: &Po
     Container {
         name: PROXY_CONTAINER.to_string(),
         image: Some(settings.image.clone()),
-        image_pull_policy: Some(settings.image_pull_policy.as_str().to_string()),
+        image_pull_policy: Some(settings.options.image_pull_policy.as_str().to_string()),
         env: Some(proxy_env(config, settings, pod)),
         ports: Some(vec![
             port("trellis-proxy", PROXY_INBOUND_PORT),
@@ -420,7 +416,7 @@ pub fn proxy_container(config: &InjectConfig, settings: &ProxySettings, pod: &Po
         readiness_probe: Some(http_probe("/ready")),
         startup_probe: settings.native_sidecar.then_some(startup_probe),
         restart_policy: settings.native_sidecar.then(|| "Always".to_string()),
-        resources: settings.resources.clone(),
+        resources: settings.options.resources.clone(),
         security_context: Some(SecurityContext {
             run_as_user: Some(i64::from(PROXY_UID)),
             run_as_non_root: Some(true),
@@ -457,9 +453,9 @@ pub fn proxy_container(config: &InjectConfig, settings: &ProxySettings, pod: &Po
 /// The init container that installs the iptables redirection (contract section 12).
 pub fn proxy_init_container(settings: &ProxySettings) -> Container {
     let mut inbound_ignore = format!("{PROXY_CONTROL_PORT},{PROXY_ADMIN_PORT}");
-    if !settings.skip_inbound_ports.is_empty() {
+    if !settings.options.skip_inbound_ports.is_empty() {
         inbound_ignore.push(',');
-        inbound_ignore.push_str(&settings.skip_inbound_ports);
+        inbound_ignore.push_str(&settings.options.skip_inbound_ports);
     }
     let mut args = vec![
         "--incoming-proxy-port".to_string(),
@@ -471,9 +467,9 @@ pub fn proxy_init_container(settings: &ProxySettings) -> Container {
         "--inbound-ports-to-ignore".to_string(),
         inbound_ignore,
     ];
-    if !settings.skip_outbound_ports.is_empty() {
+    if !settings.options.skip_outbound_ports.is_empty() {
         args.push("--outbound-ports-to-ignore".to_string());
-        args.push(settings.skip_outbound_ports.clone());
+        args.push(settings.options.skip_outbound_ports.clone());
     }
     let small = |cpu: &str, memory: &str| {
         BTreeMap::from([
@@ -484,7 +480,7 @@ pub fn proxy_init_container(settings: &ProxySettings) -> Container {
     Container {
         name: PROXY_INIT_CONTAINER.to_string(),
         image: Some(settings.image.clone()),
-        image_pull_policy: Some(settings.image_pull_policy.as_str().to_string()),
+        image_pull_policy: Some(settings.options.image_pull_policy.as_str().to_string()),
         command: Some(vec![PROXY_INIT_COMMAND.to_string()]),
         args: Some(args),
         resources: Some(ResourceRequirements {

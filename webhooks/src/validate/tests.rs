@@ -1,6 +1,8 @@
 //! Router-level tests of the validating webhook: Server overlap, AuthorizationPolicy
 //! targets, kinds without rules, and malformed bodies.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use serde_json::{Value, json};
@@ -8,8 +10,8 @@ use trellis_crds::v1alpha1::server::Server;
 
 use super::server::selectors_overlap;
 use crate::{
-    VALIDATE_PATH,
-    test_util::{mk_review, mk_state, post, review},
+    State, VALIDATE_PATH,
+    test_util::{FakeLookup, mk_review, mk_state, post, review},
 };
 
 const NS: &str = "shop";
@@ -30,20 +32,32 @@ fn mk_server(name: &str, selector: Value, port: Value) -> Value {
     })
 }
 
+/// Stores Server `name` (selecting `selector`, on `port`) in `lookup`, as if it existed.
+fn add_server(lookup: &FakeLookup, name: &str, selector: Value, port: Value) {
+    let server: Server = serde_json::from_value(mk_server(name, selector, port)).unwrap();
+    lookup.servers.lock().push(server);
+}
+
+/// State whose lookup holds Server `name`, selecting the pods labelled `app: web`, on port
+/// 8080.
+fn state_with_web_server(name: &str) -> (State, Arc<FakeLookup>) {
+    let (state, lookup) = mk_state(NS, &[]);
+    add_server(
+        &lookup,
+        name,
+        json!({ "matchLabels": { "app": "web" } }),
+        json!(8080),
+    );
+    (state, lookup)
+}
+
 fn selector(value: Value) -> LabelSelector {
     serde_json::from_value(value).unwrap()
 }
 
 #[tokio::test]
 async fn overlapping_server_is_refused_with_both_names() {
-    let (state, lookup) = mk_state(NS, &[]);
-    let existing: Server = serde_json::from_value(mk_server(
-        "web-http",
-        json!({ "matchLabels": { "app": "web" } }),
-        json!(8080),
-    ))
-    .unwrap();
-    lookup.servers.lock().push(existing);
+    let (state, _) = state_with_web_server("web-http");
 
     let new = mk_server(
         "web-all",
@@ -121,14 +135,7 @@ fn mk_pod(name: &str, labels: Value, ports: Value) -> Pod {
 
 #[tokio::test]
 async fn named_port_that_is_the_same_number_on_a_selected_pod_is_refused() {
-    let (state, lookup) = mk_state(NS, &[]);
-    let existing: Server = serde_json::from_value(mk_server(
-        "web-8080",
-        json!({ "matchLabels": { "app": "web" } }),
-        json!(8080),
-    ))
-    .unwrap();
-    lookup.servers.lock().push(existing);
+    let (state, lookup) = state_with_web_server("web-8080");
     let named = |name: &str, port: &str| {
         mk_review(
             SERVERS,
@@ -238,34 +245,28 @@ fn selector_overlap_is_exact_per_key() {
     ));
 }
 
-fn mk_policy(target: Value) -> Value {
-    json!({
+/// A review creating AuthorizationPolicy `allow-web` in [`NS`] that targets `target`.
+fn mk_policy_review(target: Value) -> Value {
+    let policy = json!({
         "apiVersion": "policy.trellis.dev/v1alpha1",
         "kind": "AuthorizationPolicy",
         "metadata": { "name": "allow-web", "namespace": NS },
         "spec": { "targetRef": target, "requiredAuthenticationRefs": [] },
-    })
+    });
+    mk_review(POLICIES, NS, "allow-web", "CREATE", policy)
 }
 
 #[tokio::test]
 async fn policy_for_missing_server_is_admitted_with_a_warning() {
     let (state, lookup) = mk_state(NS, &[]);
-    let body = mk_review(
-        POLICIES,
-        NS,
-        "allow-web",
-        "CREATE",
-        mk_policy(json!({ "kind": "Server", "name": "web-http" })),
-    );
+    let body = mk_policy_review(json!({ "kind": "Server", "name": "web-http" }));
     let response = review(state.clone(), VALIDATE_PATH, &body).await;
     assert!(response.allowed);
     let warnings = response.warnings.unwrap_or_default();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("target Server web-http does not exist in namespace shop"));
 
-    let existing: Server =
-        serde_json::from_value(mk_server("web-http", json!({}), json!(8080))).unwrap();
-    lookup.servers.lock().push(existing);
+    add_server(&lookup, "web-http", json!({}), json!(8080));
     let response = review(state, VALIDATE_PATH, &body).await;
     assert!(response.allowed);
     assert_eq!(response.warnings, None);
@@ -274,13 +275,7 @@ async fn policy_for_missing_server_is_admitted_with_a_warning() {
 #[tokio::test]
 async fn policy_for_another_namespace_is_refused() {
     let (state, _) = mk_state(NS, &[]);
-    let body = mk_review(
-        POLICIES,
-        NS,
-        "allow-web",
-        "CREATE",
-        mk_policy(json!({ "kind": "Namespace", "name": "other" })),
-    );
+    let body = mk_policy_review(json!({ "kind": "Namespace", "name": "other" }));
     let response = review(state.clone(), VALIDATE_PATH, &body).await;
     assert!(!response.allowed);
     assert!(
@@ -289,13 +284,7 @@ async fn policy_for_another_namespace_is_refused() {
         response.result.message
     );
 
-    let own = mk_review(
-        POLICIES,
-        NS,
-        "allow-web",
-        "CREATE",
-        mk_policy(json!({ "kind": "Namespace", "name": NS })),
-    );
+    let own = mk_policy_review(json!({ "kind": "Namespace", "name": NS }));
     assert!(review(state, VALIDATE_PATH, &own).await.allowed);
 }
 
@@ -321,16 +310,18 @@ async fn kinds_without_rules_and_deletes_are_admitted() {
     assert!(review(state, VALIDATE_PATH, &delete).await.allowed);
 }
 
+/// The `error` of a JSON error response.
+fn error_message(body: &Value) -> &str {
+    body["error"].as_str().unwrap()
+}
+
 #[tokio::test]
 async fn lookup_failure_and_malformed_bodies_are_errors() {
     let (state, lookup) = mk_state(NS, &[]);
     let (status, body) = post(state.clone(), VALIDATE_PATH, "[]").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed AdmissionReview"),
+        error_message(&body).starts_with("malformed AdmissionReview"),
         "{body}"
     );
 
@@ -344,10 +335,7 @@ async fn lookup_failure_and_malformed_bodies_are_errors() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("Servers in namespace shop"),
+        error_message(&body).contains("Servers in namespace shop"),
         "{body}"
     );
 }

@@ -30,3 +30,23 @@ fn ports_read_numbers_and_names() {
         vec![PortRange::Port(25), PortRange::Range("4000-4100".into())]
     );
 }
+
+#[test]
+fn ports_display_as_written_and_have_int_or_string_schemas() {
+    assert_eq!(Port::Number(8080).to_string(), "8080");
+    assert_eq!(Port::Name("admin-http".into()).to_string(), "admin-http");
+    assert_eq!(PortRange::Port(3306).to_string(), "3306");
+    assert_eq!(
+        PortRange::Range("4000-4100".into()).to_string(),
+        "4000-4100"
+    );
+
+    let schema = schemars::SchemaGenerator::default().into_root_schema_for::<PortRange>();
+    let schema = schema.as_value();
+    assert_eq!(schema["x-kubernetes-int-or-string"], true, "{schema}");
+    assert_eq!(schema["maxLength"], 11, "{schema}");
+    assert_eq!(
+        schema["x-kubernetes-validations"][0]["rule"], PORT_RANGE_RULE,
+        "{schema}"
+    );
+}

@@ -61,3 +61,15 @@ fn the_schema_carries_the_defaults() {
         "self == oldSelf"
     );
 }
+
+#[test]
+fn http_url_names_its_example() {
+    let rule = serde_json::to_value(http_url("http://collector:4317")).unwrap();
+    assert_eq!(
+        rule,
+        serde_json::json!({
+            "rule": "isURL(self) && url(self).getScheme() in ['http', 'https']",
+            "message": "must be an http or https URL, like http://collector:4317",
+        })
+    );
+}
