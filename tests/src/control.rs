@@ -23,6 +23,20 @@ use trellis_api::linkerd2_proxy_api::identity::{
 };
 use trellis_proxy::test_util::{CONTROL_IDENTITY, TestPki};
 
+/// Binds `127.0.0.1:0`, spawns `serve` on the listener and returns the bound address: the
+/// way tests start the operator's own servers (`certify::serve`, `destination::serve`, ...).
+pub async fn spawn_on_loopback<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener));
+    addr
+}
+
 /// Serves a tonic service on `127.0.0.1:0` over HTTP/2, with TLS as `CONTROL_IDENTITY`
 /// (certified by `pki`) when `tls` is set. Returns the bound address.
 pub async fn serve<S>(svc: S, tls: Option<&TestPki>) -> SocketAddr
@@ -36,8 +50,6 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let acceptor = tls.map(|pki| {
         let leaf = pki.issue(CONTROL_IDENTITY);
         let config = rustls::ServerConfig::builder_with_provider(trellis_proxy::tls::provider())
@@ -48,7 +60,7 @@ where
             .unwrap();
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     });
-    tokio::spawn(async move {
+    spawn_on_loopback(move |listener| async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
@@ -69,8 +81,8 @@ where
                 }
             });
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// A fake identity controller: checks the token and CSR shape, signs with a [`TestPki`].

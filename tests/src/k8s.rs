@@ -3,7 +3,10 @@
 use std::{fmt::Debug, future::Future, time::Duration};
 
 use k8s_openapi::{
-    api::core::v1::{Namespace, ServiceAccount},
+    api::{
+        authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
+        core::v1::{Namespace, ServiceAccount},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -225,6 +228,46 @@ spec:
         ports: [{{name: http, containerPort: 8080}}]
 "#
     )
+}
+
+/// The Service `web` (port 80 to the pods' port `http`), beside [`web_deployment_yaml`].
+pub const WEB_SERVICE_YAML: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+
+/// A token for service account `sa` in `ns` with the identity audience
+/// ([`trellis_api::well_known::IDENTITY_TOKEN_AUDIENCE`]), valid for `expiration_seconds` and
+/// bound to `bound_to` when given, as a pod's projected token volume would hold.
+pub async fn identity_token(
+    client: &Client,
+    ns: &str,
+    sa: &str,
+    expiration_seconds: i64,
+    bound_to: Option<BoundObjectReference>,
+) -> String {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec![
+                trellis_api::well_known::IDENTITY_TOKEN_AUDIENCE.to_string(),
+            ]),
+            bound_object_ref: bound_to,
+            expiration_seconds: Some(expiration_seconds),
+        }),
+        ..TokenRequest::default()
+    };
+    accounts
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {ns}/{sa}: {e}"))
+        .status
+        .and_then(|s| s.token)
+        .unwrap_or_else(|| panic!("no token for {ns}/{sa}"))
 }
 
 /// A Server `web-http` for the `web` pods' port `http` that denies everyone but the clients of

@@ -9,7 +9,6 @@ use std::{
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    authentication::v1::{TokenRequest, TokenRequestSpec},
     core::v1::{Pod, Secret, ServiceAccount},
 };
 use kube::{
@@ -17,7 +16,6 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use parking_lot::Mutex;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 use trellis_api::{
@@ -39,31 +37,12 @@ use trellis_operator::{
 use trellis_tests::{
     DEFAULT_TIMEOUT,
     certs::{IssuerSecret, TestPki, proxy_csr, verify_chain},
+    control::spawn_on_loopback,
     eventually,
     k8s::{self, apply_yaml, with_temp_ns},
 };
 
 const TD: &str = "cluster.local";
-
-async fn token_for(client: &Client, ns: &str, sa: &str) -> String {
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec![well_known::IDENTITY_TOKEN_AUDIENCE.to_string()]),
-            expiration_seconds: Some(600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    accounts
-        .create_token_request(sa, &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
-        .unwrap()
-}
 
 async fn create_sa(client: &Client, ns: &str, name: &str) {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
@@ -105,14 +84,16 @@ async fn start_identity(
         rx,
         IdentityMetrics::default(),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::control_plane::certify::serve(
-        listener,
-        service,
-        Transport::Plaintext,
-        shutdown.clone(),
-    ));
+    let shutdown = shutdown.clone();
+    let addr = spawn_on_loopback(|listener| {
+        trellis_operator::control_plane::certify::serve(
+            listener,
+            service,
+            Transport::Plaintext,
+            shutdown,
+        )
+    })
+    .await;
     IdentityClient::connect(format!("http://{addr}"))
         .await
         .unwrap()
@@ -137,7 +118,7 @@ async fn certify_with_real_tokens() {
         let mut identity = start_identity(&client, &ns, &shutdown).await;
 
         let web = well_known::identity_name("web", &ns, TD);
-        let token = token_for(&client, &ns, "web").await;
+        let token = k8s::identity_token(&client, &ns, "web", 600, None).await;
         let (_key, csr) = proxy_csr(&web);
         let rsp = eventually(
             "Certify succeeds once the issuer is loaded",
@@ -259,14 +240,16 @@ async fn start_destination(
         index.clone(),
         trellis_operator::control_plane::destination::DestinationMetrics::default(),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::control_plane::destination::serve(
-        listener,
-        service,
-        Transport::Plaintext,
-        shutdown.clone(),
-    ));
+    let shutdown = shutdown.clone();
+    let addr = spawn_on_loopback(|listener| {
+        trellis_operator::control_plane::destination::serve(
+            listener,
+            service,
+            Transport::Plaintext,
+            shutdown,
+        )
+    })
+    .await;
     (
         DestinationClient::connect(format!("http://{addr}"))
             .await
@@ -474,15 +457,16 @@ async fn watch_port_reflects_a_new_authorization_policy() {
             client.clone(),
             shutdown.clone(),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(trellis_operator::control_plane::policy::serve(
-            listener,
-            index,
-            trellis_operator::control_plane::policy::PolicyMetrics::default(),
-            Transport::Plaintext,
-            shutdown.clone(),
-        ));
+        let addr = spawn_on_loopback(|listener| {
+            trellis_operator::control_plane::policy::serve(
+                listener,
+                index,
+                trellis_operator::control_plane::policy::PolicyMetrics::default(),
+                Transport::Plaintext,
+                shutdown.clone(),
+            )
+        })
+        .await;
         let policy = InboundServerPoliciesClient::connect(format!("http://{addr}"))
             .await
             .unwrap();
