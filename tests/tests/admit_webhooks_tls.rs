@@ -1,21 +1,17 @@
 //! The webhook server over TLS on 127.0.0.1:0: it answers AdmissionReviews, and a new
 //! certificate takes effect for new connections without a restart.
 
-use std::{
-    net::{Ipv4Addr, SocketAddr},
-    sync::Arc,
+use std::{net::Ipv4Addr, sync::Arc};
+use trellis_tests::{
+    admission::connect_tls,
+    certs::{LocalhostPki, localhost_server},
 };
-use trellis_tests::certs::{LocalhostPki, localhost_server};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, ServerName, pem::PemObject},
-};
-use tokio::{net::TcpStream, sync::oneshot};
-use tokio_rustls::TlsConnector;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use tokio::sync::oneshot;
 use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::MeshSpec};
 use trellis_webhooks::{
     INJECT_PATH, State,
@@ -23,38 +19,6 @@ use trellis_webhooks::{
     test_util::FakeLookup,
     tls::{CertResolver, serve},
 };
-
-/// Connects over TLS trusting `cas`; returns the stream and the server's leaf certificate.
-async fn connect(
-    addr: SocketAddr,
-    cas: &[&str],
-) -> (
-    tokio_rustls::client::TlsStream<TcpStream>,
-    CertificateDer<'static>,
-) {
-    let mut roots = RootCertStore::empty();
-    for ca in cas {
-        roots
-            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-            .unwrap();
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0]
-        .clone()
-        .into_owned();
-    (tls, leaf)
-}
 
 #[tokio::test]
 async fn serves_reviews_over_tls_and_reloads_the_certificate() {
@@ -84,7 +48,7 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         let _ = stopped.await;
     }));
 
-    let (tls, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
+    let (tls, leaf) = connect_tls(addr, &[&ca_a, &ca_b]).await.unwrap();
     assert_eq!(
         leaf,
         CertificateDer::from_pem_slice(cert_a.as_bytes()).unwrap()
@@ -114,7 +78,7 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         bad.is_err(),
         "a key that does not fit the certificate is refused"
     );
-    let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
+    let (_, leaf) = connect_tls(addr, &[&ca_a, &ca_b]).await.unwrap();
     assert_eq!(
         leaf,
         CertificateDer::from_pem_slice(cert_a.as_bytes()).unwrap(),
@@ -124,7 +88,7 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
     certs
         .reload_pem(cert_b.as_bytes(), key_b.as_bytes())
         .unwrap();
-    let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
+    let (_, leaf) = connect_tls(addr, &[&ca_a, &ca_b]).await.unwrap();
     assert_eq!(
         leaf,
         CertificateDer::from_pem_slice(cert_b.as_bytes()).unwrap(),

@@ -200,6 +200,7 @@ async fn certify_with_real_tokens() {
     .await;
 }
 
+/// The `web` Deployment, its pods labelled with the control-plane namespace.
 const MESHED_WEB: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -214,13 +215,6 @@ spec:
       - name: web
         image: example.invalid/web:1
         ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
 "#;
 
 /// Starts an index fed from the cluster and a destination server on it; returns a client.
@@ -341,7 +335,8 @@ async fn destination_get_follows_a_scaled_deployment() {
     with_temp_ns("cp-destination", |client, ns| async move {
         let shutdown = CancellationToken::new();
         let _guard = shutdown.clone().drop_guard();
-        apply_yaml(&client, Some(&ns), MESHED_WEB).await.unwrap();
+        let web = format!("{MESHED_WEB}---{}", k8s::WEB_SERVICE_YAML);
+        apply_yaml(&client, Some(&ns), &web).await.unwrap();
         let (mut destination, _index) = start_destination(&client, &shutdown).await;
         let path = format!("web.{ns}.svc.cluster.local:80");
         let get = |path: String| GetDestination {

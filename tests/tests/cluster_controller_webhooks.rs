@@ -8,10 +8,7 @@
 //! namespace is the test namespace (it holds the test's Secrets); the Mesh it follows has a
 //! test-unique name, a control-plane namespace of its own, and is deleted at the end.
 
-use std::{
-    net::{Ipv4Addr, SocketAddr},
-    sync::Arc,
-};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -24,13 +21,8 @@ use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams},
 };
-use rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, ServerName, pem::PemObject},
-};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 use trellis_api::well_known;
 use trellis_crds::v1alpha1::mesh::Mesh;
@@ -40,7 +32,7 @@ use trellis_operator::{
     control_plane::Controller,
 };
 use trellis_tests::{
-    DEFAULT_TIMEOUT,
+    DEFAULT_TIMEOUT, admission,
     certs::{IssuerSecret, LocalhostPki, TestPki, localhost_server},
     eventually,
     k8s::{self, FIELD_MANAGER, with_temp_ns},
@@ -91,49 +83,9 @@ fn webhook_tls_secret(ns: &str, cert_pem: &str, key_pem: &str) -> Secret {
     .unwrap()
 }
 
-/// Connects over TLS trusting `cas`; returns the stream and the server's leaf certificate.
-async fn connect(
-    addr: SocketAddr,
-    cas: &[&str],
-) -> Result<
-    (
-        tokio_rustls::client::TlsStream<TcpStream>,
-        CertificateDer<'static>,
-    ),
-    String,
-> {
-    let mut roots = RootCertStore::empty();
-    for ca in cas {
-        roots
-            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-            .unwrap();
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    let leaf = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .ok_or("no peer certificate")?
-        .clone()
-        .into_owned();
-    Ok((tls, leaf))
-}
-
 /// POSTs `review` to the injector over TLS; returns the AdmissionReview response.
 async fn post_review(addr: SocketAddr, ca: &str, review: &Value) -> Result<Value, String> {
-    let (tls, _) = connect(addr, &[ca]).await?;
+    let (tls, _) = admission::connect_tls(addr, &[ca]).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
@@ -161,27 +113,13 @@ async fn post_review(addr: SocketAddr, ca: &str, review: &Value) -> Result<Value
 }
 
 fn pod_review(ns: &str) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "6f1c2f0e-0000-4000-8000-000000000001",
-            "kind": { "group": "", "version": "v1", "kind": "Pod" },
-            "resource": { "group": "", "version": "v1", "resource": "pods" },
-            "namespace": ns,
-            "name": "web",
-            "operation": "CREATE",
-            "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller" },
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": { "name": "web", "namespace": ns, "labels": { "app": "web" } },
-                "spec": { "containers": [{ "name": "web", "image": "example.invalid/web:1", "ports": [{ "containerPort": 8080 }] }] },
-            },
-            "oldObject": null,
-            "dryRun": false,
-        }
-    })
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "web", "namespace": ns, "labels": { "app": "web" } },
+        "spec": { "containers": [{ "name": "web", "image": "example.invalid/web:1", "ports": [{ "containerPort": 8080 }] }] },
+    });
+    admission::pod_create_review("6f1c2f0e-0000-4000-8000-000000000001", ns, Some("web"), pod)
 }
 
 /// The containers the JSON patch in `response` adds, anywhere in the pod.
@@ -391,7 +329,7 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
         "new connections get the replaced certificate",
         DEFAULT_TIMEOUT,
         || async {
-            let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await?;
+            let (_, leaf) = admission::connect_tls(addr, &[&ca_a, &ca_b]).await?;
             if leaf == want {
                 Ok(())
             } else {
