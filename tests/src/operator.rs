@@ -306,22 +306,10 @@ impl Harness {
         }
         let selector = format!("trellis.dev/mesh={}", self.mesh);
         let lp = ListParams::default().labels(&selector);
-        let roles: Api<ClusterRole> = Api::all(self.client.clone());
-        let _ = roles
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
-        let _ = bindings
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-        let _ = mutating
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-        let _ = validating
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
+        delete_labelled::<ClusterRole>(&self.client, &lp).await;
+        delete_labelled::<ClusterRoleBinding>(&self.client, &lp).await;
+        delete_labelled::<MutatingWebhookConfiguration>(&self.client, &lp).await;
+        delete_labelled::<ValidatingWebhookConfiguration>(&self.client, &lp).await;
         if self.cp != self.ns {
             let namespaces: Api<Namespace> = Api::all(self.client.clone());
             let _ = namespaces
@@ -329,6 +317,20 @@ impl Harness {
                 .await;
         }
     }
+}
+
+/// Deletes every cluster-scoped `K` that `lp` selects, in the background; errors are ignored
+/// (this is clean-up).
+async fn delete_labelled<K>(client: &Client, lp: &ListParams)
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let _ = api.delete_collection(&DeleteParams::background(), lp).await;
 }
 
 /// Runs `body` with a harness; `own_namespace` makes `spec.namespace` one the operator creates.

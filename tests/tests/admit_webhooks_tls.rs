@@ -2,10 +2,7 @@
 //! certificate takes effect for new connections without a restart.
 
 use std::{net::Ipv4Addr, sync::Arc};
-use trellis_tests::{
-    admission::connect_tls,
-    certs::{LocalhostPki, localhost_server},
-};
+use trellis_tests::{admission::connect_tls, certs::localhost_server};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -23,17 +20,11 @@ use trellis_webhooks::{
 #[tokio::test]
 async fn serves_reviews_over_tls_and_reloads_the_certificate() {
     trellis_tests::trace_init();
-    let LocalhostPki {
-        ca_pem: ca_a,
-        cert_pem: cert_a,
-        key_pem: key_a,
-    } = localhost_server("first");
-    let LocalhostPki {
-        ca_pem: ca_b,
-        cert_pem: cert_b,
-        key_pem: key_b,
-    } = localhost_server("second");
-    let certs = Arc::new(CertResolver::from_pem(cert_a.as_bytes(), key_a.as_bytes()).unwrap());
+    let pki_a = localhost_server("first");
+    let pki_b = localhost_server("second");
+    let certs = Arc::new(
+        CertResolver::from_pem(pki_a.cert_pem.as_bytes(), pki_a.key_pem.as_bytes()).unwrap(),
+    );
     let mesh = MeshSettings::try_from(&MeshSpec::default()).unwrap();
     let config = InjectConfig::from_settings(&mesh, "registry.test", "");
     // Lookups with no namespaces and no Servers.
@@ -48,10 +39,12 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         let _ = stopped.await;
     }));
 
-    let (tls, leaf) = connect_tls(addr, &[&ca_a, &ca_b]).await.unwrap();
+    let (tls, leaf) = connect_tls(addr, &[&pki_a.ca_pem, &pki_b.ca_pem])
+        .await
+        .unwrap();
     assert_eq!(
         leaf,
-        CertificateDer::from_pem_slice(cert_a.as_bytes()).unwrap()
+        CertificateDer::from_pem_slice(pki_a.cert_pem.as_bytes()).unwrap()
     );
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
@@ -73,25 +66,29 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         "{body:?}"
     );
 
-    let bad = certs.reload_pem(cert_b.as_bytes(), key_a.as_bytes());
+    let bad = certs.reload_pem(pki_b.cert_pem.as_bytes(), pki_a.key_pem.as_bytes());
     assert!(
         bad.is_err(),
         "a key that does not fit the certificate is refused"
     );
-    let (_, leaf) = connect_tls(addr, &[&ca_a, &ca_b]).await.unwrap();
+    let (_, leaf) = connect_tls(addr, &[&pki_a.ca_pem, &pki_b.ca_pem])
+        .await
+        .unwrap();
     assert_eq!(
         leaf,
-        CertificateDer::from_pem_slice(cert_a.as_bytes()).unwrap(),
+        CertificateDer::from_pem_slice(pki_a.cert_pem.as_bytes()).unwrap(),
         "a failed reload keeps the current certificate"
     );
 
     certs
-        .reload_pem(cert_b.as_bytes(), key_b.as_bytes())
+        .reload_pem(pki_b.cert_pem.as_bytes(), pki_b.key_pem.as_bytes())
         .unwrap();
-    let (_, leaf) = connect_tls(addr, &[&ca_a, &ca_b]).await.unwrap();
+    let (_, leaf) = connect_tls(addr, &[&pki_a.ca_pem, &pki_b.ca_pem])
+        .await
+        .unwrap();
     assert_eq!(
         leaf,
-        CertificateDer::from_pem_slice(cert_b.as_bytes()).unwrap(),
+        CertificateDer::from_pem_slice(pki_b.cert_pem.as_bytes()).unwrap(),
         "new connections get the reloaded certificate"
     );
 

@@ -69,15 +69,16 @@ fn trust_roots(ns: &str, bundle: &str) -> ConfigMap {
     .unwrap()
 }
 
-fn webhook_tls_secret(ns: &str, cert_pem: &str, key_pem: &str) -> Secret {
+/// The webhook serving Secret in `ns`, holding `pki`'s certificate and key.
+fn webhook_tls_secret(ns: &str, pki: &LocalhostPki) -> Secret {
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": { "name": well_known::WEBHOOK_TLS_SECRET, "namespace": ns },
         "type": "kubernetes.io/tls",
         "data": {
-            well_known::TLS_CERT_KEY: ByteString(cert_pem.as_bytes().to_vec()),
-            well_known::TLS_KEY_KEY: ByteString(key_pem.as_bytes().to_vec()),
+            well_known::TLS_CERT_KEY: ByteString(pki.cert_pem.as_bytes().to_vec()),
+            well_known::TLS_KEY_KEY: ByteString(pki.key_pem.as_bytes().to_vec()),
         },
     }))
     .unwrap()
@@ -238,18 +239,15 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     });
 
     // The controller starts before its certificate exists and waits for it.
-    let LocalhostPki {
-        ca_pem: ca_a,
-        cert_pem: cert_a,
-        key_pem: key_a,
-    } = localhost_server("first");
-    put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_a, &key_a)).await;
+    let pki_a = localhost_server("first");
+    put_secret(&client, &ns, &webhook_tls_secret(&ns, &pki_a)).await;
     let review = pod_review(&ns);
     // Until the trust roots exist the server must not inject: a proxy without the trust
     // bundle cannot start. The certificate and the Mesh are there, so a few reviews give a
     // server that serves too early the chance to answer one with a proxy.
     for _ in 0..PROBES_WITHOUT_TRUST_ROOTS {
-        let attempt = tokio::time::timeout(PROBE_TIMEOUT, post_review(addr, &ca_a, &review)).await;
+        let attempt =
+            tokio::time::timeout(PROBE_TIMEOUT, post_review(addr, &pki_a.ca_pem, &review)).await;
         if let Ok(Ok(response)) = attempt {
             assert!(
                 response["response"]["patch"].is_null(),
@@ -279,7 +277,7 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
         "the controller injects the proxy with the Mesh's settings",
         DEFAULT_TIMEOUT,
         || async {
-            let response = post_review(addr, &ca_a, &review).await?;
+            let response = post_review(addr, &pki_a.ca_pem, &review).await?;
             if response["response"]["allowed"] != true {
                 return Err(format!("not allowed: {response}"));
             }
@@ -318,18 +316,14 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     );
 
     // Replacing the Secret changes the certificate of new connections, with no restart.
-    let LocalhostPki {
-        ca_pem: ca_b,
-        cert_pem: cert_b,
-        key_pem: key_b,
-    } = localhost_server("second");
-    put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_b, &key_b)).await;
-    let want = CertificateDer::from_pem_slice(cert_b.as_bytes()).unwrap();
+    let pki_b = localhost_server("second");
+    put_secret(&client, &ns, &webhook_tls_secret(&ns, &pki_b)).await;
+    let want = CertificateDer::from_pem_slice(pki_b.cert_pem.as_bytes()).unwrap();
     eventually(
         "new connections get the replaced certificate",
         DEFAULT_TIMEOUT,
         || async {
-            let (_, leaf) = admission::connect_tls(addr, &[&ca_a, &ca_b]).await?;
+            let (_, leaf) = admission::connect_tls(addr, &[&pki_a.ca_pem, &pki_b.ca_pem]).await?;
             if leaf == want {
                 Ok(())
             } else {
@@ -339,7 +333,7 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     )
     .await;
     let response = eventually("a review over the new certificate", DEFAULT_TIMEOUT, || {
-        post_review(addr, &ca_b, &review)
+        post_review(addr, &pki_b.ca_pem, &review)
     })
     .await;
     assert!(
