@@ -282,6 +282,14 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Fetches the metrics of the proxy whose admin server is `admin`, asserts that they contain
+/// `want`, and returns them.
+pub async fn assert_metrics_contain(admin: SocketAddr, want: &str) -> String {
+    let (_, body) = http_get(admin, "/metrics").await;
+    assert!(body.contains(want), "want {want} in\n{body}");
+    body
+}
+
 /// An HTTP app on `127.0.0.1:0` (HTTP/1 and h2c). `/status/<code>` answers with that code;
 /// a request with `upgrade: echo` is switched and then echoed; anything else gets 200 with a
 /// body `version=<v> client-id=<l5d-client-id> path=<path>`.
