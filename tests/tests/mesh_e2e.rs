@@ -70,7 +70,8 @@ async fn grpc_health(pod: Arc<PodNs>, addr: SocketAddr) -> ServingStatus {
     rsp.into_inner().status()
 }
 
-async fn echo(pod: &Arc<PodNs>, addr: SocketAddr, line: &[u8]) -> Vec<u8> {
+/// Sends `line` from `pod` to the TCP echo server at `addr` and asserts it comes back.
+async fn assert_echoes(pod: &Arc<PodNs>, addr: SocketAddr, line: &[u8]) {
     let mut stream = pod.connect(addr).await.unwrap();
     stream.write_all(line).await.unwrap();
     let mut buf = vec![0; line.len()];
@@ -78,7 +79,7 @@ async fn echo(pod: &Arc<PodNs>, addr: SocketAddr, line: &[u8]) -> Vec<u8> {
         .await
         .expect("echo answered in time")
         .unwrap();
-    buf
+    assert_eq!(buf, line, "echo from {addr}");
 }
 
 async fn h2_get(pod: &Arc<PodNs>, addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
@@ -128,7 +129,8 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
         serve_echo(web.listen(ECHO), b"");
         let cli = mesh.add_pod("client", "client", "client", &[]).await;
         let intruder = mesh.add_pod("intruder", "intruder", "intruder", &[]).await;
-        let url = format!("http://web.{ns}.svc.cluster.local/hello");
+        let web_url = |path: &str| format!("http://web.{ns}.svc.cluster.local{path}");
+        let url = web_url("/hello");
 
         // Plain HTTP/1 to the Service name, carried over mTLS. The first requests may race
         // the Service's EndpointSlice and the policy reaching the proxies.
@@ -178,17 +180,10 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
             grpc_health(cli.clone(), (svc_ip, GRPC).into()).await,
             ServingStatus::Serving
         );
-        assert_eq!(
-            echo(&cli, (svc_ip, ECHO).into(), b"ping over tcp\n").await,
-            b"ping over tcp\n"
-        );
+        assert_echoes(&cli, (svc_ip, ECHO).into(), b"ping over tcp\n").await;
 
         // An identity the policy does not name gets 403; the app never sees the request.
-        let (code, body) = curl(
-            &intruder,
-            &format!("http://web.{ns}.svc.cluster.local/forbidden"),
-        )
-        .await;
+        let (code, body) = curl(&intruder, &web_url("/forbidden")).await;
         assert_eq!(code, 403, "{body}");
         assert!(
             !seen.lock().iter().any(|p| p == "/forbidden"),
@@ -213,25 +208,14 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
         // connections too.
         mesh.stop_control_plane();
         for i in 0..5 {
-            let (code, body) = curl(
-                &cli,
-                &format!("http://web.{ns}.svc.cluster.local/after-{i}"),
-            )
-            .await;
+            let (code, body) = curl(&cli, &web_url(&format!("/after-{i}"))).await;
             assert_eq!(
                 code, 200,
                 "request {i} after the control plane stopped: {body}"
             );
         }
-        assert_eq!(
-            echo(&cli, (svc_ip, ECHO).into(), b"still here\n").await,
-            b"still here\n"
-        );
-        let (code, _) = curl(
-            &intruder,
-            &format!("http://web.{ns}.svc.cluster.local/again"),
-        )
-        .await;
+        assert_echoes(&cli, (svc_ip, ECHO).into(), b"still here\n").await;
+        let (code, _) = curl(&intruder, &web_url("/again")).await;
         assert_eq!(code, 403, "policy stays enforced without the control plane");
         assert!(seen.lock().iter().any(|p| p == "/after-4"));
 
@@ -253,7 +237,7 @@ spec:
         .await
         .unwrap();
         mesh.start_control_plane();
-        let url = format!("http://web.{ns}.svc.cluster.local/welcome");
+        let url = web_url("/welcome");
         eventually(
             "the reconnected proxy admits the newly listed identity",
             DEFAULT_TIMEOUT,
