@@ -304,6 +304,25 @@ spec:
     )
 }
 
+/// Server-side applies `obj` as `name` through `api`, as [`FIELD_MANAGER`] taking over any
+/// conflicting fields; returns the object as stored and panics naming it when refused.
+pub async fn server_side_apply<K>(
+    api: &Api<K>,
+    name: &str,
+    obj: &(impl serde::Serialize + Debug),
+) -> K
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {} {name}: {e}", std::any::type_name::<K>()))
+}
+
 /// Parses a multi-document YAML string into dynamic objects (empty documents are skipped).
 pub fn parse_yaml(yaml: &str) -> Vec<DynamicObject> {
     serde_yaml::Deserializer::from_str(yaml)

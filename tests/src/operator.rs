@@ -32,10 +32,7 @@ use trellis_operator::{
     reconciler::{self, error::Error},
 };
 
-use crate::{
-    DEFAULT_TIMEOUT, cluster, eventually,
-    k8s::{self, FIELD_MANAGER},
-};
+use crate::{DEFAULT_TIMEOUT, cluster, eventually, k8s};
 
 /// Label that limits each test's operator to its own Mesh.
 pub const TEST_MESH_LABEL: &str = "trellis.dev/test-mesh";
@@ -228,14 +225,15 @@ impl Harness {
             }
         }
         mesh["spec"] = full_spec;
-        self.meshes()
-            .patch(
-                &self.mesh,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&mesh),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("apply Mesh {}: {e}", self.mesh))
+        k8s::server_side_apply(&self.meshes(), &self.mesh, &mesh).await
+    }
+
+    /// Waits as [`Self::await_ready`] does, then asserts that the Mesh is not Degraded.
+    pub async fn await_healthy(&self, version: &str) -> Mesh {
+        let mesh = self.await_ready(version).await;
+        let degraded = condition(&mesh, conditions::DEGRADED);
+        assert_eq!(degraded.status, "False", "{}", degraded.message);
+        mesh
     }
 
     /// Waits for Ready True at `version` with every component ready, returning the Mesh.

@@ -53,14 +53,7 @@ async fn create_sa(client: &Client, ns: &str, name: &str) {
 
 async fn put_issuer(client: &Client, ns: &str, pki: &TestPki) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    secrets
-        .patch(
-            well_known::ISSUER_SECRET,
-            &PatchParams::apply(trellis_tests::k8s::FIELD_MANAGER).force(),
-            &Patch::Apply(&pki.issuer_secret(ns)),
-        )
-        .await
-        .unwrap();
+    k8s::server_side_apply(&secrets, well_known::ISSUER_SECRET, &pki.issuer_secret(ns)).await;
 }
 
 /// Starts an identity server following the issuer Secret in `ns`; returns a client.

@@ -35,7 +35,7 @@ use trellis_tests::{
     DEFAULT_TIMEOUT, admission,
     certs::{IssuerSecret, LocalhostPki, TestPki, localhost_server},
     eventually,
-    k8s::{self, FIELD_MANAGER, with_temp_ns},
+    k8s::{self, with_temp_ns},
 };
 use trellis_webhooks::{INJECT_PATH, inject::template::PROXY_CONTAINER};
 
@@ -48,14 +48,12 @@ const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Server-side applies `secret` (replacing its data).
 async fn put_secret(client: &Client, ns: &str, secret: &Secret) {
     let name = secret.metadata.name.clone().unwrap();
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(secret),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply Secret {name}: {e}"));
+    k8s::server_side_apply(
+        &Api::<Secret>::namespaced(client.clone(), ns),
+        &name,
+        secret,
+    )
+    .await;
 }
 
 /// The trust-roots ConfigMap the operator renders, holding `bundle`.
@@ -186,14 +184,7 @@ async fn controller_serves_webhooks_with_the_secret_certificate() {
             "spec": { "namespace": format!("{ns}-cp") },
         }))
         .unwrap();
-        let mesh = meshes
-            .patch(
-                &mesh_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&mesh),
-            )
-            .await
-            .unwrap();
+        let mesh = k8s::server_side_apply(&meshes, &mesh_name, &mesh).await;
         // The Mesh is deleted also when the test fails.
         let outcome = tokio::spawn(run_controller(client.clone(), ns, mesh, pki)).await;
         if let Err(e) = meshes.delete(&mesh_name, &DeleteParams::background()).await {
@@ -265,14 +256,12 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     // Mid-rotation the ConfigMap holds the current anchor and the next one.
     let next = TestPki::generate("cluster.local");
     let bundle = format!("{}{}", pki.anchor_pem, next.anchor_pem);
-    Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .patch(
-            well_known::TRUST_ROOTS_CONFIGMAP,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&trust_roots(&ns, &bundle)),
-        )
-        .await
-        .unwrap();
+    k8s::server_side_apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+        well_known::TRUST_ROOTS_CONFIGMAP,
+        &trust_roots(&ns, &bundle),
+    )
+    .await;
     let proxy = eventually(
         "the controller injects the proxy with the Mesh's settings",
         DEFAULT_TIMEOUT,

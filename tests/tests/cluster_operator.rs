@@ -35,7 +35,7 @@ use trellis_tests::{
     DEFAULT_TIMEOUT,
     cluster::{self, kubectl},
     eventually,
-    k8s::{self, FIELD_MANAGER},
+    k8s::{self},
     operator::{
         RESTORE_TIMEOUT, TEST_MESH_LABEL, condition, histogram_quantile, image_of, operator_config,
         start_operator, test_pod, version, with_mesh, with_ready_mesh,
@@ -282,9 +282,7 @@ async fn upgrade_rolls_the_image_and_disabled_extensions_are_pruned() {
             }
         })
         .await;
-        let mesh = h.await_ready("0.2.0").await;
-        let degraded = condition(&mesh, conditions::DEGRADED);
-        assert_eq!(degraded.status, "False", "{}", degraded.message);
+        h.await_healthy("0.2.0").await;
     })
     .await;
 }
@@ -461,9 +459,7 @@ async fn bad_issuer_secret_reports_degraded_and_keeps_the_running_mesh() {
             },
         )
         .await;
-        let mesh = h.await_ready(&version()).await;
-        let degraded = condition(&mesh, conditions::DEGRADED);
-        assert_eq!(degraded.status, "False", "{}", degraded.message);
+        h.await_healthy(&version()).await;
     })
     .await;
 }
@@ -708,14 +704,7 @@ async fn a_second_mesh_for_the_same_namespace_is_refused_and_the_first_kept() {
             "metadata": { "name": rival_name, "labels": { TEST_MESH_LABEL: h.mesh } },
             "spec": { "namespace": h.cp, "version": "0.9.0" },
         });
-        h.meshes()
-            .patch(
-                &rival_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&rival),
-            )
-            .await
-            .unwrap();
+        k8s::server_side_apply(&h.meshes(), &rival_name, &rival).await;
         let refused = k8s::await_object(&h.meshes(), &rival_name, DEFAULT_TIMEOUT, |m| {
             let status = m.status.as_ref().ok_or("no status")?;
             let d = find(&status.conditions, conditions::DEGRADED).ok_or("no Degraded")?;
