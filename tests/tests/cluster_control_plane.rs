@@ -193,23 +193,6 @@ async fn certify_with_real_tokens() {
     .await;
 }
 
-/// The `web` Deployment, its pods labelled with the control-plane namespace.
-const MESHED_WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web, trellis.dev/control-plane-ns: trellis-system}}
-    spec:
-      containers:
-      - name: web
-        image: example.invalid/web:1
-        ports: [{name: http, containerPort: 8080}]
-"#;
-
 /// Starts an index fed from the cluster and a destination server on it; returns a client.
 async fn start_destination(
     client: &Client,
@@ -328,7 +311,11 @@ async fn destination_get_follows_a_scaled_deployment() {
     with_temp_ns("cp-destination", |client, ns| async move {
         let shutdown = CancellationToken::new();
         let _guard = shutdown.clone().drop_guard();
-        let web = format!("{MESHED_WEB}---{}", k8s::WEB_SERVICE_YAML);
+        // The `web` Deployment, its pods labelled with the control-plane namespace.
+        let labels =
+            serde_json::json!({ "labels": { "trellis.dev/control-plane-ns": "trellis-system" } });
+        let web = k8s::deployment_yaml("web", 2, labels, k8s::web_pod_spec());
+        let web = format!("{web}---{}", k8s::WEB_SERVICE_YAML);
         apply_yaml(&client, Some(&ns), &web).await.unwrap();
         let (mut destination, _index) = start_destination(&client, &shutdown).await;
         let path = format!("web.{ns}.svc.cluster.local:80");

@@ -267,25 +267,14 @@ fn proxy_env(pod: &Pod) -> BTreeMap<String, String> {
         .collect()
 }
 
-const WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata:
-      labels: {app: web}
-      annotations:
-        config.trellis.dev/proxy-cpu-limit: 250m
-        config.trellis.dev/opaque-ports: "5432"
-    spec:
-      containers:
-      - name: web
-        image: example.invalid/web:1
-        ports: [{name: http, containerPort: 8080}]
-"#;
+/// The `web` Deployment, its pods asking for a proxy CPU limit and an opaque port.
+fn web() -> String {
+    let annotations = json!({ "annotations": {
+        "config.trellis.dev/proxy-cpu-limit": "250m",
+        "config.trellis.dev/opaque-ports": "5432",
+    } });
+    k8s::deployment_yaml("web", 1, annotations, k8s::web_pod_spec())
+}
 
 #[tokio::test]
 async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
@@ -304,7 +293,7 @@ async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
             .unwrap();
         await_injector(&client, &ns).await;
 
-        apply_yaml(&client, Some(&ns), WEB).await.unwrap();
+        apply_yaml(&client, Some(&ns), &web()).await.unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let opted_out = create_pod(
             &pods,

@@ -202,6 +202,25 @@ async fn deploy_workloads(client: &Client, ns: &str) -> Demo {
             })
         })
         .collect();
+    let web = k8s::deployment_yaml(
+        "web",
+        2,
+        json!({}),
+        json!({
+            "serviceAccountName": "web",
+            "containers": [{
+                "name": "web", "image": image, "imagePullPolicy": "Never", "args": ["server"],
+                "ports": [{ "name": "http", "containerPort": 8080 }, { "name": "tcp", "containerPort": 8082 }],
+                "readinessProbe": { "httpGet": { "path": "/healthz", "port": 8080 }, "periodSeconds": 1 },
+            }],
+        }),
+    );
+    let clients = k8s::deployment_yaml(
+        "client",
+        1,
+        json!({}),
+        json!({ "serviceAccountName": "client", "containers": containers }),
+    );
     let yaml = format!(
         r#"
 apiVersion: v1
@@ -212,24 +231,7 @@ apiVersion: v1
 kind: ServiceAccount
 metadata: {{name: client}}
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      serviceAccountName: web
-      containers:
-      - name: web
-        image: {image}
-        imagePullPolicy: Never
-        args: [server]
-        ports: [{{name: http, containerPort: 8080}}, {{name: tcp, containerPort: 8082}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
----
+{web}---
 apiVersion: v1
 kind: Service
 metadata: {{name: web}}
@@ -237,19 +239,7 @@ spec:
   selector: {{app: web}}
   ports: [{{name: http, port: 80, targetPort: 8080}}, {{name: tcp, port: 8082, targetPort: 8082}}]
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: client}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: client}}}}
-  template:
-    metadata: {{labels: {{app: client}}}}
-    spec:
-      serviceAccountName: client
-      containers: {containers}
-"#,
-        containers = serde_json::to_string(&containers).unwrap()
+{clients}"#
     );
     k8s::apply_yaml(client, Some(ns), &yaml).await.unwrap();
     real_node::rollout(client, ns, "web", ROLLOUT_TIMEOUT).await;
