@@ -33,6 +33,13 @@ use trellis_tests::{
     k8s::{self, FIELD_MANAGER},
 };
 
+/// A client of the local cluster, once the committed CRDs are installed and served.
+async fn crds_installed() -> Client {
+    let client = cluster::client().await;
+    k8s::install_crds(&client).await;
+    client
+}
+
 /// A Mesh name unique to this test run.
 fn mesh_name(purpose: &str) -> String {
     format!("t-crds-{purpose}-{:06x}", rand::random::<u32>() % 0xff_ffff)
@@ -126,8 +133,7 @@ fn assert_no_failures(failures: &[String], cases: usize) {
 /// Installs the CRDs, then in a temporary namespace named after `prefix` checks that each
 /// group of cases is rejected (objects `header` plus a case's spec).
 async fn assert_rejected_in_temp_ns(prefix: &str, groups: Vec<(String, Vec<Bad>)>) {
-    let client = cluster::client().await;
-    k8s::install_crds(&client).await;
+    crds_installed().await;
     k8s::with_temp_ns(prefix, |client, ns| async move {
         let mut failures = Vec::new();
         for (header, cases) in &groups {
@@ -208,8 +214,7 @@ async fn crds_are_established_with_their_printer_columns() {
 
 #[tokio::test]
 async fn samples_are_accepted_and_an_empty_mesh_spec_gets_the_rust_defaults() {
-    let client = cluster::client().await;
-    k8s::install_crds(&client).await;
+    crds_installed().await;
     k8s::with_temp_ns("crds-samples", |client, ns| async move {
         for file in [
             "server.yaml",
@@ -249,14 +254,15 @@ async fn samples_are_accepted_and_an_empty_mesh_spec_gets_the_rust_defaults() {
     .await;
 }
 
-const MESH_HEADER: &str =
-    "apiVersion: trellis.dev/v1alpha1\nkind: Mesh\nmetadata:\n  name: t-crds-rejected";
+/// A Mesh named `name`, up to its `metadata.name`.
+fn mesh_header(name: &str) -> String {
+    format!("apiVersion: trellis.dev/v1alpha1\nkind: Mesh\nmetadata:\n  name: {name}")
+}
 
 #[tokio::test]
 async fn mesh_rejects_bad_input_naming_the_field() {
-    let client = cluster::client().await;
-    k8s::install_crds(&client).await;
-    let header = MESH_HEADER.replace("t-crds-rejected", &mesh_name("rejected"));
+    let client = crds_installed().await;
+    let header = mesh_header(&mesh_name("rejected"));
     let cases = rejections("mesh");
     let failures = rejection_failures(&client, None, &header, &cases).await;
     assert_no_failures(&failures, cases.len());
@@ -264,10 +270,9 @@ async fn mesh_rejects_bad_input_naming_the_field() {
 
 #[tokio::test]
 async fn mesh_namespace_is_immutable() {
-    let client = cluster::client().await;
-    k8s::install_crds(&client).await;
+    let client = crds_installed().await;
     let name = mesh_name("immutable");
-    let header = MESH_HEADER.replace("t-crds-rejected", &name);
+    let header = mesh_header(&name);
     let created = k8s::apply_yaml(&client, None, &format!("{header}\nspec: {{}}\n")).await;
     let changed = k8s::apply_yaml(
         &client,
@@ -319,8 +324,7 @@ async fn service_profile_rejects_bad_input_naming_the_field() {
 
 #[tokio::test]
 async fn kubectl_explain_teaches_mesh_identity() {
-    let client = cluster::client().await;
-    k8s::install_crds(&client).await;
+    crds_installed().await;
     // The apiserver publishes a new CRD's OpenAPI shortly after it is Established.
     let out = eventually(
         "kubectl explain mesh.spec.identity",
@@ -388,10 +392,9 @@ fn table(out: &str) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test]
 async fn kubectl_get_mesh_shows_the_printer_columns() {
-    let client = cluster::client().await;
-    k8s::install_crds(&client).await;
+    let client = crds_installed().await;
     let name = mesh_name("columns");
-    let header = MESH_HEADER.replace("t-crds-rejected", &name);
+    let header = mesh_header(&name);
     let outcome = tokio::spawn({
         let (client, name) = (client.clone(), name.clone());
         async move {
@@ -462,8 +465,7 @@ async fn kubectl_get_mesh_shows_the_printer_columns() {
 
 #[tokio::test]
 async fn kubectl_get_server_shows_the_accepted_column() {
-    let client = cluster::client().await;
-    k8s::install_crds(&client).await;
+    crds_installed().await;
     k8s::with_temp_ns("crds-server-columns", |client, ns| async move {
         k8s::apply_yaml(&client, Some(&ns), &sample("server.yaml"))
             .await

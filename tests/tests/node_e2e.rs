@@ -98,13 +98,7 @@ async fn install(client: &Client) {
         k8s::apply_yaml(client, None, &yaml).await.unwrap();
     }
     let started = tokio::time::Instant::now();
-    real_node::rollout(
-        client,
-        CONTROL_PLANE_NS,
-        "trellis-operator",
-        ROLLOUT_TIMEOUT,
-    )
-    .await;
+    rollout_operator(client).await;
     let operators = real_node::ready_pods(
         client,
         CONTROL_PLANE_NS,
@@ -146,6 +140,17 @@ fn assert_on_real_node(pods: &[Pod]) {
             pod.name_any()
         );
     }
+}
+
+/// Waits for the operator Deployment's rollout.
+async fn rollout_operator(client: &Client) {
+    real_node::rollout(
+        client,
+        CONTROL_PLANE_NS,
+        "trellis-operator",
+        ROLLOUT_TIMEOUT,
+    )
+    .await;
 }
 
 async fn await_mesh_ready(client: &Client, version: &str) -> Mesh {
@@ -572,13 +577,7 @@ async fn killing_the_leader_hands_over(client: &Client) {
         started.elapsed()
     );
     // The Deployment replaces the killed pod; the new one waits as the standby.
-    real_node::rollout(
-        client,
-        CONTROL_PLANE_NS,
-        "trellis-operator",
-        ROLLOUT_TIMEOUT,
-    )
-    .await;
+    rollout_operator(client).await;
     // The new leader reconciles: a spec change is observed and the Mesh stays Ready.
     meshes(client)
         .patch(
