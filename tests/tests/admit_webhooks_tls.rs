@@ -39,13 +39,10 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         let _ = stopped.await;
     }));
 
-    let (tls, leaf) = connect_tls(addr, &[&pki_a.ca_pem, &pki_b.ca_pem])
-        .await
-        .unwrap();
-    assert_eq!(
-        leaf,
-        CertificateDer::from_pem_slice(pki_a.cert_pem.as_bytes()).unwrap()
-    );
+    let cas = [pki_a.ca_pem.as_str(), pki_b.ca_pem.as_str()];
+    let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let (tls, leaf) = connect_tls(addr, &cas).await.unwrap();
+    assert_eq!(leaf, der(&pki_a.cert_pem));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
@@ -71,24 +68,20 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         bad.is_err(),
         "a key that does not fit the certificate is refused"
     );
-    let (_, leaf) = connect_tls(addr, &[&pki_a.ca_pem, &pki_b.ca_pem])
-        .await
-        .unwrap();
+    let (_, leaf) = connect_tls(addr, &cas).await.unwrap();
     assert_eq!(
         leaf,
-        CertificateDer::from_pem_slice(pki_a.cert_pem.as_bytes()).unwrap(),
+        der(&pki_a.cert_pem),
         "a failed reload keeps the current certificate"
     );
 
     certs
         .reload_pem(pki_b.cert_pem.as_bytes(), pki_b.key_pem.as_bytes())
         .unwrap();
-    let (_, leaf) = connect_tls(addr, &[&pki_a.ca_pem, &pki_b.ca_pem])
-        .await
-        .unwrap();
+    let (_, leaf) = connect_tls(addr, &cas).await.unwrap();
     assert_eq!(
         leaf,
-        CertificateDer::from_pem_slice(pki_b.cert_pem.as_bytes()).unwrap(),
+        der(&pki_b.cert_pem),
         "new connections get the reloaded certificate"
     );
 

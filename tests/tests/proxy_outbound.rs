@@ -448,6 +448,14 @@ async fn policy_updates_move_new_requests_to_the_new_backend() {
     shutdown_all([client, web0, web1]).await;
 }
 
+/// Sends `GET /held` over the connection of `send`; returns the response status.
+async fn held(send: &mut hyper::client::conn::http1::SendRequest<String>) -> http::StatusCode {
+    send.send_request(get("/held", WEB_FQN))
+        .await
+        .unwrap()
+        .status()
+}
+
 #[tokio::test]
 async fn idle_targets_drop_their_watches() {
     let mesh = Mesh::new().await;
@@ -469,23 +477,11 @@ async fn idle_targets_drop_their_watches() {
     .await
     .unwrap();
     let conn = tokio::spawn(conn);
-    assert_eq!(
-        send.send_request(get("/held", WEB_FQN))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(held(&mut send).await, 200);
     assert_eq!(open(), (1, 1, 1));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(open(), (1, 1, 1));
-    assert_eq!(
-        send.send_request(get("/held", WEB_FQN))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(held(&mut send).await, 200);
 
     // Once the connection closes, the idle target's three watches end.
     drop(send);
