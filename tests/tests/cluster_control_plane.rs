@@ -29,7 +29,11 @@ use trellis_api::{
 };
 use trellis_operator::{
     control_plane::{
-        certify::{IdentityMetrics, IdentityService, TokenReviewVerifier},
+        self,
+        certify::{self, IdentityMetrics, IdentityService, TokenReviewVerifier},
+        destination::{self, DestinationMetrics, DestinationService},
+        index::{ClusterSettings, SharedIndex},
+        policy::{self, PolicyMetrics},
         tls::Transport,
     },
     pki::issuer::{IdentitySettings, SharedIssuer},
@@ -78,15 +82,8 @@ async fn start_identity(
         IdentityMetrics::default(),
     );
     let shutdown = shutdown.clone();
-    let addr = spawn_on_loopback(|listener| {
-        trellis_operator::control_plane::certify::serve(
-            listener,
-            service,
-            Transport::Plaintext,
-            shutdown,
-        )
-    })
-    .await;
+    let addr =
+        spawn_on_loopback(|l| certify::serve(l, service, Transport::Plaintext, shutdown)).await;
     IdentityClient::connect(format!("http://{addr}"))
         .await
         .unwrap()
@@ -197,29 +194,13 @@ async fn certify_with_real_tokens() {
 async fn start_destination(
     client: &Client,
     shutdown: &CancellationToken,
-) -> (
-    DestinationClient<Channel>,
-    trellis_operator::control_plane::index::SharedIndex,
-) {
-    let index = trellis_operator::control_plane::index::spawn(
-        trellis_operator::control_plane::index::ClusterSettings::default(),
-        client.clone(),
-        shutdown.clone(),
-    );
-    let service = trellis_operator::control_plane::destination::DestinationService::new(
-        index.clone(),
-        trellis_operator::control_plane::destination::DestinationMetrics::default(),
-    );
+) -> (DestinationClient<Channel>, SharedIndex) {
+    let index =
+        control_plane::index::spawn(ClusterSettings::default(), client.clone(), shutdown.clone());
+    let service = DestinationService::new(index.clone(), DestinationMetrics::default());
     let shutdown = shutdown.clone();
-    let addr = spawn_on_loopback(|listener| {
-        trellis_operator::control_plane::destination::serve(
-            listener,
-            service,
-            Transport::Plaintext,
-            shutdown,
-        )
-    })
-    .await;
+    let addr =
+        spawn_on_loopback(|l| destination::serve(l, service, Transport::Plaintext, shutdown)).await;
     (
         DestinationClient::connect(format!("http://{addr}"))
             .await
@@ -427,16 +408,16 @@ async fn watch_port_reflects_a_new_authorization_policy() {
         k8s::install_crds(&client).await;
         let web = format!("{}---{POLICY_SERVER}", k8s::web_deployment_yaml(1));
         apply_eventually(&client, &ns, &web).await;
-        let index = trellis_operator::control_plane::index::spawn(
-            trellis_operator::control_plane::index::ClusterSettings::default(),
+        let index = control_plane::index::spawn(
+            ClusterSettings::default(),
             client.clone(),
             shutdown.clone(),
         );
         let addr = spawn_on_loopback(|listener| {
-            trellis_operator::control_plane::policy::serve(
+            policy::serve(
                 listener,
                 index,
-                trellis_operator::control_plane::policy::PolicyMetrics::default(),
+                PolicyMetrics::default(),
                 Transport::Plaintext,
                 shutdown.clone(),
             )

@@ -58,9 +58,11 @@ fn lifetime() -> LeafLifetime {
     }
 }
 
-fn creds(pki: &TestPki) -> (SharedIssuer, Arc<ControllerCredentials>) {
+/// A fresh PKI for [`TD`], an issuer from it, and the controller's serving credentials.
+fn controller_creds() -> (TestPki, SharedIssuer, Arc<ControllerCredentials>) {
+    let pki = TestPki::generate(TD);
     let issuer = SharedIssuer::default();
-    issuer.update(&issuer_pem(pki)).unwrap();
+    issuer.update(&issuer_pem(&pki)).unwrap();
     let (settings, rx) = tokio::sync::watch::channel(IdentitySettings::default());
     std::mem::forget(settings);
     let creds = ControllerCredentials::new(
@@ -71,7 +73,7 @@ fn creds(pki: &TestPki) -> (SharedIssuer, Arc<ControllerCredentials>) {
     )
     .unwrap();
     assert_eq!(creds.identity(), controller_identity());
-    (issuer, Arc::new(creds))
+    (pki, issuer, Arc::new(creds))
 }
 
 /// A TLS client config trusting `pki`'s anchor, with a mesh certificate for `client` if given.
@@ -122,8 +124,7 @@ async fn tls_channel(
 
 #[tokio::test]
 async fn destination_and_policy_require_a_mesh_certificate() {
-    let pki = TestPki::generate(TD);
-    let (_issuer, creds) = creds(&pki);
+    let (pki, _issuer, creds) = controller_creds();
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
     let index = Index::shared(ClusterSettings::default());
@@ -240,8 +241,7 @@ impl TokenVerifier for RefuseAll {
 
 #[tokio::test]
 async fn identity_presents_the_controller_certificate() {
-    let pki = TestPki::generate(TD);
-    let (issuer, creds) = creds(&pki);
+    let (pki, issuer, creds) = controller_creds();
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
     let (_settings, rx) = tokio::sync::watch::channel(IdentitySettings::default());
