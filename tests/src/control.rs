@@ -164,7 +164,7 @@ impl Identity for FakeIdentity {
 /// for the port, and `NotFound` until then.
 #[derive(Clone, Debug, Default)]
 pub struct FakePolicy {
-    servers: Arc<tokio::sync::watch::Sender<std::collections::HashMap<u32, InboundServer>>>,
+    servers: Table<u32, InboundServer>,
     /// `WatchPort` calls received.
     pub watches: Arc<AtomicUsize>,
 }
@@ -194,32 +194,21 @@ impl trellis_api::linkerd2_proxy_api::inbound::inbound_server_policies_server::I
         &self,
         req: Request<trellis_api::linkerd2_proxy_api::inbound::PortSpec>,
     ) -> Result<Response<InboundServer>, Status> {
-        let port = req.into_inner().port;
-        self.servers
-            .borrow()
-            .get(&port)
-            .cloned()
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found("no such port"))
+        current(&self.servers, &req.into_inner().port, "no such port")
     }
 
-    type WatchPortStream = std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<InboundServer, Status>> + Send + 'static>,
-    >;
+    type WatchPortStream = AnswerStream<InboundServer>;
 
     async fn watch_port(
         &self,
         req: Request<trellis_api::linkerd2_proxy_api::inbound::PortSpec>,
     ) -> Result<Response<Self::WatchPortStream>, Status> {
-        use futures::StreamExt;
         self.watches.fetch_add(1, Ordering::SeqCst);
         let port = req.into_inner().port;
         if !self.servers.borrow().contains_key(&port) {
             return Err(Status::not_found("no such port"));
         }
-        let stream = tokio_stream::wrappers::WatchStream::new(self.servers.subscribe())
-            .filter_map(move |servers| async move { servers.get(&port).cloned().map(Ok) });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(watch_key(&self.servers, port, None)))
     }
 }
 
@@ -372,10 +361,8 @@ pub fn meshed_endpoint(addr: SocketAddr, identity: &str, pod: &str) -> DstAddr {
 impl trellis_api::linkerd2_proxy_api::destination::destination_server::Destination
     for FakeDestination
 {
-    type GetStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<DstUpdate, Status>> + Send + 'static>>;
-    type GetProfileStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<DstProfile, Status>> + Send + 'static>>;
+    type GetStream = AnswerStream<DstUpdate>;
+    type GetProfileStream = AnswerStream<DstProfile>;
 
     async fn get(
         &self,
@@ -464,6 +451,44 @@ pub fn opaque_transport_endpoint(addr: SocketAddr, identity: &str, inbound_port:
     ep
 }
 
+/// The state of a fake: one value per key, every change streamed to its watchers.
+type Table<K, V> = Arc<tokio::sync::watch::Sender<std::collections::HashMap<K, V>>>;
+
+/// A server stream of `T`s, as the fakes' watch RPCs answer.
+type AnswerStream<T> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The value of `key` in `table` now, or `NotFound` saying `missing`.
+fn current<K, V>(table: &Table<K, V>, key: &K, missing: &str) -> Result<Response<V>, Status>
+where
+    K: Eq + std::hash::Hash,
+    V: Clone,
+{
+    table
+        .borrow()
+        .get(key)
+        .cloned()
+        .map(Response::new)
+        .ok_or_else(|| Status::not_found(missing))
+}
+
+/// Streams the value of `key` in `table` now and after each change, whenever it is set;
+/// `open` (counting the stream) lives as long as the stream.
+fn watch_key<K, V>(table: &Table<K, V>, key: K, open: Option<OpenStream>) -> AnswerStream<V>
+where
+    K: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    use futures::StreamExt;
+    let stream = tokio_stream::wrappers::WatchStream::new(table.subscribe())
+        .filter_map(move |values| futures::future::ready(values.get(&key).cloned()))
+        .map(move |value| {
+            let _open = &open;
+            Ok(value)
+        });
+    Box::pin(stream)
+}
+
 /// Counts one open server stream until it is dropped (when the client goes away).
 #[derive(Debug)]
 struct OpenStream(Arc<AtomicUsize>);
@@ -487,7 +512,7 @@ type WirePolicy = trellis_api::linkerd2_proxy_api::outbound::OutboundPolicy;
 /// and answers `NotFound` for others, like the real controller for a non-Service IP.
 #[derive(Clone, Debug, Default)]
 pub struct FakeOutboundPolicy {
-    policies: Arc<tokio::sync::watch::Sender<std::collections::HashMap<SocketAddr, WirePolicy>>>,
+    policies: Table<SocketAddr, WirePolicy>,
     /// `Watch` calls received.
     pub watches: Arc<AtomicUsize>,
     /// `Watch` streams open now.
@@ -552,32 +577,19 @@ impl trellis_api::linkerd2_proxy_api::outbound::outbound_policies_server::Outbou
         req: Request<trellis_api::linkerd2_proxy_api::outbound::TrafficSpec>,
     ) -> Result<Response<WirePolicy>, Status> {
         let addr = self.lookup(req.into_inner())?;
-        self.policies
-            .borrow()
-            .get(&addr)
-            .cloned()
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found("gone"))
+        current(&self.policies, &addr, "gone")
     }
 
-    type WatchStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<WirePolicy, Status>> + Send + 'static>>;
+    type WatchStream = AnswerStream<WirePolicy>;
 
     async fn watch(
         &self,
         req: Request<trellis_api::linkerd2_proxy_api::outbound::TrafficSpec>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        use futures::StreamExt;
         self.watches.fetch_add(1, Ordering::SeqCst);
         let addr = self.lookup(req.into_inner())?;
         let open = OpenStream::new(&self.streams);
-        let stream = tokio_stream::wrappers::WatchStream::new(self.policies.subscribe())
-            .filter_map(move |p| futures::future::ready(p.get(&addr).cloned()))
-            .map(move |policy| {
-                let _open = &open;
-                Ok(policy)
-            });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(watch_key(&self.policies, addr, Some(open))))
     }
 }
 
