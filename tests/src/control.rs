@@ -214,32 +214,25 @@ impl trellis_api::linkerd2_proxy_api::inbound::inbound_server_policies_server::I
 
 /// Wire `Server` builders for policy tests.
 pub mod servers {
-    use trellis_api::linkerd2_proxy_api::{inbound as wire, net::IpNetwork};
-
-    fn all_networks() -> Vec<wire::Network> {
-        ["0.0.0.0/0", "::/0"]
-            .iter()
-            .map(|n| wire::Network {
-                net: Some(IpNetwork::from(n.parse::<ipnet::IpNet>().unwrap())),
-                except: vec![],
-            })
-            .collect()
-    }
+    use trellis_api::{
+        inbound::{ClientAuthentication, Network},
+        linkerd2_proxy_api::inbound as wire,
+    };
 
     /// A `detect` server named `name` that admits every client, meshed or not.
     pub fn unauthenticated(name: &str) -> wire::Server {
         let mut server = meshed_only(name, &[]);
-        server.authorizations[0].authentication = Some(wire::Authn {
-            permit: Some(wire::authn::Permit::Unauthenticated(
-                wire::authn::PermitUnauthenticated {},
-            )),
-        });
+        server.authorizations[0].authentication =
+            Some(ClientAuthentication::Unauthenticated.into());
         server
     }
 
     /// A `detect` server named `name` that admits only meshed clients with `identities`.
     pub fn meshed_only(name: &str, identities: &[&str]) -> wire::Server {
-        use wire::authn::{Permit, PermitMeshTls, permit_mesh_tls};
+        let mesh_tls = ClientAuthentication::MeshTls {
+            identities: identities.iter().map(|n| n.to_string()).collect(),
+            suffixes: vec![],
+        };
         wire::Server {
             protocol: Some(wire::ProxyProtocol {
                 kind: Some(wire::proxy_protocol::Kind::Detect(
@@ -255,22 +248,8 @@ pub mod servers {
             }),
             server_ips: vec![],
             authorizations: vec![wire::Authz {
-                networks: all_networks(),
-                authentication: Some(wire::Authn {
-                    permit: Some(Permit::MeshTls(PermitMeshTls {
-                        clients: Some(permit_mesh_tls::Clients::Identities(
-                            permit_mesh_tls::PermitClientIdentities {
-                                identities: identities
-                                    .iter()
-                                    .map(|n| wire::Identity {
-                                        name: n.to_string(),
-                                    })
-                                    .collect(),
-                                suffixes: vec![],
-                            },
-                        )),
-                    })),
-                }),
+                networks: Network::all().into_iter().map(Into::into).collect(),
+                authentication: Some(mesh_tls.into()),
                 labels: Default::default(),
                 metadata: None,
             }],
@@ -630,5 +609,71 @@ impl Stoppable {
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn spawn_on_loopback_serves_on_the_address_it_returns() {
+        let addr = spawn_on_loopback(|listener| async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, b"hi")
+                .await
+                .unwrap();
+        })
+        .await;
+        assert!(addr.ip().is_loopback());
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0; 2];
+        tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(&buf, b"hi");
+    }
+
+    #[tokio::test]
+    async fn a_table_answers_now_and_streams_changes_while_counted_open() {
+        let table: Table<u32, String> = Arc::default();
+        let missing = current(&table, &1, "no such key").unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        assert_eq!(missing.message(), "no such key");
+        table.send_modify(|t| {
+            t.insert(1, "a".into());
+        });
+        assert_eq!(current(&table, &1, "").unwrap().into_inner(), "a");
+
+        let streams = Arc::new(AtomicUsize::new(0));
+        let mut stream = watch_key(&table, 1, Some(OpenStream::new(&streams)));
+        assert_eq!(streams.load(Ordering::SeqCst), 1);
+        assert_eq!(stream.next().await.unwrap().unwrap(), "a");
+        table.send_modify(|t| {
+            t.insert(1, "b".into());
+        });
+        assert_eq!(stream.next().await.unwrap().unwrap(), "b");
+        drop(stream);
+        assert_eq!(streams.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn meshed_only_admits_exactly_its_identities() {
+        use trellis_api::linkerd2_proxy_api::inbound::authn::{Permit, permit_mesh_tls::Clients};
+        let server = servers::meshed_only("web-http", &["a.ns", "b.ns"]);
+        let authn = server.authorizations[0].authentication.clone().unwrap();
+        let Some(Permit::MeshTls(tls)) = authn.permit else {
+            panic!("not mesh TLS: {authn:?}");
+        };
+        let Some(Clients::Identities(ids)) = tls.clients else {
+            panic!("no identities");
+        };
+        let names: Vec<_> = ids.identities.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["a.ns", "b.ns"]);
+        assert!(ids.suffixes.is_empty());
+        assert_eq!(server.authorizations[0].networks.len(), 2);
+        assert_eq!(server.labels["name"], "web-http");
     }
 }

@@ -419,3 +419,24 @@ async fn collect(rsp: http::Response<hyper::body::Incoming>) -> http::Response<S
         .unwrap_or_default();
     http::Response::from_parts(parts, String::from_utf8_lossy(&bytes).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn assert_metrics_contain_returns_the_metrics_holding_the_text() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = [0; 512];
+            let _ = tcp.read(&mut request).await;
+            tcp.write_all(b"HTTP/1.0 200 OK\r\n\r\nrequest_total{a=\"1\"} 3\n")
+                .await
+                .unwrap();
+        });
+        let body = assert_metrics_contain(admin, "request_total{a=\"1\"}").await;
+        assert_eq!(body, "request_total{a=\"1\"} 3\n");
+    }
+}
