@@ -41,7 +41,11 @@ use trellis_operator::{
     },
     pki::issuer::{IdentitySettings, SharedIssuer},
 };
-use trellis_tests::certs::{TestPki, proxy_csr};
+use trellis_tests::{
+    certs::{TestPki, proxy_csr},
+    control::spawn_on_loopback,
+    k8s,
+};
 
 const STREAMS: usize = 1_000;
 const CHANGES: usize = 20;
@@ -132,15 +136,17 @@ async fn open_streams(
 }
 
 async fn start_destination(index: SharedIndex, shutdown: &CancellationToken) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::control_plane::destination::serve(
-        listener,
-        DestinationService::new(index, DestinationMetrics::default()),
-        Transport::Plaintext,
-        shutdown.clone(),
-    ));
-    addr
+    let service = DestinationService::new(index, DestinationMetrics::default());
+    let shutdown = shutdown.clone();
+    spawn_on_loopback(|listener| {
+        trellis_operator::control_plane::destination::serve(
+            listener,
+            service,
+            Transport::Plaintext,
+            shutdown,
+        )
+    })
+    .await
 }
 
 /// Runs `CHANGES` changes, each adding one address, and returns the latency histogram (µs)
@@ -409,30 +415,6 @@ async fn certify_capacity(addr: SocketAddr, token: String) -> (u64, f64, f64) {
     best
 }
 
-async fn token(client: &Client) -> String {
-    use k8s_openapi::api::{
-        authentication::v1::{TokenRequest, TokenRequestSpec},
-        core::v1::ServiceAccount,
-    };
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let req = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec![well_known::IDENTITY_TOKEN_AUDIENCE.into()]),
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    accounts
-        .create_token_request("default", &PostParams::default(), &req)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
-        .unwrap()
-}
-
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -517,7 +499,7 @@ async fn main() {
         println!("certify, server on one core, in-process token check (signing cost, baseline):");
         let (base, _, _) = certify_capacity(certify_server(Accept, &pki), "t".into()).await;
         let client = trellis_tests::cluster::client().await;
-        let token = token(&client).await;
+        let token = k8s::identity_token(&client, "default", "default", 3600, None).await;
         println!("certify, server on one core, real TokenReview (not cached):");
         let (real, _, _) = certify_capacity(
             certify_server(TokenReviewVerifier::new(client), &pki),

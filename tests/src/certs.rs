@@ -38,6 +38,28 @@ impl IssuerSecret for TestPki {
     }
 }
 
+/// An intermediate CA named `name` with a fresh P-256 key, signed by the CA whose PEM
+/// certificate and key are `anchor_cert_pem` and `anchor_key_pem`: it may sign certificates
+/// (path length 0) and `customize` sets the rest, such as its validity. Returns the PEM
+/// certificate and key.
+pub fn intermediate_ca(
+    anchor_cert_pem: &str,
+    anchor_key_pem: &str,
+    name: &str,
+    customize: impl FnOnce(&mut CertificateParams),
+) -> (String, String) {
+    let anchor_key = KeyPair::from_pem(anchor_key_pem).unwrap();
+    let signer = rcgen::Issuer::from_ca_cert_pem(anchor_cert_pem, anchor_key).unwrap();
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    customize(&mut params);
+    let cert = params.signed_by(&key, &signer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
 /// A fresh P-256 key (PKCS#8 DER) and a DER CSR whose CN and only DNS SAN are `name`, as a
 /// proxy makes them.
 pub fn proxy_csr(name: &str) -> (Vec<u8>, Vec<u8>) {
@@ -146,5 +168,36 @@ pub fn localhost_server(name: &str) -> LocalhostPki {
         ca_pem: ca_cert.pem(),
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+
+    use super::*;
+
+    #[test]
+    fn an_intermediate_is_signed_by_its_anchor_and_customized() {
+        let mut anchor = CertificateParams::default();
+        anchor.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let anchor_key = KeyPair::generate().unwrap();
+        let anchor_cert = anchor.self_signed(&anchor_key).unwrap();
+        let not_after = time::OffsetDateTime::now_utc() + time::Duration::days(2);
+        let (cert, key) = intermediate_ca(
+            &anchor_cert.pem(),
+            &anchor_key.serialize_pem(),
+            "issuer",
+            |params| params.not_after = not_after,
+        );
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        assert_eq!(signed_by(&der, anchor_cert.der()), Ok(()));
+        let (_, parsed) = X509Certificate::from_der(&der).unwrap();
+        assert!(parsed.is_ca());
+        assert_eq!(
+            parsed.validity().not_after.timestamp(),
+            not_after.unix_timestamp()
+        );
+        assert!(KeyPair::from_pem(&key).is_ok());
     }
 }

@@ -23,6 +23,20 @@ use trellis_api::linkerd2_proxy_api::identity::{
 };
 use trellis_proxy::test_util::{CONTROL_IDENTITY, TestPki};
 
+/// Binds `127.0.0.1:0`, spawns `serve` on the listener and returns the bound address: the
+/// way tests start the operator's own servers (`certify::serve`, `destination::serve`, ...).
+pub async fn spawn_on_loopback<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener));
+    addr
+}
+
 /// Serves a tonic service on `127.0.0.1:0` over HTTP/2, with TLS as `CONTROL_IDENTITY`
 /// (certified by `pki`) when `tls` is set. Returns the bound address.
 pub async fn serve<S>(svc: S, tls: Option<&TestPki>) -> SocketAddr
@@ -36,8 +50,6 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let acceptor = tls.map(|pki| {
         let leaf = pki.issue(CONTROL_IDENTITY);
         let config = rustls::ServerConfig::builder_with_provider(trellis_proxy::tls::provider())
@@ -48,7 +60,7 @@ where
             .unwrap();
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     });
-    tokio::spawn(async move {
+    spawn_on_loopback(move |listener| async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
@@ -69,8 +81,8 @@ where
                 }
             });
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// A fake identity controller: checks the token and CSR shape, signs with a [`TestPki`].
@@ -152,7 +164,7 @@ impl Identity for FakeIdentity {
 /// for the port, and `NotFound` until then.
 #[derive(Clone, Debug, Default)]
 pub struct FakePolicy {
-    servers: Arc<tokio::sync::watch::Sender<std::collections::HashMap<u32, InboundServer>>>,
+    servers: Table<u32, InboundServer>,
     /// `WatchPort` calls received.
     pub watches: Arc<AtomicUsize>,
 }
@@ -182,63 +194,45 @@ impl trellis_api::linkerd2_proxy_api::inbound::inbound_server_policies_server::I
         &self,
         req: Request<trellis_api::linkerd2_proxy_api::inbound::PortSpec>,
     ) -> Result<Response<InboundServer>, Status> {
-        let port = req.into_inner().port;
-        self.servers
-            .borrow()
-            .get(&port)
-            .cloned()
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found("no such port"))
+        current(&self.servers, &req.into_inner().port, "no such port")
     }
 
-    type WatchPortStream = std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<InboundServer, Status>> + Send + 'static>,
-    >;
+    type WatchPortStream = AnswerStream<InboundServer>;
 
     async fn watch_port(
         &self,
         req: Request<trellis_api::linkerd2_proxy_api::inbound::PortSpec>,
     ) -> Result<Response<Self::WatchPortStream>, Status> {
-        use futures::StreamExt;
         self.watches.fetch_add(1, Ordering::SeqCst);
         let port = req.into_inner().port;
         if !self.servers.borrow().contains_key(&port) {
             return Err(Status::not_found("no such port"));
         }
-        let stream = tokio_stream::wrappers::WatchStream::new(self.servers.subscribe())
-            .filter_map(move |servers| async move { servers.get(&port).cloned().map(Ok) });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(watch_key(&self.servers, port, None)))
     }
 }
 
 /// Wire `Server` builders for policy tests.
 pub mod servers {
-    use trellis_api::linkerd2_proxy_api::{inbound as wire, net::IpNetwork};
-
-    fn all_networks() -> Vec<wire::Network> {
-        ["0.0.0.0/0", "::/0"]
-            .iter()
-            .map(|n| wire::Network {
-                net: Some(IpNetwork::from(n.parse::<ipnet::IpNet>().unwrap())),
-                except: vec![],
-            })
-            .collect()
-    }
+    use trellis_api::{
+        inbound::{ClientAuthentication, Network},
+        linkerd2_proxy_api::inbound as wire,
+    };
 
     /// A `detect` server named `name` that admits every client, meshed or not.
     pub fn unauthenticated(name: &str) -> wire::Server {
         let mut server = meshed_only(name, &[]);
-        server.authorizations[0].authentication = Some(wire::Authn {
-            permit: Some(wire::authn::Permit::Unauthenticated(
-                wire::authn::PermitUnauthenticated {},
-            )),
-        });
+        server.authorizations[0].authentication =
+            Some(ClientAuthentication::Unauthenticated.into());
         server
     }
 
     /// A `detect` server named `name` that admits only meshed clients with `identities`.
     pub fn meshed_only(name: &str, identities: &[&str]) -> wire::Server {
-        use wire::authn::{Permit, PermitMeshTls, permit_mesh_tls};
+        let mesh_tls = ClientAuthentication::MeshTls {
+            identities: identities.iter().map(|n| n.to_string()).collect(),
+            suffixes: vec![],
+        };
         wire::Server {
             protocol: Some(wire::ProxyProtocol {
                 kind: Some(wire::proxy_protocol::Kind::Detect(
@@ -254,22 +248,8 @@ pub mod servers {
             }),
             server_ips: vec![],
             authorizations: vec![wire::Authz {
-                networks: all_networks(),
-                authentication: Some(wire::Authn {
-                    permit: Some(Permit::MeshTls(PermitMeshTls {
-                        clients: Some(permit_mesh_tls::Clients::Identities(
-                            permit_mesh_tls::PermitClientIdentities {
-                                identities: identities
-                                    .iter()
-                                    .map(|n| wire::Identity {
-                                        name: n.to_string(),
-                                    })
-                                    .collect(),
-                                suffixes: vec![],
-                            },
-                        )),
-                    })),
-                }),
+                networks: Network::all().into_iter().map(Into::into).collect(),
+                authentication: Some(mesh_tls.into()),
                 labels: Default::default(),
                 metadata: None,
             }],
@@ -360,10 +340,8 @@ pub fn meshed_endpoint(addr: SocketAddr, identity: &str, pod: &str) -> DstAddr {
 impl trellis_api::linkerd2_proxy_api::destination::destination_server::Destination
     for FakeDestination
 {
-    type GetStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<DstUpdate, Status>> + Send + 'static>>;
-    type GetProfileStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<DstProfile, Status>> + Send + 'static>>;
+    type GetStream = AnswerStream<DstUpdate>;
+    type GetProfileStream = AnswerStream<DstProfile>;
 
     async fn get(
         &self,
@@ -452,6 +430,44 @@ pub fn opaque_transport_endpoint(addr: SocketAddr, identity: &str, inbound_port:
     ep
 }
 
+/// The state of a fake: one value per key, every change streamed to its watchers.
+type Table<K, V> = Arc<tokio::sync::watch::Sender<std::collections::HashMap<K, V>>>;
+
+/// A server stream of `T`s, as the fakes' watch RPCs answer.
+type AnswerStream<T> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The value of `key` in `table` now, or `NotFound` saying `missing`.
+fn current<K, V>(table: &Table<K, V>, key: &K, missing: &str) -> Result<Response<V>, Status>
+where
+    K: Eq + std::hash::Hash,
+    V: Clone,
+{
+    table
+        .borrow()
+        .get(key)
+        .cloned()
+        .map(Response::new)
+        .ok_or_else(|| Status::not_found(missing))
+}
+
+/// Streams the value of `key` in `table` now and after each change, whenever it is set;
+/// `open` (counting the stream) lives as long as the stream.
+fn watch_key<K, V>(table: &Table<K, V>, key: K, open: Option<OpenStream>) -> AnswerStream<V>
+where
+    K: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    use futures::StreamExt;
+    let stream = tokio_stream::wrappers::WatchStream::new(table.subscribe())
+        .filter_map(move |values| futures::future::ready(values.get(&key).cloned()))
+        .map(move |value| {
+            let _open = &open;
+            Ok(value)
+        });
+    Box::pin(stream)
+}
+
 /// Counts one open server stream until it is dropped (when the client goes away).
 #[derive(Debug)]
 struct OpenStream(Arc<AtomicUsize>);
@@ -475,7 +491,7 @@ type WirePolicy = trellis_api::linkerd2_proxy_api::outbound::OutboundPolicy;
 /// and answers `NotFound` for others, like the real controller for a non-Service IP.
 #[derive(Clone, Debug, Default)]
 pub struct FakeOutboundPolicy {
-    policies: Arc<tokio::sync::watch::Sender<std::collections::HashMap<SocketAddr, WirePolicy>>>,
+    policies: Table<SocketAddr, WirePolicy>,
     /// `Watch` calls received.
     pub watches: Arc<AtomicUsize>,
     /// `Watch` streams open now.
@@ -540,32 +556,19 @@ impl trellis_api::linkerd2_proxy_api::outbound::outbound_policies_server::Outbou
         req: Request<trellis_api::linkerd2_proxy_api::outbound::TrafficSpec>,
     ) -> Result<Response<WirePolicy>, Status> {
         let addr = self.lookup(req.into_inner())?;
-        self.policies
-            .borrow()
-            .get(&addr)
-            .cloned()
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found("gone"))
+        current(&self.policies, &addr, "gone")
     }
 
-    type WatchStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<WirePolicy, Status>> + Send + 'static>>;
+    type WatchStream = AnswerStream<WirePolicy>;
 
     async fn watch(
         &self,
         req: Request<trellis_api::linkerd2_proxy_api::outbound::TrafficSpec>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        use futures::StreamExt;
         self.watches.fetch_add(1, Ordering::SeqCst);
         let addr = self.lookup(req.into_inner())?;
         let open = OpenStream::new(&self.streams);
-        let stream = tokio_stream::wrappers::WatchStream::new(self.policies.subscribe())
-            .filter_map(move |p| futures::future::ready(p.get(&addr).cloned()))
-            .map(move |policy| {
-                let _open = &open;
-                Ok(policy)
-            });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(watch_key(&self.policies, addr, Some(open))))
     }
 }
 
@@ -606,5 +609,71 @@ impl Stoppable {
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn spawn_on_loopback_serves_on_the_address_it_returns() {
+        let addr = spawn_on_loopback(|listener| async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, b"hi")
+                .await
+                .unwrap();
+        })
+        .await;
+        assert!(addr.ip().is_loopback());
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0; 2];
+        tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(&buf, b"hi");
+    }
+
+    #[tokio::test]
+    async fn a_table_answers_now_and_streams_changes_while_counted_open() {
+        let table: Table<u32, String> = Arc::default();
+        let missing = current(&table, &1, "no such key").unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        assert_eq!(missing.message(), "no such key");
+        table.send_modify(|t| {
+            t.insert(1, "a".into());
+        });
+        assert_eq!(current(&table, &1, "").unwrap().into_inner(), "a");
+
+        let streams = Arc::new(AtomicUsize::new(0));
+        let mut stream = watch_key(&table, 1, Some(OpenStream::new(&streams)));
+        assert_eq!(streams.load(Ordering::SeqCst), 1);
+        assert_eq!(stream.next().await.unwrap().unwrap(), "a");
+        table.send_modify(|t| {
+            t.insert(1, "b".into());
+        });
+        assert_eq!(stream.next().await.unwrap().unwrap(), "b");
+        drop(stream);
+        assert_eq!(streams.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn meshed_only_admits_exactly_its_identities() {
+        use trellis_api::linkerd2_proxy_api::inbound::authn::{Permit, permit_mesh_tls::Clients};
+        let server = servers::meshed_only("web-http", &["a.ns", "b.ns"]);
+        let authn = server.authorizations[0].authentication.clone().unwrap();
+        let Some(Permit::MeshTls(tls)) = authn.permit else {
+            panic!("not mesh TLS: {authn:?}");
+        };
+        let Some(Clients::Identities(ids)) = tls.clients else {
+            panic!("no identities");
+        };
+        let names: Vec<_> = ids.identities.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["a.ns", "b.ns"]);
+        assert!(ids.suffixes.is_empty());
+        assert_eq!(server.authorizations[0].networks.len(), 2);
+        assert_eq!(server.labels["name"], "web-http");
     }
 }

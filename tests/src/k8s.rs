@@ -3,7 +3,10 @@
 use std::{fmt::Debug, future::Future, time::Duration};
 
 use k8s_openapi::{
-    api::core::v1::{Namespace, ServiceAccount},
+    api::{
+        authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
+        core::v1::{Namespace, ServiceAccount},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -205,26 +208,84 @@ pub fn dynamic_api(
     Ok((api, resource, caps))
 }
 
-/// A Deployment `web` of `replicas` pods labelled `app: web`, with one container port `http`
-/// (8080) and an image that never runs (kwok fakes the pods).
+/// A Deployment `name` of `replicas` pods labelled `app: <name>`, as YAML: the pod template
+/// has the metadata `pod_metadata` (to which the `app` label is added) and the spec `pod_spec`.
+pub fn deployment_yaml(
+    name: &str,
+    replicas: u32,
+    pod_metadata: serde_json::Value,
+    pod_spec: serde_json::Value,
+) -> String {
+    let mut metadata = pod_metadata;
+    metadata["labels"]["app"] = name.into();
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": { "metadata": metadata, "spec": pod_spec },
+        },
+    });
+    serde_yaml::to_string(&deployment).expect("a Deployment serializes")
+}
+
+/// The spec of a pod with one container `web`, port `http` (8080), whose image never runs
+/// (kwok fakes the pods).
+pub fn web_pod_spec() -> serde_json::Value {
+    serde_json::json!({
+        "containers": [{
+            "name": "web",
+            "image": "example.invalid/web:1",
+            "ports": [{ "name": "http", "containerPort": 8080 }],
+        }],
+    })
+}
+
+/// A Deployment `web` of `replicas` pods labelled `app: web` with [`web_pod_spec`].
 pub fn web_deployment_yaml(replicas: u32) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
+    deployment_yaml("web", replicas, serde_json::json!({}), web_pod_spec())
+}
+
+/// The Service `web` (port 80 to the pods' port `http`), beside [`web_deployment_yaml`].
+pub const WEB_SERVICE_YAML: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
 spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        image: example.invalid/web:1
-        ports: [{{name: http, containerPort: 8080}}]
-"#
-    )
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+
+/// A token for service account `sa` in `ns` with the identity audience
+/// ([`trellis_api::well_known::IDENTITY_TOKEN_AUDIENCE`]), valid for `expiration_seconds` and
+/// bound to `bound_to` when given, as a pod's projected token volume would hold.
+pub async fn identity_token(
+    client: &Client,
+    ns: &str,
+    sa: &str,
+    expiration_seconds: i64,
+    bound_to: Option<BoundObjectReference>,
+) -> String {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec![
+                trellis_api::well_known::IDENTITY_TOKEN_AUDIENCE.to_string(),
+            ]),
+            bound_object_ref: bound_to,
+            expiration_seconds: Some(expiration_seconds),
+        }),
+        ..TokenRequest::default()
+    };
+    accounts
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {ns}/{sa}: {e}"))
+        .status
+        .and_then(|s| s.token)
+        .unwrap_or_else(|| panic!("no token for {ns}/{sa}"))
 }
 
 /// A Server `web-http` for the `web` pods' port `http` that denies everyone but the clients of
@@ -259,6 +320,25 @@ spec:
     - {{group: policy.trellis.dev, kind: MeshTLSAuthentication, name: web-clients}}
 "#
     )
+}
+
+/// Server-side applies `obj` as `name` through `api`, as [`FIELD_MANAGER`] taking over any
+/// conflicting fields; returns the object as stored and panics naming it when refused.
+pub async fn server_side_apply<K>(
+    api: &Api<K>,
+    name: &str,
+    obj: &(impl serde::Serialize + Debug),
+) -> K
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {} {name}: {e}", std::any::type_name::<K>()))
 }
 
 /// Parses a multi-document YAML string into dynamic objects (empty documents are skipped).
@@ -301,3 +381,48 @@ pub async fn apply_yaml(
 }
 
 use serde::Deserialize as _;
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    use super::*;
+
+    #[test]
+    fn a_deployment_selects_its_pods_by_the_app_label() {
+        let yaml = deployment_yaml(
+            "web",
+            2,
+            serde_json::json!({ "labels": { "tier": "front" }, "annotations": { "a": "5432" } }),
+            web_pod_spec(),
+        );
+        let deployment: Deployment = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(deployment.metadata.name.as_deref(), Some("web"));
+        let spec = deployment.spec.unwrap();
+        assert_eq!(spec.replicas, Some(2));
+        let app = [("app".to_string(), "web".to_string())];
+        assert_eq!(spec.selector.match_labels, Some(app.clone().into()));
+        let pod = spec.template.metadata.unwrap();
+        let labels = pod.labels.unwrap();
+        assert_eq!(
+            (labels["app"].as_str(), labels["tier"].as_str()),
+            ("web", "front")
+        );
+        assert_eq!(pod.annotations.unwrap()["a"], "5432");
+        let containers = spec.template.spec.unwrap().containers;
+        assert_eq!(
+            containers[0].image.as_deref(),
+            Some("example.invalid/web:1")
+        );
+    }
+
+    #[test]
+    fn the_web_deployment_and_service_parse_as_two_objects() {
+        let objects = parse_yaml(&format!("{}---{WEB_SERVICE_YAML}", web_deployment_yaml(1)));
+        let kinds: Vec<_> = objects
+            .iter()
+            .map(|o| o.types.as_ref().unwrap().kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["Deployment", "Service"]);
+    }
+}

@@ -6,6 +6,7 @@
 //! [`eventually`] or [`assert_eventually!`], which time out with the last state they saw.
 //! This crate may depend on every Trellis crate; nothing depends on it.
 
+pub mod admission;
 pub mod bins;
 pub mod certs;
 pub mod cluster;

@@ -23,9 +23,8 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{
-    authentication::v1::{TokenRequest, TokenRequestSpec},
-    core::v1::{ConfigMap, Container, EnvVar, Namespace, Node, Pod, ServiceAccount},
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EnvVar, Namespace, Node, Pod, ServiceAccount,
 };
 use kube::{
     Api, Client,
@@ -505,29 +504,13 @@ impl MeshNet {
     /// A token for `sa` with the identity audience, bound to `pod`, as the projected volume
     /// would hold.
     async fn token(&self, pod: &Pod, sa: &str) -> String {
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.ns);
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                audiences: Some(vec![well_known::IDENTITY_TOKEN_AUDIENCE.to_string()]),
-                bound_object_ref: Some(
-                    k8s_openapi::api::authentication::v1::BoundObjectReference {
-                        api_version: Some("v1".to_string()),
-                        kind: Some("Pod".to_string()),
-                        name: pod.metadata.name.clone(),
-                        uid: pod.metadata.uid.clone(),
-                    },
-                ),
-                expiration_seconds: Some(3600),
-            }),
-            ..TokenRequest::default()
+        let pod_ref = k8s_openapi::api::authentication::v1::BoundObjectReference {
+            api_version: Some("v1".to_string()),
+            kind: Some("Pod".to_string()),
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
         };
-        accounts
-            .create_token_request(sa, &PostParams::default(), &request)
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.token)
-            .expect("a token")
+        crate::k8s::identity_token(&self.client, &self.ns, sa, 3600, Some(pod_ref)).await
     }
 
     /// The pod named `name`.

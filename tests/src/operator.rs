@@ -32,10 +32,7 @@ use trellis_operator::{
     reconciler::{self, error::Error},
 };
 
-use crate::{
-    DEFAULT_TIMEOUT, cluster, eventually,
-    k8s::{self, FIELD_MANAGER},
-};
+use crate::{DEFAULT_TIMEOUT, cluster, eventually, k8s};
 
 /// Label that limits each test's operator to its own Mesh.
 pub const TEST_MESH_LABEL: &str = "trellis.dev/test-mesh";
@@ -228,14 +225,15 @@ impl Harness {
             }
         }
         mesh["spec"] = full_spec;
-        self.meshes()
-            .patch(
-                &self.mesh,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&mesh),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("apply Mesh {}: {e}", self.mesh))
+        k8s::server_side_apply(&self.meshes(), &self.mesh, &mesh).await
+    }
+
+    /// Waits as [`Self::await_ready`] does, then asserts that the Mesh is not Degraded.
+    pub async fn await_healthy(&self, version: &str) -> Mesh {
+        let mesh = self.await_ready(version).await;
+        let degraded = condition(&mesh, conditions::DEGRADED);
+        assert_eq!(degraded.status, "False", "{}", degraded.message);
+        mesh
     }
 
     /// Waits for Ready True at `version` with every component ready, returning the Mesh.
@@ -306,22 +304,10 @@ impl Harness {
         }
         let selector = format!("trellis.dev/mesh={}", self.mesh);
         let lp = ListParams::default().labels(&selector);
-        let roles: Api<ClusterRole> = Api::all(self.client.clone());
-        let _ = roles
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
-        let _ = bindings
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-        let _ = mutating
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
-        let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-        let _ = validating
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await;
+        delete_labelled::<ClusterRole>(&self.client, &lp).await;
+        delete_labelled::<ClusterRoleBinding>(&self.client, &lp).await;
+        delete_labelled::<MutatingWebhookConfiguration>(&self.client, &lp).await;
+        delete_labelled::<ValidatingWebhookConfiguration>(&self.client, &lp).await;
         if self.cp != self.ns {
             let namespaces: Api<Namespace> = Api::all(self.client.clone());
             let _ = namespaces
@@ -329,6 +315,20 @@ impl Harness {
                 .await;
         }
     }
+}
+
+/// Deletes every cluster-scoped `K` that `lp` selects, in the background; errors are ignored
+/// (this is clean-up).
+async fn delete_labelled<K>(client: &Client, lp: &ListParams)
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let _ = api.delete_collection(&DeleteParams::background(), lp).await;
 }
 
 /// Runs `body` with a harness; `own_namespace` makes `spec.namespace` one the operator creates.

@@ -282,6 +282,14 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Fetches the metrics of the proxy whose admin server is `admin`, asserts that they contain
+/// `want`, and returns them.
+pub async fn assert_metrics_contain(admin: SocketAddr, want: &str) -> String {
+    let (_, body) = http_get(admin, "/metrics").await;
+    assert!(body.contains(want), "want {want} in\n{body}");
+    body
+}
+
 /// An HTTP app on `127.0.0.1:0` (HTTP/1 and h2c). `/status/<code>` answers with that code;
 /// a request with `upgrade: echo` is switched and then echoed; anything else gets 200 with a
 /// body `version=<v> client-id=<l5d-client-id> path=<path>`.
@@ -410,4 +418,25 @@ async fn collect(rsp: http::Response<hyper::body::Incoming>) -> http::Response<S
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     http::Response::from_parts(parts, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn assert_metrics_contain_returns_the_metrics_holding_the_text() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = [0; 512];
+            let _ = tcp.read(&mut request).await;
+            tcp.write_all(b"HTTP/1.0 200 OK\r\n\r\nrequest_total{a=\"1\"} 3\n")
+                .await
+                .unwrap();
+        });
+        let body = assert_metrics_contain(admin, "request_total{a=\"1\"}").await;
+        assert_eq!(body, "request_total{a=\"1\"} 3\n");
+    }
 }

@@ -17,7 +17,7 @@ use trellis_proxy::app::{
     Config,
     config::{DefaultPolicy, LogFormat},
 };
-use trellis_tests::certs::TestPki;
+use trellis_tests::{admission, certs::TestPki};
 use trellis_webhooks::{
     State,
     inject::{
@@ -56,21 +56,9 @@ fn request(annotations: Value) -> AdmissionRequest<Pod> {
                 "ports": [{ "containerPort": 8080 }, { "containerPort": 3306 }] }],
         },
     });
-    let review: AdmissionReview<Pod> = serde_json::from_value(json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "2d0c5e7a-0000-4000-8000-000000000001",
-            "kind": { "group": "", "version": "v1", "kind": "Pod" },
-            "resource": { "group": "", "version": "v1", "resource": "pods" },
-            "namespace": NS,
-            "operation": "CREATE",
-            "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller" },
-            "object": pod,
-            "dryRun": false,
-        }
-    }))
-    .unwrap();
+    let review =
+        admission::pod_create_review("2d0c5e7a-0000-4000-8000-000000000001", NS, None, pod);
+    let review: AdmissionReview<Pod> = serde_json::from_value(review).unwrap();
     review.try_into().unwrap()
 }
 

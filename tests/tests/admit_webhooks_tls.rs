@@ -1,21 +1,14 @@
 //! The webhook server over TLS on 127.0.0.1:0: it answers AdmissionReviews, and a new
 //! certificate takes effect for new connections without a restart.
 
-use std::{
-    net::{Ipv4Addr, SocketAddr},
-    sync::Arc,
-};
-use trellis_tests::certs::{LocalhostPki, localhost_server};
+use std::{net::Ipv4Addr, sync::Arc};
+use trellis_tests::{admission::connect_tls, certs::localhost_server};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, ServerName, pem::PemObject},
-};
-use tokio::{net::TcpStream, sync::oneshot};
-use tokio_rustls::TlsConnector;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use tokio::sync::oneshot;
 use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::MeshSpec};
 use trellis_webhooks::{
     INJECT_PATH, State,
@@ -24,52 +17,14 @@ use trellis_webhooks::{
     tls::{CertResolver, serve},
 };
 
-/// Connects over TLS trusting `cas`; returns the stream and the server's leaf certificate.
-async fn connect(
-    addr: SocketAddr,
-    cas: &[&str],
-) -> (
-    tokio_rustls::client::TlsStream<TcpStream>,
-    CertificateDer<'static>,
-) {
-    let mut roots = RootCertStore::empty();
-    for ca in cas {
-        roots
-            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-            .unwrap();
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0]
-        .clone()
-        .into_owned();
-    (tls, leaf)
-}
-
 #[tokio::test]
 async fn serves_reviews_over_tls_and_reloads_the_certificate() {
     trellis_tests::trace_init();
-    let LocalhostPki {
-        ca_pem: ca_a,
-        cert_pem: cert_a,
-        key_pem: key_a,
-    } = localhost_server("first");
-    let LocalhostPki {
-        ca_pem: ca_b,
-        cert_pem: cert_b,
-        key_pem: key_b,
-    } = localhost_server("second");
-    let certs = Arc::new(CertResolver::from_pem(cert_a.as_bytes(), key_a.as_bytes()).unwrap());
+    let pki_a = localhost_server("first");
+    let pki_b = localhost_server("second");
+    let certs = Arc::new(
+        CertResolver::from_pem(pki_a.cert_pem.as_bytes(), pki_a.key_pem.as_bytes()).unwrap(),
+    );
     let mesh = MeshSettings::try_from(&MeshSpec::default()).unwrap();
     let config = InjectConfig::from_settings(&mesh, "registry.test", "");
     // Lookups with no namespaces and no Servers.
@@ -84,11 +39,10 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         let _ = stopped.await;
     }));
 
-    let (tls, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
-    assert_eq!(
-        leaf,
-        CertificateDer::from_pem_slice(cert_a.as_bytes()).unwrap()
-    );
+    let cas = [pki_a.ca_pem.as_str(), pki_b.ca_pem.as_str()];
+    let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let (tls, leaf) = connect_tls(addr, &cas).await.unwrap();
+    assert_eq!(leaf, der(&pki_a.cert_pem));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
@@ -109,25 +63,25 @@ async fn serves_reviews_over_tls_and_reloads_the_certificate() {
         "{body:?}"
     );
 
-    let bad = certs.reload_pem(cert_b.as_bytes(), key_a.as_bytes());
+    let bad = certs.reload_pem(pki_b.cert_pem.as_bytes(), pki_a.key_pem.as_bytes());
     assert!(
         bad.is_err(),
         "a key that does not fit the certificate is refused"
     );
-    let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
+    let (_, leaf) = connect_tls(addr, &cas).await.unwrap();
     assert_eq!(
         leaf,
-        CertificateDer::from_pem_slice(cert_a.as_bytes()).unwrap(),
+        der(&pki_a.cert_pem),
         "a failed reload keeps the current certificate"
     );
 
     certs
-        .reload_pem(cert_b.as_bytes(), key_b.as_bytes())
+        .reload_pem(pki_b.cert_pem.as_bytes(), pki_b.key_pem.as_bytes())
         .unwrap();
-    let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await;
+    let (_, leaf) = connect_tls(addr, &cas).await.unwrap();
     assert_eq!(
         leaf,
-        CertificateDer::from_pem_slice(cert_b.as_bytes()).unwrap(),
+        der(&pki_b.cert_pem),
         "new connections get the reloaded certificate"
     );
 

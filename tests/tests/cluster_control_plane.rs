@@ -9,7 +9,6 @@ use std::{
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    authentication::v1::{TokenRequest, TokenRequestSpec},
     core::v1::{Pod, Secret, ServiceAccount},
 };
 use kube::{
@@ -17,7 +16,6 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use parking_lot::Mutex;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 use trellis_api::{
@@ -31,7 +29,11 @@ use trellis_api::{
 };
 use trellis_operator::{
     control_plane::{
-        certify::{IdentityMetrics, IdentityService, TokenReviewVerifier},
+        self,
+        certify::{self, IdentityMetrics, IdentityService, TokenReviewVerifier},
+        destination::{self, DestinationMetrics, DestinationService},
+        index::{ClusterSettings, SharedIndex},
+        policy::{self, PolicyMetrics},
         tls::Transport,
     },
     pki::issuer::{IdentitySettings, SharedIssuer},
@@ -39,31 +41,12 @@ use trellis_operator::{
 use trellis_tests::{
     DEFAULT_TIMEOUT,
     certs::{IssuerSecret, TestPki, proxy_csr, verify_chain},
+    control::spawn_on_loopback,
     eventually,
     k8s::{self, apply_yaml, with_temp_ns},
 };
 
 const TD: &str = "cluster.local";
-
-async fn token_for(client: &Client, ns: &str, sa: &str) -> String {
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec![well_known::IDENTITY_TOKEN_AUDIENCE.to_string()]),
-            expiration_seconds: Some(600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    accounts
-        .create_token_request(sa, &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
-        .unwrap()
-}
 
 async fn create_sa(client: &Client, ns: &str, name: &str) {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
@@ -74,14 +57,7 @@ async fn create_sa(client: &Client, ns: &str, name: &str) {
 
 async fn put_issuer(client: &Client, ns: &str, pki: &TestPki) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    secrets
-        .patch(
-            well_known::ISSUER_SECRET,
-            &PatchParams::apply(trellis_tests::k8s::FIELD_MANAGER).force(),
-            &Patch::Apply(&pki.issuer_secret(ns)),
-        )
-        .await
-        .unwrap();
+    k8s::server_side_apply(&secrets, well_known::ISSUER_SECRET, &pki.issuer_secret(ns)).await;
 }
 
 /// Starts an identity server following the issuer Secret in `ns`; returns a client.
@@ -105,14 +81,9 @@ async fn start_identity(
         rx,
         IdentityMetrics::default(),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::control_plane::certify::serve(
-        listener,
-        service,
-        Transport::Plaintext,
-        shutdown.clone(),
-    ));
+    let shutdown = shutdown.clone();
+    let addr =
+        spawn_on_loopback(|l| certify::serve(l, service, Transport::Plaintext, shutdown)).await;
     IdentityClient::connect(format!("http://{addr}"))
         .await
         .unwrap()
@@ -137,7 +108,7 @@ async fn certify_with_real_tokens() {
         let mut identity = start_identity(&client, &ns, &shutdown).await;
 
         let web = well_known::identity_name("web", &ns, TD);
-        let token = token_for(&client, &ns, "web").await;
+        let token = k8s::identity_token(&client, &ns, "web", 600, None).await;
         let (_key, csr) = proxy_csr(&web);
         let rsp = eventually(
             "Certify succeeds once the issuer is loaded",
@@ -219,54 +190,17 @@ async fn certify_with_real_tokens() {
     .await;
 }
 
-const MESHED_WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web, trellis.dev/control-plane-ns: trellis-system}}
-    spec:
-      containers:
-      - name: web
-        image: example.invalid/web:1
-        ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
-"#;
-
 /// Starts an index fed from the cluster and a destination server on it; returns a client.
 async fn start_destination(
     client: &Client,
     shutdown: &CancellationToken,
-) -> (
-    DestinationClient<Channel>,
-    trellis_operator::control_plane::index::SharedIndex,
-) {
-    let index = trellis_operator::control_plane::index::spawn(
-        trellis_operator::control_plane::index::ClusterSettings::default(),
-        client.clone(),
-        shutdown.clone(),
-    );
-    let service = trellis_operator::control_plane::destination::DestinationService::new(
-        index.clone(),
-        trellis_operator::control_plane::destination::DestinationMetrics::default(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::control_plane::destination::serve(
-        listener,
-        service,
-        Transport::Plaintext,
-        shutdown.clone(),
-    ));
+) -> (DestinationClient<Channel>, SharedIndex) {
+    let index =
+        control_plane::index::spawn(ClusterSettings::default(), client.clone(), shutdown.clone());
+    let service = DestinationService::new(index.clone(), DestinationMetrics::default());
+    let shutdown = shutdown.clone();
+    let addr =
+        spawn_on_loopback(|l| destination::serve(l, service, Transport::Plaintext, shutdown)).await;
     (
         DestinationClient::connect(format!("http://{addr}"))
             .await
@@ -358,7 +292,12 @@ async fn destination_get_follows_a_scaled_deployment() {
     with_temp_ns("cp-destination", |client, ns| async move {
         let shutdown = CancellationToken::new();
         let _guard = shutdown.clone().drop_guard();
-        apply_yaml(&client, Some(&ns), MESHED_WEB).await.unwrap();
+        // The `web` Deployment, its pods labelled with the control-plane namespace.
+        let labels =
+            serde_json::json!({ "labels": { "trellis.dev/control-plane-ns": "trellis-system" } });
+        let web = k8s::deployment_yaml("web", 2, labels, k8s::web_pod_spec());
+        let web = format!("{web}---{}", k8s::WEB_SERVICE_YAML);
+        apply_yaml(&client, Some(&ns), &web).await.unwrap();
         let (mut destination, _index) = start_destination(&client, &shutdown).await;
         let path = format!("web.{ns}.svc.cluster.local:80");
         let get = |path: String| GetDestination {
@@ -469,20 +408,21 @@ async fn watch_port_reflects_a_new_authorization_policy() {
         k8s::install_crds(&client).await;
         let web = format!("{}---{POLICY_SERVER}", k8s::web_deployment_yaml(1));
         apply_eventually(&client, &ns, &web).await;
-        let index = trellis_operator::control_plane::index::spawn(
-            trellis_operator::control_plane::index::ClusterSettings::default(),
+        let index = control_plane::index::spawn(
+            ClusterSettings::default(),
             client.clone(),
             shutdown.clone(),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(trellis_operator::control_plane::policy::serve(
-            listener,
-            index,
-            trellis_operator::control_plane::policy::PolicyMetrics::default(),
-            Transport::Plaintext,
-            shutdown.clone(),
-        ));
+        let addr = spawn_on_loopback(|listener| {
+            policy::serve(
+                listener,
+                index,
+                PolicyMetrics::default(),
+                Transport::Plaintext,
+                shutdown.clone(),
+            )
+        })
+        .await;
         let policy = InboundServerPoliciesClient::connect(format!("http://{addr}"))
             .await
             .unwrap();

@@ -8,10 +8,7 @@
 //! namespace is the test namespace (it holds the test's Secrets); the Mesh it follows has a
 //! test-unique name, a control-plane namespace of its own, and is deleted at the end.
 
-use std::{
-    net::{Ipv4Addr, SocketAddr},
-    sync::Arc,
-};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -24,13 +21,8 @@ use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams},
 };
-use rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, ServerName, pem::PemObject},
-};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 use trellis_api::well_known;
 use trellis_crds::v1alpha1::mesh::Mesh;
@@ -40,10 +32,10 @@ use trellis_operator::{
     control_plane::Controller,
 };
 use trellis_tests::{
-    DEFAULT_TIMEOUT,
+    DEFAULT_TIMEOUT, admission,
     certs::{IssuerSecret, LocalhostPki, TestPki, localhost_server},
     eventually,
-    k8s::{self, FIELD_MANAGER, with_temp_ns},
+    k8s::{self, with_temp_ns},
 };
 use trellis_webhooks::{INJECT_PATH, inject::template::PROXY_CONTAINER};
 
@@ -56,14 +48,12 @@ const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Server-side applies `secret` (replacing its data).
 async fn put_secret(client: &Client, ns: &str, secret: &Secret) {
     let name = secret.metadata.name.clone().unwrap();
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(secret),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply Secret {name}: {e}"));
+    k8s::server_side_apply(
+        &Api::<Secret>::namespaced(client.clone(), ns),
+        &name,
+        secret,
+    )
+    .await;
 }
 
 /// The trust-roots ConfigMap the operator renders, holding `bundle`.
@@ -77,63 +67,24 @@ fn trust_roots(ns: &str, bundle: &str) -> ConfigMap {
     .unwrap()
 }
 
-fn webhook_tls_secret(ns: &str, cert_pem: &str, key_pem: &str) -> Secret {
+/// The webhook serving Secret in `ns`, holding `pki`'s certificate and key.
+fn webhook_tls_secret(ns: &str, pki: &LocalhostPki) -> Secret {
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": { "name": well_known::WEBHOOK_TLS_SECRET, "namespace": ns },
         "type": "kubernetes.io/tls",
         "data": {
-            well_known::TLS_CERT_KEY: ByteString(cert_pem.as_bytes().to_vec()),
-            well_known::TLS_KEY_KEY: ByteString(key_pem.as_bytes().to_vec()),
+            well_known::TLS_CERT_KEY: ByteString(pki.cert_pem.as_bytes().to_vec()),
+            well_known::TLS_KEY_KEY: ByteString(pki.key_pem.as_bytes().to_vec()),
         },
     }))
     .unwrap()
 }
 
-/// Connects over TLS trusting `cas`; returns the stream and the server's leaf certificate.
-async fn connect(
-    addr: SocketAddr,
-    cas: &[&str],
-) -> Result<
-    (
-        tokio_rustls::client::TlsStream<TcpStream>,
-        CertificateDer<'static>,
-    ),
-    String,
-> {
-    let mut roots = RootCertStore::empty();
-    for ca in cas {
-        roots
-            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-            .unwrap();
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    let leaf = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .ok_or("no peer certificate")?
-        .clone()
-        .into_owned();
-    Ok((tls, leaf))
-}
-
 /// POSTs `review` to the injector over TLS; returns the AdmissionReview response.
 async fn post_review(addr: SocketAddr, ca: &str, review: &Value) -> Result<Value, String> {
-    let (tls, _) = connect(addr, &[ca]).await?;
+    let (tls, _) = admission::connect_tls(addr, &[ca]).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
@@ -161,27 +112,13 @@ async fn post_review(addr: SocketAddr, ca: &str, review: &Value) -> Result<Value
 }
 
 fn pod_review(ns: &str) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "6f1c2f0e-0000-4000-8000-000000000001",
-            "kind": { "group": "", "version": "v1", "kind": "Pod" },
-            "resource": { "group": "", "version": "v1", "resource": "pods" },
-            "namespace": ns,
-            "name": "web",
-            "operation": "CREATE",
-            "userInfo": { "username": "system:serviceaccount:kube-system:replicaset-controller" },
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": { "name": "web", "namespace": ns, "labels": { "app": "web" } },
-                "spec": { "containers": [{ "name": "web", "image": "example.invalid/web:1", "ports": [{ "containerPort": 8080 }] }] },
-            },
-            "oldObject": null,
-            "dryRun": false,
-        }
-    })
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "web", "namespace": ns, "labels": { "app": "web" } },
+        "spec": { "containers": [{ "name": "web", "image": "example.invalid/web:1", "ports": [{ "containerPort": 8080 }] }] },
+    });
+    admission::pod_create_review("6f1c2f0e-0000-4000-8000-000000000001", ns, Some("web"), pod)
 }
 
 /// The containers the JSON patch in `response` adds, anywhere in the pod.
@@ -247,14 +184,7 @@ async fn controller_serves_webhooks_with_the_secret_certificate() {
             "spec": { "namespace": format!("{ns}-cp") },
         }))
         .unwrap();
-        let mesh = meshes
-            .patch(
-                &mesh_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&mesh),
-            )
-            .await
-            .unwrap();
+        let mesh = k8s::server_side_apply(&meshes, &mesh_name, &mesh).await;
         // The Mesh is deleted also when the test fails.
         let outcome = tokio::spawn(run_controller(client.clone(), ns, mesh, pki)).await;
         if let Err(e) = meshes.delete(&mesh_name, &DeleteParams::background()).await {
@@ -300,18 +230,15 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     });
 
     // The controller starts before its certificate exists and waits for it.
-    let LocalhostPki {
-        ca_pem: ca_a,
-        cert_pem: cert_a,
-        key_pem: key_a,
-    } = localhost_server("first");
-    put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_a, &key_a)).await;
+    let pki_a = localhost_server("first");
+    put_secret(&client, &ns, &webhook_tls_secret(&ns, &pki_a)).await;
     let review = pod_review(&ns);
     // Until the trust roots exist the server must not inject: a proxy without the trust
     // bundle cannot start. The certificate and the Mesh are there, so a few reviews give a
     // server that serves too early the chance to answer one with a proxy.
     for _ in 0..PROBES_WITHOUT_TRUST_ROOTS {
-        let attempt = tokio::time::timeout(PROBE_TIMEOUT, post_review(addr, &ca_a, &review)).await;
+        let attempt =
+            tokio::time::timeout(PROBE_TIMEOUT, post_review(addr, &pki_a.ca_pem, &review)).await;
         if let Ok(Ok(response)) = attempt {
             assert!(
                 response["response"]["patch"].is_null(),
@@ -329,19 +256,17 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     // Mid-rotation the ConfigMap holds the current anchor and the next one.
     let next = TestPki::generate("cluster.local");
     let bundle = format!("{}{}", pki.anchor_pem, next.anchor_pem);
-    Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .patch(
-            well_known::TRUST_ROOTS_CONFIGMAP,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&trust_roots(&ns, &bundle)),
-        )
-        .await
-        .unwrap();
+    k8s::server_side_apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+        well_known::TRUST_ROOTS_CONFIGMAP,
+        &trust_roots(&ns, &bundle),
+    )
+    .await;
     let proxy = eventually(
         "the controller injects the proxy with the Mesh's settings",
         DEFAULT_TIMEOUT,
         || async {
-            let response = post_review(addr, &ca_a, &review).await?;
+            let response = post_review(addr, &pki_a.ca_pem, &review).await?;
             if response["response"]["allowed"] != true {
                 return Err(format!("not allowed: {response}"));
             }
@@ -380,18 +305,14 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     );
 
     // Replacing the Secret changes the certificate of new connections, with no restart.
-    let LocalhostPki {
-        ca_pem: ca_b,
-        cert_pem: cert_b,
-        key_pem: key_b,
-    } = localhost_server("second");
-    put_secret(&client, &ns, &webhook_tls_secret(&ns, &cert_b, &key_b)).await;
-    let want = CertificateDer::from_pem_slice(cert_b.as_bytes()).unwrap();
+    let pki_b = localhost_server("second");
+    put_secret(&client, &ns, &webhook_tls_secret(&ns, &pki_b)).await;
+    let want = CertificateDer::from_pem_slice(pki_b.cert_pem.as_bytes()).unwrap();
     eventually(
         "new connections get the replaced certificate",
         DEFAULT_TIMEOUT,
         || async {
-            let (_, leaf) = connect(addr, &[&ca_a, &ca_b]).await?;
+            let (_, leaf) = admission::connect_tls(addr, &[&pki_a.ca_pem, &pki_b.ca_pem]).await?;
             if leaf == want {
                 Ok(())
             } else {
@@ -401,7 +322,7 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     )
     .await;
     let response = eventually("a review over the new certificate", DEFAULT_TIMEOUT, || {
-        post_review(addr, &ca_b, &review)
+        post_review(addr, &pki_b.ca_pem, &review)
     })
     .await;
     assert!(

@@ -15,7 +15,7 @@ use kube::{
 use trellis_api::well_known::IDENTITY_TOKEN_AUDIENCE;
 use trellis_tests::{
     DEFAULT_TIMEOUT, eventually,
-    k8s::{apply_yaml, await_object, web_deployment_yaml, with_temp_ns},
+    k8s::{WEB_SERVICE_YAML, apply_yaml, await_object, web_deployment_yaml, with_temp_ns},
 };
 
 #[tokio::test]
@@ -31,20 +31,10 @@ async fn namespace_is_created_active_with_default_service_account() {
     .await;
 }
 
-/// The web Service, beside [`web_deployment_yaml`].
-const WEB_SERVICE: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
-"#;
-
 #[tokio::test]
 async fn deployment_becomes_available_and_service_gets_endpoint_slice() {
     with_temp_ns("smoke-deploy", |client, ns| async move {
-        let web = format!("{}---{WEB_SERVICE}", web_deployment_yaml(2));
+        let web = format!("{}---{WEB_SERVICE_YAML}", web_deployment_yaml(2));
         apply_yaml(&client, Some(&ns), &web).await.unwrap();
 
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);

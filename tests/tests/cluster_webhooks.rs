@@ -82,38 +82,44 @@ async fn register(client: &Client, ns: &str, port: u16, ca_pem: &str) -> Registr
     // The injector's control plane is the Mesh default's, as in the InjectConfig below.
     let injector_selector = injector_selector(&MeshSpec::default().namespace, ns);
     let validator_selector = scoped(validator_namespace_selector(), ns);
-    let client_config = |path: &str| json!({ "url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle });
+    // What both registrations share: the test server at `path`, failing closed.
+    let webhook = |name: &str, path: &str, namespace_selector: Value, rule: Value| {
+        json!({
+            "name": name,
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": { "url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle },
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "timeoutSeconds": 10,
+            "namespaceSelector": namespace_selector,
+            "rules": [rule],
+        })
+    };
     let registration = Registration {
         mutating: mutating_name(ns),
         validating: format!("trellis-test-validate-{ns}"),
     };
+    let mut inject = webhook(
+        "inject.test.trellis.dev",
+        INJECT_PATH,
+        injector_selector,
+        json!({ "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced" }),
+    );
+    inject["reinvocationPolicy"] = json!("Never");
+    let validate = webhook(
+        "validate.test.trellis.dev",
+        VALIDATE_PATH,
+        validator_selector,
+        json!({ "apiGroups": ["policy.trellis.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["servers", "authorizationpolicies"], "scope": "Namespaced" }),
+    );
     let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
         "metadata": { "name": registration.mutating },
-        "webhooks": [{
-            "name": "inject.test.trellis.dev",
-            "admissionReviewVersions": ["v1"],
-            "clientConfig": client_config(INJECT_PATH),
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "timeoutSeconds": 10,
-            "reinvocationPolicy": "Never",
-            "namespaceSelector": injector_selector,
-            "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced" }],
-        }],
+        "webhooks": [inject],
     }))
     .unwrap();
     let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
         "metadata": { "name": registration.validating },
-        "webhooks": [{
-            "name": "validate.test.trellis.dev",
-            "admissionReviewVersions": ["v1"],
-            "clientConfig": client_config(VALIDATE_PATH),
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "timeoutSeconds": 10,
-            "namespaceSelector": validator_selector,
-            "rules": [{ "apiGroups": ["policy.trellis.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["servers", "authorizationpolicies"], "scope": "Namespaced" }],
-        }],
+        "webhooks": [validate],
     }))
     .unwrap();
     Api::<MutatingWebhookConfiguration>::all(client.clone())
@@ -261,25 +267,14 @@ fn proxy_env(pod: &Pod) -> BTreeMap<String, String> {
         .collect()
 }
 
-const WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata:
-      labels: {app: web}
-      annotations:
-        config.trellis.dev/proxy-cpu-limit: 250m
-        config.trellis.dev/opaque-ports: "5432"
-    spec:
-      containers:
-      - name: web
-        image: example.invalid/web:1
-        ports: [{name: http, containerPort: 8080}]
-"#;
+/// The `web` Deployment, its pods asking for a proxy CPU limit and an opaque port.
+fn web() -> String {
+    let annotations = json!({ "annotations": {
+        "config.trellis.dev/proxy-cpu-limit": "250m",
+        "config.trellis.dev/opaque-ports": "5432",
+    } });
+    k8s::deployment_yaml("web", 1, annotations, k8s::web_pod_spec())
+}
 
 #[tokio::test]
 async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
@@ -298,7 +293,7 @@ async fn injector_adds_proxy_to_deployment_pods_in_annotated_namespace() {
             .unwrap();
         await_injector(&client, &ns).await;
 
-        apply_yaml(&client, Some(&ns), WEB).await.unwrap();
+        apply_yaml(&client, Some(&ns), &web()).await.unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let opted_out = create_pod(
             &pods,

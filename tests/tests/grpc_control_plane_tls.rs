@@ -32,7 +32,10 @@ use trellis_operator::{
     },
     pki::issuer::{IdentitySettings, Issuer, IssuerPem, LeafLifetime, SharedIssuer},
 };
-use trellis_tests::certs::{TestPki, dns_sans, proxy_csr, verify_chain};
+use trellis_tests::{
+    certs::{TestPki, dns_sans, proxy_csr, verify_chain},
+    control::spawn_on_loopback,
+};
 
 const TD: &str = "cluster.local";
 
@@ -55,9 +58,11 @@ fn lifetime() -> LeafLifetime {
     }
 }
 
-fn creds(pki: &TestPki) -> (SharedIssuer, Arc<ControllerCredentials>) {
+/// A fresh PKI for [`TD`], an issuer from it, and the controller's serving credentials.
+fn controller_creds() -> (TestPki, SharedIssuer, Arc<ControllerCredentials>) {
+    let pki = TestPki::generate(TD);
     let issuer = SharedIssuer::default();
-    issuer.update(&issuer_pem(pki)).unwrap();
+    issuer.update(&issuer_pem(&pki)).unwrap();
     let (settings, rx) = tokio::sync::watch::channel(IdentitySettings::default());
     std::mem::forget(settings);
     let creds = ControllerCredentials::new(
@@ -68,7 +73,7 @@ fn creds(pki: &TestPki) -> (SharedIssuer, Arc<ControllerCredentials>) {
     )
     .unwrap();
     assert_eq!(creds.identity(), controller_identity());
-    (issuer, Arc::new(creds))
+    (pki, issuer, Arc::new(creds))
 }
 
 /// A TLS client config trusting `pki`'s anchor, with a mesh certificate for `client` if given.
@@ -119,29 +124,30 @@ async fn tls_channel(
 
 #[tokio::test]
 async fn destination_and_policy_require_a_mesh_certificate() {
-    let pki = TestPki::generate(TD);
-    let (_issuer, creds) = creds(&pki);
+    let (pki, _issuer, creds) = controller_creds();
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
     let index = Index::shared(ClusterSettings::default());
 
-    let dst_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dst_addr = dst_listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::control_plane::destination::serve(
-        dst_listener,
-        DestinationService::new(index.clone(), DestinationMetrics::default()),
-        Transport::Tls(creds.clone()),
-        shutdown.clone(),
-    ));
-    let pol_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let pol_addr = pol_listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::control_plane::policy::serve(
-        pol_listener,
-        index,
-        PolicyMetrics::default(),
-        Transport::Tls(creds.clone()),
-        shutdown.clone(),
-    ));
+    let dst_addr = spawn_on_loopback(|listener| {
+        trellis_operator::control_plane::destination::serve(
+            listener,
+            DestinationService::new(index.clone(), DestinationMetrics::default()),
+            Transport::Tls(creds.clone()),
+            shutdown.clone(),
+        )
+    })
+    .await;
+    let pol_addr = spawn_on_loopback(|listener| {
+        trellis_operator::control_plane::policy::serve(
+            listener,
+            index,
+            PolicyMetrics::default(),
+            Transport::Tls(creds.clone()),
+            shutdown.clone(),
+        )
+    })
+    .await;
     let get = GetDestination {
         path: "web.shop.svc.cluster.local:80".into(),
         ..GetDestination::default()
@@ -195,29 +201,32 @@ async fn answers(
     get: &GetDestination,
     port: &PortSpec,
 ) -> [Option<Code>; 2] {
-    let code = |status: Result<(), tonic::Status>| match status {
-        Ok(()) => Code::Ok,
-        Err(status) => status.code(),
-    };
-    let destination = match tls_channel(dst, config.clone()).await {
-        Ok(channel) => Some(code(
-            DestinationClient::new(channel)
-                .get(get.clone())
-                .await
-                .map(drop),
-        )),
-        Err(_) => None,
-    };
-    let policy = match tls_channel(pol, config).await {
-        Ok(channel) => Some(code(
+    [
+        answer(dst, config.clone(), |channel| async move {
+            DestinationClient::new(channel).get(get.clone()).await
+        })
+        .await,
+        answer(pol, config, |channel| async move {
             InboundServerPoliciesClient::new(channel)
                 .get_port(port.clone())
                 .await
-                .map(drop),
-        )),
-        Err(_) => None,
-    };
-    [destination, policy]
+        })
+        .await,
+    ]
+}
+
+/// How one call over a TLS channel to `addr` ends: its gRPC code (`Ok` for an answer), or
+/// `None` when the TLS handshake failed.
+async fn answer<T, F, Fut>(addr: SocketAddr, config: Arc<ClientConfig>, call: F) -> Option<Code>
+where
+    F: FnOnce(Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let channel = tls_channel(addr, config).await.ok()?;
+    Some(match call(channel).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    })
 }
 
 struct RefuseAll;
@@ -232,19 +241,19 @@ impl TokenVerifier for RefuseAll {
 
 #[tokio::test]
 async fn identity_presents_the_controller_certificate() {
-    let pki = TestPki::generate(TD);
-    let (issuer, creds) = creds(&pki);
+    let (pki, issuer, creds) = controller_creds();
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (_settings, rx) = tokio::sync::watch::channel(IdentitySettings::default());
-    tokio::spawn(trellis_operator::control_plane::certify::serve(
-        listener,
-        IdentityService::new(issuer, RefuseAll, rx, IdentityMetrics::default()),
-        Transport::Tls(creds),
-        shutdown.clone(),
-    ));
+    let addr = spawn_on_loopback(|listener| {
+        trellis_operator::control_plane::certify::serve(
+            listener,
+            IdentityService::new(issuer, RefuseAll, rx, IdentityMetrics::default()),
+            Transport::Tls(creds),
+            shutdown.clone(),
+        )
+    })
+    .await;
 
     // A raw handshake without a client certificate: the server's chain verifies against the
     // anchor for the controller's identity name (rustls checks both).
@@ -306,15 +315,16 @@ async fn health_reports_the_services_serving() {
     };
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(trellis_operator::control_plane::policy::serve(
-        listener,
-        Index::shared(ClusterSettings::default()),
-        PolicyMetrics::default(),
-        Transport::Plaintext,
-        shutdown.clone(),
-    ));
+    let addr = spawn_on_loopback(|listener| {
+        trellis_operator::control_plane::policy::serve(
+            listener,
+            Index::shared(ClusterSettings::default()),
+            PolicyMetrics::default(),
+            Transport::Plaintext,
+            shutdown.clone(),
+        )
+    })
+    .await;
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

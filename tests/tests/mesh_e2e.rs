@@ -52,6 +52,15 @@ fn value(sample: &str) -> f64 {
     sample.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
+/// Asserts that the proxy of pod `pod` counted `metric` with every label in `labels` at
+/// least once.
+async fn assert_counted(mesh: &MeshNet, pod: &str, metric: &str, labels: &[&str]) {
+    let metrics = mesh.metrics(pod).await;
+    let line = sample(&metrics, metric, labels)
+        .unwrap_or_else(|| panic!("no {metric} with {labels:?} from {pod} in:\n{metrics}"));
+    assert!(value(line) >= 1.0, "{line}");
+}
+
 async fn grpc_health(pod: Arc<PodNs>, addr: SocketAddr) -> ServingStatus {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -70,7 +79,8 @@ async fn grpc_health(pod: Arc<PodNs>, addr: SocketAddr) -> ServingStatus {
     rsp.into_inner().status()
 }
 
-async fn echo(pod: &Arc<PodNs>, addr: SocketAddr, line: &[u8]) -> Vec<u8> {
+/// Sends `line` from `pod` to the TCP echo server at `addr` and asserts it comes back.
+async fn assert_echoes(pod: &Arc<PodNs>, addr: SocketAddr, line: &[u8]) {
     let mut stream = pod.connect(addr).await.unwrap();
     stream.write_all(line).await.unwrap();
     let mut buf = vec![0; line.len()];
@@ -78,7 +88,7 @@ async fn echo(pod: &Arc<PodNs>, addr: SocketAddr, line: &[u8]) -> Vec<u8> {
         .await
         .expect("echo answered in time")
         .unwrap();
-    buf
+    assert_eq!(buf, line, "echo from {addr}");
 }
 
 async fn h2_get(pod: &Arc<PodNs>, addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
@@ -128,7 +138,8 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
         serve_echo(web.listen(ECHO), b"");
         let cli = mesh.add_pod("client", "client", "client", &[]).await;
         let intruder = mesh.add_pod("intruder", "intruder", "intruder", &[]).await;
-        let url = format!("http://web.{ns}.svc.cluster.local/hello");
+        let web_url = |path: &str| format!("http://web.{ns}.svc.cluster.local{path}");
+        let url = web_url("/hello");
 
         // Plain HTTP/1 to the Service name, carried over mTLS. The first requests may race
         // the Service's EndpointSlice and the policy reaching the proxies.
@@ -144,9 +155,9 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
             body.contains(&format!("client-id={client_identity}")),
             "the server proxy must tell the app the client's identity: {body}"
         );
-        let metrics = mesh.metrics("web").await;
-        let inbound = sample(
-            &metrics,
+        assert_counted(
+            &mesh,
+            "web",
             "request_total",
             &[
                 r#"direction="inbound""#,
@@ -154,11 +165,10 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
                 &format!(r#"client_id="{client_identity}""#),
             ],
         )
-        .unwrap_or_else(|| panic!("no inbound mTLS request from the client in:\n{metrics}"));
-        assert!(value(inbound) >= 1.0, "{inbound}");
-        let metrics = mesh.metrics("client").await;
-        let outbound = sample(
-            &metrics,
+        .await;
+        assert_counted(
+            &mesh,
+            "client",
             "request_total",
             &[
                 r#"direction="outbound""#,
@@ -167,8 +177,7 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
                 r#"dst_service="web""#,
             ],
         )
-        .unwrap_or_else(|| panic!("no outbound mTLS request to web in:\n{metrics}"));
-        assert!(value(outbound) >= 1.0, "{outbound}");
+        .await;
 
         // HTTP/2 (h2c from the app), gRPC and opaque TCP, all through the Service address.
         let (code, body) = h2_get(&cli, (svc_ip, HTTP).into(), "web", "/h2").await;
@@ -178,17 +187,10 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
             grpc_health(cli.clone(), (svc_ip, GRPC).into()).await,
             ServingStatus::Serving
         );
-        assert_eq!(
-            echo(&cli, (svc_ip, ECHO).into(), b"ping over tcp\n").await,
-            b"ping over tcp\n"
-        );
+        assert_echoes(&cli, (svc_ip, ECHO).into(), b"ping over tcp\n").await;
 
         // An identity the policy does not name gets 403; the app never sees the request.
-        let (code, body) = curl(
-            &intruder,
-            &format!("http://web.{ns}.svc.cluster.local/forbidden"),
-        )
-        .await;
+        let (code, body) = curl(&intruder, &web_url("/forbidden")).await;
         assert_eq!(code, 403, "{body}");
         assert!(
             !seen.lock().iter().any(|p| p == "/forbidden"),
@@ -213,25 +215,14 @@ async fn the_mesh_carries_http_grpc_and_tcp_over_mtls_and_enforces_policy() {
         // connections too.
         mesh.stop_control_plane();
         for i in 0..5 {
-            let (code, body) = curl(
-                &cli,
-                &format!("http://web.{ns}.svc.cluster.local/after-{i}"),
-            )
-            .await;
+            let (code, body) = curl(&cli, &web_url(&format!("/after-{i}"))).await;
             assert_eq!(
                 code, 200,
                 "request {i} after the control plane stopped: {body}"
             );
         }
-        assert_eq!(
-            echo(&cli, (svc_ip, ECHO).into(), b"still here\n").await,
-            b"still here\n"
-        );
-        let (code, _) = curl(
-            &intruder,
-            &format!("http://web.{ns}.svc.cluster.local/again"),
-        )
-        .await;
+        assert_echoes(&cli, (svc_ip, ECHO).into(), b"still here\n").await;
+        let (code, _) = curl(&intruder, &web_url("/again")).await;
         assert_eq!(code, 403, "policy stays enforced without the control plane");
         assert!(seen.lock().iter().any(|p| p == "/after-4"));
 
@@ -253,7 +244,7 @@ spec:
         .await
         .unwrap();
         mesh.start_control_plane();
-        let url = format!("http://web.{ns}.svc.cluster.local/welcome");
+        let url = web_url("/welcome");
         eventually(
             "the reconnected proxy admits the newly listed identity",
             DEFAULT_TIMEOUT,

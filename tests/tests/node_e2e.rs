@@ -98,13 +98,7 @@ async fn install(client: &Client) {
         k8s::apply_yaml(client, None, &yaml).await.unwrap();
     }
     let started = tokio::time::Instant::now();
-    real_node::rollout(
-        client,
-        CONTROL_PLANE_NS,
-        "trellis-operator",
-        ROLLOUT_TIMEOUT,
-    )
-    .await;
+    rollout_operator(client).await;
     let operators = real_node::ready_pods(
         client,
         CONTROL_PLANE_NS,
@@ -146,6 +140,17 @@ fn assert_on_real_node(pods: &[Pod]) {
             pod.name_any()
         );
     }
+}
+
+/// Waits for the operator Deployment's rollout.
+async fn rollout_operator(client: &Client) {
+    real_node::rollout(
+        client,
+        CONTROL_PLANE_NS,
+        "trellis-operator",
+        ROLLOUT_TIMEOUT,
+    )
+    .await;
 }
 
 async fn await_mesh_ready(client: &Client, version: &str) -> Mesh {
@@ -202,6 +207,25 @@ async fn deploy_workloads(client: &Client, ns: &str) -> Demo {
             })
         })
         .collect();
+    let web = k8s::deployment_yaml(
+        "web",
+        2,
+        json!({}),
+        json!({
+            "serviceAccountName": "web",
+            "containers": [{
+                "name": "web", "image": image, "imagePullPolicy": "Never", "args": ["server"],
+                "ports": [{ "name": "http", "containerPort": 8080 }, { "name": "tcp", "containerPort": 8082 }],
+                "readinessProbe": { "httpGet": { "path": "/healthz", "port": 8080 }, "periodSeconds": 1 },
+            }],
+        }),
+    );
+    let clients = k8s::deployment_yaml(
+        "client",
+        1,
+        json!({}),
+        json!({ "serviceAccountName": "client", "containers": containers }),
+    );
     let yaml = format!(
         r#"
 apiVersion: v1
@@ -212,24 +236,7 @@ apiVersion: v1
 kind: ServiceAccount
 metadata: {{name: client}}
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      serviceAccountName: web
-      containers:
-      - name: web
-        image: {image}
-        imagePullPolicy: Never
-        args: [server]
-        ports: [{{name: http, containerPort: 8080}}, {{name: tcp, containerPort: 8082}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
----
+{web}---
 apiVersion: v1
 kind: Service
 metadata: {{name: web}}
@@ -237,19 +244,7 @@ spec:
   selector: {{app: web}}
   ports: [{{name: http, port: 80, targetPort: 8080}}, {{name: tcp, port: 8082, targetPort: 8082}}]
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: client}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: client}}}}
-  template:
-    metadata: {{labels: {{app: client}}}}
-    spec:
-      serviceAccountName: client
-      containers: {containers}
-"#,
-        containers = serde_json::to_string(&containers).unwrap()
+{clients}"#
     );
     k8s::apply_yaml(client, Some(ns), &yaml).await.unwrap();
     real_node::rollout(client, ns, "web", ROLLOUT_TIMEOUT).await;
@@ -582,13 +577,7 @@ async fn killing_the_leader_hands_over(client: &Client) {
         started.elapsed()
     );
     // The Deployment replaces the killed pod; the new one waits as the standby.
-    real_node::rollout(
-        client,
-        CONTROL_PLANE_NS,
-        "trellis-operator",
-        ROLLOUT_TIMEOUT,
-    )
-    .await;
+    rollout_operator(client).await;
     // The new leader reconciles: a spec change is observed and the Mesh stays Ready.
     meshes(client)
         .patch(

@@ -17,7 +17,9 @@ use trellis_proxy::{
 use trellis_tests::{
     assert_eventually,
     control::FakeIdentity,
-    proxy::{CERT_LIFETIME, Mesh, WAIT, echo_server, http_get, ready, roundtrip, spawn, to},
+    proxy::{
+        CERT_LIFETIME, Mesh, WAIT, assert_metrics_contain, echo_server, ready, roundtrip, spawn, to,
+    },
 };
 
 const CLIENT_IDENTITY: &str = "client.shop.serviceaccount.identity.trellis.cluster.local";
@@ -153,13 +155,12 @@ async fn inbound_terminates_mtls_and_labels_the_client_identity() {
     );
     drop(tls);
 
-    let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
     let want = format!(
         "tcp_open_total{{direction=\"inbound\",peer=\"src\",target_addr=\"{app_addr}\",target_ip=\"127.0.0.1\",target_port=\"{}\",tls=\"true\",client_id=\"{CLIENT_IDENTITY}\",srv_group=\"\",srv_kind=\"default\",srv_name=\"all-unauthenticated\",srv_port=\"{}\"}} 1",
         app_addr.port(),
         app_addr.port()
     );
-    assert!(body.contains(&want), "want {want} in\n{body}");
+    assert_metrics_contain(proxy.admin_addr, &want).await;
     assert!(proxy.shutdown().await);
 }
 
@@ -174,8 +175,7 @@ async fn inbound_mtls_without_a_client_certificate_has_no_client_id() {
         .unwrap();
     roundtrip(&mut tls, b"\x00x").await;
     drop(tls);
-    let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
-    assert!(body.contains("tls=\"true\",client_id=\"\""), "{body}");
+    assert_metrics_contain(proxy.admin_addr, "tls=\"true\",client_id=\"\"").await;
     assert!(proxy.shutdown().await);
 }
 
@@ -193,12 +193,10 @@ async fn tls_for_another_name_passes_through_opaque() {
         )
         .await;
     assert!(res.is_err());
-    let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
-    assert!(
-        body.contains(
-            "tls=\"opaque\",sni=\"other.shop.serviceaccount.identity.trellis.cluster.local\""
-        ),
-        "{body}"
-    );
+    assert_metrics_contain(
+        proxy.admin_addr,
+        "tls=\"opaque\",sni=\"other.shop.serviceaccount.identity.trellis.cluster.local\"",
+    )
+    .await;
     assert!(proxy.shutdown().await);
 }

@@ -19,8 +19,8 @@ use trellis_tests::{
         opaque_transport_endpoint, servers,
     },
     proxy::{
-        Mesh, WAIT, echo_server, get, header_only, http_app_named, http_get, http1_send,
-        outbound_to, shutdown_all, spawn, tcp_roundtrip, to, upgrade_and_echo,
+        Mesh, WAIT, assert_metrics_contain, echo_server, get, header_only, http_app_named,
+        http1_send, outbound_to, shutdown_all, spawn, tcp_roundtrip, to, upgrade_and_echo,
     },
 };
 
@@ -121,13 +121,12 @@ async fn http_is_balanced_over_mtls_h2_across_endpoints() {
     );
 
     // Outbound metrics carry the peer identity and the discovery labels.
-    let (_, body) = http_get(client.admin_addr, "/metrics").await;
     let want = format!(
         "response_total{{direction=\"outbound\",target_addr=\"{}\",target_ip=\"127.0.0.1\",target_port=\"{}\",tls=\"true\",server_id=\"{WEB_IDENTITY}\",dst_namespace=\"shop\",dst_pod=\"web-0\",dst_service=\"web\",status_code=\"200\",classification=\"success\"",
         web0.inbound_addr,
         web0.inbound_addr.port()
     );
-    assert!(body.contains(&want), "want {want} in\n{body}");
+    assert_metrics_contain(client.admin_addr, &want).await;
 
     // Removing an endpoint moves all traffic to the other.
     dst.set_endpoints(
@@ -177,11 +176,7 @@ async fn unknown_targets_go_to_the_original_destination() {
         tcp_roundtrip(proxy.outbound_addrs[0], b"\x00plain").await,
         b"\x00plain"
     );
-    let (_, body) = http_get(proxy.admin_addr, "/metrics").await;
-    assert!(
-        body.contains("direction=\"outbound\",peer=\"dst\""),
-        "{body}"
-    );
+    assert_metrics_contain(proxy.admin_addr, "direction=\"outbound\",peer=\"dst\"").await;
     assert!(proxy.shutdown().await);
 }
 
@@ -226,27 +221,36 @@ fn inbound_mtls_open(target: SocketAddr) -> String {
     )
 }
 
+/// A meshed peer in front of a TCP echo app that first sends `greeting`, and a destination
+/// controller whose web Service reaches that app through the peer's inbound port with a
+/// transport header. Returns the peer, the app's address and the controller.
+async fn opaque_peer(
+    mesh: &Mesh,
+    greeting: &'static [u8],
+) -> (app::Running, SocketAddr, FakeDestination) {
+    let app = echo_server(greeting).await;
+    let peer = mesh.proxy(WEB_IDENTITY, &[], header_only()).await;
+    let dst = web_service(vec![opaque_transport_endpoint(
+        app,
+        WEB_IDENTITY,
+        peer.inbound_addr.port(),
+    )]);
+    (peer, app, dst)
+}
+
 #[tokio::test]
 async fn opaque_traffic_carries_a_transport_header_to_the_peer_inbound_port() {
     let mesh = Mesh::new().await;
     // The peer's app is a TCP echo server on an opaque port; the peer's own original
     // destination is irrelevant: the header names the port.
-    let echo = echo_server(b"").await;
-    let peer = mesh.proxy(WEB_IDENTITY, &[], header_only()).await;
-    let dst = web_service(vec![opaque_transport_endpoint(
-        echo,
-        WEB_IDENTITY,
-        peer.inbound_addr.port(),
-    )]);
+    let (peer, echo, dst) = opaque_peer(&mesh, b"").await;
     let client = web_client(&mesh, dst.spawn().await).await;
     assert_eq!(
         tcp_roundtrip(client.outbound_addrs[0], b"\x00opaque payload").await,
         b"\x00opaque payload"
     );
     // The peer saw an mTLS client with the caller's identity, targeting the echo port.
-    let (_, body) = http_get(peer.admin_addr, "/metrics").await;
-    let want = inbound_mtls_open(echo);
-    assert!(body.contains(&want), "want {want} in\n{body}");
+    assert_metrics_contain(peer.admin_addr, &inbound_mtls_open(echo)).await;
     shutdown_all([client, peer]).await;
 }
 
@@ -316,13 +320,7 @@ async fn opaque_service(
     FakeDestination,
     FakeOutboundPolicy,
 ) {
-    let banner = echo_server(b"220 ready\r\n").await;
-    let peer = mesh.proxy(WEB_IDENTITY, &[], header_only()).await;
-    let dst = web_service(vec![opaque_transport_endpoint(
-        banner,
-        WEB_IDENTITY,
-        peer.inbound_addr.port(),
-    )]);
+    let (peer, banner, dst) = opaque_peer(mesh, b"220 ready\r\n").await;
     let policy = FakeOutboundPolicy::default();
     policy.set(service_ip(), &format!("{WEB_FQN}:80"), AppProtocol::Opaque);
     (peer, banner, dst, policy)
@@ -370,9 +368,7 @@ async fn opaque_policies_skip_detection_for_server_speaks_first_protocols() {
     .await;
     banner_then_echo(client.outbound_addrs[0]).await;
     // It went over mTLS to the peer, which forwarded to the banner port.
-    let (_, body) = http_get(peer.admin_addr, "/metrics").await;
-    let want = inbound_mtls_open(banner);
-    assert!(body.contains(&want), "want {want} in\n{body}");
+    assert_metrics_contain(peer.admin_addr, &inbound_mtls_open(banner)).await;
     shutdown_all([client, peer]).await;
 }
 
@@ -452,6 +448,14 @@ async fn policy_updates_move_new_requests_to_the_new_backend() {
     shutdown_all([client, web0, web1]).await;
 }
 
+/// Sends `GET /held` over the connection of `send`; returns the response status.
+async fn held(send: &mut hyper::client::conn::http1::SendRequest<String>) -> http::StatusCode {
+    send.send_request(get("/held", WEB_FQN))
+        .await
+        .unwrap()
+        .status()
+}
+
 #[tokio::test]
 async fn idle_targets_drop_their_watches() {
     let mesh = Mesh::new().await;
@@ -473,23 +477,11 @@ async fn idle_targets_drop_their_watches() {
     .await
     .unwrap();
     let conn = tokio::spawn(conn);
-    assert_eq!(
-        send.send_request(get("/held", WEB_FQN))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(held(&mut send).await, 200);
     assert_eq!(open(), (1, 1, 1));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(open(), (1, 1, 1));
-    assert_eq!(
-        send.send_request(get("/held", WEB_FQN))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(held(&mut send).await, 200);
 
     // Once the connection closes, the idle target's three watches end.
     drop(send);
