@@ -88,30 +88,37 @@ impl Metrics {
         };
         let mut registry = registry.write();
         let sub = registry.sub_registry_with_prefix("trellis_operator");
-        sub.register(
-            "reconciles",
-            "Reconciles started",
-            metrics.reconciles.clone(),
-        );
-        sub.register(
-            "reconcile_errors",
-            "Reconciles that failed",
-            metrics.errors.clone(),
-        );
+        let counters = [
+            ("reconciles", "Reconciles started", &metrics.reconciles),
+            (
+                "reconcile_errors",
+                "Reconciles that failed",
+                &metrics.errors,
+            ),
+        ];
+        for (name, help, family) in counters {
+            sub.register(name, help, family.clone());
+        }
+        let gauges = [
+            (
+                "certificate_expiry_timestamp_seconds",
+                "When a certificate the operator manages expires",
+                &metrics.cert_expiry,
+            ),
+            (
+                "component_ready",
+                "Whether a control-plane component is ready",
+                &metrics.component_ready,
+            ),
+        ];
+        for (name, help, family) in gauges {
+            sub.register(name, help, family.clone());
+        }
+        let duration = metrics.duration.clone();
         sub.register(
             "reconcile_duration_seconds",
             "Time a reconcile took",
-            metrics.duration.clone(),
-        );
-        sub.register(
-            "certificate_expiry_timestamp_seconds",
-            "When a certificate the operator manages expires",
-            metrics.cert_expiry.clone(),
-        );
-        sub.register(
-            "component_ready",
-            "Whether a control-plane component is ready",
-            metrics.component_ready.clone(),
+            duration,
         );
         metrics
     }
