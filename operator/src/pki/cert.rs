@@ -154,12 +154,8 @@ pub fn generate_issuer(
     let signer = Issuer::from_ca_cert_pem(&anchor.cert, anchor_key)
         .map_err(|source| CertError::Generate { what, source })?;
     let key = new_key(what)?;
-    let params = ca_params(
-        format!("identity.trellis.{trust_domain}"),
-        Some(0),
-        now,
-        lifetime,
-    )?;
+    let cn = format!("identity.trellis.{trust_domain}");
+    let params = ca_params(cn, Some(0), now, lifetime)?;
     let cert = params
         .signed_by(&key, &signer)
         .map_err(|source| CertError::Generate { what, source })?;
@@ -174,12 +170,8 @@ pub fn generate_issuer(
 pub fn generate_webhook(namespace: &str, now: Timestamp) -> Result<(String, CertKey), CertError> {
     let what = "webhook certificate";
     let ca_key = new_key(what)?;
-    let ca_params = ca_params(
-        format!("webhook-ca.trellis.{namespace}"),
-        Some(0),
-        now,
-        WEBHOOK_CERT_LIFETIME,
-    )?;
+    let cn = format!("webhook-ca.trellis.{namespace}");
+    let ca_params = ca_params(cn, Some(0), now, WEBHOOK_CERT_LIFETIME)?;
     let ca_cert = ca_params
         .self_signed(&ca_key)
         .map_err(|source| CertError::Generate { what, source })?;

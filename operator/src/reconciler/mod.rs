@@ -124,6 +124,19 @@ impl Metrics {
     }
 }
 
+/// Logs how one reconcile ended.
+fn log_outcome<K, E>(result: Result<(ObjectRef<K>, Action), E>) -> std::future::Ready<()>
+where
+    K: kube::runtime::reflector::Lookup,
+    E: std::fmt::Display,
+{
+    match result {
+        Ok((obj, _)) => tracing::debug!(object = %obj, "Reconciled"),
+        Err(e) => tracing::debug!(error = %e, "Reconcile failed"),
+    }
+    std::future::ready(())
+}
+
 /// What every reconcile gets.
 pub struct Context {
     /// The API client.
@@ -324,12 +337,7 @@ fn namespace_controller(
         .with_config(ControllerConfig::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(namespace::reconcile, namespace::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(namespace = %obj.name, "Reconciled"),
-                Err(e) => tracing::debug!(error = %e, "Reconcile failed"),
-            }
-        })
+        .for_each(log_outcome)
 }
 
 fn mesh_controller(
@@ -393,12 +401,7 @@ fn mesh_controller(
         )
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(mesh::reconcile, mesh::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(mesh = %obj.name, "Reconciled"),
-                Err(e) => tracing::debug!(error = %e, "Reconcile failed"),
-            }
-        });
+        .for_each(log_outcome);
     async move {
         futures::future::join(controller, counts).await;
     }
