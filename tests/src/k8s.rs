@@ -183,6 +183,34 @@ where
     .await
 }
 
+/// Deletes `name` through `api` with `params`, then waits up to `timeout` (the wait described
+/// as `what`) until `after` accepts what then stands under that name (`None`: it is gone).
+///
+/// `after` returns `Err(state)` with a short description while it is not satisfied.
+pub async fn delete_and_await<K, F>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+    what: &str,
+    timeout: Duration,
+    after: F,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    F: Fn(Option<K>) -> Result<(), String>,
+{
+    api.delete(name, params)
+        .await
+        .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    eventually(what, timeout, || async {
+        let obj = api
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("get failed: {e}"))?;
+        after(obj)
+    })
+    .await;
+}
+
 /// A dynamic API for the kind of `obj`, found through discovery.
 pub fn dynamic_api(
     client: &Client,

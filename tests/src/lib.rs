@@ -64,6 +64,17 @@ macro_rules! assert_eventually {
     };
 }
 
+/// A cancellation token for the servers a test starts, and a guard that cancels it when
+/// dropped: when the test ends, also by panicking.
+pub fn shutdown_on_drop() -> (
+    tokio_util::sync::CancellationToken,
+    tokio_util::sync::DropGuard,
+) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let guard = shutdown.clone().drop_guard();
+    (shutdown, guard)
+}
+
 /// Installs a test tracing subscriber once (filter from `RUST_LOG`, default `warn`).
 pub fn trace_init() {
     let _ = tracing_subscriber::fmt()
@@ -73,4 +84,15 @@ pub fn trace_init() {
         )
         .with_test_writer()
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shutdown_token_is_cancelled_when_its_guard_drops() {
+        let (shutdown, guard) = super::shutdown_on_drop();
+        assert!(!shutdown.is_cancelled());
+        drop(guard);
+        assert!(shutdown.is_cancelled());
+    }
 }

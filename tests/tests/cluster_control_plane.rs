@@ -100,8 +100,7 @@ fn certify_request(identity: &str, token: &str, csr: Vec<u8>) -> CertifyRequest 
 #[tokio::test]
 async fn certify_with_real_tokens() {
     with_temp_ns("cp-certify", |client, ns| async move {
-        let shutdown = CancellationToken::new();
-        let _guard = shutdown.clone().drop_guard();
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
         create_sa(&client, &ns, "web").await;
         let pki = TestPki::generate(TD);
         put_issuer(&client, &ns, &pki).await;
@@ -290,8 +289,7 @@ async fn await_endpoints(
 #[tokio::test]
 async fn destination_get_follows_a_scaled_deployment() {
     with_temp_ns("cp-destination", |client, ns| async move {
-        let shutdown = CancellationToken::new();
-        let _guard = shutdown.clone().drop_guard();
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
         // The `web` Deployment, its pods labelled with the control-plane namespace.
         let labels =
             serde_json::json!({ "labels": { "trellis.dev/control-plane-ns": "trellis-system" } });
@@ -403,8 +401,7 @@ async fn apply_eventually(client: &Client, ns: &str, yaml: &str) {
 #[tokio::test]
 async fn watch_port_reflects_a_new_authorization_policy() {
     with_temp_ns("cp-policy", |client, ns| async move {
-        let shutdown = CancellationToken::new();
-        let _guard = shutdown.clone().drop_guard();
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
         k8s::install_crds(&client).await;
         let web = format!("{}---{POLICY_SERVER}", k8s::web_deployment_yaml(1));
         apply_eventually(&client, &ns, &web).await;

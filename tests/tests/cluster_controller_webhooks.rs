@@ -23,7 +23,6 @@ use kube::{
 };
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use trellis_api::well_known;
 use trellis_crds::v1alpha1::mesh::Mesh;
 use trellis_operator::{
@@ -214,8 +213,7 @@ async fn run_controller(client: Client, ns: String, mesh: Mesh, pki: TestPki) {
     let controller = Controller::bind(config).await.unwrap();
     let addr = controller.webhook_addr();
     assert_ne!(addr.port(), 0);
-    let shutdown = CancellationToken::new();
-    let _guard = shutdown.clone().drop_guard();
+    let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
     let readiness = Readiness::default();
     let run = tokio::spawn({
         let client = client.clone();

@@ -124,18 +124,15 @@ async fn sample_mesh_becomes_ready_and_drift_is_undone() {
 
         // Deleted by hand: restored.
         let old_uid = deployment.uid().unwrap();
-        h.deployments()
-            .delete(CONTROLLER_NAME, &DeleteParams::foreground())
-            .await
-            .unwrap();
-        eventually(
+        k8s::delete_and_await(
+            &h.deployments(),
+            CONTROLLER_NAME,
+            &DeleteParams::foreground(),
             "the deleted controller Deployment to come back",
             RESTORE_TIMEOUT,
-            || async {
-                match h.deployments().get_opt(CONTROLLER_NAME).await {
-                    Ok(Some(d)) if d.uid().as_deref() != Some(old_uid.as_str()) => Ok(()),
-                    other => Err(format!("{:?}", other.map(|d| d.map(|d| d.uid())))),
-                }
+            |d| match d {
+                Some(d) if d.uid().as_deref() != Some(old_uid.as_str()) => Ok(()),
+                other => Err(format!("{:?}", other.map(|d| d.uid()))),
             },
         )
         .await;

@@ -125,8 +125,7 @@ async fn tls_channel(
 #[tokio::test]
 async fn destination_and_policy_require_a_mesh_certificate() {
     let (pki, _issuer, creds) = controller_creds();
-    let shutdown = CancellationToken::new();
-    let _guard = shutdown.clone().drop_guard();
+    let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
     let index = Index::shared(ClusterSettings::default());
 
     let dst_addr = spawn_on_loopback(|listener| {
@@ -242,8 +241,7 @@ impl TokenVerifier for RefuseAll {
 #[tokio::test]
 async fn identity_presents_the_controller_certificate() {
     let (pki, issuer, creds) = controller_creds();
-    let shutdown = CancellationToken::new();
-    let _guard = shutdown.clone().drop_guard();
+    let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
     let (_settings, rx) = tokio::sync::watch::channel(IdentitySettings::default());
     let addr = spawn_on_loopback(|listener| {
         trellis_operator::control_plane::certify::serve(
@@ -313,8 +311,7 @@ async fn health_reports_the_services_serving() {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
-    let shutdown = CancellationToken::new();
-    let _guard = shutdown.clone().drop_guard();
+    let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
     let addr = spawn_on_loopback(|listener| {
         trellis_operator::control_plane::policy::serve(
             listener,

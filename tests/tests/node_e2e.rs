@@ -632,18 +632,15 @@ async fn memory_of_real_containers(client: &Client, ns: &str) {
 }
 
 async fn deleting_the_mesh_removes_everything(client: &Client) {
-    meshes(client)
-        .delete(MESH, &DeleteParams::background())
-        .await
-        .unwrap();
-    eventually(
+    k8s::delete_and_await(
+        &meshes(client),
+        MESH,
+        &DeleteParams::background(),
         "the Mesh gone (finalizer done)",
         ROLLOUT_TIMEOUT,
-        || async {
-            match meshes(client).get_opt(MESH).await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{:?}", other.map(|m| m.map(|m| m.status)))),
-            }
+        |m| match m {
+            None => Ok(()),
+            Some(m) => Err(format!("{:?}", m.status)),
         },
     )
     .await;
