@@ -19,7 +19,10 @@ pub mod telemetry;
 mod test_util;
 pub mod watch_named;
 
+use std::time::Duration;
+
 use kube::Client;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -90,27 +93,58 @@ pub async fn run_controller(
     Ok(())
 }
 
+/// How long the roles may take to drain after the first SIGTERM or SIGINT before the
+/// process exits anyway: well inside Kubernetes' default 30 s termination grace period.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT, then bounds the drain: the process
+/// exits at once on a second signal, and with an error once [`SHUTDOWN_GRACE`] has passed.
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    shutdown.cancel();
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot listen for SIGTERM or SIGINT; stop this process with SIGKILL");
+            return;
+        }
+    };
+    signals.next().await;
+    tracing::info!(grace = ?SHUTDOWN_GRACE, "Shutting down; a second signal exits at once");
+    shutdown.cancel();
+    tokio::select! {
+        () = signals.next() => {
+            tracing::warn!("Second signal: exiting without draining");
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        }
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::error!(grace = ?SHUTDOWN_GRACE, "Draining took too long; exiting");
+            std::process::exit(EXIT_GRACE_EXCEEDED);
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("Shutting down");
-    shutdown.cancel();
+}
+
+/// Exit status after a second signal (128 + SIGTERM, as a shell reports it).
+pub const EXIT_SECOND_SIGNAL: i32 = 143;
+/// Exit status when draining outlasted [`SHUTDOWN_GRACE`].
+pub const EXIT_GRACE_EXCEEDED: i32 = 1;
+
+/// SIGTERM and SIGINT, each received as often as it is sent.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
