@@ -73,7 +73,7 @@ async fn a_holder_that_cannot_renew_stops_before_another_may_take_over() {
             .unwrap()
             .expect("replica b holds the Lease");
         let b_started = cut.elapsed();
-        println!(
+        eprintln!(
             "blackhole: a stopped writing after {a_stopped:?}, b took over after {b_started:?}"
         );
         assert!(

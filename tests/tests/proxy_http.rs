@@ -8,7 +8,8 @@ use trellis_proxy::{
     test_util::LOCAL_IDENTITY,
 };
 use trellis_tests::proxy::{
-    Mesh, WAIT, connect_remote, http_app, http_get, http1_send, http2_send, to, upgrade_and_echo,
+    Mesh, WAIT, connect_remote, http_app, http_get, http1_send, http2_send, serve_http_app, to,
+    upgrade_and_echo,
 };
 
 const CLIENT_IDENTITY: &str = "client.shop.serviceaccount.identity.trellis.cluster.local";
@@ -112,8 +113,12 @@ async fn inbound_http1_upgrades_pass_through() {
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_closes_idle_keep_alive() {
     let mesh = Mesh::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let seen = serve_http_app(listener, "");
     // Long enough that a clean shutdown proves connections were drained.
-    let (proxy, _) = proxy_for_app(&mesh, &[(config::ENV_SHUTDOWN_GRACE_PERIOD, "1h")]).await;
+    let overrides = [(config::ENV_SHUTDOWN_GRACE_PERIOD, "1h")];
+    let proxy = mesh.proxy(LOCAL_IDENTITY, &overrides, to(app)).await;
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
         connect_remote(proxy.inbound_addr).await,
     ))
@@ -128,7 +133,14 @@ async fn shutdown_drains_in_flight_requests_and_closes_idle_keep_alive() {
     let _idle = connect_remote(proxy.inbound_addr).await;
     // A request in flight when shutdown starts still completes.
     let in_flight = tokio::spawn(async move { send.send_request(get("/slow")).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Shut down only once the app holds the request (it answers 100 ms later).
+    tokio::time::timeout(WAIT, async {
+        while !seen.lock().iter().any(|path| path == "/slow") {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the slow request reaches the app");
     let clean = tokio::time::timeout(WAIT, proxy.shutdown()).await;
     let rsp = in_flight.await.unwrap().unwrap();
     assert_eq!(rsp.status(), 200);

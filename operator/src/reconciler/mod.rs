@@ -12,7 +12,14 @@ pub mod mesh;
 pub mod namespace;
 pub mod render;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use kube::{
@@ -53,6 +60,9 @@ use crate::{
 pub const BACKOFF_MIN: Duration = Duration::from_secs(5);
 /// Longest retry delay after repeated failures.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long running reconciles may take to finish at shutdown; inside the process's
+/// [`crate::SHUTDOWN_GRACE`], so the Lease is still released.
+pub const DRAIN: Duration = Duration::from_secs(10);
 /// Pause between two reconciles of one object caused by a burst of watch events.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
 
@@ -124,6 +134,29 @@ impl Metrics {
     }
 }
 
+/// Lets running reconciles finish, for at most [`DRAIN`]. The controllers' own graceful
+/// shutdown never returns when it starts before their first list completes, so the drain also
+/// ends as soon as no reconcile is running.
+async fn drain(
+    controllers: &mut (impl Future<Output = ((), ())> + Unpin),
+    in_flight: &AtomicUsize,
+) {
+    let idle = async {
+        while in_flight.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let drained = tokio::time::timeout(DRAIN, async {
+        tokio::select! {
+            _ = controllers => {}
+            () = idle => {}
+        }
+    });
+    if drained.await.is_err() {
+        tracing::warn!(bound = ?DRAIN, "Reconciles did not finish in time; stopping them");
+    }
+}
+
 /// Logs how one reconcile ended.
 fn log_outcome<K, E>(result: Result<(ObjectRef<K>, Action), E>) -> std::future::Ready<()>
 where
@@ -151,6 +184,8 @@ pub struct Context {
     pub backoff: Mutex<HashMap<String, Duration>>,
     /// Whether this replica holds the Lease; reconciles write only while it does.
     pub leader: tokio::sync::watch::Receiver<bool>,
+    /// Reconciles running now, so shutdown knows when nothing is left to drain.
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Context {
@@ -202,7 +237,9 @@ impl Context {
         let labels = vec![("controller", controller.to_string())];
         self.metrics.reconciles.get_or_create(&labels).inc();
         let started = Instant::now();
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         let result = reconcile.await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let elapsed = started.elapsed().as_secs_f64();
         self.metrics
             .duration
@@ -278,6 +315,7 @@ pub async fn run(
         ),
         backoff: Mutex::default(),
         leader: guard.subscribe(),
+        in_flight: AtomicUsize::new(0),
     });
     let stop = CancellationToken::new();
     let mut meshes = watcher::Config::default();
@@ -292,9 +330,9 @@ pub async fn run(
             config.concurrency,
             stop.clone(),
         ),
-        namespace_controller(client, ctx, stop.clone()),
+        namespace_controller(client, ctx.clone(), stop.clone()),
     );
-    let mut controller = std::pin::pin!(controller);
+    let mut controller = Box::pin(controller);
     let (lost, finished) = tokio::select! {
         _ = &mut controller => (false, true),
         () = shutdown.cancelled() => (false, false),
@@ -302,8 +340,10 @@ pub async fn run(
     };
     stop.cancel();
     if !finished {
-        controller.await;
+        drain(&mut controller, &ctx.in_flight).await;
     }
+    // Dropping the controllers stops every write before the Lease is released.
+    drop(controller);
     if lost {
         return Err(Error::LeaseLost(config.lease_name));
     }

@@ -342,6 +342,7 @@ async fn an_invalid_spec_is_one_degraded_condition_naming_the_field_and_nothing_
         recorder: Recorder::new(client, Reporter::from("test")),
         backoff: parking_lot::Mutex::default(),
         leader,
+        in_flight: Default::default(),
     };
     let mut object = serde_json::json!({
         "apiVersion": "trellis.dev/v1alpha1", "kind": "Mesh",
