@@ -117,6 +117,7 @@ pub fn operator_config(h: &Harness, replica: &str) -> OperatorConfig {
     config.lease_name = "trellis-operator".to_string();
     config.lease_duration = Duration::from_secs(4);
     config.lease_renew_interval = Duration::from_secs(1);
+    config.lease_renew_deadline = Duration::from_secs(3);
     config.mesh_selector = Some(format!("{TEST_MESH_LABEL}={}", h.mesh));
     config.image_repository = "test.trellis.invalid/trellis".to_string();
     config
