@@ -170,44 +170,25 @@ async fn stops_in_time(role: &'static str, state: State) {
     .await;
 }
 
-#[tokio::test]
-async fn operator_stops_while_starting() {
-    stops_in_time("operator", State::Starting).await;
+/// One test per role and state, each signalling its own process.
+macro_rules! stops_in_time {
+    ($($name:ident: $role:literal, $state:ident;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            stops_in_time($role, State::$state).await;
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn operator_stops_while_waiting_for_the_lease() {
-    stops_in_time("operator", State::WaitingForLease).await;
-}
-
-#[tokio::test]
-async fn operator_stops_while_serving() {
-    stops_in_time("operator", State::Serving).await;
-}
-
-#[tokio::test]
-async fn controller_stops_while_starting() {
-    stops_in_time("controller", State::Starting).await;
-}
-
-#[tokio::test]
-async fn controller_stops_while_serving() {
-    stops_in_time("controller", State::Serving).await;
-}
-
-#[tokio::test]
-async fn all_in_one_stops_while_starting() {
-    stops_in_time("all-in-one", State::Starting).await;
-}
-
-#[tokio::test]
-async fn all_in_one_stops_while_waiting_for_the_lease() {
-    stops_in_time("all-in-one", State::WaitingForLease).await;
-}
-
-#[tokio::test]
-async fn all_in_one_stops_while_serving() {
-    stops_in_time("all-in-one", State::Serving).await;
+stops_in_time! {
+    operator_stops_while_starting: "operator", Starting;
+    operator_stops_while_waiting_for_the_lease: "operator", WaitingForLease;
+    operator_stops_while_serving: "operator", Serving;
+    controller_stops_while_starting: "controller", Starting;
+    controller_stops_while_serving: "controller", Serving;
+    all_in_one_stops_while_starting: "all-in-one", Starting;
+    all_in_one_stops_while_waiting_for_the_lease: "all-in-one", WaitingForLease;
+    all_in_one_stops_while_serving: "all-in-one", Serving;
 }
 
 #[tokio::test]
