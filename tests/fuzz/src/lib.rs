@@ -1,0 +1,14 @@
+//! Shared pieces of the fuzz targets: the one runtime the async parsers run on.
+
+use std::sync::OnceLock;
+
+/// A current-thread runtime with time, built once per fuzzing process.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+    })
+}
