@@ -71,8 +71,8 @@ pub fn check(csr: &CertificateSigningRequestParams, identity: &str) -> Result<()
             )));
         }
     }
-    if let Some((other, _)) = csr
-        .params
+    let params = &csr.params;
+    if let Some((other, _)) = params
         .distinguished_name
         .iter()
         .find(|(ty, _)| **ty != DnType::CommonName)
@@ -81,7 +81,6 @@ pub fn check(csr: &CertificateSigningRequestParams, identity: &str) -> Result<()
             "subject attribute {other:?} is not allowed: the subject holds only the identity"
         )));
     }
-    let params = &csr.params;
     if !params.key_usages.is_empty() {
         return Err(shape(format!(
             "requested key usages {:?} are not allowed: the issuer sets them",

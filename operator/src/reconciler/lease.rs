@@ -4,9 +4,9 @@
 //! not changed for `lease_duration`, judged by its own monotonic clock (so clock skew between
 //! nodes does no harm). A holder that has not renewed within `renew_deadline` (shorter than
 //! the duration) gives the Lease up, even while a request to the apiserver still hangs, so it
-//! has stopped writing before anyone else may take over. Writes use the last seen `resourceVersion` as a precondition, so of
-//! two replicas racing for the Lease exactly one wins. On graceful shutdown the holder clears
-//! `holderIdentity` so a successor need not wait.
+//! has stopped writing before anyone else may take over. Writes use the last seen
+//! `resourceVersion` as a precondition, so of two replicas racing for the Lease exactly one
+//! wins. On graceful shutdown the holder clears `holderIdentity` so a successor need not wait.
 
 use std::time::Duration;
 

@@ -185,7 +185,7 @@ pub struct Context {
     /// Whether this replica holds the Lease; reconciles write only while it does.
     pub leader: tokio::sync::watch::Receiver<bool>,
     /// Reconciles running now, so shutdown knows when nothing is left to drain.
-    pub in_flight: std::sync::atomic::AtomicUsize,
+    pub in_flight: AtomicUsize,
 }
 
 impl std::fmt::Debug for Context {
@@ -281,10 +281,6 @@ pub async fn run(
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    check_crds(&client).await?;
-    let metrics = Metrics::register(registry);
-    // Waiting replicas are healthy and ready: they serve nothing until they lead.
-    readiness.register("operator").set(true);
     let holder = config.replica_name();
     let params = LeaseParams {
         name: config.lease_name.clone(),
@@ -294,7 +290,12 @@ pub async fn run(
         renew_interval: config.lease_renew_interval,
         renew_deadline: config.lease_renew_deadline,
     };
+    // Settings first: a bad one is reported before anything talks to the apiserver.
     params.check()?;
+    check_crds(&client).await?;
+    let metrics = Metrics::register(registry);
+    // Waiting replicas are healthy and ready: they serve nothing until they lead.
+    readiness.register("operator").set(true);
     let Some(guard) = lease::acquire(client.clone(), params, shutdown.clone()).await? else {
         return Ok(());
     };
