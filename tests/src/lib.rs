@@ -12,6 +12,7 @@ pub mod certs;
 pub mod cluster;
 pub mod control;
 pub mod k8s;
+pub mod load;
 pub mod mesh;
 pub mod netns;
 pub mod operator;

@@ -332,10 +332,15 @@ impl NsProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends `signal`.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("pid"));
+        let _ = nix::sys::signal::kill(pid, signal);
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("pid"));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.signal(nix::sys::signal::Signal::SIGTERM);
     }
 
     /// Waits up to `timeout` for it to exit; its status, or `None` while it still runs.

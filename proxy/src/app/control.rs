@@ -1,7 +1,11 @@
 //! Control-plane channels: plaintext h2c to loopback addresses, TLS verifying the server's
 //! identity otherwise (with this proxy's certificate once it has one).
+//!
+//! Watches are long-lived streams on which the proxy sends nothing, so a connection whose peer
+//! vanished behind a partition would look open forever: HTTP/2 keepalive pings find it, and
+//! the watches resubscribe on a new one.
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use hyper_util::rt::TokioIo;
 use tokio::{
@@ -12,6 +16,13 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::config::ControlAddr;
 use crate::tls;
+
+/// How often an idle control-plane connection is pinged.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection is closed.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connecting (TCP and TLS) to the control plane may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Failure to set up a control-plane channel.
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +52,14 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// TLS with SNI and verification against the server's identity via `client`.
 pub fn channel(addr: &ControlAddr, client: &tls::client::Client) -> Result<Channel, Error> {
     let authority = addr.authority();
-    let endpoint =
-        Endpoint::from_shared(format!("http://{authority}")).map_err(|source| Error::Uri {
+    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|source| Error::Uri {
             addr: authority.clone(),
             source,
-        })?;
+        })?
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     let identity = if addr.is_loopback() {
         None
     } else {
@@ -60,7 +74,7 @@ pub fn channel(addr: &ControlAddr, client: &tls::client::Client) -> Result<Chann
         let host = host.clone();
         let identity = identity.clone();
         let client = client.clone();
-        async move {
+        let connect = async move {
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             let _ = tcp.set_nodelay(true);
             let io: Pin<Box<dyn Io>> = match identity {
@@ -68,6 +82,16 @@ pub fn channel(addr: &ControlAddr, client: &tls::client::Client) -> Result<Chann
                 Some(id) => Box::pin(client.connect(tcp, &id).await?),
             };
             Ok::<_, std::io::Error>(TokioIo::new(io))
+        };
+        async move {
+            tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connecting took longer than {CONNECT_TIMEOUT:?}"),
+                    ))
+                })
         }
     });
     Ok(endpoint.connect_with_connector_lazy(connector))

@@ -154,4 +154,77 @@ fn main() {
         },
     );
     proto("certify_response", 7, &id::CertifyResponse::default());
+    http_seeds();
+}
+
+/// One HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len())
+        .expect("a small frame")
+        .to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags];
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// Requests for the HTTP entry points: HTTP/1 as apps and peers send them, and HTTP/2 with
+/// hand-encoded HPACK (static-table entries, literal authority and headers).
+fn http_seeds() {
+    const HEADERS: u8 = 1;
+    const DATA: u8 = 0;
+    const SETTINGS: u8 = 4;
+    const END_STREAM: u8 = 1;
+    const END_HEADERS: u8 = 4;
+    let http1: [(&str, &[u8]); 5] = [
+        ("get", b"GET /books HTTP/1.1\r\nHost: web.shop\r\n\r\n"),
+        (
+            "post_chunked",
+            b"POST /orders HTTP/1.1\r\nHost: web.shop\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "upgrade",
+            b"GET /ws HTTP/1.1\r\nHost: web.shop\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ),
+        (
+            "pipelined",
+            b"GET /a HTTP/1.1\r\nHost: web.shop\r\n\r\nPUT /b HTTP/1.1\r\nHost: web.shop\r\nContent-Length: 3\r\n\r\nabc",
+        ),
+        (
+            "l5d_headers",
+            b"GET /x HTTP/1.1\r\nHost: web.shop\r\nl5d-dst-override: web.shop.svc.cluster.local:80\r\nl5d-client-id: a.b\r\n\r\n",
+        ),
+    ];
+    // :method GET, :scheme http, :path /, :authority "web" (literal, indexed name 1).
+    let get = [0x82, 0x86, 0x84, 0x41, 3, b'w', b'e', b'b'];
+    // :method POST, and l5d-orig-proto: HTTP/1.1 as a literal header.
+    let mut post = vec![0x83, 0x86, 0x84, 0x41, 3, b'w', b'e', b'b', 0x40, 14];
+    post.extend(b"l5d-orig-proto");
+    post.push(8);
+    post.extend(b"HTTP/1.1");
+    let mut h2_get = h2_preface();
+    h2_get.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    h2_get.extend(h2_frame(HEADERS, END_STREAM | END_HEADERS, 1, &get));
+    let mut h2_post = h2_preface();
+    h2_post.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    h2_post.extend(h2_frame(HEADERS, END_HEADERS, 1, &post));
+    h2_post.extend(h2_frame(DATA, END_STREAM, 1, b"hello"));
+    let all: Vec<(&str, Vec<u8>)> = http1
+        .iter()
+        .map(|(name, bytes)| (*name, bytes.to_vec()))
+        .chain([("h2_get", h2_get), ("h2_post", h2_post)])
+        .collect();
+    for (name, bytes) in &all {
+        write("http_inbound", name, bytes);
+        // The outbound target's first byte picks the endpoint's protocol hint.
+        for (hint, flag) in [("plain", 0u8), ("h2", 1)] {
+            let mut seed = vec![flag];
+            seed.extend(bytes);
+            write("http_outbound", &format!("{name}_{hint}"), &seed);
+        }
+    }
+}
+
+fn h2_preface() -> Vec<u8> {
+    trellis_fuzz::http::H2_PREFACE.to_vec()
 }

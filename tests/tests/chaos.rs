@@ -1,0 +1,481 @@
+//! Chaos under load: faults injected into the mesh in network namespaces (see
+//! `trellis_tests::mesh`) while a steady client (`trellis_tests::load`) sends HTTP/1 through
+//! its proxy, over keep-alive connections, to the pods behind the `web` Service.
+//!
+//! Each test prints `chaos: <scenario>: <phase>: …` lines with the requests sent, failed and
+//! when traffic recovered (`cargo test --test chaos -- --nocapture` shows them). The tests
+//! share the mesh's bridge and the apiserver, so they run one at a time.
+//!
+//! Needs root, iproute2, iptables and the local cluster (`tests/cluster/cluster up`).
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use k8s_openapi::api::{core::v1::Pod, discovery::v1::EndpointSlice};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+};
+use nix::sys::signal::Signal;
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::time::{Instant, sleep};
+use trellis_api::well_known;
+use trellis_tests::{
+    DEFAULT_TIMEOUT, eventually,
+    k8s::with_temp_ns,
+    load::{Load, Report},
+    mesh::MeshNet,
+    netns::{GATEWAY, PodNs},
+    proxy::serve_http_app,
+};
+
+/// The tests run one at a time: they share the bridge and the apiserver.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const HTTP: u16 = 80;
+/// Four workers, one request each per 50 ms: 80 requests per second.
+const WORKERS: usize = 4;
+const INTERVAL: Duration = Duration::from_millis(50);
+/// How long calm phases last, and faults by default.
+const PHASE: Duration = Duration::from_secs(5);
+
+/// The paths an app has seen.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// The app label of web pods outside the Service.
+const SPARE: &str = "spare";
+
+/// A mesh with a `web` Service, `web-*` pods serving HTTP and a `client` pod.
+struct Fixture {
+    mesh: MeshNet,
+    ns: String,
+    client: Arc<PodNs>,
+    svc: SocketAddr,
+    /// Per web pod: its address and the paths its app has seen.
+    webs: BTreeMap<&'static str, (Ipv4Addr, Seen)>,
+}
+
+impl Fixture {
+    /// Starts the mesh with web pods named `webs` (`(name, app label)`: only `app=web` is
+    /// behind the Service) and the client.
+    async fn start(client: Client, ns: &str, webs: &[(&'static str, &str)]) -> Self {
+        let mut mesh = MeshNet::start(client, ns).await;
+        let svc_ip = mesh.add_service("web", &[("http", HTTP)]).await;
+        let client = mesh.add_pod("client", "client", "client", &[]).await;
+        let mut fixture = Self {
+            mesh,
+            ns: ns.to_string(),
+            client,
+            svc: (svc_ip, HTTP).into(),
+            webs: BTreeMap::new(),
+        };
+        for (name, app) in webs {
+            fixture.add_web(name, app).await;
+        }
+        fixture
+    }
+
+    /// Adds web pod `name`, labelled `app=<app>` once its app listens (kwok reports pods
+    /// ready before their network namespace exists).
+    async fn add_web(&mut self, name: &'static str, app: &str) {
+        let pod = self
+            .mesh
+            .add_pod(name, SPARE, "web", &[("http", HTTP)])
+            .await;
+        let seen = serve_http_app(pod.listen(HTTP), name);
+        self.webs.insert(name, (pod.addr(), seen));
+        if app != SPARE {
+            self.relabel(name, app).await;
+        }
+    }
+
+    /// Starts the load, and returns once it flows (discovery can lag the pods at first).
+    async fn load(&self) -> Load {
+        let host = format!("web.{}.svc.cluster.local", self.ns);
+        let load = Load::start(self.client.clone(), self.svc, &host, WORKERS, INTERVAL);
+        load.await_successes(Instant::now(), 2 * WORKERS).await;
+        load
+    }
+
+    /// How many requests web pod `name`'s app has answered.
+    fn served(&self, name: &str) -> usize {
+        self.webs[name].1.lock().len()
+    }
+
+    /// Waits until web pod `name`'s app gets load; returns how long that took.
+    async fn await_traffic(&self, name: &str) -> Duration {
+        let start = Instant::now();
+        let before = self.served(name);
+        eventually(&format!("load reaches {name}"), DEFAULT_TIMEOUT, || async {
+            let n = self.served(name);
+            if n > before { Ok(()) } else { Err(n) }
+        })
+        .await;
+        start.elapsed()
+    }
+
+    /// Relabels pod `name` `app=<app>` (in or out of the Service).
+    async fn relabel(&self, name: &str, app: &str) {
+        let pods: Api<Pod> = Api::namespaced(self.mesh.client.clone(), &self.ns);
+        let patch = json!({ "metadata": { "labels": { "app": app } } });
+        pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+}
+
+/// Prints a phase's report and returns it.
+fn report(scenario: &str, phase: &str, report: Report) -> Report {
+    eprintln!("chaos: {scenario}: {phase}: {report}");
+    report
+}
+
+/// Runs `test` alone, in a fresh namespace.
+async fn serial<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let _serial = SERIAL.lock().await;
+    with_temp_ns(name, test).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn established_traffic_survives_the_loss_of_the_control_plane() {
+    serial("chaos-cp", |client, ns| async move {
+        let mut f = Fixture::start(client, &ns, &[("web-a", "web"), ("web-b", "web")]).await;
+        let load = f.load().await;
+        let calm = Instant::now();
+        sleep(PHASE).await;
+        let calm = report("control plane", "calm", load.report(calm));
+
+        let fault = Instant::now();
+        f.mesh.stop_control_plane();
+        sleep(2 * PHASE).await;
+        let down = report("control plane", "killed", load.report(fault));
+        let restart = Instant::now();
+        f.mesh.start_control_plane();
+        // The proxies find the restarted control plane: a new pod gets a certificate and
+        // discovery sends it traffic.
+        f.add_web("web-c", "web").await;
+        f.await_traffic("web-c").await;
+        eprintln!(
+            "chaos: control plane: restarted; a new endpoint got traffic {:.2}s after the restart",
+            (Instant::now() - restart).as_secs_f64()
+        );
+        let after = report("control plane", "restarted", load.report(restart));
+        load.stop().await;
+        assert_eq!(calm.failed, 0, "calm: {calm}");
+        assert_eq!(down.failed, 0, "with the control plane killed: {down}");
+        assert_eq!(after.failed, 0, "after the restart: {after}");
+    })
+    .await;
+}
+
+/// Drops (or, with `on == false`, stops dropping) every packet between `pod` and the
+/// control plane's gRPC ports, both ways, as a partition would: connections hang, nothing is
+/// reset.
+fn partition(pod: &PodNs, on: bool) {
+    let ports = format!(
+        "{},{},{}",
+        well_known::IDENTITY_PORT,
+        well_known::DESTINATION_PORT,
+        well_known::POLICY_PORT
+    );
+    let gateway = GATEWAY.to_string();
+    let action = if on { "-I" } else { "-D" };
+    for (chain, addr, port) in [("OUTPUT", "-d", "--dports"), ("INPUT", "-s", "--sports")] {
+        pod.exec(
+            "iptables",
+            &[
+                action,
+                chain,
+                addr,
+                &gateway,
+                "-p",
+                "tcp",
+                "-m",
+                "multiport",
+                port,
+                &ports,
+                "-j",
+                "DROP",
+            ],
+        );
+    }
+}
+
+/// Destroys the host's side of every connection to the control plane's gRPC ports (`ss -K`),
+/// without a word to the peers (the partition drops the resets).
+fn forget_control_plane_connections() {
+    let filter = format!(
+        "( sport = :{} or sport = :{} or sport = :{} )",
+        well_known::IDENTITY_PORT,
+        well_known::DESTINATION_PORT,
+        well_known::POLICY_PORT
+    );
+    let out = std::process::Command::new("ss")
+        .args(["-K", "-tn", &filter])
+        .output()
+        .expect("run ss");
+    assert!(out.status.success(), "ss -K: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_survives_a_partition_between_proxies_and_the_control_plane() {
+    serial("chaos-partition", |client, ns| async move {
+        let mut f = Fixture::start(client, &ns, &[("web-a", "web"), ("web-b", "web")]).await;
+        let load = f.load().await;
+        let pods: Vec<Arc<PodNs>> = ["client", "web-a", "web-b"]
+            .iter()
+            .map(|name| f.mesh.pod(name).net.clone())
+            .collect();
+        let fault = Instant::now();
+        for pod in &pods {
+            partition(pod, true);
+        }
+        // A pod that joins the Service during the partition stays unknown to the client.
+        f.add_web("web-c", "web").await;
+        // Behind the partition the control plane goes away with its host's memory of the
+        // connections (as when its node dies), and comes back: the proxies' connections are
+        // dead, and nothing but their own keepalive can tell them.
+        f.mesh.stop_control_plane();
+        forget_control_plane_connections();
+        f.mesh.start_control_plane();
+        sleep(2 * PHASE).await;
+        let cut = report("partition", "cut", load.report(fault));
+        assert_eq!(f.served("web-c"), 0, "the partition did not cut discovery");
+        for pod in &pods {
+            partition(pod, false);
+        }
+        let healed = Instant::now();
+        // Discovery resumes: the pod that joined gets traffic.
+        f.await_traffic("web-c").await;
+        eprintln!(
+            "chaos: partition: healed; a new endpoint got traffic {:.2}s after healing",
+            healed.elapsed().as_secs_f64()
+        );
+        let after = report("partition", "healed", load.report(healed));
+        load.stop().await;
+        assert_eq!(cut.failed, 0, "during the partition: {cut}");
+        assert_eq!(after.failed, 0, "after healing: {after}");
+    })
+    .await;
+}
+
+/// Restarts kube-apiserver when dropped, so a failing test leaves the cluster whole.
+struct ApiserverGuard;
+
+impl ApiserverGuard {
+    fn cluster(action: &str) -> std::process::Output {
+        std::process::Command::new(
+            trellis_tests::cluster::repo_root().join("tests/cluster/cluster"),
+        )
+        .args(["apiserver", action])
+        .output()
+        .expect("run tests/cluster/cluster")
+    }
+
+    fn kill() -> Self {
+        let out = Self::cluster("kill");
+        assert!(out.status.success(), "apiserver kill: {out:?}");
+        Self
+    }
+
+    fn start(self) {
+        std::mem::forget(self);
+        let out = Self::cluster("start");
+        assert!(out.status.success(), "apiserver start: {out:?}");
+    }
+}
+
+impl Drop for ApiserverGuard {
+    fn drop(&mut self) {
+        let _ = Self::cluster("start");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_recovers_from_an_apiserver_restart() {
+    serial("chaos-apiserver", |client, ns| async move {
+        let f = Fixture::start(
+            client,
+            &ns,
+            &[("web-a", "web"), ("web-c", SPARE), ("web-d", SPARE)],
+        )
+        .await;
+        let load = f.load().await;
+        // Calm: how long a pod joining the Service takes to get traffic.
+        let joined = Instant::now();
+        f.relabel("web-c", "web").await;
+        f.await_traffic("web-c").await;
+        let calm_join = joined.elapsed();
+        let calm = report("apiserver", "calm", load.report(joined));
+
+        let fault = Instant::now();
+        let apiserver = ApiserverGuard::kill();
+        sleep(PHASE).await;
+        apiserver.start();
+        let restarted = Instant::now();
+        let down = report("apiserver", "killed and restarted", load.report(fault));
+        // Recovery: the same change, made as soon as the apiserver is back.
+        eventually("the apiserver accepts a patch", DEFAULT_TIMEOUT, || async {
+            let pods: Api<Pod> = Api::namespaced(f.mesh.client.clone(), &ns);
+            let patch = json!({ "metadata": { "labels": { "app": "web" } } });
+            pods.patch("web-d", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        f.await_traffic("web-d").await;
+        let recovery = restarted.elapsed();
+        eprintln!(
+            "chaos: apiserver: a pod joining the Service got traffic {:.2}s after the apiserver \
+             was ready again (calm: {:.2}s)",
+            recovery.as_secs_f64(),
+            calm_join.as_secs_f64()
+        );
+        let after = report("apiserver", "recovered", load.report(restarted));
+        load.stop().await;
+        assert_eq!(calm.failed, 0, "calm: {calm}");
+        assert_eq!(down.failed, 0, "with the apiserver down: {down}");
+        assert_eq!(after.failed, 0, "after the restart: {after}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_moves_away_from_a_hung_endpoint() {
+    serial("chaos-hang", |client, ns| async move {
+        let f = Fixture::start(client, &ns, &[("web-a", "web"), ("web-b", "web")]).await;
+        let load = f.load().await;
+        f.await_traffic("web-a").await;
+        f.await_traffic("web-b").await;
+
+        // web-b's proxy stops (SIGSTOP): its sockets stay open and the kernel still
+        // accepts connections, but nothing answers.
+        let hung = &f.mesh.pod("web-b").proxy;
+        let fault = Instant::now();
+        hung.signal(Signal::SIGSTOP);
+        sleep(2 * PHASE).await;
+        let during = report("hung endpoint", "hung", load.report(fault));
+        let settled = report(
+            "hung endpoint",
+            "hung, second half",
+            load.report(fault + PHASE),
+        );
+        hung.signal(Signal::SIGCONT);
+        let resumed = Instant::now();
+        f.await_traffic("web-b").await;
+        sleep(PHASE).await;
+        let after = report("hung endpoint", "resumed", load.report(resumed));
+        load.stop().await;
+        assert!(
+            during.failed <= 2 * WORKERS,
+            "at most the requests already sent to it may fail: {during}"
+        );
+        assert_eq!(settled.failed, 0, "traffic moved away: {settled}");
+        assert_eq!(after.failed, 0, "after it resumed: {after}");
+    })
+    .await;
+}
+
+/// An EndpointSlice of Service `web` that this test manages, listing `endpoints`
+/// (`(pod, address)`).
+fn churn_slice(ns: &str, endpoints: &[(&str, Ipv4Addr)]) -> serde_json::Value {
+    let endpoints: Vec<_> = endpoints
+        .iter()
+        .map(|(pod, addr)| {
+            json!({
+                "addresses": [addr.to_string()],
+                "conditions": { "ready": true },
+                "targetRef": { "kind": "Pod", "namespace": ns, "name": pod },
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "web-churn",
+            "labels": {
+                "kubernetes.io/service-name": "web",
+                "endpointslice.kubernetes.io/managed-by": "chaos.trellis.dev",
+            },
+        },
+        "addressType": "IPv4",
+        "ports": [{ "name": "http", "port": HTTP, "protocol": "TCP" }],
+        "endpoints": endpoints,
+    })
+}
+
+/// Updates per second of the churn.
+const CHURN_RATE: u32 = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_flows_through_endpoint_churn() {
+    serial("chaos-churn", |client, ns| async move {
+        let f = Fixture::start(client, &ns, &[("web-a", "web"), ("web-b", SPARE)]).await;
+        let slices: Api<EndpointSlice> = Api::namespaced(f.mesh.client.clone(), &ns);
+        let apply = PatchParams::apply("chaos.trellis.dev").force();
+        let b = [("web-b", f.webs["web-b"].0)];
+        slices
+            .patch("web-churn", &apply, &Patch::Apply(churn_slice(&ns, &b)))
+            .await
+            .unwrap();
+        let load = f.load().await;
+        f.await_traffic("web-b").await;
+        let calm = Instant::now();
+        sleep(2 * PHASE).await;
+        let calm = report("endpoint churn", "calm", load.report(calm));
+
+        // web-b leaves and rejoins the Service CHURN_RATE times a second.
+        let churn = Instant::now();
+        let served_before = f.served("web-b");
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / CHURN_RATE);
+        let mut updates = 0u32;
+        let mut in_flight = tokio::task::JoinSet::new();
+        while churn.elapsed() < 2 * PHASE {
+            tick.tick().await;
+            let slice = churn_slice(&ns, if updates.is_multiple_of(2) { &[] } else { &b });
+            let (slices, apply) = (slices.clone(), apply.clone());
+            in_flight.spawn(async move {
+                slices
+                    .patch("web-churn", &apply, &Patch::Apply(slice))
+                    .await
+                    .map(|_| ())
+            });
+            updates += 1;
+            // A bounded number of updates in flight keeps the pace without piling up.
+            while in_flight.len() > 8 {
+                in_flight.join_next().await.unwrap().unwrap().unwrap();
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            done.unwrap().unwrap();
+        }
+        let elapsed = churn.elapsed();
+        let churned = report("endpoint churn", "churn", load.report(churn));
+        eprintln!(
+            "chaos: endpoint churn: {updates} EndpointSlice updates in {:.1}s ({:.0}/s); \
+             web-b answered {} requests meanwhile",
+            elapsed.as_secs_f64(),
+            f64::from(updates) / elapsed.as_secs_f64(),
+            f.served("web-b") - served_before
+        );
+        load.stop().await;
+        assert_eq!(calm.failed, 0, "calm: {calm}");
+        assert_eq!(churned.failed, 0, "during the churn: {churned}");
+        assert!(
+            f64::from(updates) / elapsed.as_secs_f64() >= f64::from(CHURN_RATE) * 0.8,
+            "the churn fell behind its rate: {updates} in {elapsed:?}"
+        );
+    })
+    .await;
+}
