@@ -250,7 +250,10 @@ impl MeshNet {
         let addr = |port: u16| SocketAddr::from((GATEWAY, port)).to_string();
         cmd.arg("all-in-one")
             .env("KUBECONFIG", crate::cluster::kubeconfig_path())
-            .env("TRELLIS_OPERATOR_LOG", "info")
+            .env(
+                "TRELLIS_OPERATOR_LOG",
+                crate::cluster::env("TRELLIS_NETNS_OPERATOR_LOG").unwrap_or_else(|| "info".into()),
+            )
             .env("TRELLIS_OPERATOR_ADMIN_ADDR", "127.0.0.1:0")
             .env("TRELLIS_OPERATOR_WEBHOOK_ADDR", "127.0.0.1:0")
             .env(
@@ -530,6 +533,32 @@ impl MeshNet {
     /// Where the logs of the control plane and proxies are written.
     pub fn log_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Deletes the Mesh and waits until its operator has finished it (removed what it made
+    /// and its finalizer); panics after [`DEFAULT_TIMEOUT`].
+    pub async fn delete_mesh(&self) {
+        let meshes: Api<Mesh> = Api::all(self.client.clone());
+        meshes
+            .delete(&self.mesh_name, &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually(
+            &format!(
+                "the operator finishes deleting Mesh {} (log {})",
+                self.mesh_name,
+                self.log("control-plane").display()
+            ),
+            DEFAULT_TIMEOUT,
+            || async {
+                match meshes.get_opt(&self.mesh_name).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(mesh)) => Err(format!("finalizers {:?}", mesh.metadata.finalizers)),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
     }
 
     /// Deletes the Mesh (while its operator still runs), the node and the control-plane

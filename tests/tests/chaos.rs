@@ -18,7 +18,7 @@ use std::{
 use k8s_openapi::api::{core::v1::Pod, discovery::v1::EndpointSlice};
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use nix::sys::signal::Signal;
 use parking_lot::Mutex;
@@ -119,14 +119,66 @@ impl Fixture {
         start.elapsed()
     }
 
-    /// Relabels pod `name` `app=<app>` (in or out of the Service).
+    /// Replaces the pods behind the Service, `out`, by `into` (relabelling, and retrying
+    /// while the apiserver refuses), and times it: until the EndpointSlices list only `into`,
+    /// and until `into` gets load. (Replacing rather than adding: a peak-EWMA balancer under
+    /// light load keeps sending to the warm endpoints it has, so an added one could wait for
+    /// its default RTT to decay.)
+    async fn swap(&self, out: &[&str], into: &str) -> Swapped {
+        let start = Instant::now();
+        for (name, app) in std::iter::once((into, "web")).chain(out.iter().map(|n| (*n, SPARE))) {
+            self.relabel(name, app).await;
+        }
+        let slices: Api<EndpointSlice> = Api::namespaced(self.mesh.client.clone(), &self.ns);
+        let selector = ListParams::default().labels("kubernetes.io/service-name=web");
+        let want = vec![self.webs[into].0.to_string()];
+        eventually(
+            &format!("the EndpointSlices list only {into}"),
+            DEFAULT_TIMEOUT,
+            || async {
+                let list = slices
+                    .list(&selector)
+                    .await
+                    .map_err(|e| vec![e.to_string()])?;
+                let ready: Vec<String> = list
+                    .items
+                    .iter()
+                    .flat_map(|s| s.endpoints.iter().flatten())
+                    .filter(|ep| ep.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+                    .flat_map(|ep| ep.addresses.clone())
+                    .collect();
+                if ready == want { Ok(()) } else { Err(ready) }
+            },
+        )
+        .await;
+        let listed = start.elapsed();
+        self.await_traffic(into).await;
+        Swapped {
+            listed,
+            traffic: start.elapsed(),
+        }
+    }
+
+    /// Relabels pod `name` `app=<app>` (in or out of the Service), retrying while the
+    /// apiserver refuses.
     async fn relabel(&self, name: &str, app: &str) {
         let pods: Api<Pod> = Api::namespaced(self.mesh.client.clone(), &self.ns);
         let patch = json!({ "metadata": { "labels": { "app": app } } });
-        pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
+        eventually(&format!("{name} relabelled"), DEFAULT_TIMEOUT, || async {
+            pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
     }
+}
+
+/// How long replacing the pods behind the Service took.
+struct Swapped {
+    /// Until the EndpointSlices listed only the new pod.
+    listed: Duration,
+    /// Until the new pod got load.
+    traffic: Duration,
 }
 
 /// Prints a phase's report and returns it.
@@ -160,10 +212,10 @@ async fn established_traffic_survives_the_loss_of_the_control_plane() {
         let down = report("control plane", "killed", load.report(fault));
         let restart = Instant::now();
         f.mesh.start_control_plane();
-        // The proxies find the restarted control plane: a new pod gets a certificate and
-        // discovery sends it traffic.
-        f.add_web("web-c", "web").await;
-        f.await_traffic("web-c").await;
+        // The proxies find the restarted control plane: a new pod gets a certificate, and
+        // discovery sends it the traffic when it replaces the others.
+        f.add_web("web-c", SPARE).await;
+        f.swap(&["web-a", "web-b"], "web-c").await;
         eprintln!(
             "chaos: control plane: restarted; a new endpoint got traffic {:.2}s after the restart",
             (Instant::now() - restart).as_secs_f64()
@@ -239,8 +291,13 @@ async fn traffic_survives_a_partition_between_proxies_and_the_control_plane() {
         for pod in &pods {
             partition(pod, true);
         }
-        // A pod that joins the Service during the partition stays unknown to the client.
-        f.add_web("web-c", "web").await;
+        // A pod that replaces the others during the partition stays unknown to the client,
+        // which keeps sending to the old ones (still serving).
+        f.add_web("web-c", SPARE).await;
+        for name in ["web-a", "web-b"] {
+            f.relabel(name, SPARE).await;
+        }
+        f.relabel("web-c", "web").await;
         // Behind the partition the control plane goes away with its host's memory of the
         // connections (as when its node dies), and comes back: the proxies' connections are
         // dead, and nothing but their own keepalive can tell them.
@@ -254,7 +311,7 @@ async fn traffic_survives_a_partition_between_proxies_and_the_control_plane() {
             partition(pod, false);
         }
         let healed = Instant::now();
-        // Discovery resumes: the pod that joined gets traffic.
+        // Discovery resumes: the new pod gets the traffic.
         f.await_traffic("web-c").await;
         eprintln!(
             "chaos: partition: healed; a new endpoint got traffic {:.2}s after healing",
@@ -310,11 +367,9 @@ async fn the_mesh_recovers_from_an_apiserver_restart() {
         )
         .await;
         let load = f.load().await;
-        // Calm: how long a pod joining the Service takes to get traffic.
+        // Calm: how long a pod replacing the Service's takes to get traffic.
         let joined = Instant::now();
-        f.relabel("web-c", "web").await;
-        f.await_traffic("web-c").await;
-        let calm_join = joined.elapsed();
+        let calm_join = f.swap(&["web-a"], "web-c").await;
         let calm = report("apiserver", "calm", load.report(joined));
 
         let fault = Instant::now();
@@ -324,25 +379,20 @@ async fn the_mesh_recovers_from_an_apiserver_restart() {
         let restarted = Instant::now();
         let down = report("apiserver", "killed and restarted", load.report(fault));
         // Recovery: the same change, made as soon as the apiserver is back.
-        eventually("the apiserver accepts a patch", DEFAULT_TIMEOUT, || async {
-            let pods: Api<Pod> = Api::namespaced(f.mesh.client.clone(), &ns);
-            let patch = json!({ "metadata": { "labels": { "app": "web" } } });
-            pods.patch("web-d", &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .await;
-        f.await_traffic("web-d").await;
-        let recovery = restarted.elapsed();
+        let recovery = f.swap(&["web-c"], "web-d").await;
         eprintln!(
-            "chaos: apiserver: a pod joining the Service got traffic {:.2}s after the apiserver \
-             was ready again (calm: {:.2}s)",
-            recovery.as_secs_f64(),
-            calm_join.as_secs_f64()
+            "chaos: apiserver: a pod replacing the Service's got traffic {:.2}s after the \
+             apiserver was ready again ({:.2}s after the EndpointSlices listed it); \
+             calm: {:.2}s ({:.2}s)",
+            recovery.traffic.as_secs_f64(),
+            (recovery.traffic - recovery.listed).as_secs_f64(),
+            calm_join.traffic.as_secs_f64(),
+            (calm_join.traffic - calm_join.listed).as_secs_f64(),
         );
         let after = report("apiserver", "recovered", load.report(restarted));
         load.stop().await;
+        // The operator works again too: it finishes deleting the Mesh.
+        f.mesh.delete_mesh().await;
         assert_eq!(calm.failed, 0, "calm: {calm}");
         assert_eq!(down.failed, 0, "with the apiserver down: {down}");
         assert_eq!(after.failed, 0, "after the restart: {after}");
@@ -421,29 +471,32 @@ const CHURN_RATE: u32 = 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_flows_through_endpoint_churn() {
     serial("chaos-churn", |client, ns| async move {
-        let f = Fixture::start(client, &ns, &[("web-a", "web"), ("web-b", SPARE)]).await;
+        // Neither pod is selected by the Service: the test's own EndpointSlice alone says
+        // which one is behind it.
+        let f = Fixture::start(client, &ns, &[("web-a", SPARE), ("web-b", SPARE)]).await;
         let slices: Api<EndpointSlice> = Api::namespaced(f.mesh.client.clone(), &ns);
         let apply = PatchParams::apply("chaos.trellis.dev").force();
+        let a = [("web-a", f.webs["web-a"].0)];
         let b = [("web-b", f.webs["web-b"].0)];
         slices
-            .patch("web-churn", &apply, &Patch::Apply(churn_slice(&ns, &b)))
+            .patch("web-churn", &apply, &Patch::Apply(churn_slice(&ns, &a)))
             .await
             .unwrap();
         let load = f.load().await;
-        f.await_traffic("web-b").await;
         let calm = Instant::now();
         sleep(2 * PHASE).await;
         let calm = report("endpoint churn", "calm", load.report(calm));
 
-        // web-b leaves and rejoins the Service CHURN_RATE times a second.
+        // The endpoint behind the Service flips between web-a and web-b CHURN_RATE times a
+        // second.
         let churn = Instant::now();
-        let served_before = f.served("web-b");
+        let served_before = (f.served("web-a"), f.served("web-b"));
         let mut tick = tokio::time::interval(Duration::from_secs(1) / CHURN_RATE);
         let mut updates = 0u32;
         let mut in_flight = tokio::task::JoinSet::new();
         while churn.elapsed() < 2 * PHASE {
             tick.tick().await;
-            let slice = churn_slice(&ns, if updates.is_multiple_of(2) { &[] } else { &b });
+            let slice = churn_slice(&ns, if updates.is_multiple_of(2) { &b } else { &a });
             let (slices, apply) = (slices.clone(), apply.clone());
             in_flight.spawn(async move {
                 slices
@@ -462,16 +515,25 @@ async fn traffic_flows_through_endpoint_churn() {
         }
         let elapsed = churn.elapsed();
         let churned = report("endpoint churn", "churn", load.report(churn));
+        let served = (
+            f.served("web-a") - served_before.0,
+            f.served("web-b") - served_before.1,
+        );
         eprintln!(
             "chaos: endpoint churn: {updates} EndpointSlice updates in {:.1}s ({:.0}/s); \
-             web-b answered {} requests meanwhile",
+             web-a answered {} requests meanwhile, web-b {}",
             elapsed.as_secs_f64(),
             f64::from(updates) / elapsed.as_secs_f64(),
-            f.served("web-b") - served_before
+            served.0,
+            served.1,
         );
         load.stop().await;
         assert_eq!(calm.failed, 0, "calm: {calm}");
         assert_eq!(churned.failed, 0, "during the churn: {churned}");
+        assert!(
+            served.0 > 0 && served.1 > 0,
+            "the churn moved no traffic: {served:?}"
+        );
         assert!(
             f64::from(updates) / elapsed.as_secs_f64() >= f64::from(CHURN_RATE) * 0.8,
             "the churn fell behind its rate: {updates} in {elapsed:?}"

@@ -11,6 +11,7 @@ pub mod lease;
 pub mod mesh;
 pub mod namespace;
 pub mod render;
+pub mod trigger_backoff;
 
 use std::{
     collections::HashMap,
@@ -50,6 +51,7 @@ use self::{
     error::Error,
     lease::LeaseParams,
     render::{Images, MESH_LABEL},
+    trigger_backoff::TriggerBackoff,
 };
 use crate::{
     admin::{Readiness, SharedRegistry},
@@ -376,6 +378,7 @@ fn namespace_controller(
     use k8s_openapi::api::core::v1::Namespace;
     Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .trigger_backoff(TriggerBackoff::default())
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(namespace::reconcile, namespace::error_policy, ctx)
         .for_each(log_outcome)
@@ -412,6 +415,7 @@ fn mesh_controller(
                 .concurrency(concurrency)
                 .debounce(DEBOUNCE),
         )
+        .trigger_backoff(TriggerBackoff::default())
         .watches(Api::<Deployment>::all(client.clone()), wc(), mesh_of)
         .watches(Api::<Service>::all(client.clone()), wc(), mesh_of)
         .watches(Api::<ConfigMap>::all(client.clone()), wc(), mesh_of)
