@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod bins;
 pub mod certs;
+pub mod chaos;
 pub mod cluster;
 pub mod control;
 pub mod k8s;

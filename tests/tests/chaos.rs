@@ -1,201 +1,26 @@
-//! Chaos under load: faults injected into the mesh in network namespaces (see
-//! `trellis_tests::mesh`) while a steady client (`trellis_tests::load`) sends HTTP/1 through
-//! its proxy, over keep-alive connections, to the pods behind the `web` Service.
-//!
-//! Each test prints `chaos: <scenario>: <phase>: …` lines with the requests sent, failed and
-//! when traffic recovered (`cargo test --test chaos -- --nocapture` shows them). The tests
-//! share the mesh's bridge and the apiserver, so they run one at a time.
+//! Chaos under load in the mesh in network namespaces (see `trellis_tests::chaos`): the
+//! control plane killed, a partition between the proxies and the control plane, a hung
+//! endpoint and EndpointSlice churn, each while a steady client sends HTTP/1 through its
+//! proxy, over keep-alive connections, to the pods behind the `web` Service. The apiserver
+//! restart is in `restart_apiserver.rs`, so that it runs after every other cluster test.
 //!
 //! Needs root, iproute2, iptables and the local cluster (`tests/cluster/cluster up`).
 
-use std::{
-    collections::BTreeMap,
-    net::{Ipv4Addr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
-use k8s_openapi::api::{core::v1::Pod, discovery::v1::EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{
-    Api, Client,
-    api::{ListParams, Patch, PatchParams},
+    Api,
+    api::{Patch, PatchParams},
 };
 use nix::sys::signal::Signal;
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::time::{Instant, sleep};
 use trellis_api::well_known;
 use trellis_tests::{
-    DEFAULT_TIMEOUT, eventually,
-    k8s::with_temp_ns,
-    load::{Load, Report},
-    mesh::MeshNet,
+    chaos::{Fixture, HTTP, PHASE, SPARE, WORKERS, report, serial},
     netns::{GATEWAY, PodNs},
-    proxy::serve_http_app,
 };
-
-/// The tests run one at a time: they share the bridge and the apiserver.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-const HTTP: u16 = 80;
-/// Four workers, one request each per 50 ms: 80 requests per second.
-const WORKERS: usize = 4;
-const INTERVAL: Duration = Duration::from_millis(50);
-/// How long calm phases last, and faults by default.
-const PHASE: Duration = Duration::from_secs(5);
-
-/// The paths an app has seen.
-type Seen = Arc<Mutex<Vec<String>>>;
-
-/// The app label of web pods outside the Service.
-const SPARE: &str = "spare";
-
-/// A mesh with a `web` Service, `web-*` pods serving HTTP and a `client` pod.
-struct Fixture {
-    mesh: MeshNet,
-    ns: String,
-    client: Arc<PodNs>,
-    svc: SocketAddr,
-    /// Per web pod: its address and the paths its app has seen.
-    webs: BTreeMap<&'static str, (Ipv4Addr, Seen)>,
-}
-
-impl Fixture {
-    /// Starts the mesh with web pods named `webs` (`(name, app label)`: only `app=web` is
-    /// behind the Service) and the client.
-    async fn start(client: Client, ns: &str, webs: &[(&'static str, &str)]) -> Self {
-        let mut mesh = MeshNet::start(client, ns).await;
-        let svc_ip = mesh.add_service("web", &[("http", HTTP)]).await;
-        let client = mesh.add_pod("client", "client", "client", &[]).await;
-        let mut fixture = Self {
-            mesh,
-            ns: ns.to_string(),
-            client,
-            svc: (svc_ip, HTTP).into(),
-            webs: BTreeMap::new(),
-        };
-        for (name, app) in webs {
-            fixture.add_web(name, app).await;
-        }
-        fixture
-    }
-
-    /// Adds web pod `name`, labelled `app=<app>` once its app listens (kwok reports pods
-    /// ready before their network namespace exists).
-    async fn add_web(&mut self, name: &'static str, app: &str) {
-        let pod = self
-            .mesh
-            .add_pod(name, SPARE, "web", &[("http", HTTP)])
-            .await;
-        let seen = serve_http_app(pod.listen(HTTP), name);
-        self.webs.insert(name, (pod.addr(), seen));
-        if app != SPARE {
-            self.relabel(name, app).await;
-        }
-    }
-
-    /// Starts the load, and returns once it flows (discovery can lag the pods at first).
-    async fn load(&self) -> Load {
-        let host = format!("web.{}.svc.cluster.local", self.ns);
-        let load = Load::start(self.client.clone(), self.svc, &host, WORKERS, INTERVAL);
-        load.await_successes(Instant::now(), 2 * WORKERS).await;
-        load
-    }
-
-    /// How many requests web pod `name`'s app has answered.
-    fn served(&self, name: &str) -> usize {
-        self.webs[name].1.lock().len()
-    }
-
-    /// Waits until web pod `name`'s app gets load; returns how long that took.
-    async fn await_traffic(&self, name: &str) -> Duration {
-        let start = Instant::now();
-        let before = self.served(name);
-        eventually(&format!("load reaches {name}"), DEFAULT_TIMEOUT, || async {
-            let n = self.served(name);
-            if n > before { Ok(()) } else { Err(n) }
-        })
-        .await;
-        start.elapsed()
-    }
-
-    /// Replaces the pods behind the Service, `out`, by `into` (relabelling, and retrying
-    /// while the apiserver refuses), and times it: until the EndpointSlices list only `into`,
-    /// and until `into` gets load. (Replacing rather than adding: a peak-EWMA balancer under
-    /// light load keeps sending to the warm endpoints it has, so an added one could wait for
-    /// its default RTT to decay.)
-    async fn swap(&self, out: &[&str], into: &str) -> Swapped {
-        let start = Instant::now();
-        for (name, app) in std::iter::once((into, "web")).chain(out.iter().map(|n| (*n, SPARE))) {
-            self.relabel(name, app).await;
-        }
-        let slices: Api<EndpointSlice> = Api::namespaced(self.mesh.client.clone(), &self.ns);
-        let selector = ListParams::default().labels("kubernetes.io/service-name=web");
-        let want = vec![self.webs[into].0.to_string()];
-        eventually(
-            &format!("the EndpointSlices list only {into}"),
-            DEFAULT_TIMEOUT,
-            || async {
-                let list = slices
-                    .list(&selector)
-                    .await
-                    .map_err(|e| vec![e.to_string()])?;
-                let ready: Vec<String> = list
-                    .items
-                    .iter()
-                    .flat_map(|s| s.endpoints.iter().flatten())
-                    .filter(|ep| ep.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-                    .flat_map(|ep| ep.addresses.clone())
-                    .collect();
-                if ready == want { Ok(()) } else { Err(ready) }
-            },
-        )
-        .await;
-        let listed = start.elapsed();
-        self.await_traffic(into).await;
-        Swapped {
-            listed,
-            traffic: start.elapsed(),
-        }
-    }
-
-    /// Relabels pod `name` `app=<app>` (in or out of the Service), retrying while the
-    /// apiserver refuses.
-    async fn relabel(&self, name: &str, app: &str) {
-        let pods: Api<Pod> = Api::namespaced(self.mesh.client.clone(), &self.ns);
-        let patch = json!({ "metadata": { "labels": { "app": app } } });
-        eventually(&format!("{name} relabelled"), DEFAULT_TIMEOUT, || async {
-            pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await;
-    }
-}
-
-/// How long replacing the pods behind the Service took.
-struct Swapped {
-    /// Until the EndpointSlices listed only the new pod.
-    listed: Duration,
-    /// Until the new pod got load.
-    traffic: Duration,
-}
-
-/// Prints a phase's report and returns it.
-fn report(scenario: &str, phase: &str, report: Report) -> Report {
-    eprintln!("chaos: {scenario}: {phase}: {report}");
-    report
-}
-
-/// Runs `test` alone, in a fresh namespace.
-async fn serial<F, Fut>(name: &str, test: F)
-where
-    F: FnOnce(Client, String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let _serial = SERIAL.lock().await;
-    with_temp_ns(name, test).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn established_traffic_survives_the_loss_of_the_control_plane() {
@@ -321,81 +146,6 @@ async fn traffic_survives_a_partition_between_proxies_and_the_control_plane() {
         load.stop().await;
         assert_eq!(cut.failed, 0, "during the partition: {cut}");
         assert_eq!(after.failed, 0, "after healing: {after}");
-    })
-    .await;
-}
-
-/// Restarts kube-apiserver when dropped, so a failing test leaves the cluster whole.
-struct ApiserverGuard;
-
-impl ApiserverGuard {
-    fn cluster(action: &str) -> std::process::Output {
-        std::process::Command::new(
-            trellis_tests::cluster::repo_root().join("tests/cluster/cluster"),
-        )
-        .args(["apiserver", action])
-        .output()
-        .expect("run tests/cluster/cluster")
-    }
-
-    fn kill() -> Self {
-        let out = Self::cluster("kill");
-        assert!(out.status.success(), "apiserver kill: {out:?}");
-        Self
-    }
-
-    fn start(self) {
-        std::mem::forget(self);
-        let out = Self::cluster("start");
-        assert!(out.status.success(), "apiserver start: {out:?}");
-    }
-}
-
-impl Drop for ApiserverGuard {
-    fn drop(&mut self) {
-        let _ = Self::cluster("start");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mesh_recovers_from_an_apiserver_restart() {
-    serial("chaos-apiserver", |client, ns| async move {
-        let f = Fixture::start(
-            client,
-            &ns,
-            &[("web-a", "web"), ("web-c", SPARE), ("web-d", SPARE)],
-        )
-        .await;
-        let load = f.load().await;
-        // Calm: how long a pod replacing the Service's takes to get traffic.
-        let joined = Instant::now();
-        let calm_join = f.swap(&["web-a"], "web-c").await;
-        let calm = report("apiserver", "calm", load.report(joined));
-
-        let fault = Instant::now();
-        let apiserver = ApiserverGuard::kill();
-        sleep(PHASE).await;
-        apiserver.start();
-        let restarted = Instant::now();
-        let down = report("apiserver", "killed and restarted", load.report(fault));
-        // Recovery: the same change, made as soon as the apiserver is back.
-        let recovery = f.swap(&["web-c"], "web-d").await;
-        eprintln!(
-            "chaos: apiserver: a pod replacing the Service's got traffic {:.2}s after the \
-             apiserver was ready again ({:.2}s after the EndpointSlices listed it); \
-             calm: {:.2}s ({:.2}s)",
-            recovery.traffic.as_secs_f64(),
-            (recovery.traffic - recovery.listed).as_secs_f64(),
-            calm_join.traffic.as_secs_f64(),
-            (calm_join.traffic - calm_join.listed).as_secs_f64(),
-        );
-        let after = report("apiserver", "recovered", load.report(restarted));
-        load.stop().await;
-        // The operator works again too: it finishes deleting the Mesh.
-        f.mesh.delete_mesh().await;
-        assert_eq!(calm.failed, 0, "calm: {calm}");
-        assert_eq!(down.failed, 0, "with the apiserver down: {down}");
-        assert_eq!(after.failed, 0, "after the restart: {after}");
     })
     .await;
 }

@@ -1,7 +1,10 @@
 //! HTTP/1 over HTTP/2 between proxies: the client proxy upgrades HTTP/1 requests to HTTP/2
 //! naming the original version in `l5d-orig-proto`; the server proxy downgrades them.
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http_body_util::{BodyExt, combinators::MapFrame};
+use hyper::body::{Frame, Incoming};
 
 use super::L5D_ORIG_PROTO;
 
@@ -44,6 +47,35 @@ pub fn upgrade<B>(req: &mut Request<B>) -> Option<Version> {
     headers.insert(L5D_ORIG_PROTO, HeaderValue::from_static(proto));
     *req.version_mut() = Version::HTTP_2;
     Some(version)
+}
+
+/// A request body sent over HTTP/2: the HTTP/1 body, its trailers without the
+/// connection-specific fields HTTP/2 forbids.
+pub type H2Body = MapFrame<Incoming, fn(Frame<Bytes>) -> Frame<Bytes>>;
+
+/// Fields HTTP/2 forbids (RFC 9113, section 8.2.2), in headers and trailers alike.
+pub(crate) const CONNECTION_SPECIFIC: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
+/// `body`, fit to be sent over HTTP/2. An HTTP/1 client may send any field in its trailers;
+/// one HTTP/2 forbids would fail the stream without ending it, and the request would hang.
+pub fn h2_body(body: Incoming) -> H2Body {
+    body.map_frame(strip_trailers as fn(Frame<Bytes>) -> Frame<Bytes>)
+}
+
+pub(crate) fn strip_trailers(mut frame: Frame<Bytes>) -> Frame<Bytes> {
+    if let Some(trailers) = frame.trailers_mut() {
+        for name in CONNECTION_SPECIFIC {
+            trailers.remove(name);
+        }
+    }
+    frame
 }
 
 /// Undoes [`upgrade`] on the response: drops `l5d-orig-proto` and restores the request's

@@ -107,3 +107,16 @@ fn grpc_status_reads_numbers_only() {
         .insert("grpc-status", HeaderValue::from_static("oops"));
     assert_eq!(grpc_status(&rsp), None);
 }
+
+#[test]
+fn trailers_sent_over_http2_lose_connection_specific_fields() {
+    let mut trailers = http::HeaderMap::new();
+    for name in orig_proto::CONNECTION_SPECIFIC {
+        trailers.insert(name, http::HeaderValue::from_static("x"));
+    }
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frame = orig_proto::strip_trailers(hyper::body::Frame::trailers(trailers));
+    let kept = frame.into_trailers().expect("still trailers");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept["grpc-status"], "0");
+}

@@ -17,7 +17,11 @@ use trellis_api::destination::{Endpoint, ProtocolHint};
 
 use crate::{
     error::Error,
-    http::{grpc_status, orig_proto, upgrade},
+    http::{
+        grpc_status,
+        orig_proto::{self, H2Body},
+        upgrade,
+    },
     metrics::{
         Labels, Metrics, TlsLabel,
         labels::{Direction, endpoint},
@@ -104,7 +108,7 @@ pub struct EndpointSvc {
     connect_timeout: Duration,
     metrics: Arc<Metrics>,
     labels: Arc<Labels>,
-    conn: Arc<tokio::sync::Mutex<Option<SendRequest<Incoming>>>>,
+    conn: Arc<tokio::sync::Mutex<Option<SendRequest<H2Body>>>>,
 }
 
 impl EndpointSvc {
@@ -126,7 +130,7 @@ impl EndpointSvc {
     }
 
     /// The pooled HTTP/2 connection, made on first use and remade when it closes.
-    async fn h2(&self) -> Result<SendRequest<Incoming>, Error> {
+    async fn h2(&self) -> Result<SendRequest<H2Body>, Error> {
         let mut conn = self.conn.lock().await;
         if let Some(send) = conn.as_ref().filter(|s| !s.is_closed()) {
             return Ok(send.clone());
@@ -156,7 +160,7 @@ impl EndpointSvc {
         let orig = orig_proto::upgrade(&mut req);
         let mut send = self.h2().await?;
         send.ready().await?;
-        let mut rsp = send.send_request(req).await?;
+        let mut rsp = send.send_request(req.map(orig_proto::h2_body)).await?;
         orig_proto::restore(&mut rsp, orig);
         Ok(rsp)
     }

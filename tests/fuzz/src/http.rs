@@ -206,10 +206,11 @@ impl AsyncWrite for ScriptedIo {
     }
 }
 
-/// Checks what an HTTP/1 server wrote: nothing, or responses starting with a status line.
+/// Checks what an HTTP/1 server wrote: nothing, or responses starting with a status line
+/// (HTTP/1.0 to HTTP/1.0 requests).
 pub fn assert_http1_response(read: &[u8]) {
     assert!(
-        read.is_empty() || read.starts_with(b"HTTP/1.1 "),
+        read.is_empty() || read.starts_with(b"HTTP/1.1 ") || read.starts_with(b"HTTP/1.0 "),
         "an HTTP/1 connection got bytes that are not a response: {:?}",
         String::from_utf8_lossy(&read[..read.len().min(64)])
     );
