@@ -3,7 +3,7 @@
 //! notice; afterwards discovery and the operator must work again, and the test times how
 //! long a change takes to reach the proxies, beside a calm run. Its own test binary, named
 //! to run last: watches opened in the minutes after an apiserver restart have been seen to
-//! miss EndpointSlice changes (see `docs/chaos.md`).
+//! miss EndpointSlice changes (see `docs/hardening.md`).
 //!
 //! Needs root, iproute2, iptables and the local cluster (`tests/cluster/cluster up`).
 
