@@ -2,8 +2,8 @@
 //! mesh in network namespaces (see `trellis_tests::chaos`). Established traffic must not
 //! notice; afterwards discovery and the operator must work again, and the test times how
 //! long a change takes to reach the proxies, beside a calm run. Its own test binary, named
-//! to run last: watches opened in the minutes after an apiserver restart have been seen to
-//! miss EndpointSlice changes (see `docs/hardening.md`).
+//! to run last: in the minutes after an apiserver restart, a controller started then has been
+//! seen to miss an EndpointSlice change (open; see `docs/hardening.md`).
 //!
 //! Needs root, iproute2, iptables and the local cluster (`tests/cluster/cluster up`).
 
