@@ -165,7 +165,7 @@ impl Index {
         for key in keys {
             let set = self.compute(&key);
             if let Some(tx) = self.endpoint_watches.get(&key) {
-                tx.send_if_modified(|old| {
+                let sent = tx.send_if_modified(|old| {
                     if *old == set {
                         false
                     } else {
@@ -173,6 +173,10 @@ impl Index {
                         true
                     }
                 });
+                if sent {
+                    let (ns, svc, port, _) = &key;
+                    tracing::debug!(%ns, %svc, port, watchers = tx.receiver_count(), "Endpoints changed");
+                }
             }
         }
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -219,11 +223,13 @@ impl Index {
             slices.remove(&name);
             self.refresh_service(&ns, &old);
         }
+        let info = SliceInfo::from_slice(slice);
+        tracing::debug!(%ns, %name, %svc, ready = info.endpoints.len(), "EndpointSlice applied");
         self.endpoints
             .slices
             .entry((ns.clone(), svc.clone()))
             .or_default()
-            .insert(name, SliceInfo::from_slice(slice));
+            .insert(name, info);
         self.refresh_service(&ns, &svc);
     }
 
