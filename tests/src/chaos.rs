@@ -109,16 +109,14 @@ impl Fixture {
         self.webs[name].1.lock().len()
     }
 
-    /// Waits until web pod `name`'s app gets load; returns how long that took.
-    pub async fn await_traffic(&self, name: &str) -> Duration {
-        let start = Instant::now();
+    /// Waits until web pod `name`'s app gets load.
+    pub async fn await_traffic(&self, name: &str) {
         let before = self.served(name);
         eventually(&format!("load reaches {name}"), DEFAULT_TIMEOUT, || async {
             let n = self.served(name);
             if n > before { Ok(()) } else { Err(n) }
         })
         .await;
-        start.elapsed()
     }
 
     /// Replaces the pods behind the Service, `out`, by `into` (relabelling, and retrying

@@ -54,16 +54,18 @@ async fn established_traffic_survives_the_loss_of_the_control_plane() {
     .await;
 }
 
+/// The control plane's gRPC ports (identity, destination, policy).
+const CONTROL_PLANE_PORTS: [u16; 3] = [
+    well_known::IDENTITY_PORT,
+    well_known::DESTINATION_PORT,
+    well_known::POLICY_PORT,
+];
+
 /// Drops (or, with `on == false`, stops dropping) every packet between `pod` and the
 /// control plane's gRPC ports, both ways, as a partition would: connections hang, nothing is
 /// reset.
 fn partition(pod: &PodNs, on: bool) {
-    let ports = format!(
-        "{},{},{}",
-        well_known::IDENTITY_PORT,
-        well_known::DESTINATION_PORT,
-        well_known::POLICY_PORT
-    );
+    let ports = CONTROL_PLANE_PORTS.map(|p| p.to_string()).join(",");
     let gateway = GATEWAY.to_string();
     let action = if on { "-I" } else { "-D" };
     for (chain, addr, port) in [("OUTPUT", "-d", "--dports"), ("INPUT", "-s", "--sports")] {
@@ -90,12 +92,8 @@ fn partition(pod: &PodNs, on: bool) {
 /// Destroys the host's side of every connection to the control plane's gRPC ports (`ss -K`),
 /// without a word to the peers (the partition drops the resets).
 fn forget_control_plane_connections() {
-    let filter = format!(
-        "( sport = :{} or sport = :{} or sport = :{} )",
-        well_known::IDENTITY_PORT,
-        well_known::DESTINATION_PORT,
-        well_known::POLICY_PORT
-    );
+    let sports = CONTROL_PLANE_PORTS.map(|p| format!("sport = :{p}"));
+    let filter = format!("( {} )", sports.join(" or "));
     let out = std::process::Command::new("ss")
         .args(["-K", "-tn", &filter])
         .output()
