@@ -39,6 +39,9 @@ pub struct Config {
     /// Admin server settings.
     #[command(flatten)]
     pub admin: AdminConfig,
+    /// Shutdown settings.
+    #[command(flatten)]
+    pub shutdown: ShutdownConfig,
     /// The role to run.
     #[command(subcommand)]
     pub role: Option<Role>,
@@ -99,6 +102,23 @@ pub struct AdminConfig {
         global = true
     )]
     pub addr: SocketAddr,
+}
+
+/// Shutdown settings.
+#[derive(Debug, Clone, Args)]
+pub struct ShutdownConfig {
+    /// Time from the first SIGTERM to the start of draining, during which `/ready` fails
+    /// and every server still answers, so that kube-proxy and the apiserver's webhook calls
+    /// stop choosing this replica before it stops listening. The rendered controller sets
+    /// it; `0s` (the default) drains at once.
+    #[arg(
+        long = "shutdown-delay",
+        env = "TRELLIS_OPERATOR_SHUTDOWN_DELAY",
+        default_value = "0s",
+        value_parser = parse_duration,
+        global = true
+    )]
+    pub delay: Duration,
 }
 
 /// Settings of the `operator` role.

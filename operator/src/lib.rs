@@ -37,7 +37,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let registry = SharedRegistry::default();
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(cancel_on_signal(
+        shutdown.clone(),
+        config.shutdown.delay,
+        readiness.clone(),
+    ));
     let admin = AdminServer::bind(config.admin.addr, registry.clone(), readiness.clone()).await?;
     let admin_shutdown = shutdown.clone();
     let admin = tokio::spawn(admin.serve(async move { admin_shutdown.cancelled().await }));
@@ -97,9 +101,11 @@ pub async fn run_controller(
 /// process exits anyway: well inside Kubernetes' default 30 s termination grace period.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
-/// Cancels `shutdown` on the first SIGTERM or SIGINT, then bounds the drain: the process
-/// exits at once on a second signal, and with an error once [`SHUTDOWN_GRACE`] has passed.
-async fn cancel_on_signal(shutdown: CancellationToken) {
+/// Cancels `shutdown` on the first SIGTERM or SIGINT, after `delay` (during which `/ready`
+/// fails and everything still serves, so traffic moves away first), then bounds the drain:
+/// the process exits at once on a second signal, and with an error once [`SHUTDOWN_GRACE`]
+/// has passed. So it exits at most `delay` + [`SHUTDOWN_GRACE`] after the first signal.
+async fn cancel_on_signal(shutdown: CancellationToken, delay: Duration, readiness: Readiness) {
     let mut signals = match Signals::new() {
         Ok(signals) => signals,
         Err(e) => {
@@ -108,6 +114,17 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         }
     };
     signals.next().await;
+    if !delay.is_zero() {
+        readiness.register("shutdown").set(false);
+        tracing::info!(?delay, "Shutting down: not ready, serving until draining starts; a second signal exits at once");
+        tokio::select! {
+            () = signals.next() => {
+                tracing::warn!("Second signal: exiting without draining");
+                std::process::exit(EXIT_SECOND_SIGNAL);
+            }
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
     tracing::info!(grace = ?SHUTDOWN_GRACE, "Shutting down; a second signal exits at once");
     shutdown.cancel();
     tokio::select! {

@@ -32,7 +32,10 @@ use kube::{
 };
 use serde_json::json;
 use trellis_api::well_known;
-use trellis_crds::{settings::MeshSettings, v1alpha1::mesh::Mesh};
+use trellis_crds::{
+    settings::MeshSettings,
+    v1alpha1::mesh::{FailurePolicy, Mesh},
+};
 use trellis_webhooks::inject::{
     annotations::{self, InjectMode},
     template::{self, InjectConfig},
@@ -75,6 +78,10 @@ pub struct MeshNet {
 }
 
 /// Which Mesh a [`MeshNet`] runs and what it removes when dropped.
+///
+/// Its validating webhook fails open (`validatorFailurePolicy: Ignore`): the control plane
+/// runs as a host process the apiserver's webhook calls cannot reach, and a fail-closed
+/// webhook would refuse every test's policy objects while the Mesh exists.
 #[derive(Clone, Debug)]
 pub struct MeshSetup {
     /// Namespace of the workloads (it must exist; it also holds the operator's Lease).
@@ -95,7 +102,10 @@ impl MeshSetup {
             "apiVersion": "trellis.dev/v1alpha1",
             "kind": "Mesh",
             "metadata": { "name": ns, "labels": { MESH_LABEL: ns } },
-            "spec": { "namespace": format!("{ns}-cp") },
+            "spec": {
+                "namespace": format!("{ns}-cp"),
+                "controlPlane": { "validatorFailurePolicy": "Ignore" },
+            },
         }))
         .unwrap();
         Self {
@@ -112,8 +122,9 @@ impl MeshSetup {
         let path = crate::cluster::repo_root().join("config/samples/mesh.yaml");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let mesh = serde_yaml::from_str(&text)
+        let mut mesh: Mesh = serde_yaml::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not a Mesh: {e}", path.display()));
+        mesh.spec.control_plane.validator_failure_policy = FailurePolicy::Ignore;
         Self {
             ns: ns.to_string(),
             mesh,

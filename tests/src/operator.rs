@@ -219,10 +219,23 @@ impl Harness {
             "labels": { TEST_MESH_LABEL: self.mesh, "argocd.argoproj.io/instance": "must-not-be-copied" },
             "annotations": { "example.com/owner": "must-not-be-copied" },
         });
-        let mut full_spec = json!({ "namespace": self.cp });
+        // kwok runs the controller pods, so nothing answers the validating webhook: it must
+        // not fail closed, or every test's policy objects would be refused while this Mesh
+        // exists. A test that sets the policy itself keeps its own.
+        let mut full_spec = json!({
+            "namespace": self.cp,
+            "controlPlane": { "validatorFailurePolicy": "Ignore" },
+        });
         if let (Some(base), Some(extra)) = (full_spec.as_object_mut(), spec.as_object()) {
             for (k, v) in extra {
-                base.insert(k.clone(), v.clone());
+                match (base.get_mut(k), v) {
+                    (Some(Value::Object(base)), Value::Object(extra)) if k == "controlPlane" => {
+                        base.extend(extra.clone());
+                    }
+                    _ => {
+                        base.insert(k.clone(), v.clone());
+                    }
+                }
             }
         }
         mesh["spec"] = full_spec;

@@ -151,12 +151,12 @@ async fn sample_mesh_becomes_ready_and_drift_is_undone() {
             .unwrap();
         assert_eq!(scaled.spec.unwrap().replicas, Some(5));
         eventually(
-            "the hand-scaled controller Deployment to return to 1 replica",
+            "the hand-scaled controller Deployment to return to 2 replicas",
             RESTORE_TIMEOUT,
             || async {
                 let d = h.controller().await;
                 match d.spec.and_then(|s| s.replicas) {
-                    Some(1) => Ok(()),
+                    Some(2) => Ok(()),
                     other => Err(other),
                 }
             },
@@ -174,7 +174,7 @@ async fn sample_mesh_becomes_ready_and_drift_is_undone() {
             })
         };
         h.deployments()
-            .patch(CONTROLLER_NAME, &PatchParams::apply("someone-else").force(), &Patch::Apply(mark(Some("true"), 2)))
+            .patch(CONTROLLER_NAME, &PatchParams::apply("someone-else").force(), &Patch::Apply(mark(Some("true"), 3)))
             .await
             .unwrap();
         // Delete a Service too: once it is back, the operator has reconciled since the edit.
@@ -188,7 +188,7 @@ async fn sample_mesh_becomes_ready_and_drift_is_undone() {
             }
         })
         .await;
-        assert_eq!(h.controller().await.spec.unwrap().replicas, Some(2), "an ignored object was changed");
+        assert_eq!(h.controller().await.spec.unwrap().replicas, Some(3), "an ignored object was changed");
         h.deployments()
             .patch(CONTROLLER_NAME, &PatchParams::apply("someone-else").force(), &Patch::Apply(json!({
                 "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "annotations": {} },
@@ -197,7 +197,7 @@ async fn sample_mesh_becomes_ready_and_drift_is_undone() {
             .unwrap();
         eventually("the controller Deployment to be managed again", RESTORE_TIMEOUT, || async {
             match h.controller().await.spec.and_then(|s| s.replicas) {
-                Some(1) => Ok(()),
+                Some(2) => Ok(()),
                 other => Err(other),
             }
         })

@@ -30,13 +30,14 @@ use crate::{
     },
     v1alpha1::mesh::{
         DEFAULT_CONFIGMAP_ANCHORS_KEY, DEFAULT_SECRET_ANCHORS_KEY, GatewayServiceType,
-        IMAGE_PATTERN, ImagePullPolicy, IssuerSource, MAX_PORT_RANGES, MeshSpec, PrometheusMode,
+        FailurePolicy, IMAGE_PATTERN, ImagePullPolicy, IssuerSource, MAX_PORT_RANGES, MeshSpec, PrometheusMode,
         TrustAnchorSource, UpgradeStrategy, VERSION_PATTERN,
     },
 };
 
-/// Controller replicas when the spec sets none and high availability is off.
-pub const DEFAULT_REPLICAS: u16 = 1;
+/// Controller replicas when the spec sets none and high availability is off: two, so the
+/// fail-closed validating webhook survives one replica's restart.
+pub const DEFAULT_REPLICAS: u16 = 2;
 /// Controller replicas when the spec sets none and high availability is on.
 pub const DEFAULT_HA_REPLICAS: u16 = 3;
 /// Image name of the proxy (and proxy-init) under the operator's image repository.
@@ -133,7 +134,7 @@ pub struct RotationSettings {
 /// `spec.controlPlane`, checked, with the replica default applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ControlPlaneSettings {
-    /// Replicas of each control-plane Deployment: the spec's, else 3 with HA, else 1.
+    /// Replicas of each control-plane Deployment: the spec's, else 3 with HA, else 2.
     pub replicas: u16,
     /// Resources of control-plane containers; `None` means the operator's defaults.
     pub resources: Option<ComputeResources>,
@@ -141,6 +142,8 @@ pub struct ControlPlaneSettings {
     pub log_level: LogLevel,
     /// Spread across nodes with PodDisruptionBudgets.
     pub high_availability: bool,
+    /// The validating webhook's `failurePolicy`.
+    pub validator_failure_policy: FailurePolicy,
 }
 
 /// `spec.proxy`, checked: the defaults the injector applies before pod annotations.
@@ -664,6 +667,7 @@ fn control_plane(check: &mut Check, spec: &MeshSpec) -> ControlPlaneSettings {
         resources: cp.resources.clone(),
         log_level: cp.log_level,
         high_availability: cp.high_availability,
+        validator_failure_policy: cp.validator_failure_policy,
     }
 }
 

@@ -48,6 +48,7 @@ fn an_empty_spec_gives_the_defaults() {
             resources: None,
             log_level: LogLevel::Info,
             high_availability: false,
+            validator_failure_policy: FailurePolicy::Fail,
         }
     );
     assert_eq!(
@@ -123,7 +124,7 @@ fn every_field_is_parsed() {
             "rotation": { "automatic": false, "issuerRenewBefore": "48h", "trustAnchorRenewBefore": "96h" },
         },
         "controlPlane": {
-            "replicas": 4, "highAvailability": true, "logLevel": "debug",
+            "replicas": 4, "highAvailability": true, "logLevel": "debug", "validatorFailurePolicy": "Ignore",
             "resources": { "limits": { "memory": "1Gi" } },
         },
         "proxy": {
@@ -180,6 +181,7 @@ fn every_field_is_parsed() {
             }),
             log_level: LogLevel::Debug,
             high_availability: true,
+            validator_failure_policy: FailurePolicy::Ignore,
         }
     );
     assert_eq!(

@@ -533,8 +533,9 @@ impl Default for Rotation {
     ],
 ))]
 pub struct ControlPlane {
-    /// Replicas of each control-plane Deployment, 1-10. Optional: 1, or 3 with
-    /// highAvailability.
+    /// Replicas of each control-plane Deployment, 1-10. Optional: 2, or 3 with
+    /// highAvailability. With 2 or more, a PodDisruptionBudget keeps one serving through
+    /// node drains, so the fail-closed validating webhook keeps answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10))]
     pub replicas: Option<i32>,
@@ -550,6 +551,33 @@ pub struct ControlPlane {
     /// with PodDisruptionBudgets. Default false.
     #[serde(default)]
     pub high_availability: bool,
+    /// What the apiserver does with a policy object (Server, AuthorizationPolicy,
+    /// ServiceProfile, ...) when no controller replica answers the validating webhook.
+    /// Default `Fail`: the object is refused, so nothing unvalidated reaches the proxies.
+    /// `Ignore` admits it unchecked. The proxy injector always fails open.
+    #[serde(default)]
+    pub validator_failure_policy: FailurePolicy,
+}
+
+/// An admission webhook's `failurePolicy`: what the apiserver does when the webhook does
+/// not answer.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum FailurePolicy {
+    /// Refuse the request (the default).
+    #[default]
+    Fail,
+    /// Admit the request without the webhook's check.
+    Ignore,
+}
+
+impl FailurePolicy {
+    /// The policy as Kubernetes writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "Fail",
+            Self::Ignore => "Ignore",
+        }
+    }
 }
 
 /// When Kubernetes pulls a container image: `Always`, `IfNotPresent` or `Never`.

@@ -1,5 +1,6 @@
 //! The control plane: namespace, ServiceAccount, RBAC, proxy defaults, Services and the
-//! `controller` Deployment (with a PodDisruptionBudget and anti-affinity when HA).
+//! `controller` Deployment (with a PodDisruptionBudget and preferred anti-affinity whenever it
+//! runs more than one replica: two by default, three with high availability).
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -26,6 +27,11 @@ pub const CONTROLLER_COMPONENT: &str = "controller";
 pub const ISSUER_SERIAL_ANNOTATION: &str = "trellis.dev/issuer-serial";
 /// Pod-template annotation with the webhook certificate serial.
 pub const WEBHOOK_SERIAL_ANNOTATION: &str = "trellis.dev/webhook-serial";
+
+/// How long a stopping controller keeps serving while not ready, so that kube-proxy and the
+/// apiserver stop sending it proxies' streams and webhook calls before it stops listening
+/// (the fail-closed validator would refuse a call that reached a closed port).
+pub const CONTROLLER_SHUTDOWN_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Replicas of the controller Deployment (the settings apply the defaults).
 pub fn replicas(input: &RenderInput<'_>) -> i32 {
@@ -121,7 +127,7 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
         .controller_image(&input.images.repository)
         .to_string();
     push::<Deployment>(plan, input, deployment(input, replicas, &image)?)?;
-    if input.settings.control_plane.high_availability {
+    if replicas > 1 {
         push::<PodDisruptionBudget>(
             plan,
             input,
@@ -242,7 +248,7 @@ fn deployment(input: &RenderInput<'_>, replicas: i32, image: &str) -> Result<Val
             json!({ "requests": { "cpu": "100m", "memory": "64Mi" }, "limits": { "memory": "256Mi" } })
         }
     };
-    let affinity = if cp.high_availability {
+    let affinity = if replicas > 1 {
         json!({
             "podAntiAffinity": {
                 "preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -271,6 +277,7 @@ fn deployment(input: &RenderInput<'_>, replicas: i32, image: &str) -> Result<Val
                 { "name": "TRELLIS_OPERATOR_MESH_NAME", "value": input.mesh_name },
                 { "name": "TRELLIS_OPERATOR_CONTROL_PLANE_NAMESPACE", "value": ns },
                 { "name": "TRELLIS_OPERATOR_IMAGE_REPOSITORY", "value": input.images.repository },
+                { "name": "TRELLIS_OPERATOR_SHUTDOWN_DELAY", "value": go_duration(CONTROLLER_SHUTDOWN_DELAY) },
             ],
             "ports": [
                 { "name": "identity", "containerPort": IDENTITY_PORT },

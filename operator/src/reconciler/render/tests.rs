@@ -27,7 +27,7 @@ fn default_spec_renders_the_control_plane() {
     let plan = plan_for(&MeshSpec::default());
     let deployment = find(&plan, "Deployment", CONTROLLER_NAME);
     let data = &deployment.object.data;
-    assert_eq!(data["spec"]["replicas"], 1);
+    assert_eq!(data["spec"]["replicas"], 2);
     assert_eq!(
         data["spec"]["template"]["spec"]["containers"][0]["image"],
         format!(
@@ -73,12 +73,6 @@ fn default_spec_renders_the_control_plane() {
         plan.objects.first().map(|o| o.resource.kind.as_str()),
         Some("Namespace")
     );
-    assert!(
-        !plan
-            .objects
-            .iter()
-            .any(|o| o.resource.kind == "PodDisruptionBudget")
-    );
     assert_eq!(plan.components.len(), 1);
     assert!(plan.unavailable.is_empty());
 }
@@ -114,6 +108,28 @@ fn high_availability_adds_replicas_pdb_and_anti_affinity() {
             .is_object()
     );
     find(&plan, "PodDisruptionBudget", CONTROLLER_NAME);
+}
+
+#[test]
+fn default_runs_two_controllers_with_a_pdb_and_one_runs_without() {
+    let plan = plan_for(&MeshSpec::default());
+    let deployment = find(&plan, "Deployment", CONTROLLER_NAME);
+    assert_eq!(deployment.object.data["spec"]["replicas"], 2);
+    let pdb = find(&plan, "PodDisruptionBudget", CONTROLLER_NAME);
+    assert_eq!(pdb.object.data["spec"]["maxUnavailable"], 1);
+
+    let single = plan_with(|spec| spec.control_plane.replicas = Some(1));
+    assert_eq!(
+        find(&single, "Deployment", CONTROLLER_NAME).object.data["spec"]["replicas"],
+        1
+    );
+    assert!(
+        !single
+            .objects
+            .iter()
+            .any(|o| o.resource.kind == "PodDisruptionBudget"),
+        "a PDB over one replica would block every node drain"
+    );
 }
 
 #[test]
@@ -218,7 +234,24 @@ fn webhook_selectors_follow_the_control_plane_namespace() {
         }),
         "policy objects are validated in every namespace but kube-system, whatever its inject label"
     );
-    assert_eq!(validator["failurePolicy"], "Ignore");
+    assert_eq!(
+        validator["failurePolicy"], "Fail",
+        "the validator fails closed by default"
+    );
+    let ignoring = plan_with(|spec| {
+        spec.control_plane.validator_failure_policy =
+            trellis_crds::v1alpha1::mesh::FailurePolicy::Ignore;
+    });
+    assert_eq!(
+        find(
+            &ignoring,
+            "ValidatingWebhookConfiguration",
+            "trellis-m1-validator"
+        )
+        .object
+        .data["webhooks"][0]["failurePolicy"],
+        "Ignore"
+    );
     assert_eq!(
         validator["timeoutSeconds"],
         webhook_configs::WEBHOOK_TIMEOUT_SECONDS

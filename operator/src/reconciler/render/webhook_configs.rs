@@ -6,8 +6,14 @@
 //! injector decides per pod itself: the pod's own `trellis.dev/inject` annotation, or else its
 //! namespace's, must say `enabled` or `ingress` (see `trellis_webhooks::inject`). This is how
 //! Linkerd scopes its injector, and it lets a pod opt in inside a namespace that has not.
-//! The validator is called for policy objects everywhere except `kube-system`. Both fail
-//! open, so a control plane that is down or not yet serving never blocks admission elsewhere.
+//! The validator is called for policy objects everywhere except `kube-system`.
+//!
+//! The injector fails open, so a control plane that is down or not yet serving never blocks
+//! pods (the operator reports every pod that asked for a proxy and got none: see
+//! `reconciler::mesh::uninjected`). The validator fails closed by default
+//! (`spec.controlPlane.validatorFailurePolicy`): a policy object nobody checked never
+//! reaches the proxies. Two controller replicas, a PodDisruptionBudget and a readiness that
+//! includes the webhook server keep it answering through restarts and drains.
 
 use k8s_openapi::{
     ByteString,
@@ -31,7 +37,7 @@ pub const VALIDATOR_SUFFIX: &str = "validator";
 pub const SYSTEM_NAMESPACE: &str = "kube-system";
 /// Label the apiserver sets on every namespace to its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
-/// Seconds the apiserver waits for a webhook before failing open.
+/// Seconds the apiserver waits for a webhook before applying its failure policy.
 pub const WEBHOOK_TIMEOUT_SECONDS: i32 = 5;
 
 /// The proxy injector's `namespaceSelector` for a control plane in `control_plane_namespace`.
@@ -106,7 +112,7 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
                 "name": "validator.trellis.dev",
                 "admissionReviewVersions": ["v1"],
                 "clientConfig": client_config("/validate"),
-                "failurePolicy": "Ignore",
+                "failurePolicy": input.settings.control_plane.validator_failure_policy.as_str(),
                 "sideEffects": "None",
                 "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
                 "namespaceSelector": validator_namespace_selector(),
