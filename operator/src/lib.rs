@@ -116,7 +116,10 @@ async fn cancel_on_signal(shutdown: CancellationToken, delay: Duration, readines
     signals.next().await;
     if !delay.is_zero() {
         readiness.register("shutdown").set(false);
-        tracing::info!(?delay, "Shutting down: not ready, serving until draining starts; a second signal exits at once");
+        tracing::info!(
+            ?delay,
+            "Shutting down: not ready, serving until draining starts; a second signal exits at once"
+        );
         tokio::select! {
             () = signals.next() => {
                 tracing::warn!("Second signal: exiting without draining");

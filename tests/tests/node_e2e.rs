@@ -61,6 +61,7 @@ async fn run(client: Client, apps: String) {
     let demo = deploy_workloads(&client, &apps).await;
     every_protocol_flows_over_mtls(&client, &apps, &demo).await;
     authorization_denies_then_allows(&client, &apps, &demo).await;
+    admission_with_and_without_a_controller(&client, &apps).await;
     a_missing_image_is_reported_and_changes_nothing(&client, &demo).await;
     upgrade_rolls_the_control_plane_without_failed_requests(&client, &demo).await;
     killing_the_leader_hands_over(&client).await;
@@ -413,6 +414,190 @@ async fn authorization_denies_then_allows(client: &Client, ns: &str, demo: &Demo
         ])
         .await;
         assert!(ok, "delete {kind} {name}: {err}");
+    }
+}
+
+/// A Server named `name` for the web pods on `port` that lets every client in, so the demo
+/// traffic is not denied while it exists.
+fn web_server_yaml(name: &str, port: &str) -> String {
+    format!(
+        "apiVersion: policy.trellis.dev/v1alpha1\nkind: Server\nmetadata: {{name: {name}}}\n\
+         spec: {{podSelector: {{matchLabels: {{app: web}}}}, port: {port}, accessPolicy: all-unauthenticated}}\n"
+    )
+}
+
+async fn delete_server(ns: &str, name: &str) {
+    let (ok, _, err) = cluster::kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "--ignore-not-found",
+        "server.policy.trellis.dev",
+        name,
+    ])
+    .await;
+    assert!(ok, "delete Server {name}: {err}");
+}
+
+/// The admission webhooks on real pods. The validator refuses a Server that overlaps
+/// another; with one controller replica deleted, policy objects are still admitted; with no
+/// controller at all (the Deployment marked `trellis.dev/ignore` and scaled to 0), the
+/// validator fails closed, while the injector fails open and the pod it could not inject is
+/// reported (Event and metric). Unmarked, the operator brings both replicas back.
+async fn admission_with_and_without_a_controller(client: &Client, ns: &str) {
+    let controllers: Api<Deployment> = Api::namespaced(client.clone(), CONTROL_PLANE_NS);
+    k8s::apply_yaml(client, Some(ns), &web_server_yaml("web-a", "http"))
+        .await
+        .unwrap();
+    let overlap = k8s::apply_yaml(client, Some(ns), &web_server_yaml("web-b", "8080")).await;
+    let refused = overlap.expect_err("a Server overlapping web-a must be refused");
+    assert!(
+        refused.contains("web-a"),
+        "the refusal names the other Server: {refused}"
+    );
+
+    // One replica gone: the other answers every call, even while the first stops.
+    let pods = real_node::ready_pods(
+        client,
+        CONTROL_PLANE_NS,
+        "app.kubernetes.io/component=controller",
+    )
+    .await;
+    assert_eq!(pods.len(), 2, "the controller runs two replicas");
+    let victim = pods[0].name_any();
+    Api::<Pod>::namespaced(client.clone(), CONTROL_PLANE_NS)
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let name = format!("web-during-{i}");
+        k8s::apply_yaml(client, Some(ns), &web_server_yaml(&name, "tcp"))
+            .await
+            .unwrap_or_else(|e| panic!("Server {name}, with one controller replica stopping: {e}"));
+        delete_server(ns, &name).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // No controller: mark the Deployment so the operator leaves it alone, and scale it to 0.
+    let mark = |value: Option<&str>, replicas: Option<i32>| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "annotations": { "trellis.dev/ignore": value } },
+            "spec": { "replicas": replicas },
+        })
+    };
+    controllers
+        .patch(
+            "trellis-controller",
+            &PatchParams::default(),
+            &Patch::Merge(mark(Some("true"), Some(0))),
+        )
+        .await
+        .unwrap();
+    eventually("no controller pod left", ROLLOUT_TIMEOUT, || async {
+        let pods = Api::<Pod>::namespaced(client.clone(), CONTROL_PLANE_NS)
+            .list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if pods.items.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} pods", pods.items.len()))
+        }
+    })
+    .await;
+    let refused = k8s::apply_yaml(client, Some(ns), &web_server_yaml("web-unchecked", "tcp"))
+        .await
+        .expect_err("with no controller, the validator fails closed");
+    assert!(
+        refused.contains("validator.trellis.dev"),
+        "the refusal names the webhook: {refused}"
+    );
+    let lone: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "unmeshed", "labels": { "app": "unmeshed" } },
+        "spec": {
+            "containers": [{ "name": "app", "image": real_node::demo_image(), "imagePullPolicy": "Never", "args": ["server"] }],
+        },
+    }))
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lone = pods
+        .create(&Default::default(), &lone)
+        .await
+        .expect("the injector fails open");
+    assert!(
+        lone.spec
+            .unwrap()
+            .containers
+            .iter()
+            .all(|c| c.name != "trellis-proxy"),
+        "nothing could inject it"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let note = eventually(
+        "a ProxyNotInjected event on the pod",
+        TRAFFIC_TIMEOUT,
+        || async {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("ProxyNotInjected")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("unmeshed")
+                })
+                .and_then(|e| e.note)
+                .ok_or_else(|| "no event yet".to_string())
+        },
+    )
+    .await;
+    assert!(
+        note.contains("rollout restart"),
+        "the event says how to fix it: {note}"
+    );
+    let mut reported = 0.0;
+    for pod in real_node::ready_pods(
+        client,
+        CONTROL_PLANE_NS,
+        "app.kubernetes.io/component=operator",
+    )
+    .await
+    {
+        let (_, body) = real_node::http("GET", real_node::pod_ip(&pod), 9990, "/metrics")
+            .await
+            .unwrap();
+        reported += body
+            .lines()
+            .filter_map(|l| l.strip_prefix("trellis_operator_uninjected_pods "))
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    assert!(
+        reported >= 1.0,
+        "trellis_operator_uninjected_pods counts the pod"
+    );
+    pods.delete("unmeshed", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // Unmarked: the operator restores two replicas, and admission works again.
+    controllers
+        .patch(
+            "trellis-controller",
+            &PatchParams::default(),
+            &Patch::Merge(mark(None, None)),
+        )
+        .await
+        .unwrap();
+    eventually("policy objects admitted again", ROLLOUT_TIMEOUT, || async {
+        k8s::apply_yaml(client, Some(ns), &web_server_yaml("web-checked", "tcp")).await
+    })
+    .await;
+    await_mesh_ready(client, real_node::version()).await;
+    for name in ["web-a", "web-checked"] {
+        delete_server(ns, name).await;
     }
 }
 

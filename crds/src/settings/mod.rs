@@ -29,9 +29,9 @@ use crate::{
         resources::ComputeResources,
     },
     v1alpha1::mesh::{
-        DEFAULT_CONFIGMAP_ANCHORS_KEY, DEFAULT_SECRET_ANCHORS_KEY, GatewayServiceType,
-        FailurePolicy, IMAGE_PATTERN, ImagePullPolicy, IssuerSource, MAX_PORT_RANGES, MeshSpec, PrometheusMode,
-        TrustAnchorSource, UpgradeStrategy, VERSION_PATTERN,
+        DEFAULT_CONFIGMAP_ANCHORS_KEY, DEFAULT_SECRET_ANCHORS_KEY, FailurePolicy,
+        GatewayServiceType, IMAGE_PATTERN, ImagePullPolicy, IssuerSource, MAX_PORT_RANGES,
+        MeshSpec, PrometheusMode, TrustAnchorSource, UpgradeStrategy, VERSION_PATTERN,
     },
 };
 

@@ -84,6 +84,10 @@ pub struct Metrics {
     pub cert_expiry: Family<ControllerLabels, Gauge>,
     /// Component readiness (1 ready, 0 not) by mesh and component.
     pub component_ready: Family<ControllerLabels, Gauge>,
+    /// Running pods that asked for a proxy and have none (see [`mesh::uninjected`]).
+    pub uninjected: Gauge,
+    /// Such pods reported, since the process started.
+    pub uninjected_reported: Counter,
 }
 
 impl Metrics {
@@ -97,6 +101,8 @@ impl Metrics {
             }),
             cert_expiry: Family::default(),
             component_ready: Family::default(),
+            uninjected: Gauge::default(),
+            uninjected_reported: Counter::default(),
         };
         let mut registry = registry.write();
         let sub = registry.sub_registry_with_prefix("trellis_operator");
@@ -126,6 +132,16 @@ impl Metrics {
         for (name, help, family) in gauges {
             sub.register(name, help, family.clone());
         }
+        sub.register(
+            "uninjected_pods",
+            "Running pods that asked for a proxy and have none",
+            metrics.uninjected.clone(),
+        );
+        sub.register(
+            "uninjected_pods_reported",
+            "Pods reported (Event ProxyNotInjected) for asking for a proxy and having none",
+            metrics.uninjected_reported.clone(),
+        );
         let duration = metrics.duration.clone();
         sub.register(
             "reconcile_duration_seconds",
@@ -409,6 +425,12 @@ fn mesh_controller(
         controller.store(),
         stop.clone(),
     );
+    let uninjected = mesh::uninjected::report(
+        client.clone(),
+        ctx.clone(),
+        controller.store(),
+        stop.clone(),
+    );
     let controller = controller
         .with_config(
             ControllerConfig::default()
@@ -448,6 +470,6 @@ fn mesh_controller(
         .run(mesh::reconcile, mesh::error_policy, ctx)
         .for_each(log_outcome);
     async move {
-        futures::future::join(controller, counts).await;
+        futures::future::join3(controller, counts, uninjected).await;
     }
 }

@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod failures;
 pub mod pods;
 pub mod status;
+pub mod uninjected;
 
 use std::{sync::Arc, time::Duration};
 
