@@ -17,6 +17,7 @@ pub mod reconciler;
 pub mod telemetry;
 #[cfg(test)]
 mod test_util;
+pub mod watch_backoff;
 pub mod watch_named;
 
 use std::time::Duration;

@@ -7,6 +7,8 @@ use kube::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::watch_backoff::WatchBackoff;
+
 /// Every applied version of the object `name`, retried with backoff on watch errors.
 pub fn named<K>(
     api: Api<K>,
@@ -16,7 +18,9 @@ where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    watcher(api, config).default_backoff().applied_objects()
+    watcher(api, config)
+        .backoff(WatchBackoff::default())
+        .applied_objects()
 }
 
 /// [`named`], ending when `shutdown` is cancelled.

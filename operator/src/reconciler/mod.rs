@@ -11,7 +11,6 @@ pub mod lease;
 pub mod mesh;
 pub mod namespace;
 pub mod render;
-pub mod trigger_backoff;
 
 use std::{
     collections::HashMap,
@@ -51,11 +50,11 @@ use self::{
     error::Error,
     lease::LeaseParams,
     render::{Images, MESH_LABEL},
-    trigger_backoff::TriggerBackoff,
 };
 use crate::{
     admin::{Readiness, SharedRegistry},
     config::OperatorConfig,
+    watch_backoff::WatchBackoff,
 };
 
 /// Shortest retry delay after a failed reconcile.
@@ -394,7 +393,7 @@ fn namespace_controller(
     use k8s_openapi::api::core::v1::Namespace;
     Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().debounce(DEBOUNCE))
-        .trigger_backoff(TriggerBackoff::default())
+        .trigger_backoff(WatchBackoff::default())
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(namespace::reconcile, namespace::error_policy, ctx)
         .for_each(log_outcome)
@@ -437,7 +436,7 @@ fn mesh_controller(
                 .concurrency(concurrency)
                 .debounce(DEBOUNCE),
         )
-        .trigger_backoff(TriggerBackoff::default())
+        .trigger_backoff(WatchBackoff::default())
         .watches(Api::<Deployment>::all(client.clone()), wc(), mesh_of)
         .watches(Api::<Service>::all(client.clone()), wc(), mesh_of)
         .watches(Api::<ConfigMap>::all(client.clone()), wc(), mesh_of)

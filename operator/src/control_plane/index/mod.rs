@@ -34,7 +34,7 @@ use trellis_crds::v1alpha1::{
 };
 
 use self::endpoints::{EndpointsIndex, PodInfo, SERVICE_NAME_LABEL, ServiceInfo, SliceInfo};
-use crate::control_plane::destination::EndpointSet;
+use crate::{control_plane::destination::EndpointSet, watch_backoff::WatchBackoff};
 
 /// Cluster-wide settings the index applies (from the Mesh and the controller's flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -407,7 +407,7 @@ async fn follow<K: Indexed>(
 {
     let mut synced = synced;
     let api: Api<K> = Api::all(client);
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher(api, watcher::Config::default()).backoff(WatchBackoff::default());
     let mut stream = std::pin::pin!(stream);
     let mut init: Option<Vec<K>> = None;
     loop {

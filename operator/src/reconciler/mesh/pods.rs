@@ -23,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 use trellis_api::well_known::{CONTROL_PLANE_NS_LABEL, FIELD_MANAGER, PROXY_VERSION_ANNOTATION};
 use trellis_crds::v1alpha1::mesh::Mesh;
 
-use crate::reconciler::{Context, error::Error};
+use crate::{
+    reconciler::{Context, error::Error},
+    watch_backoff::WatchBackoff,
+};
 
 /// Field selector that leaves out terminated pods (pods support `status.phase`).
 pub const NOT_TERMINATED: &str = "status.phase!=Succeeded,status.phase!=Failed";
@@ -214,7 +217,7 @@ pub async fn keep_counts(
     let config = watcher::Config::default()
         .labels(CONTROL_PLANE_NS_LABEL)
         .fields(NOT_TERMINATED);
-    let events = watcher(api, config).default_backoff();
+    let events = watcher(api, config).backoff(WatchBackoff::default());
     let mut events = std::pin::pin!(events);
     let mut pods = MeshedPods::default();
     let mut tick = tokio::time::interval(RECOUNT_INTERVAL);

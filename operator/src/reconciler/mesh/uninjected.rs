@@ -39,7 +39,10 @@ use trellis_webhooks::inject::{
 };
 
 use super::pods::{NOT_TERMINATED, RECOUNT_INTERVAL};
-use crate::reconciler::{Context, render::webhook_configs::SYSTEM_NAMESPACE};
+use crate::{
+    reconciler::{Context, render::webhook_configs::SYSTEM_NAMESPACE},
+    watch_backoff::WatchBackoff,
+};
 
 /// Reason of the Event on a pod that asked for a proxy and has none.
 pub const REASON: &str = "ProxyNotInjected";
@@ -162,9 +165,10 @@ pub async fn report(
     let pod_config = watcher::Config::default()
         .labels(&format!("!{CONTROL_PLANE_NS_LABEL}"))
         .fields(NOT_TERMINATED);
-    let pod_events = watcher(pods, pod_config).default_backoff();
+    let pod_events = watcher(pods, pod_config).backoff(WatchBackoff::default());
     let namespaces: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    let ns_events = watcher(namespaces, watcher::Config::default()).default_backoff();
+    let ns_events =
+        watcher(namespaces, watcher::Config::default()).backoff(WatchBackoff::default());
     let (mut pod_events, mut ns_events) = (std::pin::pin!(pod_events), std::pin::pin!(ns_events));
     let mut tracker = Tracker::default();
     let mut tick = tokio::time::interval(RECOUNT_INTERVAL);
