@@ -477,6 +477,7 @@ async fn admission_with_and_without_a_controller(client: &Client, ns: &str) {
         delete_server(ns, &name).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    eprintln!("admission: 10 Servers admitted while controller pod {victim} stopped");
 
     // No controller: mark the Deployment so the operator leaves it alone, and scale it to 0.
     let mark = |value: Option<&str>, replicas: Option<i32>| {
@@ -513,6 +514,8 @@ async fn admission_with_and_without_a_controller(client: &Client, ns: &str) {
         refused.contains("validator.trellis.dev"),
         "the refusal names the webhook: {refused}"
     );
+    eprintln!("admission: no controller, a Server is refused: {refused}");
+    let scaled_down = tokio::time::Instant::now();
     let lone: Pod = serde_json::from_value(json!({
         "metadata": { "name": "unmeshed", "labels": { "app": "unmeshed" } },
         "spec": {
@@ -557,6 +560,10 @@ async fn admission_with_and_without_a_controller(client: &Client, ns: &str) {
         note.contains("rollout restart"),
         "the event says how to fix it: {note}"
     );
+    eprintln!(
+        "admission: the uninjected pod reported {:.1?} after it was created: {note}",
+        scaled_down.elapsed()
+    );
     let mut reported = 0.0;
     for pod in real_node::ready_pods(
         client,
@@ -591,10 +598,15 @@ async fn admission_with_and_without_a_controller(client: &Client, ns: &str) {
         )
         .await
         .unwrap();
+    let unmarked = tokio::time::Instant::now();
     eventually("policy objects admitted again", ROLLOUT_TIMEOUT, || async {
         k8s::apply_yaml(client, Some(ns), &web_server_yaml("web-checked", "tcp")).await
     })
     .await;
+    eprintln!(
+        "admission: policy objects admitted again {:.1?} after the mark was removed",
+        unmarked.elapsed()
+    );
     await_mesh_ready(client, real_node::version()).await;
     for name in ["web-a", "web-checked"] {
         delete_server(ns, name).await;
