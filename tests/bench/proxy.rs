@@ -12,6 +12,13 @@
 //! CAPACITY,CONFIGS,DIAL,OUT,PROXY}` override single settings (see `proxy/config.rs`);
 //! `TRELLIS_BENCH_PROXY=<path>` measures another `trellis-proxy` build, such as a baseline. Raw oha
 //! output, the commands and `summary.md` go to `target/bench/proxy/<UTC timestamp>/`.
+//!
+//! After the measured runs, one unmeasured run per configuration and load is recorded with
+//! `perf` (`apt-get install -y linux-perf`) and drawn as `cpu-<load>-<config>.svg` with inferno
+//! (`cargo install inferno --locked`); `TRELLIS_BENCH_CPU_PROFILE=<seconds>` sets its length,
+//! 0 skips it. The summary names the proxy binary, its cargo profile and SHA-256. When the
+//! 1-minute load average is above 1.0 per core at the start, the bench warns and writes no
+//! summary, unless `TRELLIS_BENCH_FORCE=1`.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -23,6 +30,8 @@
 mod checks;
 #[path = "proxy/config.rs"]
 mod config;
+#[path = "proxy/flame.rs"]
+mod flame;
 #[path = "proxy/machine.rs"]
 mod machine;
 #[path = "proxy/measure.rs"]
@@ -79,6 +88,14 @@ fn prerequisites() -> Result<(String, String), Vec<String>> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let config = Config::from_env();
+    let busy = machine::busy();
+    if let Some(load) = busy {
+        eprintln!(
+            "proxy bench: WARNING: the load average is {load:.2} per core (above 1.0): other \
+             work would skew the figures, so no summary will be written \
+             (TRELLIS_BENCH_FORCE=1 writes it anyway)"
+        );
+    }
     let (oha_version, nginx_version) = prerequisites().unwrap_or_else(|missing| {
         for m in missing {
             eprintln!("proxy bench: {m}");
@@ -108,7 +125,7 @@ async fn main() {
         dir.display()
     );
     with_temp_ns("bench-proxy", move |client, ns| async move {
-        bench(client, ns, config, dir, facts).await;
+        bench(client, ns, config, dir, facts, busy).await;
     })
     .await;
 }
@@ -119,6 +136,7 @@ async fn bench(
     config: Config,
     dir: PathBuf,
     mut facts: Vec<(String, String)>,
+    busy: Option<f64>,
 ) {
     let topology = topology::build(client, &ns, &config, &dir).await;
     println!(
@@ -148,7 +166,8 @@ async fn bench(
         }
     }
 
-    let checks = mesh_checks(&config, &topology, &runs, &dir).await;
+    let mut checks = mesh_checks(&config, &topology, &runs, &dir).await;
+    checks.extend(cpu_profiles(&config, &topology, &dir).await);
     let trellis = topology.target(Setup::Trellis);
     facts.push(("trellis dials".into(), trellis.url.clone()));
     facts.push(("load average at the end".into(), machine::load_average()));
@@ -178,11 +197,54 @@ async fn bench(
         facts: &facts,
     };
     let summary = report::markdown(&results, "Trellis proxy benchmark");
-    std::fs::write(dir.join("summary.md"), &summary).unwrap();
+    match busy {
+        Some(load) if !config.force => println!(
+            "NOT writing summary.md: the load average was {load:.2} per core at the start \
+             (TRELLIS_BENCH_FORCE=1 writes it anyway)"
+        ),
+        _ => std::fs::write(dir.join("summary.md"), &summary).unwrap(),
+    }
     std::fs::write(dir.join("commands.txt"), rec.commands.join("\n") + "\n").unwrap();
     println!("\n{summary}");
     println!("raw output, commands and summary.md in {}", dir.display());
     drop(topology);
+}
+
+/// One unmeasured, `perf`-recorded run per configuration and load, drawn as flame graphs
+/// next to the results; returns a line per graph with its hottest functions (self time).
+async fn cpu_profiles(config: &Config, topology: &Topology, dir: &Path) -> Vec<String> {
+    if config.cpu_profile.is_zero() {
+        return vec!["No CPU profiles (TRELLIS_BENCH_CPU_PROFILE=0).".to_string()];
+    }
+    if let Err(missing) = flame::available() {
+        return vec![format!("No CPU profiles: {missing}.")];
+    }
+    let mut lines = Vec::new();
+    for load in config.loads() {
+        for &setup in &config.setups {
+            match flame::record(config, topology.target(setup), load, dir).await {
+                Ok(svg) => {
+                    let hot = flame::top_self(&svg.with_extension("folded"), 5);
+                    println!("flame graph {}: {}", svg.display(), hot.join("; "));
+                    lines.push(format!(
+                        "CPU profile {} at {} (`{}`), hottest by self time: {}.",
+                        setup.name(),
+                        load.label(),
+                        svg.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        hot.join("; ")
+                    ));
+                }
+                Err(e) => lines.push(format!(
+                    "No CPU profile of {} at {}: {e}.",
+                    setup.name(),
+                    load.label()
+                )),
+            }
+        }
+    }
+    lines
 }
 
 /// Copies the control plane's and the proxies' logs next to the results.

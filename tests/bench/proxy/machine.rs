@@ -69,6 +69,37 @@ pub(crate) fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
+/// The 1-minute load average per core when it is above 1.0 (the machine is doing other work
+/// and the figures would not be comparable), else `None`.
+pub(crate) fn busy() -> Option<f64> {
+    let one: f64 = std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per_core = one / cores as f64;
+    (per_core > 1.0).then_some(per_core)
+}
+
+/// The proxy binary measured: its path, the cargo profile it was built with (from its
+/// `target/<profile>/` directory) and its SHA-256.
+pub(crate) fn binary(path: &std::path::Path) -> String {
+    let profile = path
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| ["release", "debug", "bench"].contains(&name.as_str()))
+        .map_or_else(
+            || "profile unknown (not under target/<profile>/)".to_string(),
+            |p| format!("profile {p}"),
+        );
+    let sha = first_line("sha256sum", &[&path.display().to_string()]);
+    let sha = sha.split_whitespace().next().unwrap_or("?").to_string();
+    format!("{}, {profile}, sha256 {sha}", path.display())
+}
+
 /// `(fact, value)` pairs for the report.
 pub(crate) fn facts(oha: &str, nginx: &str, proxy_binary: &str) -> Vec<(String, String)> {
     let mem_total = std::fs::read_to_string("/proc/meminfo")
@@ -91,7 +122,7 @@ pub(crate) fn facts(oha: &str, nginx: &str, proxy_binary: &str) -> Vec<(String, 
         ("memory", mem_total),
         ("oha", oha.to_string()),
         ("nginx", nginx.to_string()),
-        ("proxy binary", proxy_binary.to_string()),
+        ("proxy binary", binary(std::path::Path::new(proxy_binary))),
         ("br_netfilter", br_netfilter()),
         ("load average at the start", load_average()),
     ]
