@@ -68,7 +68,7 @@ async fn sample_mesh_becomes_ready_and_drift_is_undone() {
                 .message
                 .as_deref()
                 .unwrap()
-                .contains("deployment trellis-controller 1/1 available")
+                .contains("deployment trellis-controller 2/2 available")
         );
         let identity = status.identity.clone().unwrap();
         assert!(identity.trust_anchor_not_after.is_some() && identity.issuer_not_after.is_some());
