@@ -104,10 +104,8 @@ async fn main() {
     });
     // Build the binaries on both cores, then keep this process (and the control plane it
     // starts) on the generator's CPU, away from nginx and the proxies.
-    let proxy_binary = config
-        .proxy
-        .clone()
-        .unwrap_or_else(|| bins::path("trellis-proxy"));
+    // The mesh's pods run this binary (`TRELLIS_BENCH_PROXY`, or this checkout's build).
+    let proxy_binary = bins::proxy();
     topology::pin_all_threads(std::process::id(), oha::GENERATOR_CPU);
     let dir = config.out.join(machine::utc_now(true));
     std::fs::create_dir_all(&dir).unwrap();

@@ -21,6 +21,12 @@ fn profile_dir() -> PathBuf {
     dir.to_path_buf()
 }
 
+/// The `trellis-proxy` the meshed pods run: `TRELLIS_BENCH_PROXY` when set (the benchmark
+/// measures another build that way, such as a baseline), else this checkout's ([`path`]).
+pub fn proxy() -> PathBuf {
+    crate::cluster::env("TRELLIS_BENCH_PROXY").map_or_else(|| path("trellis-proxy"), PathBuf::from)
+}
+
 /// Builds every binary in [`BINARIES`] once per process with the same profile as the running
 /// test, then returns the path of `name`.
 pub fn path(name: &str) -> PathBuf {

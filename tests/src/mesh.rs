@@ -440,7 +440,7 @@ impl MeshNet {
                 ("TRELLIS_PROXY_LOG", proxy_log_level()),
             ],
         );
-        let mut cmd = net.command(&bins::path("trellis-proxy"), Some(well_known::PROXY_UID));
+        let mut cmd = net.command(&bins::proxy(), Some(well_known::PROXY_UID));
         cmd.env_clear().envs(env);
         let log = self.log(&format!("proxy-{name}"));
         let process = NsProcess::spawn(&format!("proxy {name}"), cmd, &log);

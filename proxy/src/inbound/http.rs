@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     http::{self, Body, L5D_CLIENT_ID, orig_proto, upgrade},
-    metrics::{Labels, Metrics, TlsLabel},
+    metrics::{Labels, Metrics, TlsLabel, http::LabelledHttp},
 };
 
 /// Pooled clients to the application, one per HTTP version.
@@ -67,6 +67,8 @@ pub struct ConnContext {
     pub accepted_policy: Arc<ServerPolicy>,
     /// Metric labels of the connection's endpoint under `accepted_policy`.
     pub labels: Labels,
+    /// HTTP metrics with `labels`.
+    pub http: LabelledHttp,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Clients to the app.
@@ -74,19 +76,25 @@ pub struct ConnContext {
 }
 
 impl ConnContext {
-    /// Authorizes one request against the port's current policy; returns the metric labels
+    /// Authorizes one request against the port's current policy; returns the HTTP metrics
     /// under that policy, or why it is refused.
-    fn authorize(&self) -> Result<Labels, String> {
+    fn authorize(&self) -> Result<LabelledHttp, String> {
         let policy = self.policies.get(self.target.port());
-        let labels = if Arc::ptr_eq(&policy, &self.accepted_policy) {
-            self.labels.clone()
-        } else {
-            super::inbound_labels(self.target, &self.tls_label, &policy)
-        };
+        let accepted = Arc::ptr_eq(&policy, &self.accepted_policy);
         match super::policy::authorize(&policy, self.client_ip, &self.client_tls) {
-            Ok(_) => Ok(labels),
+            Ok(_) if accepted => Ok(self.http.clone()),
+            Ok(_) => Ok(self.metrics.http.labelled(super::inbound_labels(
+                self.target,
+                &self.tls_label,
+                &policy,
+            ))),
             Err(denied) => {
                 tracing::info!(%denied, client_tls = ?self.client_tls, "Request denied");
+                let labels = if accepted {
+                    self.labels.clone()
+                } else {
+                    super::inbound_labels(self.target, &self.tls_label, &policy)
+                };
                 self.metrics.authz.deny(true, &labels);
                 Err(denied.to_string())
             }
@@ -115,11 +123,10 @@ where
 }
 
 async fn forward(ctx: ConnContext, mut req: Request<Incoming>) -> Response<Body> {
-    let labels = match ctx.authorize() {
-        Ok(labels) => labels,
+    let metrics = match ctx.authorize() {
+        Ok(http) => http.request(),
         Err(reason) => return http::forbidden(&req, &reason),
     };
-    let metrics = ctx.metrics.http.request(labels);
     let orig_proto = orig_proto::downgrade(&mut req);
     req.headers_mut().remove(L5D_CLIENT_ID);
     if let Some(id) = ctx

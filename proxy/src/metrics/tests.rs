@@ -87,3 +87,35 @@ async fn counted_io_counts_bytes_each_way() {
         ],
     );
 }
+
+#[test]
+fn a_labelled_handle_counts_into_the_same_series_as_fresh_labels() {
+    let metrics = Metrics::new();
+    let labels: Labels = vec![("direction".into(), "outbound".into())];
+    let handle = metrics.http.labelled(labels.clone());
+    for _ in 0..3 {
+        handle.request().respond(200, None, "");
+    }
+    handle.request().respond(200, Some(14), "");
+    handle.request().respond(0, None, "unreachable");
+    handle.request().respond(0, None, "timeout");
+    metrics.http.request(labels).respond(200, None, "");
+    let text = metrics.encode().unwrap();
+    let response = |code: &str, class: &str, grpc: &str, error: &str| {
+        format!(
+            "response_total{{direction=\"outbound\",status_code=\"{code}\",classification=\"{class}\",grpc_status=\"{grpc}\",error=\"{error}\"}}"
+        )
+    };
+    assert_lines(
+        &text,
+        &[
+            "request_total{direction=\"outbound\"} 7",
+            &format!("{} 4", response("200", "success", "", "")),
+            &format!("{} 1", response("200", "failure", "14", "")),
+            &format!("{} 1", response("", "failure", "", "unreachable")),
+            &format!("{} 1", response("", "failure", "", "timeout")),
+            "response_latency_ms_count{direction=\"outbound\",status_code=\"200\"} 5",
+            "response_latency_ms_count{direction=\"outbound\",status_code=\"\"} 2",
+        ],
+    );
+}

@@ -24,6 +24,7 @@ use crate::{
     },
     metrics::{
         Labels, Metrics, TlsLabel,
+        http::LabelledHttp,
         labels::{Direction, endpoint},
     },
     tls,
@@ -106,8 +107,7 @@ pub struct EndpointSvc {
     ep: Arc<Endpoint>,
     tls: tls::client::Client,
     connect_timeout: Duration,
-    metrics: Arc<Metrics>,
-    labels: Arc<Labels>,
+    http: LabelledHttp,
     conn: Arc<tokio::sync::Mutex<Option<SendRequest<H2Body>>>>,
 }
 
@@ -120,11 +120,10 @@ impl EndpointSvc {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            labels: Arc::new(labels(&ep)),
+            http: metrics.http.labelled(labels(&ep)),
             ep: Arc::new(ep),
             tls,
             connect_timeout,
-            metrics,
             conn: Arc::default(),
         }
     }
@@ -178,7 +177,7 @@ impl tower::Service<Request<Incoming>> for EndpointSvc {
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let svc = self.clone();
         Box::pin(async move {
-            let metrics = svc.metrics.http.request((*svc.labels).clone());
+            let metrics = svc.http.request();
             match svc.send(req).await {
                 Ok(rsp) => {
                     metrics.respond(rsp.status().as_u16(), grpc_status(&rsp), "");

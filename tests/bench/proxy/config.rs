@@ -93,9 +93,6 @@ pub(crate) struct Config {
     pub(crate) dial: Dial,
     /// Root of the results; each run writes into `<out>/<timestamp>/`.
     pub(crate) out: PathBuf,
-    /// A `trellis-proxy` binary to measure instead of this checkout's (`TRELLIS_BENCH_PROXY`),
-    /// e.g. an older build to compare against.
-    pub(crate) proxy: Option<PathBuf>,
     /// Length of the one extra, unmeasured run per configuration and load recorded by
     /// `perf` for a flame graph (`TRELLIS_BENCH_CPU_PROFILE` seconds; 0 records none).
     pub(crate) cpu_profile: Duration,
@@ -199,7 +196,6 @@ impl Config {
             capacity_conns: u32::try_from(number("TRELLIS_BENCH_CAPACITY_CONNS", 64)).unwrap(),
             dial,
             out,
-            proxy: env("TRELLIS_BENCH_PROXY").map(PathBuf::from),
             cpu_profile: secs("TRELLIS_BENCH_CPU_PROFILE", 3, 5),
             force: env("TRELLIS_BENCH_FORCE").as_deref() == Some("1"),
             overrides: VARIABLES

@@ -19,20 +19,23 @@ use trellis_proxy::{
 fn main() {
     let app = app();
     let policy = Arc::new(DefaultPolicy::AllUnauthenticated.server(&[], false));
+    let metrics = Arc::new(Metrics::new());
+    let labels = endpoint(
+        Direction::Inbound,
+        app,
+        &TlsLabel::NoIdentity("no_tls_from_remote"),
+        &[],
+    );
     let ctx = ConnContext {
         target: app,
         client_ip: IpAddr::from([198, 18, 0, 7]),
         client_tls: ClientTls::None,
         tls_label: TlsLabel::NoIdentity("no_tls_from_remote"),
         policies: Arc::new(Policies::fixed((*policy).clone())),
-        labels: endpoint(
-            Direction::Inbound,
-            app,
-            &TlsLabel::NoIdentity("no_tls_from_remote"),
-            &[],
-        ),
+        http: metrics.http.labelled(labels.clone()),
+        labels,
         accepted_policy: policy,
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         clients: AppClients::new(Duration::from_secs(1)),
     };
     // Shared across inputs; a panic ends the process, so nothing sees it half-updated.
