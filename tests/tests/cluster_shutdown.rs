@@ -11,6 +11,7 @@ use trellis_operator::SHUTDOWN_GRACE;
 use trellis_tests::{
     DEFAULT_TIMEOUT, bins, cluster, eventually,
     k8s::{install_crds, with_temp_ns},
+    mesh::admin_get,
     netns::NsProcess,
 };
 
@@ -35,18 +36,24 @@ fn free_addr() -> SocketAddr {
 struct Operator {
     process: NsProcess,
     identity: SocketAddr,
+    admin: SocketAddr,
     log: PathBuf,
 }
 
 impl Operator {
     fn start(role: &str, ns: &str, replica: &str) -> Self {
-        let identity = free_addr();
+        Self::start_with(role, ns, replica, &[])
+    }
+
+    /// [`Self::start`] with more environment variables.
+    fn start_with(role: &str, ns: &str, replica: &str, env: &[(&str, &str)]) -> Self {
+        let (identity, admin) = (free_addr(), free_addr());
         let log = std::env::temp_dir().join(format!("{ns}-{replica}.log"));
         let mut cmd = Command::new(bins::path("trellis-operator"));
         cmd.arg(role)
             .env("KUBECONFIG", cluster::kubeconfig_path())
             .env("TRELLIS_OPERATOR_LOG", "info")
-            .env("TRELLIS_OPERATOR_ADMIN_ADDR", free_addr().to_string())
+            .env("TRELLIS_OPERATOR_ADMIN_ADDR", admin.to_string())
             .env("TRELLIS_OPERATOR_IDENTITY_ADDR", identity.to_string())
             .env("TRELLIS_OPERATOR_DESTINATION_ADDR", free_addr().to_string())
             .env("TRELLIS_OPERATOR_POLICY_ADDR", free_addr().to_string())
@@ -60,11 +67,13 @@ impl Operator {
             .env(
                 "TRELLIS_OPERATOR_MESH_SELECTOR",
                 format!("trellis.dev/test-shutdown={ns}"),
-            );
+            )
+            .envs(env.iter().copied());
         let process = NsProcess::spawn(replica, cmd, &log);
         Self {
             process,
             identity,
+            admin,
             log,
         }
     }
@@ -211,6 +220,51 @@ async fn a_second_signal_exits_at_once() {
             "still running 2 s after a second SIGTERM:\n{}",
             op.log()
         );
+    })
+    .await;
+}
+
+/// With a shutdown delay (the rendered controller has one), the first SIGTERM makes the
+/// process not ready while its listeners still accept, and draining starts only after the
+/// delay.
+#[tokio::test]
+async fn a_shutdown_delay_keeps_serving_while_not_ready() {
+    with_temp_ns("stop-delay", |client, ns| async move {
+        install_crds(&client).await;
+        let delay = Duration::from_secs(2);
+        let mut op = Operator::start_with(
+            "controller",
+            &ns,
+            "delay",
+            &[("TRELLIS_OPERATOR_SHUTDOWN_DELAY", "2s")],
+        );
+        reach(State::Serving, "controller", &op, &client, &ns, "delay").await;
+        let sent = Instant::now();
+        op.process.terminate();
+        eventually(
+            "/ready fails after SIGTERM",
+            Duration::from_secs(1),
+            || async {
+                match admin_get(op.admin, "/ready").await {
+                    Some((503, body)) if body.contains("shutdown") => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+        tokio::net::TcpStream::connect(op.identity)
+            .await
+            .expect("the identity listener still accepts during the delay");
+        assert!(sent.elapsed() < delay, "checked within the delay");
+        let status = op.process.exited_within(delay + BOUND).await;
+        let took = sent.elapsed();
+        eprintln!("shutdown delay {delay:?}: exited {status:?} {took:?} after SIGTERM");
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "exits cleanly:\n{}",
+            op.log()
+        );
+        assert!(took >= delay, "draining waited for the delay ({took:?})");
     })
     .await;
 }
