@@ -31,7 +31,7 @@ use kube::{
 };
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use trellis_api::well_known::{CONTROL_PLANE_NS_LABEL, MANAGED_BY_LABEL};
+use trellis_api::well_known::{CONTROL_PLANE_NS_LABEL, INJECT_ANNOTATION, MANAGED_BY_LABEL};
 use trellis_crds::v1alpha1::mesh::Mesh;
 use trellis_webhooks::inject::{
     annotations::{InjectMode, inject_mode},
@@ -51,6 +51,7 @@ pub const REASON: &str = "ProxyNotInjected";
 #[derive(Debug, Clone)]
 struct Unlabelled {
     uid: String,
+    /// Its `trellis.dev/inject` annotation, if any ([`inject_only`]).
     annotations: BTreeMap<String, String>,
     operator_managed: bool,
 }
@@ -61,7 +62,7 @@ struct Unlabelled {
 struct Tracker {
     /// Pods without `trellis.dev/control-plane-ns`, by (namespace, name).
     pods: HashMap<(String, String), Unlabelled>,
-    /// Annotations of every namespace, by name.
+    /// The `trellis.dev/inject` annotation of every namespace, by name.
     namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Reported pods still running, by UID.
     reported: HashSet<String>,
@@ -83,7 +84,7 @@ impl Tracker {
                     pod.labels().get(managed_by).map(String::as_str) == Some(operator);
                 let pod = Unlabelled {
                     uid: pod.uid().unwrap_or_default(),
-                    annotations: pod.annotations().clone(),
+                    annotations: inject_only(pod.annotations()),
                     operator_managed,
                 };
                 self.pods.insert(key, pod);
@@ -104,7 +105,7 @@ impl Tracker {
         match event {
             watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => {
                 self.namespaces
-                    .insert(ns.name_any(), ns.annotations().clone());
+                    .insert(ns.name_any(), inject_only(ns.annotations()));
             }
             watcher::Event::Delete(ns) => {
                 self.namespaces.remove(&ns.name_any());
@@ -132,6 +133,16 @@ impl Tracker {
             .map(|(key, _)| key.clone())
             .collect()
     }
+}
+
+/// The `trellis.dev/inject` annotation of `annotations` alone: all the check reads, so the
+/// tracker holds a short string per pod, not every pod's annotations.
+fn inject_only(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    annotations
+        .get_key_value(INJECT_ANNOTATION)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .into_iter()
+        .collect()
 }
 
 fn key<K: Resource>(object: &K) -> (String, String) {
