@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     http::{self, Body, L5D_CLIENT_ID, orig_proto, upgrade},
-    metrics::{Labels, Metrics, TlsLabel, http::LabelledHttp},
+    metrics::{Metrics, TlsLabel, http::LabelledHttp},
 };
 
 /// Pooled clients to the application, one per HTTP version.
@@ -65,9 +65,7 @@ pub struct ConnContext {
     pub policies: Arc<Policies>,
     /// The port's policy when the connection was accepted (`labels` were made for it).
     pub accepted_policy: Arc<ServerPolicy>,
-    /// Metric labels of the connection's endpoint under `accepted_policy`.
-    pub labels: Labels,
-    /// HTTP metrics with `labels`.
+    /// HTTP metrics of the connection's endpoint under `accepted_policy`.
     pub http: LabelledHttp,
     /// Metrics.
     pub metrics: Arc<Metrics>,
@@ -81,21 +79,17 @@ impl ConnContext {
     fn authorize(&self) -> Result<LabelledHttp, String> {
         let policy = self.policies.get(self.target.port());
         let accepted = Arc::ptr_eq(&policy, &self.accepted_policy);
+        let labels = || super::inbound_labels(self.target, &self.tls_label, &policy);
         match super::policy::authorize(&policy, self.client_ip, &self.client_tls) {
             Ok(_) if accepted => Ok(self.http.clone()),
-            Ok(_) => Ok(self.metrics.http.labelled(super::inbound_labels(
-                self.target,
-                &self.tls_label,
-                &policy,
-            ))),
+            Ok(_) => Ok(self.metrics.http.labelled(labels())),
             Err(denied) => {
                 tracing::info!(%denied, client_tls = ?self.client_tls, "Request denied");
-                let labels = if accepted {
-                    self.labels.clone()
+                if accepted {
+                    self.metrics.authz.deny(true, self.http.labels());
                 } else {
-                    super::inbound_labels(self.target, &self.tls_label, &policy)
-                };
-                self.metrics.authz.deny(true, &labels);
+                    self.metrics.authz.deny(true, &labels());
+                }
                 Err(denied.to_string())
             }
         }

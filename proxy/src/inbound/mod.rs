@@ -247,8 +247,7 @@ impl Inbound {
                 tls_label: label,
                 policies: self.policies.clone(),
                 accepted_policy: policy,
-                http: self.metrics.http.labelled(labels.clone()),
-                labels,
+                http: self.metrics.http.labelled(labels),
                 metrics: self.metrics.clone(),
                 clients: self.clients.clone(),
             };

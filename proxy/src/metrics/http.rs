@@ -70,6 +70,11 @@ struct Outcome {
 }
 
 impl LabelledHttp {
+    /// The label set.
+    pub fn labels(&self) -> &Labels {
+        &self.0.labels
+    }
+
     /// Counts a request; the returned handle records its response.
     pub fn request(&self) -> RequestMetrics {
         self.0.requests.inc();

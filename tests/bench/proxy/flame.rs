@@ -12,7 +12,7 @@ use tokio::process::Command;
 
 use crate::{
     config::{Config, Load},
-    oha,
+    measure, oha,
     topology::Target,
 };
 
@@ -63,10 +63,7 @@ pub(crate) async fn record(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("perf record: {e}"))?;
-    let args = match load {
-        Load::Rate(rps) => oha::open_loop(&target.url, rps, config.conns, config.cpu_profile),
-        Load::Capacity => oha::closed_loop(&target.url, config.capacity_conns, config.cpu_profile),
-    };
+    let args = measure::oha_args(config, target, load, config.cpu_profile);
     oha::run(&target.client, &args, &dir.join(format!("{stem}.oha"))).await;
     let out = perf
         .wait_with_output()

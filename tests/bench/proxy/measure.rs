@@ -1,7 +1,10 @@
 //! One measured run: a warm-up, then oha under one load against one configuration while
 //! the CPU time and resident memory of its nginx and proxies are recorded.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use crate::{
     config::{Config, Load, Setup},
@@ -76,23 +79,25 @@ impl Recorder {
 }
 
 fn args(config: &Config, target: &Target, load: Load, warmup: bool) -> Vec<String> {
+    let duration = match (warmup, load) {
+        (true, _) => config.warmup,
+        (false, Load::Rate(_)) => config.duration,
+        (false, Load::Capacity) => config.capacity_duration,
+    };
+    oha_args(config, target, load, duration)
+}
+
+/// oha's arguments for `load` on `target` for `duration`: open loop at the rate, or closed
+/// loop at capacity, over the configured connections.
+pub(crate) fn oha_args(
+    config: &Config,
+    target: &Target,
+    load: Load,
+    duration: Duration,
+) -> Vec<String> {
     match load {
-        Load::Rate(rps) => {
-            let duration = if warmup {
-                config.warmup
-            } else {
-                config.duration
-            };
-            oha::open_loop(&target.url, rps, config.conns, duration)
-        }
-        Load::Capacity => {
-            let duration = if warmup {
-                config.warmup
-            } else {
-                config.capacity_duration
-            };
-            oha::closed_loop(&target.url, config.capacity_conns, duration)
-        }
+        Load::Rate(rps) => oha::open_loop(&target.url, rps, config.conns, duration),
+        Load::Capacity => oha::closed_loop(&target.url, config.capacity_conns, duration),
     }
 }
 
