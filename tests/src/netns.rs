@@ -71,7 +71,7 @@ impl Network {
         lock.lock()
             .unwrap_or_else(|e| panic!("cannot lock {LOCK_PATH}: {e}"));
         remove_leftovers();
-        let tag = std::process::id().to_string();
+        let tag = unique_tag();
         let bridge = format!("{LINK_PREFIX}-{tag}");
         ip(&["link", "add", &bridge, "type", "bridge"]);
         ip(&[
@@ -142,6 +142,16 @@ impl Drop for Network {
             .args(["link", "del", &self.bridge])
             .output();
     }
+}
+
+/// A tag unique to this network: the process id and a per-process sequence number, both in
+/// hex so that `trb<tag>-<pod>` stays within the kernel's 15-byte interface names. The
+/// sequence matters: a dropped network's veths outlive `ip netns del` for a moment, so the
+/// next network in the same test binary must not reuse their names.
+fn unique_tag() -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}n{seq:x}", std::process::id())
 }
 
 /// Removes namespaces and links left by a run that did not clean up (its lock is gone).
