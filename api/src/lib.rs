@@ -15,4 +15,5 @@ pub mod identity;
 pub mod inbound;
 pub mod outbound;
 pub mod ports;
+pub mod route;
 pub mod well_known;

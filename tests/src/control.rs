@@ -508,15 +508,15 @@ impl FakeOutboundPolicy {
         protocol: trellis_api::outbound::AppProtocol,
     ) {
         use trellis_api::outbound::{OutboundPolicy, ServiceRef};
-        let policy = OutboundPolicy {
-            service: ServiceRef {
+        let policy = OutboundPolicy::service_default(
+            ServiceRef {
                 namespace: "shop".into(),
                 name: "web".into(),
                 port: target.port(),
             },
-            backend_path: backend_path.to_string(),
+            backend_path.to_string(),
             protocol,
-        };
+        );
         self.policies.send_modify(|p| {
             p.insert(target, policy.into());
         });

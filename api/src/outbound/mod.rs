@@ -6,7 +6,11 @@ mod tests;
 
 use std::time::Duration;
 
-use crate::{error::InvalidMessage, inbound::Workload};
+use crate::{
+    error::InvalidMessage,
+    inbound::Workload,
+    route::{FailureAccrual, Route},
+};
 
 /// Protocol-detection timeout of outbound policies.
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,8 +22,6 @@ pub const QUEUE_FAILFAST_TIMEOUT: Duration = Duration::from_secs(3);
 pub const EWMA_DEFAULT_RTT: Duration = Duration::from_millis(30);
 /// Peak-EWMA decay.
 pub const EWMA_DECAY: Duration = Duration::from_secs(10);
-/// Consecutive failures that open a breaker.
-pub const BREAKER_MAX_FAILURES: u32 = 7;
 
 /// The Service port a policy is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -45,7 +47,8 @@ pub enum AppProtocol {
     Opaque,
 }
 
-/// The policy of one Service port: one balancer backend discovered through `Destination.Get`.
+/// The policy of one Service port: its routes, and the Service's own balancer backend
+/// (discovered through `Destination.Get`) for opaque traffic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OutboundPolicy {
     /// The Service port.
@@ -54,6 +57,46 @@ pub struct OutboundPolicy {
     pub backend_path: String,
     /// The protocol.
     pub protocol: AppProtocol,
+    /// HTTP or gRPC routes, first match wins; a Service with none attached has
+    /// [`Route::default_http`] to its own backend. gRPC routes make the policy a gRPC one.
+    pub routes: Vec<Route>,
+    /// Endpoint ejection after consecutive failures, when enabled.
+    pub failure_accrual: Option<FailureAccrual>,
+}
+
+impl OutboundPolicy {
+    /// The policy of a Service port with no routes attached: the default route to its own
+    /// backend, and Linkerd's default failure accrual.
+    pub fn service_default(
+        service: ServiceRef,
+        backend_path: String,
+        protocol: AppProtocol,
+    ) -> Self {
+        let backend = crate::route::Backend {
+            meta: service.route_ref(),
+            path: backend_path.clone(),
+        };
+        Self {
+            service,
+            routes: vec![Route::default_http(backend)],
+            backend_path,
+            protocol,
+            failure_accrual: Some(FailureAccrual::default()),
+        }
+    }
+}
+
+impl ServiceRef {
+    /// The Service port as route metadata (group `core`, kind `Service`).
+    pub fn route_ref(&self) -> crate::route::RouteRef {
+        crate::route::RouteRef::Resource {
+            group: "core".into(),
+            kind: "Service".into(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            port: self.port,
+        }
+    }
 }
 
 /// What a `TrafficSpec` asks about.

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use linkerd2_proxy_api::{http_route, meta, net, outbound as api};
+use linkerd2_proxy_api::{meta, net, outbound as api};
 
-use super::{
-    AppProtocol, BREAKER_MAX_FAILURES, DETECT_TIMEOUT, EWMA_DECAY, EWMA_DEFAULT_RTT,
-    OutboundPolicy, QUEUE_CAPACITY, QUEUE_FAILFAST_TIMEOUT, ServiceRef, TrafficSpec, TrafficTarget,
+use super::{AppProtocol, DETECT_TIMEOUT, OutboundPolicy, ServiceRef, TrafficSpec, TrafficTarget};
+use crate::{
+    error::InvalidMessage,
+    route::{Backend, Route, RouteKind, RouteRef, proto as route_proto},
 };
-use crate::error::InvalidMessage;
 
 fn dur(d: Duration) -> Option<prost_types::Duration> {
     prost_types::Duration::try_from(d).ok()
@@ -73,110 +73,70 @@ fn default_meta(name: &str) -> meta::Metadata {
 }
 
 fn backend(p: &OutboundPolicy) -> api::Backend {
-    use api::backend::{self, balance_p2c};
-    api::Backend {
-        metadata: Some(service_meta(&p.service)),
-        queue: Some(api::Queue {
-            capacity: QUEUE_CAPACITY,
-            failfast_timeout: dur(QUEUE_FAILFAST_TIMEOUT),
-        }),
-        kind: Some(backend::Kind::Balancer(backend::BalanceP2c {
-            discovery: Some(backend::EndpointDiscovery {
-                kind: Some(backend::endpoint_discovery::Kind::Dst(
-                    backend::endpoint_discovery::DestinationGet {
-                        path: p.backend_path.clone(),
-                    },
-                )),
-            }),
-            load: Some(balance_p2c::Load::PeakEwma(balance_p2c::PeakEwma {
-                default_rtt: dur(EWMA_DEFAULT_RTT),
-                decay: dur(EWMA_DECAY),
-            })),
-        })),
-    }
-}
-
-fn failure_accrual() -> api::FailureAccrual {
-    api::FailureAccrual {
-        ejection: None,
-        kind: Some(api::failure_accrual::Kind::ConsecutiveFailures(
-            api::failure_accrual::ConsecutiveFailures {
-                max_failures: BREAKER_MAX_FAILURES,
-                backoff: Some(api::ExponentialBackoff {
-                    min_backoff: dur(Duration::from_secs(1)),
-                    max_backoff: dur(Duration::from_secs(60)),
-                    jitter_ratio: 0.5,
-                    ..api::ExponentialBackoff::default()
-                }),
-            },
-        )),
-    }
-}
-
-/// A distribution that sends every request to `backend`, with no filters, for one route
-/// kind's prost types (each kind has its own, of the same shape).
-macro_rules! only_backend {
-    ($module:ident, $backend:expr) => {{
-        use api::$module::{Distribution, RouteBackend, distribution};
-        Distribution {
-            kind: Some(distribution::Kind::FirstAvailable(
-                distribution::FirstAvailable {
-                    backends: vec![RouteBackend {
-                        backend: Some($backend),
-                        ..RouteBackend::default()
-                    }],
-                },
-            )),
-        }
-    }};
-}
-
-fn http_routes(p: &OutboundPolicy) -> Vec<api::HttpRoute> {
-    use api::http_route::Rule;
-    vec![api::HttpRoute {
-        metadata: Some(default_meta("http")),
-        hosts: Vec::new(),
-        rules: vec![Rule {
-            matches: vec![http_route::HttpRouteMatch {
-                path: Some(http_route::PathMatch {
-                    kind: Some(http_route::path_match::Kind::Prefix("/".into())),
-                }),
-                ..http_route::HttpRouteMatch::default()
-            }],
-            filters: Vec::new(),
-            backends: Some(only_backend!(http_route, backend(p))),
-            timeouts: Some(http_route::Timeouts::default()),
-            ..Rule::default()
-        }],
-    }]
+    (&Backend {
+        meta: p.service.route_ref(),
+        path: p.backend_path.clone(),
+    })
+        .into()
 }
 
 fn opaque_routes(p: &OutboundPolicy) -> Vec<api::OpaqueRoute> {
-    use api::opaque_route::Rule;
+    use api::opaque_route::{Distribution, RouteBackend, Rule, distribution};
     vec![api::OpaqueRoute {
         metadata: Some(default_meta("opaq")),
         rules: vec![Rule {
-            backends: Some(only_backend!(opaque_route, backend(p))),
+            backends: Some(Distribution {
+                kind: Some(distribution::Kind::FirstAvailable(
+                    distribution::FirstAvailable {
+                        backends: vec![RouteBackend {
+                            backend: Some(backend(p)),
+                            ..RouteBackend::default()
+                        }],
+                    },
+                )),
+            }),
             filters: Vec::new(),
         }],
     }]
+}
+
+fn is_grpc(p: &OutboundPolicy) -> bool {
+    p.routes.iter().any(|r| r.kind == RouteKind::Grpc)
 }
 
 impl From<OutboundPolicy> for api::OutboundPolicy {
     fn from(p: OutboundPolicy) -> Self {
-        use api::proxy_protocol::{Detect, Http1, Http2, Kind, Opaque};
+        use api::proxy_protocol::{Detect, Grpc, Http1, Http2, Kind, Opaque};
+        let accrual = p.failure_accrual.as_ref().map(api::FailureAccrual::from);
+        let http_routes = || {
+            p.routes
+                .iter()
+                .filter(|r| r.kind == RouteKind::Http)
+                .map(route_proto::http_route_to)
+                .collect::<Vec<_>>()
+        };
         let http1 = || Http1 {
-            routes: http_routes(&p),
-            failure_accrual: Some(failure_accrual()),
+            routes: http_routes(),
+            failure_accrual: accrual,
         };
         let http2 = || Http2 {
-            routes: http_routes(&p),
-            failure_accrual: Some(failure_accrual()),
+            routes: http_routes(),
+            failure_accrual: accrual,
         };
         let opaque = || Opaque {
             routes: opaque_routes(&p),
         };
         let kind = match p.protocol {
+            AppProtocol::Opaque => Kind::Opaque(opaque()),
+            _ if is_grpc(&p) => Kind::Grpc(Grpc {
+                routes: p
+                    .routes
+                    .iter()
+                    .filter(|r| r.kind == RouteKind::Grpc)
+                    .map(route_proto::grpc_route_to)
+                    .collect(),
+                failure_accrual: accrual,
+            }),
             AppProtocol::Detect => Kind::Detect(Detect {
                 timeout: dur(DETECT_TIMEOUT),
                 opaque: Some(opaque()),
@@ -185,7 +145,6 @@ impl From<OutboundPolicy> for api::OutboundPolicy {
             }),
             AppProtocol::Http1 => Kind::Http1(http1()),
             AppProtocol::Http2 => Kind::Http2(http2()),
-            AppProtocol::Opaque => Kind::Opaque(opaque()),
         };
         Self {
             protocol: Some(api::ProxyProtocol { kind: Some(kind) }),
@@ -220,78 +179,74 @@ impl TryFrom<meta::Metadata> for ServiceRef {
     }
 }
 
-/// The `Destination.Get` path of a balancer backend, checking the contract's required fields.
-fn balancer_path(b: &api::Backend) -> Result<Option<String>, InvalidMessage> {
-    use api::backend::{Kind, endpoint_discovery};
-    if b.metadata.is_none() {
-        return Err(InvalidMessage::missing("backend.metadata"));
-    }
-    if b.queue.is_none() {
-        return Err(InvalidMessage::missing("backend.queue"));
-    }
-    let Some(Kind::Balancer(bal)) = &b.kind else {
-        return Ok(None);
-    };
-    if bal.load.is_none() {
-        return Err(InvalidMessage::missing("backend.balancer.load"));
-    }
-    match bal.discovery.as_ref().and_then(|d| d.kind.as_ref()) {
-        Some(endpoint_discovery::Kind::Dst(dst)) if !dst.path.is_empty() => {
-            Ok(Some(dst.path.clone()))
-        }
-        _ => Err(InvalidMessage::missing(
-            "backend.balancer.discovery.dst.path",
-        )),
-    }
-}
-
 /// The first balancer backend's path among `backends`.
-fn first_path<'a>(
-    backends: impl IntoIterator<Item = &'a api::Backend>,
+fn first_path(
+    backends: impl IntoIterator<Item = api::Backend>,
 ) -> Result<Option<String>, InvalidMessage> {
     for b in backends {
-        if let Some(path) = balancer_path(b)? {
-            return Ok(Some(path));
+        if let Some(b) = route_proto::backend(b)? {
+            return Ok(Some(b.path));
         }
     }
     Ok(None)
 }
 
-/// Every backend of `routes`' rules, for one route kind (each kind has its own prost types
-/// of the same shape).
-macro_rules! route_backends {
-    ($name:ident, $route:ty, $module:ident) => {
-        fn $name(routes: &[$route]) -> impl Iterator<Item = &api::Backend> {
-            use api::$module::distribution::Kind;
-            routes
-                .iter()
-                .flat_map(|r| &r.rules)
-                .filter_map(|rule| rule.backends.as_ref()?.kind.as_ref())
-                .flat_map(|kind| -> Vec<&api::Backend> {
-                    match kind {
-                        Kind::Empty(_) => Vec::new(),
-                        Kind::FirstAvailable(fa) => fa
-                            .backends
-                            .iter()
-                            .filter_map(|b| b.backend.as_ref())
-                            .collect(),
-                        Kind::RandomAvailable(ra) => ra
-                            .backends
-                            .iter()
-                            .filter_map(|w| w.backend.as_ref()?.backend.as_ref())
-                            .collect(),
-                    }
-                })
-        }
-    };
+/// Every backend of opaque routes' rules.
+fn opaque_backends(routes: Vec<api::OpaqueRoute>) -> impl Iterator<Item = api::Backend> {
+    use api::opaque_route::distribution::Kind;
+    routes
+        .into_iter()
+        .flat_map(|r| r.rules)
+        .filter_map(|rule| rule.backends?.kind)
+        .flat_map(|kind| -> Vec<api::Backend> {
+            match kind {
+                Kind::Empty(_) => Vec::new(),
+                Kind::FirstAvailable(fa) => {
+                    fa.backends.into_iter().filter_map(|b| b.backend).collect()
+                }
+                Kind::RandomAvailable(ra) => ra
+                    .backends
+                    .into_iter()
+                    .filter_map(|w| w.backend?.backend)
+                    .collect(),
+            }
+        })
 }
 
-route_backends!(http_backends, api::HttpRoute, http_route);
-route_backends!(grpc_backends, api::GrpcRoute, grpc_route);
-route_backends!(opaque_backends, api::OpaqueRoute, opaque_route);
+fn http_routes(routes: Vec<api::HttpRoute>) -> Result<Vec<Route>, InvalidMessage> {
+    routes.into_iter().map(Route::try_from).collect()
+}
 
-/// Reads the protocol and the first balancer backend. gRPC counts as HTTP/2; TLS routes and
-/// policies with no balancer backend (only `forward` ones) are not representable and fail.
+/// The Service's own backend: the opaque routes' first, else the first route backend
+/// named after the Service, else the first route backend.
+fn service_path(
+    service: &ServiceRef,
+    routes: &[Route],
+    opaque: Option<api::proxy_protocol::Opaque>,
+) -> Result<Option<String>, InvalidMessage> {
+    if let Some(path) = first_path(opaque_backends(
+        opaque.map(|o| o.routes).unwrap_or_default(),
+    ))? {
+        return Ok(Some(path));
+    }
+    let backends = || {
+        routes
+            .iter()
+            .flat_map(|r| &r.rules)
+            .flat_map(|r| &r.backends)
+    };
+    let own = service.route_ref();
+    Ok(backends()
+        .find(|b| {
+            RouteRef::name(&b.backend.meta) == own.name()
+                && b.backend.meta.namespace() == own.namespace()
+        })
+        .or_else(|| backends().next())
+        .map(|b| b.backend.path.clone()))
+}
+
+/// Reads the protocol, the routes and the Service's backend. gRPC counts as HTTP/2; TLS
+/// policies, and policies with no balancer backend (only `forward` ones), fail.
 impl TryFrom<api::OutboundPolicy> for OutboundPolicy {
     type Error = InvalidMessage;
 
@@ -305,26 +260,45 @@ impl TryFrom<api::OutboundPolicy> for OutboundPolicy {
             .protocol
             .and_then(|p| p.kind)
             .ok_or_else(|| InvalidMessage::missing("protocol.kind"))?;
-        let (protocol, path) = match &kind {
+        let (protocol, routes, accrual, opaque) = match kind {
             Kind::Detect(d) => {
                 let (Some(_), Some(opaque), Some(http1), Some(_)) =
-                    (&d.timeout, &d.opaque, &d.http1, &d.http2)
+                    (d.timeout, d.opaque, d.http1, d.http2)
                 else {
                     return Err(InvalidMessage::new(
                         "protocol.detect",
                         "timeout, opaque, http1 and http2 are all required",
                     ));
                 };
-                let path = match first_path(http_backends(&http1.routes))? {
-                    Some(path) => Some(path),
-                    None => first_path(opaque_backends(&opaque.routes))?,
-                };
-                (AppProtocol::Detect, path)
+                (
+                    AppProtocol::Detect,
+                    http_routes(http1.routes)?,
+                    http1.failure_accrual,
+                    Some(opaque),
+                )
             }
-            Kind::Http1(h) => (AppProtocol::Http1, first_path(http_backends(&h.routes))?),
-            Kind::Http2(h) => (AppProtocol::Http2, first_path(http_backends(&h.routes))?),
-            Kind::Grpc(g) => (AppProtocol::Http2, first_path(grpc_backends(&g.routes))?),
-            Kind::Opaque(o) => (AppProtocol::Opaque, first_path(opaque_backends(&o.routes))?),
+            Kind::Http1(h) => (
+                AppProtocol::Http1,
+                http_routes(h.routes)?,
+                h.failure_accrual,
+                None,
+            ),
+            Kind::Http2(h) => (
+                AppProtocol::Http2,
+                http_routes(h.routes)?,
+                h.failure_accrual,
+                None,
+            ),
+            Kind::Grpc(g) => (
+                AppProtocol::Http2,
+                g.routes
+                    .into_iter()
+                    .map(Route::try_from)
+                    .collect::<Result<_, _>>()?,
+                g.failure_accrual,
+                None,
+            ),
+            Kind::Opaque(o) => (AppProtocol::Opaque, Vec::new(), None, Some(o)),
             Kind::Tls(_) => {
                 return Err(InvalidMessage::new(
                     "protocol.kind",
@@ -332,11 +306,14 @@ impl TryFrom<api::OutboundPolicy> for OutboundPolicy {
                 ));
             }
         };
+        let backend_path = service_path(&service, &routes, opaque)?
+            .ok_or_else(|| InvalidMessage::new("protocol.routes", "no balancer backend"))?;
         Ok(Self {
             service,
-            backend_path: path
-                .ok_or_else(|| InvalidMessage::new("protocol.routes", "no balancer backend"))?,
+            backend_path,
             protocol,
+            routes,
+            failure_accrual: route_proto::failure_accrual(accrual)?,
         })
     }
 }

@@ -3,15 +3,21 @@ use linkerd2_proxy_api::{meta, outbound as api};
 use super::*;
 
 fn policy(protocol: AppProtocol) -> OutboundPolicy {
-    OutboundPolicy {
-        service: ServiceRef {
+    let mut p = OutboundPolicy::service_default(
+        ServiceRef {
             namespace: "shop".into(),
             name: "web".into(),
             port: 80,
         },
-        backend_path: "web.shop.svc.cluster.local:80".into(),
+        "web.shop.svc.cluster.local:80".into(),
         protocol,
+    );
+    // Opaque policies carry no HTTP routes or accrual on the wire.
+    if protocol == AppProtocol::Opaque {
+        p.routes.clear();
+        p.failure_accrual = None;
     }
+    p
 }
 
 fn check_backend(b: &api::Backend) {
@@ -59,12 +65,14 @@ fn detect_policy_has_every_required_field() {
     let route = &http1.routes[0];
     assert!(route.metadata.is_some());
     let rule = &route.rules[0];
-    let Some(api::http_route::distribution::Kind::FirstAvailable(fa)) =
+    let Some(api::http_route::distribution::Kind::RandomAvailable(ra)) =
         rule.backends.clone().unwrap().kind
     else {
-        panic!("first available expected");
+        panic!("random available expected");
     };
-    check_backend(fa.backends[0].backend.as_ref().unwrap());
+    let weighted = &ra.backends[0];
+    assert_eq!(weighted.weight, 1);
+    check_backend(weighted.backend.as_ref().unwrap().backend.as_ref().unwrap());
     let opaque = d.opaque.unwrap();
     assert!(opaque.routes[0].metadata.is_some());
     let Some(api::opaque_route::distribution::Kind::FirstAvailable(fa)) =

@@ -233,14 +233,14 @@ impl Index {
                 _ => AppProtocol::Detect,
             }
         };
-        Ok(OutboundPolicy {
-            backend_path: format!("{name}.{ns}.svc.{domain}:{port}"),
-            service: ServiceRef {
-                namespace: ns,
-                name,
+        Ok(OutboundPolicy::service_default(
+            ServiceRef {
+                namespace: ns.clone(),
+                name: name.clone(),
                 port,
             },
+            format!("{name}.{ns}.svc.{domain}:{port}"),
             protocol,
-        })
+        ))
     }
 }

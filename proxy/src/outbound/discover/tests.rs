@@ -20,15 +20,15 @@ fn profile(fqn: &str, opaque: bool) -> ProfileState {
 }
 
 fn policy(protocol: AppProtocol) -> PolicyState {
-    PolicyState::Known(OutboundPolicy {
-        service: ServiceRef {
+    PolicyState::Known(OutboundPolicy::service_default(
+        ServiceRef {
             namespace: "shop".into(),
             name: "web".into(),
             port: 80,
         },
-        backend_path: "web.shop.svc.cluster.local:80".into(),
+        "web.shop.svc.cluster.local:80".into(),
         protocol,
-    })
+    ))
 }
 
 fn balance(path: &str, protocol: AppProtocol) -> Plan {
