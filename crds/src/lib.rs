@@ -11,6 +11,7 @@
 pub mod common;
 mod describe;
 pub mod error;
+pub mod gateway;
 pub mod manifest;
 pub mod settings;
 pub mod v1alpha1;
