@@ -19,11 +19,16 @@ use tower::{
     load::{CompleteOnResponse, PeakEwma},
     util::BoxCloneSyncService,
 };
+use trellis_api::route::FailureAccrual;
 
 use trellis_api::destination::Endpoint;
 
-use super::endpoint::EndpointSvc;
-use crate::{error::Error, metrics::Metrics, tls};
+use super::{
+    breaker::{Accrual, Breaker},
+    endpoint::EndpointSvc,
+    failfast::FailFast,
+};
+use crate::{error::Error, http::Body, metrics::Metrics, tls};
 
 /// Peak-EWMA's starting RTT estimate (the contract's `default_rtt`).
 pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
@@ -32,8 +37,12 @@ pub const DECAY: Duration = Duration::from_secs(10);
 /// Requests queued in front of a balancer.
 pub const QUEUE_CAPACITY: usize = 100;
 
+/// How long a balancer may have no ready endpoint before its requests fail at once (the
+/// contract's queue `failfast_timeout`).
+pub const FAILFAST_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A shareable balancer over one Service's endpoints.
-pub type Balancer = BoxCloneSyncService<Request<Incoming>, Response<Incoming>, Error>;
+pub type Balancer = BoxCloneSyncService<Request<Body>, Response<Incoming>, Error>;
 
 /// What endpoint services are built from.
 #[derive(Clone, Debug)]
@@ -46,13 +55,14 @@ pub struct EndpointFactory {
     pub metrics: Arc<Metrics>,
 }
 
-type EndpointChange = Result<Change<SocketAddr, PeakEwma<EndpointSvc>>, Infallible>;
+type EndpointChange = Result<Change<SocketAddr, PeakEwma<Breaker<EndpointSvc>>>, Infallible>;
 
 /// Turns a watched endpoint set into a stream of insertions and removals. The stream never
 /// ends: when discovery stops, the last set stays.
 fn changes(
     rx: watch::Receiver<Arc<BTreeMap<SocketAddr, Endpoint>>>,
     factory: EndpointFactory,
+    accrual: FailureAccrual,
 ) -> impl Stream<Item = EndpointChange> + Send + 'static {
     let mut rx = rx;
     rx.mark_changed();
@@ -60,7 +70,7 @@ fn changes(
         rx,
         BTreeMap::<SocketAddr, Endpoint>::new(),
         VecDeque::new(),
-        factory,
+        (factory, accrual),
     );
     futures::stream::unfold(
         state,
@@ -78,6 +88,7 @@ fn changes(
                         pending.push_back(Change::Remove(*addr));
                     }
                 }
+                let (factory, accrual) = &factory;
                 for (addr, ep) in next.iter() {
                     if current.get(addr) != Some(ep) {
                         let svc = EndpointSvc::new(
@@ -86,6 +97,7 @@ fn changes(
                             factory.connect_timeout,
                             factory.metrics.clone(),
                         );
+                        let svc = Breaker::new(svc, Accrual::new(*accrual, addr.to_string()));
                         let svc = PeakEwma::new(
                             svc,
                             DEFAULT_RTT,
@@ -101,11 +113,19 @@ fn changes(
     )
 }
 
-/// A P2C peak-EWMA balancer over `endpoints`, behind a queue so it can be shared.
+/// A P2C peak-EWMA balancer over `endpoints`, each ejected by `accrual` (none when `None`),
+/// shedding requests after [`FAILFAST_TIMEOUT`] without a ready endpoint, behind a queue so
+/// it can be shared.
 pub fn balancer(
     endpoints: watch::Receiver<Arc<BTreeMap<SocketAddr, Endpoint>>>,
     factory: EndpointFactory,
+    accrual: Option<FailureAccrual>,
 ) -> Balancer {
-    let balance = Balance::new(Box::pin(changes(endpoints, factory)));
+    let accrual = accrual.unwrap_or(FailureAccrual {
+        max_failures: 0,
+        ..FailureAccrual::default()
+    });
+    let balance = Balance::new(Box::pin(changes(endpoints, factory, accrual)));
+    let balance = FailFast::new(balance, FAILFAST_TIMEOUT);
     BoxCloneSyncService::new(Buffer::new(balance, QUEUE_CAPACITY))
 }

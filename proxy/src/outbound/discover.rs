@@ -24,12 +24,14 @@ use trellis_api::{
         outbound::outbound_policies_client::OutboundPoliciesClient,
     },
     outbound::AppProtocol,
+    route::{self, FailureAccrual},
 };
 
 use super::{
     balance::Balancer,
     policy::{self, PolicyState},
     profile::{self, ProfileState},
+    route::{RouteTable, Routes, retry::Budget},
 };
 use crate::{
     drain::Drain,
@@ -53,14 +55,21 @@ pub enum Resolution {
     Forward,
     /// The policy controller rejected the target: connections fail.
     Reject,
-    /// A Service: balance over its endpoints (`name` is the backend's logical name).
+    /// A Service: HTTP is routed to its route backends' balancers, other traffic goes to
+    /// one of the Service's own endpoints.
     Balance {
-        /// `<svc>.<ns>.svc.<domain>:<port>`.
+        /// `<svc>.<ns>.svc.<domain>:<port>`: the Service's own backend.
         name: String,
-        /// The current endpoint set.
+        /// The Service's own endpoint set.
         endpoints: watch::Receiver<EndpointSet>,
         /// The protocol the policy (or an opaque profile) names.
         protocol: AppProtocol,
+        /// The routes, compiled.
+        routes: Routes,
+        /// The endpoint set of every backend the routes name, by path.
+        backends: BTreeMap<String, watch::Receiver<EndpointSet>>,
+        /// Endpoint ejection, when enabled.
+        accrual: Option<FailureAccrual>,
     },
     /// One known endpoint (a pod IP).
     Endpoint {
@@ -88,8 +97,24 @@ impl Resolution {
 enum Plan {
     Forward,
     Reject,
-    Balance { path: String, protocol: AppProtocol },
-    Endpoint { endpoint: Endpoint, opaque: bool },
+    Balance {
+        path: String,
+        protocol: AppProtocol,
+        routes: Vec<route::Route>,
+        accrual: Option<FailureAccrual>,
+    },
+    Endpoint {
+        endpoint: Endpoint,
+        opaque: bool,
+    },
+}
+
+/// The routes of a target with no routes of its own: every request to `path`.
+fn default_routes(path: &str) -> Vec<route::Route> {
+    vec![route::Route::default_http(route::Backend {
+        meta: route::RouteRef::Default("service".into()),
+        path: path.to_string(),
+    })]
 }
 
 /// Derives the plan: a policy names the backend and protocol (an opaque profile wins); with
@@ -103,6 +128,11 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
     match policy {
         PolicyState::Rejected => return Plan::Reject,
         PolicyState::Known(p) => {
+            let routes = if p.routes.is_empty() {
+                default_routes(&p.backend_path)
+            } else {
+                p.routes.clone()
+            };
             return Plan::Balance {
                 path: p.backend_path.clone(),
                 protocol: if opaque {
@@ -110,6 +140,8 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
                 } else {
                     p.protocol
                 },
+                routes,
+                accrual: p.failure_accrual,
             };
         }
         _ => {}
@@ -126,13 +158,16 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
     if profile.fully_qualified_name.is_empty() {
         return Plan::Forward;
     }
+    let path = format!("{}:{}", profile.fully_qualified_name, target.port());
     Plan::Balance {
-        path: format!("{}:{}", profile.fully_qualified_name, target.port()),
+        routes: default_routes(&path),
+        path,
         protocol: if opaque {
             AppProtocol::Opaque
         } else {
             AppProtocol::Detect
         },
+        accrual: Some(FailureAccrual::default()),
     }
 }
 
@@ -153,11 +188,13 @@ pub struct Discovery {
     pub workload: String,
 }
 
-/// One target's shared state: its resolution, its balancer, and when it was last used.
+/// One target's shared state: its resolution, its balancers, its retry budget, and when
+/// it was last used.
 #[derive(Debug)]
 struct Target {
     resolution: watch::Receiver<Option<Resolution>>,
-    balancer: Mutex<Option<(String, Balancer)>>,
+    balancers: Mutex<HashMap<String, (Option<FailureAccrual>, Balancer)>>,
+    budget: Arc<Budget>,
     last_used: Mutex<Instant>,
 }
 
@@ -166,17 +203,31 @@ struct Target {
 pub struct Lease(Arc<Target>);
 
 impl Lease {
-    /// The target's balancer for backend `name`, built by `make` when there is none for it.
-    pub fn balancer(&self, name: &str, make: impl FnOnce() -> Balancer) -> Balancer {
-        let mut slot = self.0.balancer.lock();
-        match &*slot {
-            Some((current, balancer)) if current == name => balancer.clone(),
-            _ => {
-                let balancer = make();
-                *slot = Some((name.to_string(), balancer.clone()));
-                balancer
-            }
-        }
+    /// The target's balancer for each of `backends`, built by `make` (from the endpoint set
+    /// and the accrual) when there is none for it yet; balancers of backends no longer
+    /// named are dropped.
+    pub fn balancers(
+        &self,
+        backends: &BTreeMap<String, watch::Receiver<EndpointSet>>,
+        accrual: Option<FailureAccrual>,
+        make: impl Fn(watch::Receiver<EndpointSet>, Option<FailureAccrual>) -> Balancer,
+    ) -> HashMap<String, Balancer> {
+        let mut cache = self.0.balancers.lock();
+        cache.retain(|path, (a, _)| backends.contains_key(path) && *a == accrual);
+        backends
+            .iter()
+            .map(|(path, rx)| {
+                let (_, balancer) = cache
+                    .entry(path.clone())
+                    .or_insert_with(|| (accrual, make(rx.clone(), accrual)));
+                (path.clone(), balancer.clone())
+            })
+            .collect()
+    }
+
+    /// The target's retry budget.
+    pub fn budget(&self) -> Arc<Budget> {
+        self.0.budget.clone()
     }
 }
 
@@ -286,7 +337,8 @@ fn spawn_target(inner: Arc<Inner>, addr: SocketAddr) -> Arc<Target> {
     let (tx, rx) = watch::channel(None);
     let target = Arc::new(Target {
         resolution: rx,
-        balancer: Mutex::default(),
+        balancers: Mutex::default(),
+        budget: Arc::default(),
         last_used: Mutex::new(Instant::now()),
     });
     let task = run_target(inner.clone(), addr, target.clone(), tx);
@@ -329,7 +381,7 @@ async fn run_target(
         ))
     };
     let mut policy_watch = watch_policy();
-    let mut endpoints: Option<(String, watch::Receiver<EndpointSet>, Task)> = None;
+    let mut endpoints = Watches::default();
     let first_deadline = Instant::now() + PROFILE_TIMEOUT;
     let mut last_fqn = String::new();
     // Whether the last wake-up may have changed the resolution.
@@ -386,46 +438,66 @@ async fn run_target(
     }
 }
 
-/// The resolution for a plan, moving the endpoint watch to the plan's backend.
+/// The endpoint watches of a target, by backend path.
+type Watches = HashMap<String, (watch::Receiver<EndpointSet>, Task)>;
+
+/// The resolution for a plan, keeping an endpoint watch for each backend it names (and
+/// dropping the others).
 fn resolution(
     addr: SocketAddr,
     profile: &ProfileState,
     policy: &PolicyState,
-    endpoints: &mut Option<(String, watch::Receiver<EndpointSet>, Task)>,
+    endpoints: &mut Watches,
     inner: &Inner,
 ) -> Resolution {
     match plan(addr, profile, policy) {
         Plan::Forward => {
-            *endpoints = None;
+            endpoints.clear();
             Resolution::Forward
         }
         Plan::Reject => {
-            *endpoints = None;
+            endpoints.clear();
             Resolution::Reject
         }
         Plan::Endpoint { endpoint, opaque } => {
-            *endpoints = None;
+            endpoints.clear();
             Resolution::Endpoint { endpoint, opaque }
         }
-        Plan::Balance { path, protocol } => {
-            let rx = match endpoints {
-                Some((current, rx, _)) if *current == path => rx.clone(),
-                _ => {
+        Plan::Balance {
+            path,
+            protocol,
+            routes,
+            accrual,
+        } => {
+            let routes = RouteTable::new(&routes).unwrap_or_else(|error| {
+                tracing::warn!(%error, "Routes cannot be used; sending every request to the Service");
+                RouteTable::new(&default_routes(&path)).unwrap_or_default()
+            });
+            let mut paths = routes.backend_paths();
+            paths.insert(path.clone());
+            endpoints.retain(|p, _| paths.contains(p));
+            let mut watch_for = |p: &String| {
+                let (rx, _) = endpoints.entry(p.clone()).or_insert_with(|| {
                     let (tx, rx) = watch::channel(EndpointSet::default());
                     let task = Task::spawn(watch_endpoints(
                         inner.discovery.destination.clone(),
-                        path.clone(),
+                        p.clone(),
                         inner.discovery.context.clone(),
                         tx,
                     ));
-                    *endpoints = Some((path.clone(), rx.clone(), task));
-                    rx
-                }
+                    (rx, task)
+                });
+                rx.clone()
             };
+            let own = watch_for(&path);
+            let backends = paths.iter().map(|p| (p.clone(), watch_for(p))).collect();
             Resolution::Balance {
+                endpoints: own,
                 name: path,
-                endpoints: rx,
                 protocol,
+                routes: Arc::new(routes),
+                backends,
+                accrual,
             }
         }
     }

@@ -4,21 +4,24 @@
 use std::{
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
 use ::http::{Request, Response};
 use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Sleep,
+};
 
 use trellis_api::destination::{Endpoint, ProtocolHint};
 
 use crate::{
     error::Error,
     http::{
-        grpc_status,
+        Body, grpc_status,
         orig_proto::{self, H2Body},
         upgrade,
     },
@@ -27,6 +30,7 @@ use crate::{
         http::LabelledHttp,
         labels::{Direction, endpoint},
     },
+    retry::Backoff,
     tls,
     transport::{forward, header as transport_header},
 };
@@ -101,14 +105,30 @@ pub fn labels(ep: &Endpoint) -> Labels {
     endpoint(Direction::Outbound, ep.addr, &tls_label(ep), &dst)
 }
 
-/// HTTP to one endpoint.
-#[derive(Clone, Debug)]
+/// A pending HTTP/2 connection to an endpoint.
+type Connecting = Pin<Box<dyn Future<Output = Result<SendRequest<H2Body>, Error>> + Send>>;
+
+/// HTTP to one endpoint. An endpoint with an HTTP/2 hint is ready only while its pooled
+/// connection is up: readiness connects, and reconnects with backoff, so the balancer never
+/// sends a request to an endpoint it cannot reach.
 pub struct EndpointSvc {
     ep: Arc<Endpoint>,
     tls: tls::client::Client,
     connect_timeout: Duration,
     http: LabelledHttp,
-    conn: Arc<tokio::sync::Mutex<Option<SendRequest<H2Body>>>>,
+    h2: Option<SendRequest<H2Body>>,
+    connecting: Option<Connecting>,
+    reconnect: Backoff,
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl std::fmt::Debug for EndpointSvc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointSvc")
+            .field("addr", &self.ep.addr)
+            .field("connected", &self.h2.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EndpointSvc {
@@ -124,61 +144,121 @@ impl EndpointSvc {
             ep: Arc::new(ep),
             tls,
             connect_timeout,
-            conn: Arc::default(),
+            h2: None,
+            connecting: None,
+            reconnect: Backoff::default(),
+            wait: None,
         }
     }
 
-    /// The pooled HTTP/2 connection, made on first use and remade when it closes.
-    async fn h2(&self) -> Result<SendRequest<H2Body>, Error> {
-        let mut conn = self.conn.lock().await;
-        if let Some(send) = conn.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(send.clone());
-        }
-        let io = connect(&self.ep, &self.tls, self.connect_timeout).await?;
-        let (send, task) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
-        let addr = self.ep.addr;
-        tokio::spawn(async move {
-            if let Err(error) = task.await {
-                tracing::debug!(%addr, %error, "Endpoint connection failed");
+    /// Drives the pooled HTTP/2 connection until it is ready for a request.
+    fn poll_h2(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if let Some(send) = &mut self.h2 {
+                match send.poll_ready(cx) {
+                    Poll::Ready(Ok(())) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) => {
+                        tracing::debug!(addr = %self.ep.addr, %error, "Endpoint connection closed; reconnecting");
+                        self.h2 = None;
+                    }
+                }
             }
-        });
-        *conn = Some(send.clone());
-        Ok(send)
-    }
-
-    async fn send(self, mut req: Request<Incoming>) -> Result<Response<Incoming>, Error> {
-        if self.ep.hint != ProtocolHint::H2 || upgrade::is_upgrade(&req) {
-            // No HTTP/2 hint, or an HTTP/1 upgrade (which HTTP/2 cannot carry): one HTTP/1
-            // connection for this request.
-            let io = connect(&self.ep, &self.tls, self.connect_timeout).await?;
-            let (mut send, task) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-            tokio::spawn(task.with_upgrades());
-            return Ok(send.send_request(req).await?);
+            if let Some(wait) = &mut self.wait {
+                ready!(wait.as_mut().poll(cx));
+                self.wait = None;
+            }
+            let connecting = self.connecting.get_or_insert_with(|| {
+                Box::pin(connect_h2(
+                    self.ep.clone(),
+                    self.tls.clone(),
+                    self.connect_timeout,
+                ))
+            });
+            let res = ready!(connecting.as_mut().poll(cx));
+            self.connecting = None;
+            match res {
+                Ok(send) => {
+                    self.reconnect.reset();
+                    self.h2 = Some(send);
+                }
+                Err(error) => {
+                    let delay = self.reconnect.next_delay();
+                    tracing::info!(addr = %self.ep.addr, %error, ?delay, "Cannot connect to the endpoint; it takes no requests until it can");
+                    self.wait = Some(Box::pin(tokio::time::sleep(delay)));
+                }
+            }
         }
-        let orig = orig_proto::upgrade(&mut req);
-        let mut send = self.h2().await?;
-        send.ready().await?;
-        let mut rsp = send.send_request(req.map(orig_proto::h2_body)).await?;
-        orig_proto::restore(&mut rsp, orig);
-        Ok(rsp)
     }
 }
 
-impl tower::Service<Request<Incoming>> for EndpointSvc {
+/// Connects to `ep` and makes an HTTP/2 connection, driven by a task of its own.
+async fn connect_h2(
+    ep: Arc<Endpoint>,
+    tls: tls::client::Client,
+    timeout: Duration,
+) -> Result<SendRequest<H2Body>, Error> {
+    let io = connect(&ep, &tls, timeout).await?;
+    let (send, task) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
+    let addr = ep.addr;
+    tokio::spawn(async move {
+        if let Err(error) = task.await {
+            tracing::debug!(%addr, %error, "Endpoint connection failed");
+        }
+    });
+    Ok(send)
+}
+
+/// Sends `req` to `ep`: over `h2` when the endpoint speaks HTTP/2 (upgrading HTTP/1),
+/// else on a connection of its own.
+async fn send(
+    ep: &Endpoint,
+    tls: &tls::client::Client,
+    connect_timeout: Duration,
+    h2: Option<SendRequest<H2Body>>,
+    mut req: Request<Body>,
+) -> Result<Response<Incoming>, Error> {
+    match h2 {
+        Some(mut send) if !upgrade::is_upgrade(&req) => {
+            send.ready().await?;
+            let orig = orig_proto::upgrade(&mut req);
+            let mut rsp = send.send_request(req.map(orig_proto::h2_body)).await?;
+            orig_proto::restore(&mut rsp, orig);
+            Ok(rsp)
+        }
+        _ => {
+            // No HTTP/2 hint, or an HTTP/1 upgrade (which HTTP/2 cannot carry): one HTTP/1
+            // connection for this request.
+            let io = connect(ep, tls, connect_timeout).await?;
+            let (mut send, task) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+            tokio::spawn(task.with_upgrades());
+            Ok(send.send_request(req).await?)
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for EndpointSvc {
     type Response = Response<Incoming>;
     type Error = Error;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, Error>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.ep.hint == ProtocolHint::H2 {
+            ready!(self.poll_h2(cx));
+        }
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let svc = self.clone();
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let h2 = self.h2.clone();
+        let ep = self.ep.clone();
+        let tls = self.tls.clone();
+        let connect_timeout = self.connect_timeout;
+        let http = self.http.clone();
         Box::pin(async move {
-            let metrics = svc.http.request();
-            match svc.send(req).await {
+            let metrics = http.request();
+            match send(&ep, &tls, connect_timeout, h2, req).await {
                 Ok(rsp) => {
                     metrics.respond(rsp.status().as_u16(), grpc_status(&rsp), "");
                     Ok(rsp)

@@ -1,62 +1,249 @@
-//! Outbound HTTP: serves the application's requests and sends each through a balancer.
+//! Outbound HTTP: serves the application's requests, picks each one's route rule, applies
+//! its filters, sends it to a weighted backend's balancer within the rule's timeouts, and
+//! retries it within the target's budget.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use ::http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::Either;
-use hyper::body::Incoming;
+use ::http::{HeaderValue, Request, Response, StatusCode, header, request};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Body as _, Incoming};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::{Service, ServiceExt};
 
-use super::balance::Balancer;
-use crate::http::{self, Body, L5D_DST_CANONICAL, proxy_error, upgrade};
+use super::{
+    balance::{Balancer, FAILFAST_TIMEOUT},
+    failfast::FailFastError,
+    route::{
+        Routes,
+        retry::{Budget, L5D_RETRY_ATTEMPT, RetryPolicy},
+    },
+};
+use crate::{
+    error::is_caused_by,
+    http::{self, Body, L5D_DST_CANONICAL, proxy_error, upgrade},
+};
 
-/// How long a request waits for an endpoint before it fails (the contract's queue
-/// `failfast_timeout`).
-pub const FAILFAST_TIMEOUT: Duration = Duration::from_secs(3);
+/// What a connection's requests are routed with.
+#[derive(Debug)]
+pub struct Router {
+    /// The target's routes.
+    pub routes: Routes,
+    /// A balancer per backend path the routes name.
+    pub backends: HashMap<String, Balancer>,
+    /// The target's retry budget.
+    pub budget: Arc<Budget>,
+    /// `l5d-dst-canonical` of requests: the target's logical name.
+    pub name: HeaderValue,
+}
 
-async fn route(
-    mut balancer: Balancer,
-    name: HeaderValue,
-    mut req: Request<Incoming>,
+/// The outcome of one try that produced no response of the peer's.
+struct Failed {
+    response: Response<Body>,
+    retryable: bool,
+}
+
+/// Routes one request.
+async fn route(router: Arc<Router>, mut req: Request<Incoming>) -> Response<Body> {
+    req.headers_mut()
+        .insert(L5D_DST_CANONICAL, router.name.clone());
+    let Some(selected) = router.routes.select(&req) else {
+        return proxy_error(StatusCode::NOT_FOUND, "no route matches the request");
+    };
+    let rule = selected.rule;
+    if let Some(rsp) = rule.filters.redirect(&req, rule.matched_prefix(&req)) {
+        return rsp;
+    }
+    rule.filters.request(&mut req);
+    let Some(backend) = rule.pick_backend() else {
+        return proxy_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the route has no valid backend",
+        );
+    };
+    backend.filters.request(&mut req);
+    let Some(balancer) = router.backends.get(&backend.path) else {
+        return proxy_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the backend is not discovered",
+        );
+    };
+    let per_try = rule
+        .retry
+        .as_ref()
+        .and_then(|r| r.timeout)
+        .or(rule.timeouts.response);
+    let send = send(balancer, req, per_try, rule.retry.as_ref(), &router.budget);
+    let mut rsp = match rule.timeouts.request {
+        Some(limit) => tokio::time::timeout(limit, send)
+            .await
+            .unwrap_or_else(|_| proxy_error(StatusCode::GATEWAY_TIMEOUT, "request timeout")),
+        None => send.await,
+    };
+    backend.filters.response(&mut rsp);
+    rule.filters.response(&mut rsp);
+    rsp
+}
+
+/// Sends `req`, retrying it under `retry` when its body is small enough to replay.
+async fn send(
+    balancer: &Balancer,
+    req: Request<Incoming>,
+    per_try: Option<Duration>,
+    retry: Option<&RetryPolicy>,
+    budget: &Budget,
 ) -> Response<Body> {
-    req.headers_mut().insert(L5D_DST_CANONICAL, name);
-    let ready = match tokio::time::timeout(FAILFAST_TIMEOUT, balancer.ready()).await {
-        Ok(Ok(svc)) => svc,
-        Ok(Err(error)) => {
-            tracing::info!(%error, "Balancer failed");
-            return proxy_error(StatusCode::BAD_GATEWAY, "balancer failed");
-        }
-        Err(_) => {
-            tracing::info!("No endpoint became ready in time");
-            return proxy_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no ready endpoints (failfast)",
-            );
+    let Some(policy) = retry.filter(|p| p.limit > 0 && !upgrade::is_upgrade(&req)) else {
+        return respond(try_once(balancer.clone(), req.map(Either::Left), per_try).await);
+    };
+    budget.deposit();
+    let (parts, body) = req.into_parts();
+    let Some(body) = replayable(&parts, body, policy.max_request_bytes).await else {
+        return proxy_error(StatusCode::BAD_REQUEST, "cannot read the request body");
+    };
+    let body = match body {
+        Ok(bytes) => bytes,
+        Err(body) => {
+            // Too large (or of unknown length) to buffer: one try.
+            let req = Request::from_parts(parts, Either::Left(body));
+            return respond(try_once(balancer.clone(), req, per_try).await);
         }
     };
-    let app_upgrade = upgrade::on_request(&mut req);
-    match ready.call(req).await {
-        Ok(mut rsp) => {
-            upgrade::splice(app_upgrade, &mut rsp);
-            rsp.map(Either::Left)
+    let mut attempt = 0;
+    loop {
+        let req = rebuild(&parts, body.clone(), attempt);
+        let out = try_once(balancer.clone(), req, per_try).await;
+        let retryable = match &out {
+            Ok(rsp) => policy.is_retryable(rsp),
+            Err(failed) => failed.retryable,
+        };
+        if !retryable || attempt >= policy.limit {
+            return respond(out);
         }
-        Err(error) => {
-            tracing::info!(%error, "Endpoint request failed");
-            proxy_error(StatusCode::BAD_GATEWAY, "endpoint unreachable")
+        if !budget.withdraw() {
+            tracing::debug!("Retry budget spent; answering with the failed try");
+            return respond(out);
         }
+        attempt += 1;
+        tokio::time::sleep(policy.delay(attempt)).await;
     }
 }
 
-/// Serves the app's HTTP (HTTP/2 when `h2`) on `io`, routing every request to `balancer`
-/// with `l5d-dst-canonical: name`, until the app closes or `drain` starts.
-pub async fn serve<T>(io: T, h2: bool, balancer: Balancer, name: String, drain: crate::drain::Drain)
+/// The request's body as bytes when it is known to fit in `max` (`Ok`), the body back when
+/// it may not (`Err`), or `None` when reading it failed.
+async fn replayable(
+    parts: &request::Parts,
+    body: Incoming,
+    max: u32,
+) -> Option<Result<Bytes, Incoming>> {
+    if body.is_end_stream() {
+        return Some(Ok(Bytes::new()));
+    }
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match length {
+        Some(n) if n <= u64::from(max) => match Limited::new(body, max as usize).collect().await {
+            Ok(collected) => Some(Ok(collected.to_bytes())),
+            Err(error) => {
+                tracing::debug!(%error, "Reading a retryable request body failed");
+                None
+            }
+        },
+        _ => Some(Err(body)),
+    }
+}
+
+/// A try of a buffered request: its head again, numbered when it is a retry.
+fn rebuild(parts: &request::Parts, body: Bytes, attempt: u32) -> Request<Body> {
+    let mut req = Request::new(Either::Right(Full::new(body)));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    if attempt > 0 {
+        req.headers_mut()
+            .insert(L5D_RETRY_ATTEMPT, HeaderValue::from(attempt));
+    }
+    req
+}
+
+fn respond(out: Result<Response<Incoming>, Failed>) -> Response<Body> {
+    match out {
+        Ok(rsp) => rsp.map(Either::Left),
+        Err(failed) => failed.response,
+    }
+}
+
+/// One try through `balancer`, within `per_try` when set.
+async fn try_once(
+    mut balancer: Balancer,
+    mut req: Request<Body>,
+    per_try: Option<Duration>,
+) -> Result<Response<Incoming>, Failed> {
+    let app_upgrade = upgrade::on_request(&mut req);
+    let call = async {
+        let ready = match tokio::time::timeout(FAILFAST_TIMEOUT, balancer.ready()).await {
+            Ok(Ok(svc)) => svc,
+            Ok(Err(error)) => {
+                tracing::info!(%error, "Balancer failed");
+                return Err(Failed {
+                    response: proxy_error(StatusCode::BAD_GATEWAY, "balancer failed"),
+                    retryable: false,
+                });
+            }
+            Err(_) => {
+                tracing::info!("The balancer's queue stayed full; shedding the request");
+                return Err(Failed {
+                    response: proxy_error(StatusCode::SERVICE_UNAVAILABLE, "queue full (failfast)"),
+                    retryable: false,
+                });
+            }
+        };
+        match ready.call(req).await {
+            Ok(rsp) => Ok(rsp),
+            Err(error) if is_caused_by::<FailFastError>(&*error) => Err(Failed {
+                response: proxy_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no ready endpoints (failfast)",
+                ),
+                retryable: false,
+            }),
+            Err(error) => {
+                tracing::info!(%error, "Endpoint request failed");
+                Err(Failed {
+                    response: proxy_error(StatusCode::BAD_GATEWAY, "endpoint unreachable"),
+                    retryable: true,
+                })
+            }
+        }
+    };
+    let mut rsp = match per_try {
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(out) => out?,
+            Err(_) => {
+                return Err(Failed {
+                    response: proxy_error(StatusCode::GATEWAY_TIMEOUT, "response timeout"),
+                    retryable: true,
+                });
+            }
+        },
+        None => call.await?,
+    };
+    upgrade::splice(app_upgrade, &mut rsp);
+    Ok(rsp)
+}
+
+/// Serves the app's HTTP (HTTP/2 when `h2`) on `io`, routing every request with `router`,
+/// until the app closes or `drain` starts.
+pub async fn serve<T>(io: T, h2: bool, router: Arc<Router>, drain: crate::drain::Drain)
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let name = HeaderValue::from_str(&name).unwrap_or_else(|_| HeaderValue::from_static(""));
     let svc = hyper::service::service_fn(move |req| {
-        let fut = route(balancer.clone(), name.clone(), req);
+        let fut = route(router.clone(), req);
         async move { Ok::<_, std::convert::Infallible>(fut.await) }
     });
     http::serve(io, h2, svc, drain).await;

@@ -7,15 +7,19 @@
 //! bytes; opaque, HTTP/1 and HTTP/2 targets (and forwarded ones) are served at once.
 
 pub mod balance;
+pub mod breaker;
 pub mod config;
 pub mod discover;
 pub mod endpoint;
+pub mod failfast;
 pub mod http;
 pub mod policy;
 pub mod profile;
+pub mod route;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
+use ::http::HeaderValue;
 use bytes::Bytes;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -27,6 +31,7 @@ use self::{
     balance::EndpointFactory,
     config::OutboundConfig,
     discover::{EndpointSet, Resolution, Resolver},
+    route::RouteTable,
 };
 use crate::{
     drain::Drain,
@@ -36,7 +41,11 @@ use crate::{
     },
     transport::{Accepted, PrefixedIo, Protocol, detect, forward},
 };
-use trellis_api::{destination::Endpoint, outbound::AppProtocol};
+use trellis_api::{
+    destination::Endpoint,
+    outbound::AppProtocol,
+    route::{Backend, Route, RouteRef},
+};
 
 /// The outbound side's shared state.
 #[derive(Clone, Debug)]
@@ -97,7 +106,7 @@ impl Outbound {
             ?resolution,
             "Outbound connection"
         );
-        let (name, key, endpoints, opaque) = match resolution {
+        let (name, endpoints, opaque, router) = match resolution {
             Resolution::Forward => return self.forward(io, orig_dst).await,
             Resolution::Reject => {
                 tracing::info!("Outbound policy rejected the target; closing the connection");
@@ -108,31 +117,54 @@ impl Outbound {
                 let set = Arc::new(BTreeMap::from([(endpoint.addr, endpoint)]));
                 // The balancer sees the unseen initial value even with the sender gone.
                 let (_tx, rx) = watch::channel(set);
-                (orig_dst.to_string(), key, rx, opaque)
+                let routes = RouteTable::new(&[Route::default_http(Backend {
+                    meta: RouteRef::Default("endpoint".into()),
+                    path: key.clone(),
+                })])
+                .unwrap_or_default();
+                let backends = BTreeMap::from([(key, rx.clone())]);
+                let router = (Arc::new(routes), backends, None);
+                (orig_dst.to_string(), rx, opaque, router)
             }
             Resolution::Balance {
                 name,
                 endpoints,
                 protocol,
+                routes,
+                backends,
+                accrual,
             } => (
-                name.clone(),
                 name,
                 endpoints,
                 protocol == AppProtocol::Opaque,
+                (routes, backends, accrual),
             ),
         };
         match protocol {
             Protocol::Http1 | Protocol::Http2 if !opaque => {
-                let make = || balance::balancer(endpoints, self.factory.clone());
-                let balancer = match &lease {
-                    Some(lease) => lease.balancer(&key, make),
-                    None => make(),
+                let (routes, backends, accrual) = router;
+                let make = |rx, accrual| balance::balancer(rx, self.factory.clone(), accrual);
+                let (balancers, budget) = match &lease {
+                    Some(lease) => (lease.balancers(&backends, accrual, make), lease.budget()),
+                    None => (
+                        backends
+                            .iter()
+                            .map(|(path, rx)| (path.clone(), make(rx.clone(), accrual)))
+                            .collect(),
+                        Arc::default(),
+                    ),
+                };
+                let router = http::Router {
+                    routes,
+                    backends: balancers,
+                    budget,
+                    name: HeaderValue::from_str(&name)
+                        .unwrap_or_else(|_| HeaderValue::from_static("")),
                 };
                 http::serve(
                     io,
                     protocol == Protocol::Http2,
-                    balancer,
-                    name,
+                    Arc::new(router),
                     self.drain.clone(),
                 )
                 .await;
@@ -175,7 +207,7 @@ impl Outbound {
         T: AsyncRead + AsyncWrite + Unpin,
     {
         let ep = match tokio::time::timeout(
-            http::FAILFAST_TIMEOUT,
+            balance::FAILFAST_TIMEOUT,
             endpoints.wait_for(|set| !set.is_empty()),
         )
         .await

@@ -35,7 +35,44 @@ fn balance(path: &str, protocol: AppProtocol) -> Plan {
     Plan::Balance {
         path: path.into(),
         protocol,
+        routes: Vec::new(),
+        accrual: None,
     }
+}
+
+/// The plan's backend and protocol only (routes and accrual have tests of their own).
+fn backend_of(plan: Plan) -> Plan {
+    match plan {
+        Plan::Balance { path, protocol, .. } => balance(&path, protocol),
+        other => other,
+    }
+}
+
+#[test]
+fn plans_carry_the_policy_routes_or_a_default_route() {
+    let PolicyState::Known(known) = policy(AppProtocol::Http1) else {
+        unreachable!()
+    };
+    let Plan::Balance {
+        routes, accrual, ..
+    } = plan(
+        target(),
+        &ProfileState::Pending,
+        &policy(AppProtocol::Http1),
+    )
+    else {
+        panic!("balance expected");
+    };
+    assert_eq!(routes, known.routes);
+    assert_eq!(accrual, known.failure_accrual);
+    let Plan::Balance { routes, .. } = plan(
+        target(),
+        &profile("web.shop.svc.cluster.local", false),
+        &PolicyState::NotFound,
+    ) else {
+        panic!("balance expected");
+    };
+    assert_eq!(routes, default_routes("web.shop.svc.cluster.local:80"));
 }
 
 #[test]
@@ -48,17 +85,17 @@ fn a_policy_names_the_backend_and_protocol() {
         AppProtocol::Opaque,
     ] {
         assert_eq!(
-            plan(target(), &ProfileState::Pending, &policy(protocol)),
+            backend_of(plan(target(), &ProfileState::Pending, &policy(protocol))),
             balance(path, protocol)
         );
     }
     // An opaque profile wins over the policy's protocol.
     assert_eq!(
-        plan(
+        backend_of(plan(
             target(),
             &profile("web.shop.svc.cluster.local", true),
             &policy(AppProtocol::Http1)
-        ),
+        )),
         balance(path, AppProtocol::Opaque)
     );
 }
@@ -71,11 +108,11 @@ fn without_a_policy_the_profile_decides() {
         PolicyState::Unavailable,
     ] {
         assert_eq!(
-            plan(
+            backend_of(plan(
                 target(),
                 &profile("web.shop.svc.cluster.local", false),
                 &absent
-            ),
+            )),
             balance("web.shop.svc.cluster.local:80", AppProtocol::Detect)
         );
         assert_eq!(plan(target(), &profile("", false), &absent), Plan::Forward);
@@ -129,6 +166,9 @@ fn only_detect_reads_before_choosing() {
         name: "web.shop.svc.cluster.local:80".into(),
         endpoints: rx.clone(),
         protocol,
+        routes: Arc::default(),
+        backends: BTreeMap::new(),
+        accrual: None,
     };
     assert_eq!(res(AppProtocol::Opaque).protocol(), AppProtocol::Opaque);
     assert_eq!(res(AppProtocol::Http2).protocol(), AppProtocol::Http2);
