@@ -17,6 +17,17 @@ pub enum Error {
         value: String,
     },
 
+    /// A regular expression that does not compile (with the `regex` crate's syntax, the one
+    /// proxies match with).
+    #[error("invalid regular expression {value:?}: {source}")]
+    InvalidRegex {
+        /// The rejected expression.
+        value: String,
+        /// Why it does not compile.
+        #[source]
+        source: regex::Error,
+    },
+
     /// A port range that is not `<port>` or `<first>-<last>` within 1-65535.
     #[error(
         "invalid port range {value:?}: write a port (3306) or a range (4000-4100) within 1-65535"

@@ -40,8 +40,20 @@ pub mod reasons {
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
     /// A backend is of a kind the mesh cannot route to.
     pub const INVALID_KIND: &str = "InvalidKind";
+    /// A backend is in another namespace, which needs a ReferenceGrant (not supported).
+    pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     /// A field (or annotation) has a value the mesh cannot use; the message names it.
     pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+}
+
+/// Checks that a path, header or query regular expression compiles as proxies compile it.
+pub fn check_regex(value: &str) -> Result<(), crate::error::Error> {
+    regex::Regex::new(value)
+        .map(drop)
+        .map_err(|source| crate::error::Error::InvalidRegex {
+            value: value.to_string(),
+            source,
+        })
 }
 
 /// A reference from a route to the object it attaches to (for the mesh: a Service).

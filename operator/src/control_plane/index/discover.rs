@@ -3,7 +3,7 @@
 use tokio::sync::watch;
 use trellis_api::destination::{Context, Endpoint, Profile, Target};
 
-use super::{Index, SharedIndex, profiles};
+use super::{Index, SharedIndex, profiles, routes::annotations::Annotations};
 use crate::control_plane::destination::{DiscoverEndpoints, EndpointSet, LookupError};
 
 impl DiscoverEndpoints for SharedIndex {
@@ -233,14 +233,53 @@ impl Index {
                 _ => AppProtocol::Detect,
             }
         };
-        Ok(OutboundPolicy::service_default(
-            ServiceRef {
-                namespace: ns.clone(),
-                name: name.clone(),
-                port,
-            },
+        let service = ServiceRef {
+            namespace: ns.clone(),
+            name: name.clone(),
+            port,
+        };
+        let mut policy = OutboundPolicy::service_default(
+            service.clone(),
             format!("{name}.{ns}.svc.{domain}:{port}"),
             protocol,
-        ))
+        );
+        let annotations = Annotations::new(&svc.annotations, None);
+        let client_ns = spec.source.as_ref().map(|w| w.namespace.as_str());
+        match self.service_routes(&service, client_ns) {
+            Some(routes) => policy.routes = routes,
+            None => default_route_annotations(&mut policy, &annotations),
+        }
+        match annotations.failure_accrual() {
+            Ok(accrual) => policy.failure_accrual = accrual,
+            Err(error) => {
+                tracing::warn!(%ns, svc = %name, %error, "Failure accrual annotation ignored");
+            }
+        }
+        Ok(policy)
+    }
+}
+
+/// Applies a Service's retry and timeout annotations to its default route (as Linkerd does);
+/// invalid ones are logged and ignored.
+fn default_route_annotations(
+    policy: &mut trellis_api::outbound::OutboundPolicy,
+    annotations: &Annotations<'_>,
+) {
+    let svc = &policy.service;
+    let (timeouts, retry) = match (
+        annotations.timeouts(),
+        annotations.retry(trellis_api::route::RouteKind::Http),
+    ) {
+        (Ok(t), Ok(r)) => (t, r),
+        (t, r) => {
+            for error in t.err().into_iter().chain(r.err()) {
+                tracing::warn!(ns = %svc.namespace, svc = %svc.name, %error, "Route annotation ignored");
+            }
+            return;
+        }
+    };
+    for rule in policy.routes.iter_mut().flat_map(|r| r.rules.iter_mut()) {
+        rule.timeouts = timeouts;
+        rule.retry = retry.clone();
     }
 }

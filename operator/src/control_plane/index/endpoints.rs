@@ -49,6 +49,8 @@ pub struct ServiceInfo {
     pub ports: BTreeMap<u16, (Option<String>, Option<String>)>,
     /// Opaque ports from the Service annotation.
     pub opaque_ports: Vec<(u16, u16)>,
+    /// The retry, timeout and balancer annotations (the defaults of the Service's routes).
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl ServiceInfo {
@@ -78,10 +80,17 @@ impl ServiceInfo {
             .get(well_known::OPAQUE_PORTS_ANNOTATION)
             .map(|v| parse_port_ranges(v))
             .unwrap_or_default();
+        let annotations = svc
+            .annotations()
+            .iter()
+            .filter(|(k, _)| super::routes::annotations::is_route_annotation(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Self {
             cluster_ips,
             ports,
             opaque_ports,
+            annotations,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod discover;
 pub mod endpoints;
 pub mod policy;
 pub mod profiles;
+pub mod routes;
 #[cfg(test)]
 mod tests;
 
@@ -28,9 +29,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use trellis_api::{inbound::DefaultPolicy, well_known};
-use trellis_crds::v1alpha1::{
-    authorization_policy::AuthorizationPolicy, mesh_tls_authentication::MeshTLSAuthentication,
-    network_authentication::NetworkAuthentication, server::Server, service_profile::ServiceProfile,
+use trellis_crds::{
+    gateway::{grpc_route::GRPCRoute, http_route::HTTPRoute},
+    v1alpha1::{
+        authorization_policy::AuthorizationPolicy, mesh_tls_authentication::MeshTLSAuthentication,
+        network_authentication::NetworkAuthentication, server::Server,
+        service_profile::ServiceProfile,
+    },
 };
 
 use self::endpoints::{EndpointsIndex, PodInfo, SERVICE_NAME_LABEL, ServiceInfo, SliceInfo};
@@ -88,6 +93,8 @@ pub struct Index {
     pub profiles: HashMap<(String, String), ServiceProfile>,
     /// Policy objects and namespace annotations.
     pub policy: policy::PolicyIndex,
+    /// Gateway API routes.
+    pub routes: routes::RoutesIndex,
     /// `(namespace, slice)` → the Service it belongs to.
     slice_owner: HashMap<(String, String), String>,
     endpoint_watches: HashMap<EndpointKey, watch::Sender<EndpointSet>>,
@@ -105,6 +112,7 @@ impl Index {
             endpoints: EndpointsIndex::default(),
             profiles: HashMap::new(),
             policy: policy::PolicyIndex::default(),
+            routes: routes::RoutesIndex::default(),
             slice_owner: HashMap::new(),
             endpoint_watches: HashMap::new(),
             changes: watch::channel(0).0,
@@ -296,11 +304,16 @@ trait Indexed: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'stat
     fn apply(index: &mut Index, obj: &Self);
     fn delete(index: &mut Index, ns: &str, name: &str);
     fn kind_name() -> &'static str;
+    /// Whether the kind's CRD may be missing (Gateway API): a list that fails with 404
+    /// counts as an empty, synced list, and the watch retries slowly.
+    fn optional() -> bool {
+        false
+    }
 }
 
 /// Implements [`Indexed`] for each kind by naming its apply and delete methods on [`Index`].
 macro_rules! indexed {
-    ($($kind:ident => $apply:ident, $delete:ident;)*) => {$(
+    ($($kind:ident => $apply:ident, $delete:ident $(, $optional:ident)?;)*) => {$(
         impl Indexed for $kind {
             fn apply(index: &mut Index, obj: &Self) {
                 index.$apply(obj)
@@ -311,6 +324,9 @@ macro_rules! indexed {
             fn kind_name() -> &'static str {
                 stringify!($kind)
             }
+            $(fn $optional() -> bool {
+                true
+            })?
         }
     )*};
 }
@@ -320,6 +336,8 @@ indexed! {
     EndpointSlice => apply_slice, delete_slice;
     Pod => apply_pod, delete_pod;
     ServiceProfile => apply_profile, delete_profile;
+    HTTPRoute => apply_http_route, delete_http_route, optional;
+    GRPCRoute => apply_grpc_route, delete_grpc_route, optional;
 }
 
 impl<K> Indexed for K
@@ -393,7 +411,7 @@ impl Synced {
 }
 
 /// How many kinds [`run`] follows.
-const FOLLOWED_KINDS: usize = 9;
+const FOLLOWED_KINDS: usize = 11;
 
 /// Follows one kind cluster-wide until `shutdown`, writing every event into `index`; tells
 /// `synced` once, after the first full list.
@@ -417,6 +435,20 @@ async fn follow<K: Indexed>(
         };
         let event = match event {
             None => return,
+            Some(Err(e)) if K::optional() && is_not_found(&e) => {
+                if let Some(synced) = synced.take() {
+                    tracing::info!(
+                        kind = K::kind_name(),
+                        "CRD not installed; its objects are ignored until it is"
+                    );
+                    synced.kind_done();
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(OPTIONAL_CRD_RETRY) => {}
+                }
+                continue;
+            }
             Some(Err(e)) => {
                 tracing::warn!(kind = K::kind_name(), error = %e, "Watch failed; retrying");
                 continue;
@@ -448,6 +480,20 @@ async fn follow<K: Indexed>(
     }
 }
 
+/// How often a watch of an optional kind whose CRD is missing lists again.
+const OPTIONAL_CRD_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a watch failed because the resource is not served (its CRD is not installed).
+fn is_not_found(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 404,
+        watcher::Error::WatchError(status) => status.code == 404,
+        _ => false,
+    }
+}
+
 /// Replaces every object of kind `K` with `objs`: deletes the ones that are gone, applies all.
 fn reset<K: Indexed>(index: &mut Index, objs: &[K]) {
     let keep: std::collections::HashSet<(String, String)> = objs
@@ -475,7 +521,10 @@ impl Index {
             "EndpointSlice" => self.slice_owner.keys().cloned().collect(),
             "Pod" => self.endpoints.pods.keys().cloned().collect(),
             "ServiceProfile" => self.profiles.keys().cloned().collect(),
-            other => self.policy.known(other),
+            other => self
+                .routes
+                .known(other)
+                .unwrap_or_else(|| self.policy.known(other)),
         }
     }
 }
@@ -512,6 +561,8 @@ async fn run_watches(
         follow::<MeshTLSAuthentication>(i.clone(), c.clone(), s.clone(), d.clone()),
         follow::<NetworkAuthentication>(i.clone(), c.clone(), s.clone(), d.clone()),
         follow::<Namespace>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<HTTPRoute>(i.clone(), c.clone(), s.clone(), d.clone()),
+        follow::<GRPCRoute>(i.clone(), c.clone(), s.clone(), d.clone()),
     );
 }
 
