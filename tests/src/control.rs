@@ -522,6 +522,13 @@ impl FakeOutboundPolicy {
         });
     }
 
+    /// Sets (and streams) `policy` as the policy of `target`.
+    pub fn set_policy(&self, target: SocketAddr, policy: trellis_api::outbound::OutboundPolicy) {
+        self.policies.send_modify(|p| {
+            p.insert(target, policy.into());
+        });
+    }
+
     /// Serves it on `127.0.0.1:0` (plaintext).
     pub async fn spawn(self) -> SocketAddr {
         use trellis_api::linkerd2_proxy_api::outbound::outbound_policies_server::OutboundPoliciesServer;

@@ -199,3 +199,6 @@ impl Drop for Outcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -79,3 +79,6 @@ where
         Either::Left(self.inner.call(req))
     }
 }
+
+#[cfg(test)]
+mod tests;
