@@ -26,8 +26,11 @@ use trellis_proxy::{
 };
 use trellis_tests::{
     control::{FakeDestination, FakeOutboundPolicy, FakePolicy, meshed_endpoint, servers},
-    proxy::{Mesh, outbound_to, shutdown_all, to},
+    proxy::{Mesh, assert_metrics_contain, outbound_to, shutdown_all, to},
 };
+
+/// The parent and route labels of the test's routes, as Linkerd names them.
+const ROUTE_LABELS: &str = "parent_group=\"core\",parent_kind=\"Service\",parent_namespace=\"shop\",parent_name=\"web\",parent_port=\"80\",parent_section_name=\"\",route_group=\"gateway.networking.k8s.io\",route_kind=\"HTTPRoute\",route_namespace=\"shop\",route_name=\"web\"";
 
 const WEB_IDENTITY: &str = "web.shop.serviceaccount.identity.trellis.cluster.local";
 
@@ -536,6 +539,18 @@ async fn a_retry_succeeds_on_the_second_try_and_the_budget_caps_retries() {
     assert_eq!(tries.len(), 2, "the first try failed, the retry succeeded");
     assert!(tries[0].get("l5d-retry-attempt").is_none());
     assert_eq!(tries[1]["l5d-retry-attempt"], "1");
+    for metric in [
+        format!("outbound_http_route_retry_requests_total{{{ROUTE_LABELS}}} 1"),
+        format!("outbound_http_route_retry_successes_total{{{ROUTE_LABELS}}} 1"),
+        format!(
+            "outbound_http_route_request_statuses_total{{{ROUTE_LABELS},http_status=\"200\",error=\"\"}} 1"
+        ),
+        format!(
+            "outbound_http_route_backend_requests_total{{{ROUTE_LABELS},backend_group=\"core\",backend_kind=\"Service\",backend_namespace=\"shop\",backend_name=\"web-v1\",backend_port=\"80\",backend_section_name=\"\"}} 1"
+        ),
+    ] {
+        assert_metrics_contain(client.admin_addr, &metric).await;
+    }
 
     // Under a backend that always fails, the budget (20 % of requests plus a reserve of
     // 10 per second over 10 s) bounds retries far below the limit of 3 per request.
@@ -552,6 +567,11 @@ async fn a_retry_succeeds_on_the_second_try_and_the_budget_caps_retries() {
         "{retries} retries for {requests} requests; the budget allows about {bound} (a limit of 3 alone would allow {})",
         requests * 3
     );
+    assert_metrics_contain(
+        client.admin_addr,
+        &format!("outbound_http_route_retry_overflow_total{{{ROUTE_LABELS}}}"),
+    )
+    .await;
     shutdown_all([client, v1]).await;
 }
 

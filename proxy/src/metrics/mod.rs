@@ -40,6 +40,7 @@ macro_rules! families {
 pub mod authz;
 pub mod http;
 pub mod labels;
+pub mod route;
 pub mod tcp;
 
 use prometheus_client::{encoding::text::encode, registry::Registry};
@@ -56,6 +57,8 @@ pub struct Metrics {
     pub http: http::HttpMetrics,
     /// Inbound authorization denials.
     pub authz: authz::AuthzMetrics,
+    /// Outbound route metrics.
+    pub route: route::RouteMetrics,
 }
 
 impl Default for Metrics {
@@ -82,11 +85,13 @@ impl Metrics {
         let tcp = tcp::TcpMetrics::register(&mut registry);
         let http = http::HttpMetrics::register(&mut registry);
         let authz = authz::AuthzMetrics::register(&mut registry);
+        let route = route::RouteMetrics::register(&mut registry);
         Self {
             registry,
             tcp,
             http,
             authz,
+            route,
         }
     }
 

@@ -97,7 +97,9 @@ fn changes(
                             factory.connect_timeout,
                             factory.metrics.clone(),
                         );
-                        let svc = Breaker::new(svc, Accrual::new(*accrual, addr.to_string()));
+                        let accrual = Accrual::new(*accrual, addr.to_string())
+                            .with_metrics(factory.metrics.route.clone());
+                        let svc = Breaker::new(svc, accrual);
                         let svc = PeakEwma::new(
                             svc,
                             DEFAULT_RTT,

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep, sleep_until};
 use trellis_api::route::FailureAccrual;
 
-use crate::error::Error;
+use crate::{error::Error, metrics::route::RouteMetrics};
 
 /// Where an endpoint's breaker stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +42,7 @@ pub struct Accrual {
     policy: FailureAccrual,
     state: Arc<Mutex<State>>,
     name: Arc<str>,
+    metrics: Option<RouteMetrics>,
 }
 
 impl Accrual {
@@ -56,6 +57,19 @@ impl Accrual {
                 waker: None,
             })),
             name: name.into(),
+            metrics: None,
+        }
+    }
+
+    /// Counts this endpoint's state changes in `metrics`.
+    pub fn with_metrics(mut self, metrics: RouteMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, state: &str) {
+        if let Some(m) = &self.metrics {
+            m.accrual_transition(&self.name, state);
         }
     }
 
@@ -79,6 +93,7 @@ impl Accrual {
             s.consecutive = 0;
             if s.mode != Mode::Closed {
                 tracing::info!(endpoint = %self.name, "Endpoint recovered; back in the balancer");
+                self.count("closed");
                 s.mode = Mode::Closed;
                 s.ejections = 0;
             }
@@ -96,6 +111,7 @@ impl Accrual {
                 s.ejections = s.ejections.saturating_add(1);
                 s.mode = Mode::Open(Instant::now() + backoff);
                 tracing::info!(endpoint = %self.name, failures = s.consecutive, ?backoff, "Endpoint failing; ejected from the balancer");
+                self.count("open");
             }
         }
         if let Some(waker) = s.waker.take() {
@@ -146,6 +162,7 @@ where
                         tracing::debug!(endpoint = %self.accrual.name, "Ejection over; probing the endpoint");
                         s.mode = Mode::Probation(false);
                         self.wait = None;
+                        self.accrual.count("probation");
                     }
                     Mode::Open(until) => {
                         let wait = self

@@ -100,6 +100,7 @@ enum Plan {
     Balance {
         path: String,
         protocol: AppProtocol,
+        parent: route::RouteRef,
         routes: Vec<route::Route>,
         accrual: Option<FailureAccrual>,
     },
@@ -140,6 +141,7 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
                 } else {
                     p.protocol
                 },
+                parent: p.service.route_ref(),
                 routes,
                 accrual: p.failure_accrual,
             };
@@ -161,6 +163,7 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
     let path = format!("{}:{}", profile.fully_qualified_name, target.port());
     Plan::Balance {
         routes: default_routes(&path),
+        parent: route::RouteRef::Default(profile.fully_qualified_name.clone()),
         path,
         protocol: if opaque {
             AppProtocol::Opaque
@@ -466,12 +469,13 @@ fn resolution(
         Plan::Balance {
             path,
             protocol,
+            parent,
             routes,
             accrual,
         } => {
-            let routes = RouteTable::new(&routes).unwrap_or_else(|error| {
+            let routes = RouteTable::new(parent.clone(), &routes).unwrap_or_else(|error| {
                 tracing::warn!(%error, "Routes cannot be used; sending every request to the Service");
-                RouteTable::new(&default_routes(&path)).unwrap_or_default()
+                RouteTable::new(parent, &default_routes(&path)).unwrap_or_default()
             });
             let mut paths = routes.backend_paths();
             paths.insert(path.clone());

@@ -22,11 +22,15 @@ use super::{
 use crate::{
     error::is_caused_by,
     http::{self, Body, L5D_DST_CANONICAL, proxy_error, upgrade},
+    metrics::route::{RouteHandles, RouteMetrics},
 };
+use trellis_api::route::RouteKind;
 
 /// What a connection's requests are routed with.
 #[derive(Debug)]
 pub struct Router {
+    /// Route metrics.
+    pub metrics: RouteMetrics,
     /// The target's routes.
     pub routes: Routes,
     /// A balancer per backend path the routes name.
@@ -41,21 +45,28 @@ pub struct Router {
 struct Failed {
     response: Response<Body>,
     retryable: bool,
+    /// The `error` label of route metrics.
+    error: &'static str,
 }
 
 /// Routes one request.
 async fn route(router: Arc<Router>, mut req: Request<Incoming>) -> Response<Body> {
+    let start = tokio::time::Instant::now();
     req.headers_mut()
         .insert(L5D_DST_CANONICAL, router.name.clone());
     let Some(selected) = router.routes.select(&req) else {
         return proxy_error(StatusCode::NOT_FOUND, "no route matches the request");
     };
-    let rule = selected.rule;
+    let (route, rule) = (selected.route, selected.rule);
+    let metrics = route.handles(&router.metrics, router.routes.parent());
+    let grpc = route.kind == RouteKind::Grpc;
     if let Some(rsp) = rule.filters.redirect(&req, rule.matched_prefix(&req)) {
+        metrics.complete(start.elapsed().as_secs_f64(), status_of(&rsp, grpc), "");
         return rsp;
     }
     rule.filters.request(&mut req);
     let Some(backend) = rule.pick_backend() else {
+        metrics.complete(start.elapsed().as_secs_f64(), u32::MAX, "UNEXPECTED");
         return proxy_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the route has no valid backend",
@@ -63,26 +74,54 @@ async fn route(router: Arc<Router>, mut req: Request<Incoming>) -> Response<Body
     };
     backend.filters.request(&mut req);
     let Some(balancer) = router.backends.get(&backend.path) else {
+        metrics.complete(start.elapsed().as_secs_f64(), u32::MAX, "UNEXPECTED");
         return proxy_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the backend is not discovered",
         );
     };
+    metrics.backend_request(&backend.path, &backend.meta);
     let per_try = rule
         .retry
         .as_ref()
         .and_then(|r| r.timeout)
         .or(rule.timeouts.response);
-    let send = send(balancer, req, per_try, rule.retry.as_ref(), &router.budget);
-    let mut rsp = match rule.timeouts.request {
-        Some(limit) => tokio::time::timeout(limit, send)
-            .await
-            .unwrap_or_else(|_| proxy_error(StatusCode::GATEWAY_TIMEOUT, "request timeout")),
+    let send = send(
+        balancer,
+        req,
+        per_try,
+        rule.retry.as_ref(),
+        &router.budget,
+        metrics,
+    );
+    let (mut rsp, error) = match rule.timeouts.request {
+        Some(limit) => tokio::time::timeout(limit, send).await.unwrap_or_else(|_| {
+            (
+                proxy_error(StatusCode::GATEWAY_TIMEOUT, "request timeout"),
+                "REQUEST_TIMEOUT",
+            )
+        }),
         None => send.await,
     };
     backend.filters.response(&mut rsp);
     rule.filters.response(&mut rsp);
+    let status = if error.is_empty() {
+        status_of(&rsp, grpc)
+    } else {
+        u32::MAX
+    };
+    metrics.complete(start.elapsed().as_secs_f64(), status, error);
     rsp
+}
+
+/// The status label of a response: its HTTP status, or for gRPC the `grpc-status` of a
+/// trailers-only response (`u32::MAX`, an empty label, when it comes in trailers).
+fn status_of<B>(rsp: &Response<B>, grpc: bool) -> u32 {
+    if grpc {
+        http::grpc_status(rsp).unwrap_or(u32::MAX)
+    } else {
+        u32::from(rsp.status().as_u16())
+    }
 }
 
 /// Sends `req`, retrying it under `retry` when its body is small enough to replay.
@@ -92,14 +131,18 @@ async fn send(
     per_try: Option<Duration>,
     retry: Option<&RetryPolicy>,
     budget: &Budget,
-) -> Response<Body> {
+    metrics: &RouteHandles,
+) -> (Response<Body>, &'static str) {
     let Some(policy) = retry.filter(|p| p.limit > 0 && !upgrade::is_upgrade(&req)) else {
         return respond(try_once(balancer.clone(), req.map(Either::Left), per_try).await);
     };
     budget.deposit();
     let (parts, body) = req.into_parts();
     let Some(body) = replayable(&parts, body, policy.max_request_bytes).await else {
-        return proxy_error(StatusCode::BAD_REQUEST, "cannot read the request body");
+        return (
+            proxy_error(StatusCode::BAD_REQUEST, "cannot read the request body"),
+            "UNEXPECTED",
+        );
     };
     let body = match body {
         Ok(bytes) => bytes,
@@ -117,13 +160,22 @@ async fn send(
             Ok(rsp) => policy.is_retryable(rsp),
             Err(failed) => failed.retryable,
         };
-        if !retryable || attempt >= policy.limit {
+        if !retryable {
+            if attempt > 0 {
+                metrics.retry_success();
+            }
+            return respond(out);
+        }
+        if attempt >= policy.limit {
+            metrics.retry_limit_exceeded();
             return respond(out);
         }
         if !budget.withdraw() {
             tracing::debug!("Retry budget spent; answering with the failed try");
+            metrics.retry_overflow();
             return respond(out);
         }
+        metrics.retry();
         attempt += 1;
         tokio::time::sleep(policy.delay(attempt)).await;
     }
@@ -170,10 +222,10 @@ fn rebuild(parts: &request::Parts, body: Bytes, attempt: u32) -> Request<Body> {
     req
 }
 
-fn respond(out: Result<Response<Incoming>, Failed>) -> Response<Body> {
+fn respond(out: Result<Response<Incoming>, Failed>) -> (Response<Body>, &'static str) {
     match out {
-        Ok(rsp) => rsp.map(Either::Left),
-        Err(failed) => failed.response,
+        Ok(rsp) => (rsp.map(Either::Left), ""),
+        Err(failed) => (failed.response, failed.error),
     }
 }
 
@@ -192,6 +244,7 @@ async fn try_once(
                 return Err(Failed {
                     response: proxy_error(StatusCode::BAD_GATEWAY, "balancer failed"),
                     retryable: false,
+                    error: "UNEXPECTED",
                 });
             }
             Err(_) => {
@@ -199,6 +252,7 @@ async fn try_once(
                 return Err(Failed {
                     response: proxy_error(StatusCode::SERVICE_UNAVAILABLE, "queue full (failfast)"),
                     retryable: false,
+                    error: "LOAD_SHED",
                 });
             }
         };
@@ -210,12 +264,14 @@ async fn try_once(
                     "no ready endpoints (failfast)",
                 ),
                 retryable: false,
+                error: "FAILFAST",
             }),
             Err(error) => {
                 tracing::info!(%error, "Endpoint request failed");
                 Err(Failed {
                     response: proxy_error(StatusCode::BAD_GATEWAY, "endpoint unreachable"),
                     retryable: true,
+                    error: "UNEXPECTED",
                 })
             }
         }
@@ -227,6 +283,7 @@ async fn try_once(
                 return Err(Failed {
                     response: proxy_error(StatusCode::GATEWAY_TIMEOUT, "response timeout"),
                     retryable: true,
+                    error: "RESPONSE_HEADERS_TIMEOUT",
                 });
             }
         },

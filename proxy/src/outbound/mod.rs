@@ -117,10 +117,13 @@ impl Outbound {
                 let set = Arc::new(BTreeMap::from([(endpoint.addr, endpoint)]));
                 // The balancer sees the unseen initial value even with the sender gone.
                 let (_tx, rx) = watch::channel(set);
-                let routes = RouteTable::new(&[Route::default_http(Backend {
-                    meta: RouteRef::Default("endpoint".into()),
-                    path: key.clone(),
-                })])
+                let routes = RouteTable::new(
+                    RouteRef::Default("endpoint".into()),
+                    &[Route::default_http(Backend {
+                        meta: RouteRef::Default("endpoint".into()),
+                        path: key.clone(),
+                    })],
+                )
                 .unwrap_or_default();
                 let backends = BTreeMap::from([(key, rx.clone())]);
                 let router = (Arc::new(routes), backends, None);
@@ -155,6 +158,7 @@ impl Outbound {
                     ),
                 };
                 let router = http::Router {
+                    metrics: self.metrics.route.clone(),
                     routes,
                     backends: balancers,
                     budget,

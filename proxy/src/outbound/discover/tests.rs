@@ -35,6 +35,7 @@ fn balance(path: &str, protocol: AppProtocol) -> Plan {
     Plan::Balance {
         path: path.into(),
         protocol,
+        parent: route::RouteRef::Default(String::new()),
         routes: Vec::new(),
         accrual: None,
     }

@@ -9,7 +9,10 @@ pub mod retry;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, OnceLock},
+};
 
 use http::Request;
 use rand::distr::{Distribution, weighted::WeightedIndex};
@@ -20,6 +23,7 @@ use self::{
     matcher::{Hosts, InvalidMatch, Match, Specificity},
     retry::RetryPolicy,
 };
+use crate::metrics::route::{RouteHandles, RouteMetrics};
 
 /// A backend of a rule, with its filters.
 #[derive(Debug)]
@@ -77,12 +81,31 @@ pub struct Route {
     hosts: Hosts,
     /// Rules.
     pub rules: Vec<Rule>,
+    handles: OnceLock<RouteHandles>,
+}
+
+impl Route {
+    /// The route's metric handles under `parent`, resolved on first use.
+    pub fn handles(&self, metrics: &RouteMetrics, parent: &RouteRef) -> &RouteHandles {
+        self.handles
+            .get_or_init(|| metrics.route(parent, &self.meta, self.kind))
+    }
 }
 
 /// The routes of a target.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteTable {
+    parent: RouteRef,
     routes: Vec<Route>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self {
+            parent: RouteRef::Default("none".into()),
+            routes: Vec::new(),
+        }
+    }
 }
 
 /// A rule chosen for a request.
@@ -95,9 +118,9 @@ pub struct Selected<'a> {
 }
 
 impl RouteTable {
-    /// Compiles `routes`; an invalid regular expression fails the whole table (the caller
-    /// keeps its previous one).
-    pub fn new(routes: &[api::Route]) -> Result<Self, InvalidMatch> {
+    /// Compiles the routes of `parent` (the Service, in metrics); an invalid regular
+    /// expression fails the whole table.
+    pub fn new(parent: RouteRef, routes: &[api::Route]) -> Result<Self, InvalidMatch> {
         let routes = routes
             .iter()
             .map(|r| {
@@ -107,10 +130,16 @@ impl RouteTable {
                     kind: r.kind,
                     hosts: Hosts::new(&r.hosts),
                     rules,
+                    handles: OnceLock::new(),
                 })
             })
             .collect::<Result<_, InvalidMatch>>()?;
-        Ok(Self { routes })
+        Ok(Self { parent, routes })
+    }
+
+    /// The parent the routes belong to.
+    pub fn parent(&self) -> &RouteRef {
+        &self.parent
     }
 
     /// Every backend path the routes name.

@@ -59,44 +59,47 @@ fn pick(table: &RouteTable, r: &Request<()>) -> Option<String> {
 
 #[test]
 fn the_most_specific_match_wins_across_routes() {
-    let table = RouteTable::new(&[
-        route(
-            "all",
-            &[],
-            vec![rule(vec![path(PathMatch::Prefix("/".into()))], "web")],
-        ),
-        route(
-            "api",
-            &[],
-            vec![
-                rule(vec![path(PathMatch::Prefix("/api".into()))], "api"),
-                rule(vec![path(PathMatch::Exact("/api/login".into()))], "login"),
-                rule(
-                    vec![RequestMatch {
-                        path: Some(PathMatch::Prefix("/api".into())),
-                        headers: vec![NameMatch {
-                            name: "X-Canary".into(),
-                            value: ValueMatch::Exact("yes".into()),
+    let table = RouteTable::new(
+        RouteRef::Default("svc".into()),
+        &[
+            route(
+                "all",
+                &[],
+                vec![rule(vec![path(PathMatch::Prefix("/".into()))], "web")],
+            ),
+            route(
+                "api",
+                &[],
+                vec![
+                    rule(vec![path(PathMatch::Prefix("/api".into()))], "api"),
+                    rule(vec![path(PathMatch::Exact("/api/login".into()))], "login"),
+                    rule(
+                        vec![RequestMatch {
+                            path: Some(PathMatch::Prefix("/api".into())),
+                            headers: vec![NameMatch {
+                                name: "X-Canary".into(),
+                                value: ValueMatch::Exact("yes".into()),
+                            }],
+                            ..RequestMatch::default()
                         }],
-                        ..RequestMatch::default()
-                    }],
-                    "canary",
-                ),
-                rule(
-                    vec![RequestMatch {
-                        path: Some(PathMatch::Regex("/items/[0-9]+".into())),
-                        query: vec![NameMatch {
-                            name: "v".into(),
-                            value: ValueMatch::Exact("2".into()),
+                        "canary",
+                    ),
+                    rule(
+                        vec![RequestMatch {
+                            path: Some(PathMatch::Regex("/items/[0-9]+".into())),
+                            query: vec![NameMatch {
+                                name: "v".into(),
+                                value: ValueMatch::Exact("2".into()),
+                            }],
+                            method: Some(Method::PUT),
+                            ..RequestMatch::default()
                         }],
-                        method: Some(Method::PUT),
-                        ..RequestMatch::default()
-                    }],
-                    "items",
-                ),
-            ],
-        ),
-    ])
+                        "items",
+                    ),
+                ],
+            ),
+        ],
+    )
     .unwrap();
     let cases = [
         (req(Method::GET, "/", &[]), "web"),
@@ -124,11 +127,14 @@ fn the_most_specific_match_wins_across_routes() {
 
 #[test]
 fn hosts_and_missing_matches_leave_requests_unrouted() {
-    let table = RouteTable::new(&[route(
-        "hosts",
-        &["web.shop", "*.example.com"],
-        vec![rule(vec![path(PathMatch::Prefix("/".into()))], "web")],
-    )])
+    let table = RouteTable::new(
+        RouteRef::Default("svc".into()),
+        &[route(
+            "hosts",
+            &["web.shop", "*.example.com"],
+            vec![rule(vec![path(PathMatch::Prefix("/".into()))], "web")],
+        )],
+    )
     .unwrap();
     assert_eq!(
         pick(&table, &req(Method::GET, "http://web.shop/", &[])).as_deref(),
@@ -166,7 +172,7 @@ fn grpc_rules_match_service_and_method() {
         )],
     );
     r.kind = RouteKind::Grpc;
-    let table = RouteTable::new(&[r]).unwrap();
+    let table = RouteTable::new(RouteRef::Default("svc".into()), &[r]).unwrap();
     assert_eq!(
         pick(&table, &req(Method::POST, "/shop.Cart/Add", &[])).as_deref(),
         Some("cart")
@@ -179,25 +185,31 @@ fn grpc_rules_match_service_and_method() {
 
 #[test]
 fn invalid_regular_expressions_fail_the_table() {
-    let err = RouteTable::new(&[route(
-        "bad",
-        &[],
-        vec![rule(vec![path(PathMatch::Regex("(".into()))], "web")],
-    )])
+    let err = RouteTable::new(
+        RouteRef::Default("svc".into()),
+        &[route(
+            "bad",
+            &[],
+            vec![rule(vec![path(PathMatch::Regex("(".into()))], "web")],
+        )],
+    )
     .unwrap_err();
     assert!(err.to_string().contains("\"(\""), "{err}");
 }
 
 #[test]
 fn weights_split_requests() {
-    let table = RouteTable::new(&[route(
-        "split",
-        &[],
-        vec![api::Rule {
-            backends: vec![backend("v1", 90), backend("v2", 10), backend("off", 0)],
-            ..api::Rule::default()
-        }],
-    )])
+    let table = RouteTable::new(
+        RouteRef::Default("svc".into()),
+        &[route(
+            "split",
+            &[],
+            vec![api::Rule {
+                backends: vec![backend("v1", 90), backend("v2", 10), backend("off", 0)],
+                ..api::Rule::default()
+            }],
+        )],
+    )
     .unwrap();
     let r = req(Method::GET, "/", &[]);
     let n = 20_000;
