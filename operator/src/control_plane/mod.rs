@@ -11,6 +11,7 @@ pub mod error;
 pub mod index;
 pub mod policy;
 pub mod serve;
+pub mod status;
 pub mod stream;
 pub mod tls;
 

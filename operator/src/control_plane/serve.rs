@@ -1,5 +1,5 @@
-//! Runs the control plane's gRPC side: the shared index, the issuer, the Mesh settings, and
-//! the identity, destination and policy servers on it.
+//! Runs the control plane's gRPC side: the shared index, the issuer, the Mesh settings, the
+//! status writer, and the identity, destination and policy servers on it.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -23,6 +23,7 @@ use crate::{
         destination::{self, DestinationMetrics, DestinationService},
         index::{self, ClusterSettings, Index, SharedIndex, policy::access_default},
         policy::{self, PolicyMetrics},
+        status,
         tls::{ControllerCredentials, ServeError, TlsError, Transport},
     },
     pki::issuer::{IdentitySettings, LeafLifetime, SharedIssuer},
@@ -154,11 +155,21 @@ pub async fn run_control_plane(
         index.clone(),
         shutdown.clone(),
     ));
-    let synced = index::Synced::new(move || index_ready.set(true));
+    let (listed, listed_rx) = watch::channel(false);
+    let synced = index::Synced::new(move || {
+        index_ready.set(true);
+        listed.send_replace(true);
+    });
     tokio::spawn(index::run_synced(
         index.clone(),
         client.clone(),
         synced,
+        shutdown.clone(),
+    ));
+    tokio::spawn(status::run(
+        index.clone(),
+        client.clone(),
+        listed_rx,
         shutdown.clone(),
     ));
 

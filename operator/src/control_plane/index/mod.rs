@@ -8,6 +8,7 @@
 pub mod discover;
 pub mod endpoints;
 pub mod policy;
+pub mod policy_status;
 pub mod profiles;
 pub mod routes;
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub fn render(input: &RenderInput<'_>, plan: &mut Plan) -> Result<(), Error> {
                 { "apiGroups": ["policy.trellis.dev"], "resources": ["servers", "authorizationpolicies", "meshtlsauthentications", "networkauthentications"], "verbs": ["get", "list", "watch"] },
                 { "apiGroups": ["policy.trellis.dev"], "resources": ["servers/status", "authorizationpolicies/status", "meshtlsauthentications/status", "networkauthentications/status"], "verbs": ["patch"] },
                 { "apiGroups": ["trellis.dev"], "resources": ["serviceprofiles/status"], "verbs": ["patch"] },
+                { "apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes", "grpcroutes"], "verbs": ["get", "list", "watch"] },
+                { "apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes/status", "grpcroutes/status"], "verbs": ["patch", "update"] },
                 { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
             ],
         }),

@@ -287,3 +287,33 @@ fn proxy_defaults_write_durations_in_go_syntax() {
         spec.identity.clock_skew_allowance.as_str()
     );
 }
+
+#[test]
+fn controller_may_watch_routes_and_write_route_and_policy_status() {
+    let plan = plan_for(&MeshSpec::default());
+    let role = &find(&plan, "ClusterRole", "trellis-m1-controller")
+        .object
+        .data;
+    let allows = |group: &str, resource: &str, verb: &str| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            let has = |field: &str, v: &str| r[field].as_array().unwrap().iter().any(|x| x == v);
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for resource in ["httproutes", "grpcroutes"] {
+        for verb in ["get", "list", "watch"] {
+            assert!(
+                allows("gateway.networking.k8s.io", resource, verb),
+                "{verb} {resource}"
+            );
+        }
+        let status = format!("{resource}/status");
+        assert!(
+            allows("gateway.networking.k8s.io", &status, "patch"),
+            "{status}"
+        );
+    }
+    for status in ["servers/status", "authorizationpolicies/status"] {
+        assert!(allows("policy.trellis.dev", status, "patch"), "{status}");
+    }
+}
