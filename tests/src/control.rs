@@ -297,6 +297,13 @@ impl FakeDestination {
         });
     }
 
+    /// Answers (and streams to) `GetProfile(target)` `profile`.
+    pub fn set_profile(&self, target: SocketAddr, profile: trellis_api::destination::Profile) {
+        self.profiles.send_modify(|p| {
+            p.insert(target.to_string(), profile.into());
+        });
+    }
+
     /// Sets (and streams) the endpoints of `path` (`<fqn>:<port>`).
     pub fn set_endpoints(&self, path: &str, addrs: Vec<DstAddr>) {
         self.endpoints.send_modify(|e| {

@@ -761,3 +761,73 @@ async fn an_endpoint_that_cannot_be_reached_gets_no_requests() {
     let [ok0, ok1] = ok;
     shutdown_all([client, ok0, ok1]).await;
 }
+
+#[tokio::test]
+async fn service_profile_routes_retry_and_split_over_the_policy_routes() {
+    use trellis_api::destination::{
+        Profile, RequestMatch as P, Route as ProfileRoute, WeightedDst,
+    };
+    let mesh = Mesh::new().await;
+    let (v1_app, v1_seen) = scripted_app("v1").await;
+    let (v2_app, v2_seen) = scripted_app("v2").await;
+    let v1 = backend(&mesh, v1_app, "v1").await;
+    let v2 = backend(&mesh, v2_app, "v2").await;
+    let dst = destination(&[
+        ("web-v1", &[v1.inbound_addr]),
+        ("web-v2", &[v2.inbound_addr]),
+    ]);
+    dst.set_profile(
+        service_ip(),
+        Profile {
+            fully_qualified_name: "web.shop.svc.cluster.local".into(),
+            routes: vec![ProfileRoute {
+                name: "flaky".into(),
+                condition: P::Path("/flaky/.*".into()),
+                response_classes: Vec::new(),
+                is_retryable: true,
+                timeout: None,
+            }],
+            dst_overrides: ["web-v1", "web-v2"]
+                .map(|name| WeightedDst {
+                    authority: path_of(name),
+                    weight: 5000,
+                })
+                .into(),
+            ..Profile::default()
+        },
+    );
+    // The policy's own route would send everything to web-v1; the profile wins.
+    let policies = FakeOutboundPolicy::default();
+    policies.set_policy(
+        service_ip(),
+        policy(
+            vec![http_route(vec![Rule {
+                backends: vec![service_backend("web-v1", 1)],
+                ..Rule::default()
+            }])],
+            None,
+        ),
+    );
+    let client = client(&mesh, &dst, &policies).await;
+    let mut c = Client::connect(client.outbound_addrs[0]).await;
+    for i in 0..20 {
+        let rsp = c.get(&format!("/flaky/{i}"), &[]).await;
+        assert_eq!(
+            rsp.status(),
+            200,
+            "retried within the profile's budget: {rsp:?}"
+        );
+    }
+    let (n1, n2) = (v1_seen.lock().len(), v2_seen.lock().len());
+    assert_eq!(n1 + n2, 20, "every flaky path is seen by one backend");
+    assert!(
+        n1 > 0 && n2 > 0,
+        "the split reaches both backends ({n1}/{n2})"
+    );
+    // A path no profile route matches is not retried.
+    assert_eq!(c.get("/fail", &[]).await.status(), 503);
+    let fails = v1_seen.lock().get("/fail").map_or(0, Vec::len)
+        + v2_seen.lock().get("/fail").map_or(0, Vec::len);
+    assert_eq!(fails, 1);
+    shutdown_all([client, v1, v2]).await;
+}

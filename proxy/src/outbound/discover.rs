@@ -18,7 +18,7 @@ use tokio::{sync::watch, time::Instant};
 use tonic::transport::Channel;
 use tracing::Instrument;
 use trellis_api::{
-    destination::{Endpoint, Update},
+    destination::{Endpoint, RetryBudget, Update},
     linkerd2_proxy_api::{
         destination::{GetDestination, destination_client::DestinationClient},
         outbound::outbound_policies_client::OutboundPoliciesClient,
@@ -70,6 +70,8 @@ pub enum Resolution {
         backends: BTreeMap<String, watch::Receiver<EndpointSet>>,
         /// Endpoint ejection, when enabled.
         accrual: Option<FailureAccrual>,
+        /// The retry budget a ServiceProfile sets.
+        budget: Option<RetryBudget>,
     },
     /// One known endpoint (a pod IP).
     Endpoint {
@@ -93,7 +95,7 @@ impl Resolution {
 }
 
 /// What a target's profile and policy call for, before any endpoint watch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Plan {
     Forward,
     Reject,
@@ -103,6 +105,7 @@ enum Plan {
         parent: route::RouteRef,
         routes: Vec<route::Route>,
         accrual: Option<FailureAccrual>,
+        budget: Option<RetryBudget>,
     },
     Endpoint {
         endpoint: Endpoint,
@@ -126,13 +129,16 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
         _ => None,
     };
     let opaque = profile.is_some_and(|p| p.opaque_protocol);
+    let budget = profile.and_then(|p| p.retry_budget.clone());
+    // A ServiceProfile's routes or split win over the policy's routes, as in Linkerd.
+    let profile_routes = |path: &str| profile.and_then(|p| profile::routes(p, path));
     match policy {
         PolicyState::Rejected => return Plan::Reject,
         PolicyState::Known(p) => {
-            let routes = if p.routes.is_empty() {
-                default_routes(&p.backend_path)
-            } else {
-                p.routes.clone()
+            let routes = match profile_routes(&p.backend_path) {
+                Some(routes) => routes,
+                None if p.routes.is_empty() => default_routes(&p.backend_path),
+                None => p.routes.clone(),
             };
             return Plan::Balance {
                 path: p.backend_path.clone(),
@@ -144,6 +150,7 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
                 parent: p.service.route_ref(),
                 routes,
                 accrual: p.failure_accrual,
+                budget,
             };
         }
         _ => {}
@@ -162,7 +169,7 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
     }
     let path = format!("{}:{}", profile.fully_qualified_name, target.port());
     Plan::Balance {
-        routes: default_routes(&path),
+        routes: profile_routes(&path).unwrap_or_else(|| default_routes(&path)),
         parent: route::RouteRef::Default(profile.fully_qualified_name.clone()),
         path,
         protocol: if opaque {
@@ -171,6 +178,7 @@ fn plan(target: SocketAddr, profile: &ProfileState, policy: &PolicyState) -> Pla
             AppProtocol::Detect
         },
         accrual: Some(FailureAccrual::default()),
+        budget,
     }
 }
 
@@ -197,8 +205,20 @@ pub struct Discovery {
 struct Target {
     resolution: watch::Receiver<Option<Resolution>>,
     balancers: Mutex<HashMap<String, (Option<FailureAccrual>, Balancer)>>,
-    budget: Arc<Budget>,
+    budget: Mutex<(Option<RetryBudget>, Arc<Budget>)>,
     last_used: Mutex<Instant>,
+}
+
+/// A retry budget following `spec` (Linkerd's default without one).
+pub fn budget_for(spec: Option<&RetryBudget>) -> Budget {
+    match spec {
+        Some(b) => Budget::new(
+            b.ttl.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            b.min_retries_per_second,
+            b.retry_ratio.clamp(0.0, 1000.0),
+        ),
+        None => Budget::default(),
+    }
 }
 
 /// A target in use by a connection; it is not evicted while held.
@@ -228,9 +248,14 @@ impl Lease {
             .collect()
     }
 
-    /// The target's retry budget.
-    pub fn budget(&self) -> Arc<Budget> {
-        self.0.budget.clone()
+    /// The target's retry budget: `spec` (a ServiceProfile's), or Linkerd's default. A new
+    /// spec starts a new budget.
+    pub fn budget(&self, spec: Option<&RetryBudget>) -> Arc<Budget> {
+        let mut slot = self.0.budget.lock();
+        if slot.0.as_ref() != spec {
+            *slot = (spec.cloned(), Arc::new(budget_for(spec)));
+        }
+        slot.1.clone()
     }
 }
 
@@ -341,7 +366,7 @@ fn spawn_target(inner: Arc<Inner>, addr: SocketAddr) -> Arc<Target> {
     let target = Arc::new(Target {
         resolution: rx,
         balancers: Mutex::default(),
-        budget: Arc::default(),
+        budget: Mutex::new((None, Arc::default())),
         last_used: Mutex::new(Instant::now()),
     });
     let task = run_target(inner.clone(), addr, target.clone(), tx);
@@ -472,6 +497,7 @@ fn resolution(
             parent,
             routes,
             accrual,
+            budget,
         } => {
             let routes = RouteTable::new(parent.clone(), &routes).unwrap_or_else(|error| {
                 tracing::warn!(%error, "Routes cannot be used; sending every request to the Service");
@@ -502,6 +528,7 @@ fn resolution(
                 routes: Arc::new(routes),
                 backends,
                 accrual,
+                budget,
             }
         }
     }

@@ -126,7 +126,7 @@ impl Outbound {
                 )
                 .unwrap_or_default();
                 let backends = BTreeMap::from([(key, rx.clone())]);
-                let router = (Arc::new(routes), backends, None);
+                let router = (Arc::new(routes), backends, None, None);
                 (orig_dst.to_string(), rx, opaque, router)
             }
             Resolution::Balance {
@@ -136,25 +136,29 @@ impl Outbound {
                 routes,
                 backends,
                 accrual,
+                budget,
             } => (
                 name,
                 endpoints,
                 protocol == AppProtocol::Opaque,
-                (routes, backends, accrual),
+                (routes, backends, accrual, budget),
             ),
         };
         match protocol {
             Protocol::Http1 | Protocol::Http2 if !opaque => {
-                let (routes, backends, accrual) = router;
+                let (routes, backends, accrual, budget) = router;
                 let make = |rx, accrual| balance::balancer(rx, self.factory.clone(), accrual);
                 let (balancers, budget) = match &lease {
-                    Some(lease) => (lease.balancers(&backends, accrual, make), lease.budget()),
+                    Some(lease) => (
+                        lease.balancers(&backends, accrual, make),
+                        lease.budget(budget.as_ref()),
+                    ),
                     None => (
                         backends
                             .iter()
                             .map(|(path, rx)| (path.clone(), make(rx.clone(), accrual)))
                             .collect(),
-                        Arc::default(),
+                        Arc::new(discover::budget_for(budget.as_ref())),
                     ),
                 };
                 let router = http::Router {

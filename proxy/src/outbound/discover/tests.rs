@@ -38,6 +38,7 @@ fn balance(path: &str, protocol: AppProtocol) -> Plan {
         parent: route::RouteRef::Default(String::new()),
         routes: Vec::new(),
         accrual: None,
+        budget: None,
     }
 }
 
@@ -170,6 +171,7 @@ fn only_detect_reads_before_choosing() {
         routes: Arc::default(),
         backends: BTreeMap::new(),
         accrual: None,
+        budget: None,
     };
     assert_eq!(res(AppProtocol::Opaque).protocol(), AppProtocol::Opaque);
     assert_eq!(res(AppProtocol::Http2).protocol(), AppProtocol::Http2);
