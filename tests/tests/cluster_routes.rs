@@ -1,0 +1,575 @@
+//! Gateway API routes against the local cluster: HTTPRoutes attached to a Service reach
+//! `OutboundPolicies.Watch` (weights, matches, timeouts, updates), and the control plane writes
+//! route status (`Accepted`, `ResolvedRefs`) and `Accepted` on Servers and
+//! AuthorizationPolicies. Bad route input is refused by the upstream CRD schema (negative
+//! weight, malformed `timeouts`) or marked with a reason naming the field.
+//!
+//! The Gateway API CRDs come from `tests/cluster/build gateway-api` (cached, fetched from the
+//! Go module proxy); each test installs them.
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apimachinery::pkg::apis::meta::v1::Condition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams},
+    discovery::Discovery,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use trellis_api::{
+    linkerd2_proxy_api::outbound::{
+        self as proto, outbound_policies_client::OutboundPoliciesClient, traffic_spec,
+    },
+    outbound::OutboundPolicy,
+    route::{PathMatch, RouteRef},
+};
+use trellis_crds::{
+    common::status::{conditions as policy_conditions, reasons as policy_reasons},
+    gateway::{conditions, http_route::HTTPRoute, reasons},
+    v1alpha1::{authorization_policy::AuthorizationPolicy, server::Server},
+};
+use trellis_operator::control_plane::{
+    index::{self, ClusterSettings, Index},
+    policy::{self, PolicyMetrics},
+    status::{self, CONTROLLER_NAME},
+    tls::Transport,
+};
+use trellis_tests::{
+    DEFAULT_TIMEOUT,
+    cluster::{self, kubectl},
+    control::spawn_on_loopback,
+    eventually,
+    k8s::{self, FIELD_MANAGER, apply_yaml, await_object, with_temp_ns},
+};
+
+/// The version `tests/cluster/versions` pins.
+fn gateway_api_version() -> String {
+    let versions = std::fs::read_to_string(cluster::repo_root().join("tests/cluster/versions"))
+        .expect("read tests/cluster/versions");
+    versions
+        .lines()
+        .find_map(|l| l.strip_prefix("GATEWAY_API_VERSION="))
+        .expect("GATEWAY_API_VERSION in tests/cluster/versions")
+        .trim()
+        .to_string()
+}
+
+/// Fetches (or reuses) the Gateway API HTTPRoute and GRPCRoute CRDs, applies them and waits
+/// until the apiserver serves both kinds.
+async fn install_gateway_crds(client: &Client) {
+    let build = cluster::repo_root().join("tests/cluster/build");
+    let out = tokio::process::Command::new(&build)
+        .arg("gateway-api")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {}: {e}", build.display()));
+    assert!(
+        out.status.success(),
+        "tests/cluster/build gateway-api failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = cluster::cache_dir().join(format!("gateway-api-{}", gateway_api_version()));
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for kind in ["httproutes", "grpcroutes"] {
+        let path = dir.join(format!("{kind}.yaml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
+        api.patch(&crd.name_any(), &params, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {}: {e}", crd.name_any()));
+        await_object(&api, &crd.name_any(), DEFAULT_TIMEOUT, |crd| {
+            let established = crd
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if established {
+                Ok(())
+            } else {
+                Err("not established".to_string())
+            }
+        })
+        .await;
+    }
+    eventually(
+        "discovery to serve HTTPRoute and GRPCRoute",
+        DEFAULT_TIMEOUT,
+        || async {
+            let discovery = Discovery::new(client.clone())
+                .run()
+                .await
+                .map_err(|e| e.to_string())?;
+            for kind in ["HTTPRoute", "GRPCRoute"] {
+                let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind);
+                if discovery.resolve_gvk(&gvk).is_none() {
+                    return Err(format!("{kind} not served yet"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+}
+
+/// Starts an index fed from the cluster, the status writer and a policy server on it (as
+/// `serve::run_control_plane` wires them); returns an OutboundPolicies client.
+async fn start_control_plane(
+    client: &Client,
+    shutdown: &CancellationToken,
+) -> OutboundPoliciesClient<Channel> {
+    let index = Index::shared(ClusterSettings::default());
+    let (listed, listed_rx) = watch::channel(false);
+    let synced = index::Synced::new(move || {
+        listed.send_replace(true);
+    });
+    tokio::spawn(index::run_synced(
+        index.clone(),
+        client.clone(),
+        synced,
+        shutdown.clone(),
+    ));
+    tokio::spawn(status::run(
+        index.clone(),
+        client.clone(),
+        listed_rx,
+        shutdown.clone(),
+    ));
+    let shutdown = shutdown.clone();
+    let addr = spawn_on_loopback(|listener| {
+        policy::serve(
+            listener,
+            index,
+            PolicyMetrics::default(),
+            Transport::Plaintext,
+            shutdown,
+        )
+    })
+    .await;
+    OutboundPoliciesClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+fn services_yaml(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n\
+                 spec: {{ports: [{{name: http, port: 80, appProtocol: http}}]}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+async fn apply(client: &Client, ns: &str, yaml: &str) {
+    apply_yaml(client, Some(ns), yaml)
+        .await
+        .unwrap_or_else(|e| panic!("apply refused: {e}\n{yaml}"));
+}
+
+/// Opens `OutboundPolicies.Watch` for `web.<ns>:80` from a client in `ns`.
+async fn watch_web(
+    policy: &OutboundPoliciesClient<Channel>,
+    ns: &str,
+) -> tonic::Streaming<proto::OutboundPolicy> {
+    let spec = proto::TrafficSpec {
+        source_workload: format!(r#"{{"ns":"{ns}","pod":"client"}}"#),
+        target: Some(traffic_spec::Target::Authority(format!(
+            "web.{ns}.svc.cluster.local:80"
+        ))),
+    };
+    eventually("Watch answers for the Service", DEFAULT_TIMEOUT, || {
+        let mut policy = policy.clone();
+        let spec = spec.clone();
+        async move {
+            policy
+                .watch(spec)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| format!("{s:?}"))
+        }
+    })
+    .await
+}
+
+/// Reads the stream until a policy satisfies `want`; panics with the last one on timeout.
+async fn next_policy(
+    stream: &mut tonic::Streaming<proto::OutboundPolicy>,
+    what: &str,
+    want: impl Fn(&OutboundPolicy) -> bool,
+) -> OutboundPolicy {
+    let mut last = None;
+    let found = tokio::time::timeout(DEFAULT_TIMEOUT, async {
+        while let Some(next) = stream.message().await.expect("stream open") {
+            let policy = OutboundPolicy::try_from(next).expect("a valid policy");
+            if want(&policy) {
+                return Some(policy);
+            }
+            last = Some(policy);
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(policy)) => policy,
+        _ => panic!("no policy with {what}; last: {last:#?}"),
+    }
+}
+
+/// `(backend Service name, weight)` of every backend of the first rule of each route.
+fn split(policy: &OutboundPolicy) -> Vec<(String, u32)> {
+    policy
+        .routes
+        .iter()
+        .flat_map(|r| &r.rules[0].backends)
+        .map(|b| (b.backend.meta.name().to_string(), b.weight))
+        .collect()
+}
+
+/// Trellis's conditions on a route's Service parent `parent`, once written for the current
+/// generation.
+async fn route_conditions(client: &Client, ns: &str, name: &str, parent: &str) -> Vec<Condition> {
+    let api: Api<HTTPRoute> = Api::namespaced(client.clone(), ns);
+    let route = await_object(&api, name, DEFAULT_TIMEOUT, |r| {
+        let ours = r
+            .status
+            .iter()
+            .flat_map(|s| &s.parents)
+            .find(|p| p.controller_name == CONTROLLER_NAME && p.parent_ref.name == parent);
+        match ours {
+            Some(p)
+                if p.conditions.len() == 2
+                    && p.conditions
+                        .iter()
+                        .all(|c| c.observed_generation == r.metadata.generation) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("status: {other:?}")),
+        }
+    })
+    .await;
+    let status = route.status.unwrap_or_default();
+    status
+        .parents
+        .into_iter()
+        .find(|p| p.controller_name == CONTROLLER_NAME && p.parent_ref.name == parent)
+        .map(|p| p.conditions)
+        .unwrap_or_default()
+}
+
+fn find<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {conditions:?}"))
+}
+
+fn canary(weights: (u32, u32)) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: canary}}
+spec:
+  parentRefs: [{{group: core, kind: Service, name: web, port: 80}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /books}}}}]
+    backendRefs:
+    - {{name: web-v1, port: 80, weight: {}}}
+    - {{name: web-v2, port: 80, weight: {}}}
+    timeouts: {{request: 10s}}
+"#,
+        weights.0, weights.1
+    )
+}
+
+#[tokio::test]
+async fn a_split_route_reaches_the_policy_stream_and_gets_status() {
+    let client = cluster::client().await;
+    install_gateway_crds(&client).await;
+    with_temp_ns("routes-split", |client, ns| async move {
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
+        let policy = start_control_plane(&client, &shutdown).await;
+        apply(&client, &ns, &services_yaml(&["web", "web-v1", "web-v2"])).await;
+        let mut stream = watch_web(&policy, &ns).await;
+
+        apply(&client, &ns, &canary((90, 10))).await;
+        let first = next_policy(&mut stream, "the canary route", |p| {
+            p.routes.first().map(|r| r.meta.name()) == Some("canary")
+        })
+        .await;
+        assert_eq!(first.routes.len(), 1, "{first:#?}");
+        let route = &first.routes[0];
+        assert_eq!(
+            route.meta,
+            RouteRef::Resource {
+                group: "gateway.networking.k8s.io".into(),
+                kind: "HTTPRoute".into(),
+                namespace: ns.clone(),
+                name: "canary".into(),
+                port: 0,
+            }
+        );
+        let rule = &route.rules[0];
+        assert_eq!(
+            rule.matches[0].path,
+            Some(PathMatch::Prefix("/books".into()))
+        );
+        assert_eq!(
+            split(&first),
+            [("web-v1".to_string(), 90), ("web-v2".to_string(), 10)]
+        );
+        assert_eq!(
+            rule.backends[0].backend.path,
+            format!("web-v1.{ns}.svc.cluster.local:80")
+        );
+        assert_eq!(rule.timeouts.request, Some(Duration::from_secs(10)));
+
+        // The weights move: the open stream gets the new split.
+        apply(&client, &ns, &canary((50, 50))).await;
+        let moved = next_policy(&mut stream, "a 50/50 split", |p| {
+            split(p) == [("web-v1".to_string(), 50), ("web-v2".to_string(), 50)]
+        })
+        .await;
+        assert_eq!(moved.routes.len(), 1);
+
+        let conditions = route_conditions(&client, &ns, "canary", "web").await;
+        let accepted = find(&conditions, conditions::ACCEPTED);
+        assert_eq!(
+            (accepted.status.as_str(), accepted.reason.as_str()),
+            ("True", reasons::ACCEPTED)
+        );
+        let resolved = find(&conditions, conditions::RESOLVED_REFS);
+        assert_eq!(
+            (resolved.status.as_str(), resolved.reason.as_str()),
+            ("True", reasons::RESOLVED_REFS)
+        );
+
+        // Without the route the Service is back to its default route.
+        let routes: Api<HTTPRoute> = Api::namespaced(client.clone(), &ns);
+        routes
+            .delete("canary", &DeleteParams::default())
+            .await
+            .unwrap();
+        next_policy(&mut stream, "the default route", |p| {
+            p.routes.first().map(|r| &r.meta) == Some(&RouteRef::Default("http".into()))
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_route_input_is_refused_or_marked_with_the_field() {
+    let client = cluster::client().await;
+    install_gateway_crds(&client).await;
+    with_temp_ns("routes-bad", |client, ns| async move {
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
+        let policy = start_control_plane(&client, &shutdown).await;
+        apply(&client, &ns, &services_yaml(&["web", "web-v1"])).await;
+        let route = |name: &str, annotations: &str, parent: &str, rule: &str| {
+            format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+                 metadata: {{name: {name}, annotations: {{{annotations}}}}}\n\
+                 spec:\n  parentRefs: [{{group: core, kind: Service, name: {parent}}}]\n\
+                 \x20 rules:\n  - {rule}\n"
+            )
+        };
+
+        // The upstream schema refuses a malformed duration and a negative weight, naming them.
+        let err = apply_yaml(
+            &client,
+            Some(&ns),
+            &route("bad-duration", "", "web", "timeouts: {request: ten seconds}"),
+        )
+        .await
+        .expect_err("a malformed duration is refused");
+        assert!(err.contains("spec.rules[0].timeouts.request"), "{err}");
+        let err = apply_yaml(
+            &client,
+            Some(&ns),
+            &route(
+                "bad-weight",
+                "",
+                "web",
+                "backendRefs: [{name: web-v1, port: 80, weight: -1}]",
+            ),
+        )
+        .await
+        .expect_err("a negative weight is refused");
+        assert!(err.contains("spec.rules[0].backendRefs[0].weight"), "{err}");
+
+        // What the schema lets through is marked.
+        let nowhere = "{matches: [{path: {value: /nowhere}}], \
+                       backendRefs: [{name: web-v1, port: 80, weight: 9}, {name: nope, port: 80}]}";
+        let same = "{matches: [{path: {type: Exact, value: /same}}], backendRefs: [{name: web-v1, port: 80}]}";
+        apply(&client, &ns, &route("to-nowhere", "", "web", nowhere)).await;
+        apply(
+            &client,
+            &ns,
+            &route(
+                "bad-annotation",
+                "timeout.linkerd.io/request: ten seconds",
+                "web",
+                "{matches: [{path: {value: /annotated}}]}",
+            ),
+        )
+        .await;
+        apply(
+            &client,
+            &ns,
+            &route("orphan", "", "ghost", "{matches: [{path: {value: /ghost}}]}"),
+        )
+        .await;
+        apply(&client, &ns, &route("first", "", "web", same)).await;
+        apply(&client, &ns, &route("second", "", "web", same)).await;
+
+        let c = route_conditions(&client, &ns, "to-nowhere", "web").await;
+        assert_eq!(find(&c, conditions::ACCEPTED).status, "True");
+        let resolved = find(&c, conditions::RESOLVED_REFS);
+        assert_eq!(resolved.status, "False");
+        assert_eq!(resolved.reason, reasons::BACKEND_NOT_FOUND);
+        assert!(
+            resolved
+                .message
+                .contains(&format!("spec.rules[0].backendRefs[1]: Service {ns}/nope not found")),
+            "{resolved:?}"
+        );
+
+        let c = route_conditions(&client, &ns, "bad-annotation", "web").await;
+        let accepted = find(&c, conditions::ACCEPTED);
+        assert_eq!(accepted.status, "False");
+        assert_eq!(accepted.reason, reasons::UNSUPPORTED_VALUE);
+        assert!(
+            accepted
+                .message
+                .contains("metadata.annotations[timeout.linkerd.io/request]"),
+            "{accepted:?}"
+        );
+
+        let c = route_conditions(&client, &ns, "orphan", "ghost").await;
+        let accepted = find(&c, conditions::ACCEPTED);
+        assert_eq!(
+            (accepted.status.as_str(), accepted.reason.as_str()),
+            ("False", reasons::NO_MATCHING_PARENT)
+        );
+
+        let c = route_conditions(&client, &ns, "second", "web").await;
+        let accepted = find(&c, conditions::ACCEPTED);
+        assert_eq!(accepted.status, "True", "an overlap keeps the route");
+        assert!(
+            accepted
+                .message
+                .contains(&format!("spec.rules[0].matches[0] overlaps HTTPRoute {ns}/first")),
+            "{accepted:?}"
+        );
+
+        // Proxies get the valid routes only, the older one first for the equal match, and the
+        // unknown backend left out of its rule.
+        let mut stream = watch_web(&policy, &ns).await;
+        let policy = next_policy(&mut stream, "every valid route", |p| {
+            let names: Vec<&str> = p.routes.iter().map(|r| r.meta.name()).collect();
+            names.contains(&"to-nowhere") && names.contains(&"second")
+        })
+        .await;
+        let names: Vec<&str> = policy.routes.iter().map(|r| r.meta.name()).collect();
+        assert_eq!(names, ["first", "second", "to-nowhere"], "{policy:#?}");
+        let nowhere = &policy.routes[2].rules[0].backends;
+        assert_eq!(nowhere.len(), 1);
+        assert_eq!(nowhere[0].backend.meta.name(), "web-v1");
+        assert_eq!(nowhere[0].weight, 9);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn servers_and_authorization_policies_get_accepted() {
+    let client = cluster::client().await;
+    k8s::install_crds(&client).await;
+    install_gateway_crds(&client).await;
+    with_temp_ns("routes-policy-status", |client, ns| async move {
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
+        let _policy = start_control_plane(&client, &shutdown).await;
+        apply(
+            &client,
+            &ns,
+            r#"
+apiVersion: policy.trellis.dev/v1alpha1
+kind: Server
+metadata: {name: web-http}
+spec: {podSelector: {matchLabels: {app: web}}, port: http, proxyProtocol: HTTP/1}
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: to-web}
+spec:
+  targetRef: {group: policy.trellis.dev, kind: Server, name: web-http}
+  requiredAuthenticationRefs: []
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: to-ghost}
+spec:
+  targetRef: {group: policy.trellis.dev, kind: Server, name: ghost}
+  requiredAuthenticationRefs: []
+"#,
+        )
+        .await;
+        let accepted = |conditions: Option<&Vec<Condition>>| {
+            conditions
+                .into_iter()
+                .flatten()
+                .find(|c| c.type_ == policy_conditions::ACCEPTED)
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+                .ok_or_else(|| "no Accepted condition yet".to_string())
+        };
+        let servers: Api<Server> = Api::namespaced(client.clone(), &ns);
+        let server = await_object(&servers, "web-http", DEFAULT_TIMEOUT, |s| {
+            accepted(s.status.as_ref().map(|s| &s.conditions)).map(drop)
+        })
+        .await;
+        let status = server.status.unwrap();
+        assert_eq!(status.observed_generation, server.metadata.generation);
+        let (state, reason, _) = accepted(Some(&status.conditions)).unwrap();
+        assert_eq!(
+            (state.as_str(), reason.as_str()),
+            ("True", policy_reasons::ACCEPTED)
+        );
+
+        let policies: Api<AuthorizationPolicy> = Api::namespaced(client.clone(), &ns);
+        for (name, want) in [("to-web", "True"), ("to-ghost", "False")] {
+            let p = await_object(&policies, name, DEFAULT_TIMEOUT, |p| {
+                accepted(p.status.as_ref().map(|s| &s.conditions)).map(drop)
+            })
+            .await;
+            let (state, reason, message) =
+                accepted(p.status.as_ref().map(|s| &s.conditions)).unwrap();
+            assert_eq!(state, want, "{name}: {reason} {message}");
+            if want == "False" {
+                assert_eq!(reason, policy_reasons::REF_NOT_FOUND);
+                assert!(
+                    message.contains(&format!("Server {ns}/ghost not found")),
+                    "{message}"
+                );
+            }
+        }
+
+        let (ok, out, err) = kubectl(&["get", "server", "web-http", "-n", &ns]).await;
+        assert!(ok, "{err}");
+        assert!(out.contains("True"), "the Accepted column: {out}");
+    })
+    .await;
+}
