@@ -161,6 +161,37 @@ async fn endpoints_stay_when_the_controller_goes_away() {
 }
 
 #[tokio::test]
+async fn addresses_outside_the_profile_networks_are_not_looked_up() {
+    let pki = TestPki::new();
+    let app = echo_server(b"").await;
+    let dst = FakeDestination::default();
+    dst.set_service(app, "web.shop.svc.cluster.local");
+    let lookups = dst.profile_streams.clone();
+    let dst_addr = dst.spawn().await.to_string();
+    let proxy = spawn(
+        &pki.anchor_pem,
+        &[
+            (config::ENV_DESTINATION_SVC_ADDR, &dst_addr),
+            (
+                config::ENV_DESTINATION_PROFILE_NETWORKS,
+                "10.0.0.0/8,fd00::/8",
+            ),
+        ],
+        to(app),
+    )
+    .await;
+    // Loopback is outside 10.0.0.0/8: forwarded with no profile lookup, though the
+    // controller would have called it a Service.
+    assert_eq!(
+        tcp_roundtrip(proxy.outbound_addrs[0], b"\x00plain").await,
+        b"\x00plain"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(lookups.load(Ordering::SeqCst), 0);
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
 async fn unknown_targets_go_to_the_original_destination() {
     trellis_tests::trace_init();
     let pki = TestPki::new();

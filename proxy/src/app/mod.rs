@@ -234,6 +234,7 @@ pub async fn spawn(config: Config, options: Options) -> Result<Running, Error> {
             policy: OutboundPoliciesClient::new(policy_channel),
             policy_creds: (!config.policy.is_loopback()).then(|| creds.clone()),
             workload: config.policy_workload.clone(),
+            profile_networks: config.profile_networks.clone(),
         },
         config.outbound.discovery_idle_timeout,
         drain.clone(),

@@ -197,6 +197,9 @@ pub struct Discovery {
     pub policy_creds: Option<Arc<tls::Store>>,
     /// The workload sent in policy lookups.
     pub workload: String,
+    /// Addresses in these networks are discovered; others go to their original
+    /// destination with no lookup (empty: every address is discovered).
+    pub profile_networks: Vec<ipnet::IpNet>,
 }
 
 /// One target's shared state: its resolution, its balancers, its retry budget, and when
@@ -338,6 +341,12 @@ impl Resolver {
             _ => Resolution::Forward,
         };
         (res, Lease(target))
+    }
+
+    /// Whether `ip` is in the profile networks, so discovery may know it.
+    pub fn discovers(&self, ip: std::net::IpAddr) -> bool {
+        let nets = &self.inner.discovery.profile_networks;
+        nets.is_empty() || nets.iter().any(|n| n.contains(&ip))
     }
 
     /// How many targets are being watched.

@@ -92,11 +92,11 @@ impl Outbound {
             return;
         }
         let (resolution, lease) = match &self.resolver {
-            Some(resolver) => {
+            Some(resolver) if resolver.discovers(orig_dst.ip()) => {
                 let (res, lease) = resolver.resolve(orig_dst).await;
                 (res, Some(lease))
             }
-            None => (Resolution::Forward, None),
+            _ => (Resolution::Forward, None),
         };
         let Some((protocol, io)) = self.protocol(stream, resolution.protocol()).await else {
             return;

@@ -312,6 +312,11 @@ fn discovery_env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar>
             "DESTINATION_PROFILE_SUFFIXES",
             format!("svc.{}.", config.cluster_domain),
         ),
+        // Only in-cluster addresses get profile and endpoint lookups.
+        env(
+            "DESTINATION_PROFILE_NETWORKS",
+            config.cluster_networks.clone(),
+        ),
         env(
             "POLICY_SVC_ADDR",
             config.service_addr(POLICY_SERVICE, POLICY_PORT),

@@ -90,6 +90,11 @@ async fn namespace_annotation_injects_proxy_and_init_containers() {
         "25,587,3306,4444,5432,6379,9300,11211"
     );
     assert_eq!(env(proxy, "INBOUND_PORTS"), "8080");
+    assert_eq!(
+        env(proxy, "DESTINATION_PROFILE_NETWORKS"),
+        env(proxy, "POLICY_CLUSTER_NETWORKS"),
+        "only cluster addresses are discovered"
+    );
     assert_eq!(env(proxy, "IDENTITY_TRUST_ANCHORS"), TRUST_PEM);
     assert_eq!(
         env(proxy, "IDENTITY_TOKEN_FILE"),
