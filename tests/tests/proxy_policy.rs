@@ -15,7 +15,8 @@ use trellis_tests::{
     assert_eventually,
     control::{FakePolicy, servers},
     proxy::{
-        Mesh, WAIT, connect_remote, echo_server, get, http_app, http_get, http2_send, spawn, to,
+        Mesh, WAIT, assert_metrics_contain, connect_remote, echo_server, get, http_app, http_get,
+        http2_send, spawn, to,
     },
 };
 
@@ -206,6 +207,35 @@ async fn policy_updates_apply_to_new_connections() {
         closed_after(connect_remote(inbound).await, b"\x00after").await,
         WAIT
     );
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn an_open_opaque_connection_closes_when_the_policy_no_longer_admits_it() {
+    let fake_policy = FakePolicy::default();
+    let app_addr = echo_server(b"").await;
+    let proxy = watched_proxy(app_addr, &fake_policy, &[]).await;
+    let mut io = connect_remote(proxy.inbound_addr).await;
+    // NotFound at first: the default (all-unauthenticated) admits plaintext.
+    assert!(echoes(&mut io, b"\x00before").await);
+    fake_policy.set(
+        app_addr.port(),
+        servers::meshed_only("web", &[CLIENT_IDENTITY]),
+    );
+    // Bytes echo until the watch converges; then the proxy closes the connection.
+    let mut closed = false;
+    for _ in 0..100 {
+        if !echoes(&mut io, b"ping").await {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        closed,
+        "the open connection was closed by the policy change"
+    );
+    assert_metrics_contain(proxy.admin_addr, "inbound_tcp_authz_deny_total").await;
     assert!(proxy.shutdown().await);
 }
 

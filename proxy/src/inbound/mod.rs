@@ -261,7 +261,26 @@ impl Inbound {
             return; // Dropping the connection closes it.
         }
         let connect = forward::connect(orig_dst, self.config.connect_timeout);
-        forward::forward(io, &self.metrics.tcp, labels, connect).await;
+        let forward = forward::forward(io, &self.metrics.tcp, labels.clone(), connect);
+        let Some(mut updates) = self.policies.updates(orig_dst.port()) else {
+            return forward.await;
+        };
+        // An open connection stays only while the port's policy still authorizes it.
+        let revoked = async {
+            loop {
+                let policy = updates.next().await;
+                if let Err(denied) = authz::authorize(&policy, client_addr.ip(), &client_tls) {
+                    return denied;
+                }
+            }
+        };
+        tokio::select! {
+            () = forward => {}
+            denied = revoked => {
+                tracing::info!(%denied, ?client_tls, "Policy changed and no longer authorizes the connection; closing it");
+                self.metrics.authz.deny(false, &labels);
+            }
+        }
     }
 }
 

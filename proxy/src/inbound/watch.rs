@@ -99,6 +99,17 @@ impl Policies {
         }
     }
 
+    /// Follows `port`'s policy as the controller changes it (`None` without a controller):
+    /// the current policy now, and each later one.
+    pub fn updates(&self, port: u16) -> Option<PolicyUpdates> {
+        let mut rx = self.receiver(port)?;
+        rx.borrow_and_update();
+        Some(PolicyUpdates {
+            rx,
+            default: self.default.clone(),
+        })
+    }
+
     /// The watch of `port`, started on first use; `None` without a controller.
     fn receiver(&self, port: u16) -> Option<watch::Receiver<Option<Arc<ServerPolicy>>>> {
         let controller = self.controller.as_ref()?;
@@ -136,6 +147,26 @@ impl Policies {
             .instrument(tracing::debug_span!("inbound_policy", port)),
         );
         Some(rx)
+    }
+}
+
+/// A port's later policies.
+#[derive(Debug)]
+pub struct PolicyUpdates {
+    rx: watch::Receiver<Option<Arc<ServerPolicy>>>,
+    default: Arc<ServerPolicy>,
+}
+
+impl PolicyUpdates {
+    /// The next policy of the port; never resolves once the watch has ended.
+    pub async fn next(&mut self) -> Arc<ServerPolicy> {
+        if self.rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        self.rx
+            .borrow_and_update()
+            .clone()
+            .unwrap_or_else(|| self.default.clone())
     }
 }
 
