@@ -26,11 +26,11 @@ use trellis_api::{
         self as proto, outbound_policies_client::OutboundPoliciesClient, traffic_spec,
     },
     outbound::OutboundPolicy,
-    route::{PathMatch, RouteRef},
+    route::{GrpcCode, PathMatch, RouteKind, RouteRef, RpcMatch},
 };
 use trellis_crds::{
     common::status::{conditions as policy_conditions, reasons as policy_reasons},
-    gateway::{conditions, http_route::HTTPRoute, reasons},
+    gateway::{conditions, grpc_route::GRPCRoute, http_route::HTTPRoute, reasons},
     v1alpha1::{authorization_policy::AuthorizationPolicy, server::Server},
 };
 use trellis_operator::control_plane::{
@@ -570,6 +570,75 @@ spec:
         let (ok, out, err) = kubectl(&["get", "server", "web-http", "-n", &ns]).await;
         assert!(ok, "{err}");
         assert!(out.contains("True"), "the Accepted column: {out}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_grpc_route_makes_the_policy_grpc_with_retries() {
+    let client = cluster::client().await;
+    install_gateway_crds(&client).await;
+    with_temp_ns("routes-grpc", |client, ns| async move {
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
+        let policy = start_control_plane(&client, &shutdown).await;
+        apply(&client, &ns, &services_yaml(&["web", "web-v1"])).await;
+        let mut stream = watch_web(&policy, &ns).await;
+        apply(
+            &client,
+            &ns,
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata:
+  name: books
+  annotations: {retry.linkerd.io/grpc: "unavailable,internal", retry.linkerd.io/limit: "2", retry.trellis.dev/timeout: 300ms}
+spec:
+  parentRefs: [{group: core, kind: Service, name: web, port: 80}]
+  rules:
+  - matches: [{method: {service: shop.Books, method: List}}]
+    backendRefs: [{name: web-v1, port: 80}]
+"#,
+        )
+        .await;
+        let grpc = next_policy(&mut stream, "the GRPCRoute", |p| {
+            p.routes.first().map(|r| r.meta.name()) == Some("books")
+        })
+        .await;
+        let route = &grpc.routes[0];
+        assert_eq!(route.kind, RouteKind::Grpc);
+        assert_eq!(
+            route.rules[0].matches[0].rpc,
+            Some(RpcMatch {
+                service: Some("shop.Books".into()),
+                method: Some("List".into()),
+            })
+        );
+        let retry = route.rules[0].retry.clone().expect("retries from the annotations");
+        assert_eq!(retry.limit, 2);
+        assert_eq!(retry.codes, [GrpcCode::Internal, GrpcCode::Unavailable]);
+        assert_eq!(retry.timeout, Some(Duration::from_millis(300)));
+
+        let routes: Api<GRPCRoute> = Api::namespaced(client.clone(), &ns);
+        await_object(&routes, "books", DEFAULT_TIMEOUT, |r| {
+            let ours = r
+                .status
+                .iter()
+                .flat_map(|s| &s.parents)
+                .find(|p| p.controller_name == CONTROLLER_NAME);
+            let holds = |type_: &str| {
+                ours.is_some_and(|p| {
+                    p.conditions
+                        .iter()
+                        .any(|c| c.type_ == type_ && c.status == "True")
+                })
+            };
+            if holds(conditions::ACCEPTED) && holds(conditions::RESOLVED_REFS) {
+                Ok(())
+            } else {
+                Err(format!("status: {:?}", r.status))
+            }
+        })
+        .await;
     })
     .await;
 }

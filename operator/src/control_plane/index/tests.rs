@@ -147,3 +147,26 @@ fn pod_ip_profile_carries_the_endpoint() {
     assert_eq!(ep.hint, ProtocolHint::H2);
     assert!(ep.identity.is_some());
 }
+
+#[test]
+fn a_missing_crd_is_told_from_other_watch_errors() {
+    use kube::{core::Status, runtime::watcher};
+    let status = |code| {
+        kube::Error::Api(
+            Status::failure(
+                "the server could not find the requested resource",
+                "NotFound",
+            )
+            .with_code(code)
+            .boxed(),
+        )
+    };
+    assert!(is_not_found(&watcher::Error::InitialListFailed(status(
+        404
+    ))));
+    assert!(is_not_found(&watcher::Error::WatchStartFailed(status(404))));
+    assert!(!is_not_found(&watcher::Error::InitialListFailed(status(
+        403
+    ))));
+    assert!(!is_not_found(&watcher::Error::NoResourceVersion));
+}
