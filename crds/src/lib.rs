@@ -7,6 +7,8 @@
 //! Start with [`v1alpha1::mesh`] (the installation) and the policy kinds next to it;
 //! [`all`] lists every CRD and [`manifest`] renders them for `config/crds/` (the `crdgen`
 //! binary writes them, `tests/crds_up_to_date.rs` checks they have not drifted).
+//! [`gateway`] holds the subset of upstream Gateway API kinds the mesh reads; their CRDs are
+//! upstream's and are not generated here.
 
 pub mod common;
 mod describe;

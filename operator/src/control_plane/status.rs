@@ -1,5 +1,6 @@
 //! Writes the status the index wants on HTTPRoutes, GRPCRoutes, Servers and
-//! AuthorizationPolicies, whenever the index changes and only where it differs.
+//! AuthorizationPolicies, whenever a Service, route or policy object changes, and only where
+//! it differs.
 //!
 //! The `controller` role has no leader election, so every replica runs this writer. It stays
 //! safe because writes are idempotent and conditional: a replica writes only when the object's
@@ -84,7 +85,7 @@ pub async fn run(
         () = shutdown.cancelled() => return,
         r = ready.wait_for(|r| *r) => if r.is_err() { return },
     }
-    let mut changes = index.read().changes();
+    let mut changes = index.read().status_inputs();
     tracing::info!("Status writer started");
     loop {
         changes.borrow_and_update();

@@ -100,6 +100,7 @@ pub struct Index {
     slice_owner: HashMap<(String, String), String>,
     endpoint_watches: HashMap<EndpointKey, watch::Sender<EndpointSet>>,
     changes: watch::Sender<u64>,
+    status_inputs: watch::Sender<u64>,
 }
 
 /// The index, shared by the watches that write it and the servers that read it.
@@ -117,6 +118,7 @@ impl Index {
             slice_owner: HashMap::new(),
             endpoint_watches: HashMap::new(),
             changes: watch::channel(0).0,
+            status_inputs: watch::channel(0).0,
         }
     }
 
@@ -141,6 +143,16 @@ impl Index {
     /// A counter bumped on every change; profile and policy streams follow it.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// A counter bumped when an object that status depends on changes (Services, routes,
+    /// policy objects), not on endpoint churn; the status writer follows it.
+    pub fn status_inputs(&self) -> watch::Receiver<u64> {
+        self.status_inputs.subscribe()
+    }
+
+    fn status_input_changed(&mut self) {
+        self.status_inputs.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Subscribes to the endpoints of `key`.
@@ -205,6 +217,7 @@ impl Index {
         self.endpoints
             .services
             .insert((ns.clone(), name.clone()), ServiceInfo::from_service(svc));
+        self.status_input_changed();
         self.refresh_service(&ns, &name);
     }
 
@@ -213,6 +226,7 @@ impl Index {
         self.endpoints
             .services
             .remove(&(ns.to_string(), name.to_string()));
+        self.status_input_changed();
         self.refresh_service(ns, name);
     }
 

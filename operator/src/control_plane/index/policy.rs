@@ -112,12 +112,14 @@ impl Index {
     /// Adds or updates a policy object.
     pub fn apply_policy<K: PolicyObject>(&mut self, obj: &K) {
         K::objects(&mut self.policy).insert(key(obj), obj.clone());
+        self.status_input_changed();
         self.policy_changed();
     }
 
     /// Removes a policy object.
     pub fn delete_policy<K: PolicyObject>(&mut self, ns: &str, name: &str) {
         K::objects(&mut self.policy).remove(&nskey(ns, name));
+        self.status_input_changed();
         self.policy_changed();
     }
 
@@ -279,6 +281,7 @@ impl Index {
                 },
                 protocol,
                 authorizations,
+                routes: Vec::new(),
             },
             pod,
             spec.port,

@@ -173,6 +173,7 @@ impl Index {
             return;
         }
         self.routes.http.insert(key, route.clone());
+        self.status_input_changed();
         self.policy_changed();
     }
 
@@ -184,6 +185,7 @@ impl Index {
             .remove(&(ns.to_string(), name.to_string()))
             .is_some()
         {
+            self.status_input_changed();
             self.policy_changed();
         }
     }
@@ -195,6 +197,7 @@ impl Index {
             return;
         }
         self.routes.grpc.insert(key, route.clone());
+        self.status_input_changed();
         self.policy_changed();
     }
 
@@ -206,6 +209,7 @@ impl Index {
             .remove(&(ns.to_string(), name.to_string()))
             .is_some()
         {
+            self.status_input_changed();
             self.policy_changed();
         }
     }
