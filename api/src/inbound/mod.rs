@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::error::InvalidMessage;
+use crate::{
+    error::InvalidMessage,
+    route::{Filter, RequestMatch, RouteKind, RouteRef},
+};
 
 /// Protocol-detection timeout of default and `unknown` servers.
 pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -132,8 +135,36 @@ pub struct ServerPolicy {
     pub meta: Meta,
     /// Protocol handling.
     pub protocol: Protocol,
-    /// Authorizations (empty: deny all).
+    /// Authorizations of the whole server (with no route's either: deny all).
     pub authorizations: Vec<Authorization>,
+    /// HTTP or gRPC routes attached to the server; a request that matches none is refused
+    /// with 404. Empty: one catch-all route with no authorizations of its own.
+    pub routes: Vec<InboundRoute>,
+}
+
+/// An inbound route (an `HTTPRoute` or `GRPCRoute` whose parent is a Server): its requests
+/// are admitted by its own authorizations as well as the server's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundRoute {
+    /// The route object.
+    pub meta: RouteRef,
+    /// HTTP or gRPC.
+    pub kind: RouteKind,
+    /// Hosts it applies to (`*.suffix` for a wildcard); empty: every host.
+    pub hosts: Vec<String>,
+    /// Rules; a request matching any rule is on this route.
+    pub rules: Vec<InboundRule>,
+    /// Authorizations that target the route.
+    pub authorizations: Vec<Authorization>,
+}
+
+/// One rule of an inbound route.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InboundRule {
+    /// The rule applies when any match holds; empty: every request.
+    pub matches: Vec<RequestMatch>,
+    /// Request-header edits and redirects.
+    pub filters: Vec<Filter>,
 }
 
 /// A default inbound policy name.
@@ -233,6 +264,7 @@ impl DefaultPolicy {
                 }
             },
             authorizations: self.authorizations(cluster_networks),
+            routes: Vec::new(),
         }
     }
 }

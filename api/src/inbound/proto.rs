@@ -5,9 +5,13 @@ use std::collections::HashMap;
 use linkerd2_proxy_api::{http_route, inbound as api, meta, net};
 
 use super::{
-    Authorization, ClientAuthentication, Meta, Network, PortSpec, Protocol, ServerPolicy, Workload,
+    Authorization, ClientAuthentication, InboundRoute, InboundRule, Meta, Network, PortSpec,
+    Protocol, ServerPolicy, Workload,
 };
-use crate::error::InvalidMessage;
+use crate::{
+    error::InvalidMessage,
+    route::{Filter, RouteKind, RouteRef, proto as route_proto},
+};
 
 impl TryFrom<api::PortSpec> for PortSpec {
     type Error = InvalidMessage;
@@ -173,42 +177,298 @@ fn default_grpc_route() -> api::GrpcRoute {
     }
 }
 
+fn http_route_to(r: &InboundRoute) -> api::HttpRoute {
+    use api::http_route::{Filter as F, Rule, filter::Kind};
+    api::HttpRoute {
+        metadata: Some((&r.meta).into()),
+        hosts: r.hosts.iter().map(|h| route_proto::host_to(h)).collect(),
+        authorizations: r.authorizations.iter().cloned().map(Into::into).collect(),
+        rules: r
+            .rules
+            .iter()
+            .map(|rule| Rule {
+                matches: rule
+                    .matches
+                    .iter()
+                    .map(route_proto::http_match_to)
+                    .collect(),
+                filters: rule
+                    .filters
+                    .iter()
+                    .filter_map(|f| match f {
+                        Filter::RequestHeaders(m) => Some(F {
+                            kind: Some(Kind::RequestHeaderModifier(route_proto::request_modifier(
+                                m,
+                            ))),
+                        }),
+                        Filter::Redirect(r) => Some(F {
+                            kind: Some(Kind::Redirect(route_proto::redirect_to(r))),
+                        }),
+                        Filter::ResponseHeaders(_) => None,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn grpc_route_to(r: &InboundRoute) -> api::GrpcRoute {
+    use api::grpc_route::{Filter as F, Rule, filter::Kind};
+    api::GrpcRoute {
+        metadata: Some((&r.meta).into()),
+        hosts: r.hosts.iter().map(|h| route_proto::host_to(h)).collect(),
+        authorizations: r.authorizations.iter().cloned().map(Into::into).collect(),
+        rules: r
+            .rules
+            .iter()
+            .map(|rule| Rule {
+                matches: rule
+                    .matches
+                    .iter()
+                    .map(route_proto::grpc_match_to)
+                    .collect(),
+                filters: rule
+                    .filters
+                    .iter()
+                    .filter_map(|f| match f {
+                        Filter::RequestHeaders(m) => Some(F {
+                            kind: Some(Kind::RequestHeaderModifier(route_proto::request_modifier(
+                                m,
+                            ))),
+                        }),
+                        Filter::Redirect(_) | Filter::ResponseHeaders(_) => None,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The wire protocol of `s`, carrying its routes (or the default catch-all route).
+fn protocol_to(s: &ServerPolicy) -> api::ProxyProtocol {
+    use api::proxy_protocol::{Detect, Grpc, Http1, Http2, Kind, Opaque, Tls};
+    let http_routes = || {
+        let routes: Vec<_> = s
+            .routes
+            .iter()
+            .filter(|r| r.kind == RouteKind::Http)
+            .map(http_route_to)
+            .collect();
+        if routes.is_empty() {
+            vec![default_http_route()]
+        } else {
+            routes
+        }
+    };
+    let kind = match s.protocol {
+        Protocol::Detect { timeout } => Kind::Detect(Detect {
+            timeout: prost_types::Duration::try_from(timeout).ok(),
+            http_routes: http_routes(),
+            http_local_rate_limit: None,
+        }),
+        Protocol::Opaque => Kind::Opaque(Opaque {}),
+        Protocol::Tls => Kind::Tls(Tls {}),
+        Protocol::Http1 => Kind::Http1(Http1 {
+            routes: http_routes(),
+            local_rate_limit: None,
+        }),
+        Protocol::Http2 => Kind::Http2(Http2 {
+            routes: http_routes(),
+            local_rate_limit: None,
+        }),
+        Protocol::Grpc => {
+            let routes: Vec<_> = s
+                .routes
+                .iter()
+                .filter(|r| r.kind == RouteKind::Grpc)
+                .map(grpc_route_to)
+                .collect();
+            Kind::Grpc(Grpc {
+                routes: if routes.is_empty() {
+                    vec![default_grpc_route()]
+                } else {
+                    routes
+                },
+            })
+        }
+    };
+    api::ProxyProtocol { kind: Some(kind) }
+}
+
 impl From<Protocol> for api::ProxyProtocol {
     fn from(p: Protocol) -> Self {
-        use api::proxy_protocol::{Detect, Grpc, Http1, Http2, Kind, Opaque, Tls};
-        let kind = match p {
-            Protocol::Detect { timeout } => Kind::Detect(Detect {
-                timeout: prost_types::Duration::try_from(timeout).ok(),
-                http_routes: vec![default_http_route()],
-                http_local_rate_limit: None,
-            }),
-            Protocol::Opaque => Kind::Opaque(Opaque {}),
-            Protocol::Tls => Kind::Tls(Tls {}),
-            Protocol::Http1 => Kind::Http1(Http1 {
-                routes: vec![default_http_route()],
-                local_rate_limit: None,
-            }),
-            Protocol::Http2 => Kind::Http2(Http2 {
-                routes: vec![default_http_route()],
-                local_rate_limit: None,
-            }),
-            Protocol::Grpc => Kind::Grpc(Grpc {
-                routes: vec![default_grpc_route()],
-            }),
-        };
-        Self { kind: Some(kind) }
+        protocol_to(&ServerPolicy {
+            meta: Meta::Default(String::new()),
+            protocol: p,
+            authorizations: Vec::new(),
+            routes: Vec::new(),
+        })
     }
 }
 
 impl From<ServerPolicy> for api::Server {
     fn from(s: ServerPolicy) -> Self {
         Self {
-            protocol: Some(s.protocol.into()),
+            protocol: Some(protocol_to(&s)),
             server_ips: Vec::new(),
             authorizations: s.authorizations.into_iter().map(Into::into).collect(),
             labels: s.meta.labels(),
         }
     }
+}
+
+fn authorizations(list: Vec<api::Authz>) -> Result<Vec<Authorization>, InvalidMessage> {
+    list.into_iter().map(Authorization::try_from).collect()
+}
+
+fn http_route_from(r: api::HttpRoute) -> Result<InboundRoute, InvalidMessage> {
+    use api::http_route::filter::Kind;
+    let rules = r
+        .rules
+        .into_iter()
+        .map(|rule| {
+            Ok(InboundRule {
+                matches: rule
+                    .matches
+                    .into_iter()
+                    .map(route_proto::http_match_from)
+                    .collect::<Result<_, _>>()?,
+                filters: rule
+                    .filters
+                    .into_iter()
+                    .map(|f| match f.kind {
+                        Some(Kind::RequestHeaderModifier(m)) => Ok(Filter::RequestHeaders(
+                            route_proto::modifier(m.add, m.set, m.remove)?,
+                        )),
+                        Some(Kind::Redirect(r)) => {
+                            Ok(Filter::Redirect(route_proto::redirect_from(r)?))
+                        }
+                        Some(Kind::FailureInjector(_)) => Err(InvalidMessage::new(
+                            "routes.filter",
+                            "failure injection is not supported",
+                        )),
+                        None => Err(InvalidMessage::missing("routes.filter.kind")),
+                    })
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, InvalidMessage>>()?;
+    Ok(InboundRoute {
+        meta: RouteRef::try_from(
+            r.metadata
+                .ok_or_else(|| InvalidMessage::missing("routes.metadata"))?,
+        )?,
+        kind: RouteKind::Http,
+        hosts: r
+            .hosts
+            .into_iter()
+            .map(route_proto::host_from)
+            .collect::<Result<_, _>>()?,
+        rules,
+        authorizations: authorizations(r.authorizations)?,
+    })
+}
+
+fn grpc_route_from(r: api::GrpcRoute) -> Result<InboundRoute, InvalidMessage> {
+    use api::grpc_route::filter::Kind;
+    let rules = r
+        .rules
+        .into_iter()
+        .map(|rule| {
+            Ok(InboundRule {
+                matches: rule
+                    .matches
+                    .into_iter()
+                    .map(route_proto::grpc_match_from)
+                    .collect::<Result<_, _>>()?,
+                filters: rule
+                    .filters
+                    .into_iter()
+                    .map(|f| match f.kind {
+                        Some(Kind::RequestHeaderModifier(m)) => Ok(Filter::RequestHeaders(
+                            route_proto::modifier(m.add, m.set, m.remove)?,
+                        )),
+                        Some(Kind::FailureInjector(_)) => Err(InvalidMessage::new(
+                            "routes.filter",
+                            "failure injection is not supported",
+                        )),
+                        None => Err(InvalidMessage::missing("routes.filter.kind")),
+                    })
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, InvalidMessage>>()?;
+    Ok(InboundRoute {
+        meta: RouteRef::try_from(
+            r.metadata
+                .ok_or_else(|| InvalidMessage::missing("routes.metadata"))?,
+        )?,
+        kind: RouteKind::Grpc,
+        hosts: r
+            .hosts
+            .into_iter()
+            .map(route_proto::host_from)
+            .collect::<Result<_, _>>()?,
+        rules,
+        authorizations: authorizations(r.authorizations)?,
+    })
+}
+
+/// Whether `r` is the catch-all route a server with no routes carries.
+fn is_default(r: &InboundRoute) -> bool {
+    matches!(r.meta, RouteRef::Default(_))
+        && r.authorizations.is_empty()
+        && r.hosts.is_empty()
+        && r.rules.iter().all(|rule| {
+            rule.filters.is_empty()
+                && rule.matches.iter().all(|m| {
+                    m.headers.is_empty()
+                        && m.query.is_empty()
+                        && m.method.is_none()
+                        && m.rpc
+                            .as_ref()
+                            .is_none_or(|r| r.service.is_none() && r.method.is_none())
+                        && m.path
+                            .as_ref()
+                            .is_none_or(|p| *p == crate::route::PathMatch::Prefix("/".into()))
+                })
+        })
+}
+
+/// The routes of a wire protocol; the lone default route reads as none.
+fn routes_from(p: &api::ProxyProtocol) -> Result<Vec<InboundRoute>, InvalidMessage> {
+    use api::proxy_protocol::Kind;
+    let routes: Vec<InboundRoute> = match &p.kind {
+        Some(Kind::Detect(d)) => d
+            .http_routes
+            .iter()
+            .cloned()
+            .map(http_route_from)
+            .collect::<Result<_, _>>()?,
+        Some(Kind::Http1(h)) => h
+            .routes
+            .iter()
+            .cloned()
+            .map(http_route_from)
+            .collect::<Result<_, _>>()?,
+        Some(Kind::Http2(h)) => h
+            .routes
+            .iter()
+            .cloned()
+            .map(http_route_from)
+            .collect::<Result<_, _>>()?,
+        Some(Kind::Grpc(g)) => g
+            .routes
+            .iter()
+            .cloned()
+            .map(grpc_route_from)
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    if routes.len() == 1 && is_default(&routes[0]) {
+        return Ok(Vec::new());
+    }
+    Ok(routes)
 }
 
 impl TryFrom<api::ProxyProtocol> for Protocol {
@@ -317,12 +577,13 @@ impl TryFrom<api::Server> for ServerPolicy {
     type Error = InvalidMessage;
 
     fn try_from(server: api::Server) -> Result<Self, Self::Error> {
+        let protocol = server
+            .protocol
+            .ok_or_else(|| InvalidMessage::new("protocol.kind", "missing"))?;
         Ok(ServerPolicy {
             meta: Meta::from_labels(&server.labels)?,
-            protocol: server
-                .protocol
-                .ok_or_else(|| InvalidMessage::new("protocol.kind", "missing"))?
-                .try_into()?,
+            routes: routes_from(&protocol)?,
+            protocol: protocol.try_into()?,
             authorizations: server
                 .authorizations
                 .into_iter()

@@ -104,11 +104,49 @@ fn server_policies_survive_the_wire_both_ways() {
                 suffixes: vec![vec!["ingress".into(), "serviceaccount".into()]],
             },
         }],
+        routes: Vec::new(),
     });
     policies.push(ServerPolicy {
         protocol: Protocol::Opaque,
         ..DefaultPolicy::Deny.server(&cluster, true)
     });
+    // A server with a route per path, one of them with its own authorization.
+    let route = |name: &str, prefix: &str, authorizations| InboundRoute {
+        meta: crate::route::RouteRef::Resource {
+            group: "gateway.networking.k8s.io".into(),
+            kind: "HTTPRoute".into(),
+            namespace: "shop".into(),
+            name: name.into(),
+            port: 0,
+        },
+        kind: crate::route::RouteKind::Http,
+        hosts: Vec::new(),
+        rules: vec![InboundRule {
+            matches: vec![crate::route::RequestMatch {
+                path: Some(crate::route::PathMatch::Prefix(prefix.into())),
+                ..crate::route::RequestMatch::default()
+            }],
+            filters: Vec::new(),
+        }],
+        authorizations,
+    };
+    let open = DefaultPolicy::AllUnauthenticated.authorizations(&cluster);
+    for protocol in [
+        Protocol::Http1,
+        Protocol::Detect {
+            timeout: DEFAULT_DETECT_TIMEOUT,
+        },
+    ] {
+        policies.push(ServerPolicy {
+            protocol,
+            authorizations: Vec::new(),
+            routes: vec![
+                route("public", "/public", open.clone()),
+                route("admin", "/admin", Vec::new()),
+            ],
+            ..DefaultPolicy::Deny.server(&cluster, false)
+        });
+    }
     for policy in policies {
         let wire = api::Server::from(policy.clone());
         assert_eq!(ServerPolicy::try_from(wire).unwrap(), policy);

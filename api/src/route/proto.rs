@@ -228,7 +228,7 @@ fn headers_from(h: Option<http_types::Headers>) -> Result<Vec<(String, String)>,
         .collect()
 }
 
-fn request_modifier(m: &HeaderModifier) -> http_api::RequestHeaderModifier {
+pub(crate) fn request_modifier(m: &HeaderModifier) -> http_api::RequestHeaderModifier {
     http_api::RequestHeaderModifier {
         add: headers_to(&m.add),
         set: headers_to(&m.set),
@@ -244,7 +244,7 @@ fn response_modifier(m: &HeaderModifier) -> http_api::ResponseHeaderModifier {
     }
 }
 
-fn modifier(
+pub(crate) fn modifier(
     add: Option<http_types::Headers>,
     set: Option<http_types::Headers>,
     remove: Vec<String>,
@@ -256,7 +256,7 @@ fn modifier(
     })
 }
 
-fn redirect_to(r: &Redirect) -> http_api::RequestRedirect {
+pub(crate) fn redirect_to(r: &Redirect) -> http_api::RequestRedirect {
     http_api::RequestRedirect {
         scheme: r.scheme.as_deref().map(http_types::Scheme::from),
         host: r.host.clone().unwrap_or_default(),
@@ -271,7 +271,7 @@ fn redirect_to(r: &Redirect) -> http_api::RequestRedirect {
     }
 }
 
-fn redirect_from(r: http_api::RequestRedirect) -> Result<Redirect, InvalidMessage> {
+pub(crate) fn redirect_from(r: http_api::RequestRedirect) -> Result<Redirect, InvalidMessage> {
     let scheme = r
         .scheme
         .map(|s| {
@@ -388,7 +388,7 @@ fn header_from(m: http_api::HeaderMatch) -> Result<NameMatch, InvalidMessage> {
     })
 }
 
-fn http_match_to(m: &RequestMatch) -> http_api::HttpRouteMatch {
+pub(crate) fn http_match_to(m: &RequestMatch) -> http_api::HttpRouteMatch {
     use http_api::{path_match::Kind, query_param_match::Value};
     http_api::HttpRouteMatch {
         path: m.path.as_ref().map(|p| http_api::PathMatch {
@@ -414,7 +414,7 @@ fn http_match_to(m: &RequestMatch) -> http_api::HttpRouteMatch {
     }
 }
 
-fn http_match_from(m: http_api::HttpRouteMatch) -> Result<RequestMatch, InvalidMessage> {
+pub(crate) fn http_match_from(m: http_api::HttpRouteMatch) -> Result<RequestMatch, InvalidMessage> {
     use http_api::{path_match::Kind, query_param_match::Value};
     let path = match m.path.map(|p| p.kind) {
         None => None,
@@ -455,7 +455,7 @@ fn http_match_from(m: http_api::HttpRouteMatch) -> Result<RequestMatch, InvalidM
     })
 }
 
-fn grpc_match_to(m: &RequestMatch) -> grpc::GrpcRouteMatch {
+pub(crate) fn grpc_match_to(m: &RequestMatch) -> grpc::GrpcRouteMatch {
     grpc::GrpcRouteMatch {
         rpc: m.rpc.as_ref().map(|r| grpc::GrpcRpcMatch {
             service: r.service.clone().unwrap_or_default(),
@@ -465,7 +465,7 @@ fn grpc_match_to(m: &RequestMatch) -> grpc::GrpcRouteMatch {
     }
 }
 
-fn grpc_match_from(m: grpc::GrpcRouteMatch) -> Result<RequestMatch, InvalidMessage> {
+pub(crate) fn grpc_match_from(m: grpc::GrpcRouteMatch) -> Result<RequestMatch, InvalidMessage> {
     Ok(RequestMatch {
         rpc: m.rpc.map(|r| RpcMatch {
             service: Some(r.service).filter(|s| !s.is_empty()),
@@ -592,7 +592,7 @@ fn grpc_retry_from(r: api::grpc_route::Retry) -> Result<Retry, InvalidMessage> {
     })
 }
 
-fn host_to(h: &str) -> http_api::HostMatch {
+pub(crate) fn host_to(h: &str) -> http_api::HostMatch {
     use http_api::host_match::{Match, Suffix};
     let m = match h.strip_prefix("*.") {
         Some(suffix) => Match::Suffix(Suffix {
@@ -603,7 +603,7 @@ fn host_to(h: &str) -> http_api::HostMatch {
     http_api::HostMatch { r#match: Some(m) }
 }
 
-fn host_from(h: http_api::HostMatch) -> Result<String, InvalidMessage> {
+pub(crate) fn host_from(h: http_api::HostMatch) -> Result<String, InvalidMessage> {
     use http_api::host_match::Match;
     match h.r#match {
         Some(Match::Exact(h)) => Ok(h),

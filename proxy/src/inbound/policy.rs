@@ -44,6 +44,7 @@ pub fn invalid() -> ServerPolicy {
         meta: Meta::Default("invalid".to_string()),
         protocol: Protocol::Opaque,
         authorizations: Vec::new(),
+        routes: Vec::new(),
     }
 }
 
