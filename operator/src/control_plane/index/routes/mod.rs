@@ -2,8 +2,8 @@
 //! a Service port, and the ordered outbound routes proxies receive for it.
 //!
 //! A route attaches to a Service through a `parentRefs` entry of kind `Service` (group `core`
-//! or `""`) in the route's namespace, or in the one the entry names, on the entry's port (no
-//! port: every port). A route in the Service's own namespace is a *producer* route and applies
+//! or `""`) in the route's namespace, or in the one the entry names, on the entry's port and
+//! on the port named by its `sectionName` (neither set: every port). A route in the Service's own namespace is a *producer* route and applies
 //! to every client; a route in another namespace is a *consumer* route and applies only to
 //! clients in that namespace, which then see no producer routes. When GRPCRoutes attach, only
 //! they apply (the Service speaks gRPC).
@@ -102,24 +102,31 @@ impl<'a> AnyRoute<'a> {
     }
 
     /// Whether `parent` attaches this route to Service `namespace/name` on `port` (`None`:
-    /// any port).
+    /// any port), whose name is `port_name`: the parent's `port` must be that port and its
+    /// `sectionName` that port's name, when they are set.
     fn attaches_via(
         &self,
         parent: &ParentReference,
         namespace: &str,
         name: &str,
-        port: Option<u16>,
+        port: Option<(u16, Option<&str>)>,
     ) -> bool {
         parent.is_service()
             && parent.name == name
             && parent.namespace.as_deref().unwrap_or(self.namespace()) == namespace
-            && match (parent.port, port) {
-                (Some(p), Some(port)) => p == i32::from(port),
-                _ => true,
+            && match port {
+                None => true,
+                Some((number, port_name)) => {
+                    parent.port.is_none_or(|p| p == i32::from(number))
+                        && parent
+                            .section_name
+                            .as_deref()
+                            .is_none_or(|s| Some(s) == port_name)
+                }
             }
     }
 
-    fn attaches(&self, namespace: &str, name: &str, port: Option<u16>) -> bool {
+    fn attaches(&self, namespace: &str, name: &str, port: Option<(u16, Option<&str>)>) -> bool {
         self.parent_refs()
             .iter()
             .any(|p| self.attaches_via(p, namespace, name, port))
@@ -224,6 +231,14 @@ impl Index {
         port: Option<u16>,
         client_ns: Option<&str>,
     ) -> Vec<AnyRoute<'_>> {
+        let port_name = |number: u16| {
+            self.endpoints
+                .services
+                .get(&(namespace.to_string(), name.to_string()))
+                .and_then(|s| s.ports.get(&number))
+                .and_then(|(port_name, _)| port_name.as_deref())
+        };
+        let port = port.map(|p| (p, port_name(p)));
         let attached: Vec<AnyRoute<'_>> = self
             .routes
             .all()

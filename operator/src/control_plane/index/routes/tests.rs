@@ -476,6 +476,28 @@ fn ports_and_consumer_routes() {
         outbound(&index, None).routes[0].meta,
         RouteRef::Default("http".into())
     );
+    // A sectionName that is not the port's name does not attach either; the port's does.
+    index.apply_http_route(&http_route(
+        "shop",
+        "admin-section",
+        T0,
+        json!({}),
+        json!({"parentRefs": [{"group": "", "kind": "Service", "name": "web", "sectionName": "admin"}], "rules": [{}]}),
+    ));
+    assert_eq!(
+        outbound(&index, None).routes[0].meta,
+        RouteRef::Default("http".into())
+    );
+    index.apply_http_route(&http_route(
+        "shop",
+        "http-section",
+        T0,
+        json!({}),
+        json!({"parentRefs": [{"group": "", "kind": "Service", "name": "web", "sectionName": "http"}],
+               "rules": [{"matches": [{"path": {"type": "Exact", "value": "/s"}}]}]}),
+    ));
+    assert_eq!(outbound(&index, None).routes[0].meta.name(), "http-section");
+    index.delete_http_route("shop", "http-section");
     // A producer route on every port.
     index.apply_http_route(&http_route(
         "shop",
