@@ -21,6 +21,7 @@ pub mod init;
 pub mod metrics;
 pub mod outbound;
 pub mod retry;
+pub mod route;
 pub mod transport;
 
 pub mod tls;

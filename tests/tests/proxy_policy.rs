@@ -297,3 +297,63 @@ async fn the_first_connection_to_an_unlisted_port_waits_for_its_policy() {
     );
     assert!(proxy.shutdown().await);
 }
+
+#[tokio::test]
+async fn route_authorizations_admit_one_path_and_refuse_another_on_the_same_port() {
+    use trellis_api::{
+        inbound::{DefaultPolicy, InboundRoute, InboundRule, Protocol, ServerPolicy},
+        route::{PathMatch, RequestMatch, RouteKind, RouteRef},
+    };
+    let route = |name: &str, prefix: &str, authorizations| InboundRoute {
+        meta: RouteRef::Resource {
+            group: "gateway.networking.k8s.io".into(),
+            kind: "HTTPRoute".into(),
+            namespace: "shop".into(),
+            name: name.into(),
+            port: 0,
+        },
+        kind: RouteKind::Http,
+        hosts: Vec::new(),
+        rules: vec![InboundRule {
+            matches: vec![RequestMatch {
+                path: Some(PathMatch::Prefix(prefix.into())),
+                ..RequestMatch::default()
+            }],
+            filters: Vec::new(),
+        }],
+        authorizations,
+    };
+    let fake_policy = FakePolicy::default();
+    let app_addr = http_app().await;
+    let server = ServerPolicy {
+        protocol: Protocol::Http1,
+        // The server itself admits nobody: only the public route's authorization does.
+        authorizations: Vec::new(),
+        routes: vec![
+            route(
+                "public",
+                "/public",
+                DefaultPolicy::AllUnauthenticated.authorizations(&[]),
+            ),
+            route("admin", "/admin", Vec::new()),
+        ],
+        ..DefaultPolicy::Deny.server(&[], false)
+    };
+    fake_policy.set(app_addr.port(), server.into());
+    let proxy = watched_proxy(app_addr, &fake_policy, &[]).await;
+    let inbound = proxy.inbound_addr;
+    let status = |path: &'static str| async move {
+        let io = hyper_util::rt::TokioIo::new(connect_remote(inbound).await);
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        send.send_request(get(path, "web"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eventually!(status("/public/page").await == 200, WAIT);
+    assert_eq!(status("/admin/users").await, 403);
+    assert_eq!(status("/elsewhere").await, 404);
+    assert!(proxy.shutdown().await);
+}

@@ -21,7 +21,7 @@ use hyper_util::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    policy::{ClientTls, ServerPolicy},
+    policy::{ClientTls, InboundRoute, ServerPolicy},
     watch::Policies,
 };
 use crate::{
@@ -74,13 +74,16 @@ pub struct ConnContext {
 }
 
 impl ConnContext {
-    /// Authorizes one request against the port's current policy; returns the HTTP metrics
-    /// under that policy, or why it is refused.
-    fn authorize(&self) -> Result<LabelledHttp, String> {
-        let policy = self.policies.get(self.target.port());
-        let accepted = Arc::ptr_eq(&policy, &self.accepted_policy);
-        let labels = || super::inbound_labels(self.target, &self.tls_label, &policy);
-        match super::policy::authorize(&policy, self.client_ip, &self.client_tls) {
+    /// Authorizes one request on `route` of the port's `policy` (the current one); returns
+    /// the HTTP metrics under that policy, or why it is refused.
+    fn authorize(
+        &self,
+        policy: &Arc<ServerPolicy>,
+        route: Option<&InboundRoute>,
+    ) -> Result<LabelledHttp, String> {
+        let accepted = Arc::ptr_eq(policy, &self.accepted_policy);
+        let labels = || super::inbound_labels(self.target, &self.tls_label, policy);
+        match super::policy::authorize_on_route(policy, route, self.client_ip, &self.client_tls) {
             Ok(_) if accepted => Ok(self.http.clone()),
             Ok(_) => Ok(self.metrics.http.labelled(labels())),
             Err(denied) => {
@@ -117,10 +120,30 @@ where
 }
 
 async fn forward(ctx: ConnContext, mut req: Request<Incoming>) -> Response<Body> {
-    let metrics = match ctx.authorize() {
+    let port = ctx.target.port();
+    let compiled = ctx.policies.compiled(port, ctx.policies.get(port));
+    let policy = &compiled.policy;
+    let on_route = if compiled.routes.is_empty() {
+        None
+    } else {
+        match compiled.routes.select(policy, &req) {
+            Some(r) => Some(r),
+            None => {
+                return http::proxy_error(StatusCode::NOT_FOUND, "no route matches the request");
+            }
+        }
+    };
+    let metrics = match ctx.authorize(policy, on_route.map(|r| r.route)) {
         Ok(http) => http.request(),
         Err(reason) => return http::forbidden(&req, &reason),
     };
+    if let Some(on) = on_route {
+        if let Some(rsp) = on.filters.redirect(&req, on.prefix) {
+            metrics.respond(rsp.status().as_u16(), None, "");
+            return rsp;
+        }
+        on.filters.request(&mut req);
+    }
     let orig_proto = orig_proto::downgrade(&mut req);
     req.headers_mut().remove(L5D_CLIENT_ID);
     if let Some(id) = ctx

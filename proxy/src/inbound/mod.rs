@@ -10,6 +10,7 @@
 pub mod config;
 pub mod http;
 pub mod policy;
+pub mod routes;
 pub mod watch;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};

@@ -7,7 +7,7 @@
 use std::{net::IpAddr, time::Duration};
 
 pub use trellis_api::inbound::{
-    Authorization, ClientAuthentication, DefaultPolicy, Meta, Protocol, ServerPolicy,
+    Authorization, ClientAuthentication, DefaultPolicy, InboundRoute, Meta, Protocol, ServerPolicy,
 };
 
 /// The TLS state of an inbound connection, as policy sees it.
@@ -69,6 +69,21 @@ pub fn authorize<'p>(
             client_ip,
             server: policy.meta.name().to_string(),
         })
+}
+
+/// As [`authorize`], for a request on `route`: the route's authorizations admit too.
+pub fn authorize_on_route<'p>(
+    policy: &'p ServerPolicy,
+    route: Option<&'p InboundRoute>,
+    client_ip: IpAddr,
+    tls: &ClientTls,
+) -> Result<Option<&'p Authorization>, Unauthorized> {
+    authorize(policy, client_ip, tls).or_else(|denied| {
+        route
+            .and_then(|r| r.authorizations.iter().find(|a| admits(a, client_ip, tls)))
+            .map(Some)
+            .ok_or(denied)
+    })
 }
 
 fn admits(authz: &Authorization, client_ip: IpAddr, tls: &ClientTls) -> bool {

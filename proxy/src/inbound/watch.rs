@@ -17,7 +17,7 @@ use trellis_api::linkerd2_proxy_api::inbound::{
     PortSpec, inbound_server_policies_client::InboundServerPoliciesClient,
 };
 
-use super::policy::ServerPolicy;
+use super::{policy::ServerPolicy, routes::CompiledPolicy};
 use crate::{
     drain::Drain,
     retry::{self, Next},
@@ -31,6 +31,8 @@ pub const FIRST_POLICY_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Policies {
     default: Arc<ServerPolicy>,
+    /// Per port: the last policy whose routes were compiled, with them.
+    compiled: Mutex<HashMap<u16, Arc<CompiledPolicy>>>,
     /// Per port: the controller's latest policy, `None` until it first answers.
     ports: Mutex<HashMap<u16, watch::Receiver<Option<Arc<ServerPolicy>>>>>,
     controller: Option<Controller>,
@@ -50,6 +52,7 @@ impl Policies {
     pub fn fixed(default: ServerPolicy) -> Self {
         Self {
             default: Arc::new(default),
+            compiled: Mutex::default(),
             ports: Mutex::default(),
             controller: None,
         }
@@ -66,6 +69,7 @@ impl Policies {
     ) -> Self {
         Self {
             default: Arc::new(default),
+            compiled: Mutex::default(),
             ports: Mutex::default(),
             controller: Some(Controller {
                 client,
@@ -95,6 +99,19 @@ impl Policies {
             _ => {
                 tracing::debug!(port, "No policy from the controller yet; using the default");
                 self.get(port)
+            }
+        }
+    }
+
+    /// `policy` (the current one of `port`) with its routes compiled, once per policy.
+    pub fn compiled(&self, port: u16, policy: Arc<ServerPolicy>) -> Arc<CompiledPolicy> {
+        let mut compiled = self.compiled.lock();
+        match compiled.get(&port) {
+            Some(c) if Arc::ptr_eq(&c.policy, &policy) => c.clone(),
+            _ => {
+                let c = Arc::new(CompiledPolicy::new(policy));
+                compiled.insert(port, c.clone());
+                c
             }
         }
     }

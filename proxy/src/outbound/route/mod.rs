@@ -2,8 +2,6 @@
 //! request (the most specific match across routes, the first listed on a tie), which
 //! names its filters, weighted backends, timeouts and retries.
 
-pub mod filter;
-pub mod matcher;
 pub mod retry;
 
 #[cfg(test)]
@@ -18,12 +16,12 @@ use http::Request;
 use rand::distr::{Distribution, weighted::WeightedIndex};
 use trellis_api::route::{self as api, RouteKind, RouteRef, Timeouts};
 
-use self::{
+use self::retry::RetryPolicy;
+use crate::metrics::route::{RouteHandles, RouteMetrics};
+use crate::route::{
     filter::Filters,
     matcher::{Hosts, InvalidMatch, Match, Specificity},
-    retry::RetryPolicy,
 };
-use crate::metrics::route::{RouteHandles, RouteMetrics};
 
 /// A backend of a rule, with its filters.
 #[derive(Debug)]
