@@ -6,6 +6,8 @@
 //! - `ResolvedRefs` is False with `BackendNotFound` (or `InvalidKind`, `RefNotPermitted`) when
 //!   a backend cannot be used; the message names it. The route is still served without that
 //!   backend, and a rule left with no backend answers 500.
+//! - An HTTPRoute on a Service that GRPCRoutes also attach to keeps `Accepted` True, with a
+//!   message naming a GRPCRoute: proxies get the GRPCRoutes only.
 //! - An *overlap*, a match equal to one of an older route on the same Service (same
 //!   precedence, hosts and conditions), keeps `Accepted` True, because the route's other
 //!   matches still apply, but the condition's message names the rule, the match and the older
@@ -157,16 +159,27 @@ impl Index {
             .endpoints
             .services
             .get(&(service.namespace.clone(), service.name.clone()));
-        let older = self
-            .applicable_routes(
-                &service.namespace,
-                &service.name,
-                port,
-                Some(route.namespace()),
-            )
+        let applicable = self.applicable_routes(
+            &service.namespace,
+            &service.name,
+            port,
+            Some(route.namespace()),
+        );
+        let mut messages = Vec::new();
+        if let Some(grpc) = applicable.iter().find(|r| r.is_grpc() && !route.is_grpc()) {
+            messages.push(format!(
+                "GRPCRoute {}/{} also attaches to Service {}/{}, so proxies get its GRPCRoutes \
+                 only",
+                grpc.namespace(),
+                grpc.name(),
+                service.namespace,
+                service.name
+            ));
+            return messages;
+        }
+        let older = applicable
             .into_iter()
             .filter(|other| other.kind() == route.kind() && other.age_key() < route.age_key());
-        let mut messages = Vec::new();
         for other in older {
             let theirs = other.convert(info.map(|s| &s.annotations), ctx);
             if !theirs.is_valid() {

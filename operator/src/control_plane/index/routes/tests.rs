@@ -227,13 +227,14 @@ fn service_annotations_are_route_defaults_and_set_failure_accrual() {
 #[test]
 fn grpc_routes_make_the_policy_grpc() {
     let mut index = index_with(&["web"]);
-    index.apply_http_route(&http_route(
+    let http = http_route(
         "shop",
         "http",
         T0,
         json!({}),
         json!({"parentRefs": web_parent(), "rules": [{}]}),
-    ));
+    );
+    index.apply_http_route(&http);
     let route: GRPCRoute = obj(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
         "metadata": {"name": "g", "namespace": "shop",
@@ -256,6 +257,15 @@ fn grpc_routes_make_the_policy_grpc() {
     let retry = r.rules[0].retry.clone().unwrap();
     assert_eq!(retry.codes, [GrpcCode::Internal, GrpcCode::Unavailable]);
     assert!(retry.statuses.is_empty());
+    let accepted = status_of(&index, &http)
+        .into_iter()
+        .find(|c| c.type_ == conditions::ACCEPTED)
+        .unwrap();
+    assert!(
+        accepted.message.contains("GRPCRoute shop/g also attaches"),
+        "{}",
+        accepted.message
+    );
 }
 
 #[test]
