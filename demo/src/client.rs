@@ -207,15 +207,21 @@ async fn http(
         Err(e) => return Outcome::failure(OTHER_ERROR, chain(&e)),
     };
     let status = res.status();
+    let server = res
+        .headers()
+        .get(crate::server::SERVER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     // Read the whole body so the connection can carry the next request.
     if let Err(e) = res.into_body().collect().await {
         return Outcome::failure(OTHER_ERROR, chain(&e));
     }
-    if status.is_success() {
+    let outcome = if status.is_success() {
         Outcome::success(status.as_str())
     } else {
         Outcome::failure(status.as_str(), format!("unexpected status {status}"))
-    }
+    };
+    Outcome { server, ..outcome }
 }
 
 async fn grpc(mut client: HealthClient<Channel>) -> Outcome {

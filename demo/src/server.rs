@@ -32,7 +32,7 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (for example out of file descriptors) before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Response header that names the server that answered.
-const SERVER_HEADER: &str = "x-demo-server";
+pub const SERVER_HEADER: &str = "x-demo-server";
 
 /// An error boxed by a response body.
 pub type BoxError = Box<dyn StdError + Send + Sync>;

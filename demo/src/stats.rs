@@ -25,6 +25,8 @@ pub struct Outcome {
     pub ok: bool,
     /// What went wrong, for failures.
     pub error: Option<String>,
+    /// The server that answered, from its `x-demo-server` header (HTTP).
+    pub server: Option<String>,
 }
 
 impl Outcome {
@@ -34,6 +36,7 @@ impl Outcome {
             key: key.into(),
             ok: true,
             error: None,
+            server: None,
         }
     }
 
@@ -43,6 +46,7 @@ impl Outcome {
             key: key.into(),
             ok: false,
             error: Some(error.into()),
+            server: None,
         }
     }
 }
@@ -60,6 +64,9 @@ pub struct Snapshot {
     pub outcomes: BTreeMap<String, u64>,
     /// What went wrong in the most recent failure.
     pub last_error: Option<String>,
+    /// Answers per server name (`x-demo-server`), for traffic splits.
+    #[serde(default)]
+    pub servers: BTreeMap<String, u64>,
 }
 
 /// Counters shared by the client loop and the stats server.
@@ -79,6 +86,9 @@ impl Stats {
             s.failed += 1;
         }
         *s.outcomes.entry(outcome.key.clone()).or_default() += 1;
+        if let Some(server) = &outcome.server {
+            *s.servers.entry(server.clone()).or_default() += 1;
+        }
         if let Some(error) = &outcome.error {
             s.last_error = Some(error.clone());
         }

@@ -226,9 +226,21 @@ pub struct Stats {
     pub outcomes: BTreeMap<String, u64>,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// Server name (`x-demo-server`) → answers.
+    #[serde(default)]
+    pub servers: BTreeMap<String, u64>,
 }
 
 impl Stats {
+    /// Answers from servers whose name starts with `prefix` (a Deployment's pods).
+    pub fn answered_by(&self, prefix: &str) -> u64 {
+        self.servers
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Count of one outcome.
     pub fn outcome(&self, key: &str) -> u64 {
         self.outcomes.get(key).copied().unwrap_or(0)
