@@ -245,7 +245,7 @@ async fn stats_endpoint_reports_and_resets() {
     let after: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         after,
-        serde_json::json!({"sent": 0, "ok": 0, "failed": 0, "outcomes": {}, "last_error": null})
+        serde_json::json!({"sent": 0, "ok": 0, "failed": 0, "outcomes": {}, "last_error": null, "servers": {}})
     );
 
     let (status, _, _) = stats_request(Method::GET, "/healthz").await;
