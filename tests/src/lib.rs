@@ -12,6 +12,7 @@ pub mod certs;
 pub mod chaos;
 pub mod cluster;
 pub mod control;
+pub mod gateway;
 pub mod k8s;
 pub mod load;
 pub mod mesh;
