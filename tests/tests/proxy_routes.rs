@@ -831,3 +831,47 @@ async fn service_profile_routes_retry_and_split_over_the_policy_routes() {
     assert_eq!(fails, 1);
     shutdown_all([client, v1, v2]).await;
 }
+
+#[tokio::test]
+async fn an_open_connection_follows_a_weight_change() {
+    let mesh = Mesh::new().await;
+    let (v1_app, _) = scripted_app("v1").await;
+    let (v2_app, _) = scripted_app("v2").await;
+    let v1 = backend(&mesh, v1_app, "v1").await;
+    let v2 = backend(&mesh, v2_app, "v2").await;
+    let dst = destination(&[
+        ("web-v1", &[v1.inbound_addr]),
+        ("web-v2", &[v2.inbound_addr]),
+    ]);
+    let policies = FakeOutboundPolicy::default();
+    let split = |w1, w2| {
+        policy(
+            vec![http_route(vec![Rule {
+                backends: vec![service_backend("web-v1", w1), service_backend("web-v2", w2)],
+                ..Rule::default()
+            }])],
+            None,
+        )
+    };
+    policies.set_policy(service_ip(), split(1, 0));
+    let client = client(&mesh, &dst, &policies).await;
+    // One keep-alive connection for the whole test, as a pooled app client would hold.
+    let mut c = Client::connect(client.outbound_addrs[0]).await;
+    for _ in 0..20 {
+        assert!(c.get("/", &[]).await.body().starts_with("app=v1"));
+    }
+    policies.set_policy(service_ip(), split(0, 1));
+    let mut moved = false;
+    for _ in 0..100 {
+        if c.get("/", &[]).await.body().starts_with("app=v2") {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "the open connection's requests moved to web-v2");
+    for _ in 0..20 {
+        assert!(c.get("/", &[]).await.body().starts_with("app=v2"));
+    }
+    shutdown_all([client, v1, v2]).await;
+}

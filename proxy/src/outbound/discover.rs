@@ -226,7 +226,7 @@ pub fn budget_for(spec: Option<&RetryBudget>) -> Budget {
 
 /// A target in use by a connection; it is not evicted while held.
 #[derive(Debug)]
-pub struct Lease(Arc<Target>);
+pub struct Lease(Arc<Target>, watch::Receiver<Option<Resolution>>);
 
 impl Lease {
     /// The target's balancer for each of `backends`, built by `make` (from the endpoint set
@@ -249,6 +249,11 @@ impl Lease {
                 (path.clone(), balancer.clone())
             })
             .collect()
+    }
+
+    /// The target's later resolutions (the one `resolve` answered counts as seen).
+    pub fn updates(&self) -> watch::Receiver<Option<Resolution>> {
+        self.1.clone()
     }
 
     /// The target's retry budget: `spec` (a ServiceProfile's), or Linkerd's default. A new
@@ -331,16 +336,16 @@ impl Resolver {
         *target.last_used.lock() = Instant::now();
         let mut rx = target.resolution.clone();
         // The target's task answers within PROFILE_TIMEOUT; the margin covers scheduling.
-        let waited = tokio::time::timeout(
+        let res = match tokio::time::timeout(
             PROFILE_TIMEOUT + Duration::from_secs(1),
             rx.wait_for(Option::is_some),
         )
-        .await;
-        let res = match waited {
+        .await
+        {
             Ok(Ok(res)) => res.clone().unwrap_or(Resolution::Forward),
             _ => Resolution::Forward,
         };
-        (res, Lease(target))
+        (res, Lease(target, rx))
     }
 
     /// Whether `ip` is in the profile networks, so discovery may know it.

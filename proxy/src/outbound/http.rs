@@ -293,14 +293,18 @@ async fn try_once(
     Ok(rsp)
 }
 
-/// Serves the app's HTTP (HTTP/2 when `h2`) on `io`, routing every request with `router`,
-/// until the app closes or `drain` starts.
-pub async fn serve<T>(io: T, h2: bool, router: Arc<Router>, drain: crate::drain::Drain)
-where
+/// Serves the app's HTTP (HTTP/2 when `h2`) on `io`, routing every request with the router
+/// `router` gives at that moment, until the app closes or `drain` starts.
+pub async fn serve<T>(
+    io: T,
+    h2: bool,
+    router: impl Fn() -> Arc<Router> + Send + Sync + 'static,
+    drain: crate::drain::Drain,
+) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
-        let fut = route(router.clone(), req);
+        let fut = route(router(), req);
         async move { Ok::<_, std::convert::Infallible>(fut.await) }
     });
     http::serve(io, h2, svc, drain).await;

@@ -30,7 +30,7 @@ use tokio::{
 use self::{
     balance::EndpointFactory,
     config::OutboundConfig,
-    discover::{EndpointSet, Resolution, Resolver},
+    discover::{EndpointSet, Lease, Resolution, Resolver},
     route::RouteTable,
 };
 use crate::{
@@ -41,11 +41,61 @@ use crate::{
     },
     transport::{Accepted, PrefixedIo, Protocol, detect, forward},
 };
+use parking_lot::Mutex;
 use trellis_api::{
-    destination::Endpoint,
+    destination::{Endpoint, RetryBudget},
     outbound::AppProtocol,
-    route::{Backend, Route, RouteRef},
+    route::{Backend, FailureAccrual, Route, RouteRef},
 };
+
+/// What a router is built from.
+struct RouterParts {
+    routes: route::Routes,
+    backends: BTreeMap<String, watch::Receiver<EndpointSet>>,
+    accrual: Option<FailureAccrual>,
+    budget: Option<RetryBudget>,
+}
+
+/// A connection's router, rebuilt when discovery changes the target's routes or backends,
+/// so long-lived connections follow route changes (a canary's weights) request by request.
+struct LiveRouter {
+    current: Mutex<Arc<http::Router>>,
+    updates: Option<Mutex<watch::Receiver<Option<Resolution>>>>,
+    outbound: Outbound,
+    lease: Option<Lease>,
+}
+
+impl LiveRouter {
+    /// The router for the next request.
+    fn get(&self) -> Arc<http::Router> {
+        if let Some(updates) = &self.updates {
+            let mut rx = updates.lock();
+            if rx.has_changed().unwrap_or(false) {
+                let next = rx.borrow_and_update().clone();
+                // A target that stops being a Service keeps this connection's last routes.
+                if let Some(Resolution::Balance {
+                    name,
+                    routes,
+                    backends,
+                    accrual,
+                    budget,
+                    ..
+                }) = next
+                {
+                    let parts = RouterParts {
+                        routes,
+                        backends,
+                        accrual,
+                        budget,
+                    };
+                    let router = self.outbound.router(self.lease.as_ref(), &name, parts);
+                    *self.current.lock() = Arc::new(router);
+                }
+            }
+        }
+        self.current.lock().clone()
+    }
+}
 
 /// The outbound side's shared state.
 #[derive(Clone, Debug)]
@@ -106,7 +156,8 @@ impl Outbound {
             ?resolution,
             "Outbound connection"
         );
-        let (name, endpoints, opaque, router) = match resolution {
+        let updates = lease.as_ref().map(Lease::updates);
+        let (name, endpoints, opaque, parts) = match resolution {
             Resolution::Forward => return self.forward(io, orig_dst).await,
             Resolution::Reject => {
                 tracing::info!("Outbound policy rejected the target; closing the connection");
@@ -125,9 +176,13 @@ impl Outbound {
                     })],
                 )
                 .unwrap_or_default();
-                let backends = BTreeMap::from([(key, rx.clone())]);
-                let router = (Arc::new(routes), backends, None, None);
-                (orig_dst.to_string(), rx, opaque, router)
+                let parts = RouterParts {
+                    routes: Arc::new(routes),
+                    backends: BTreeMap::from([(key, rx.clone())]),
+                    accrual: None,
+                    budget: None,
+                };
+                (orig_dst.to_string(), rx, opaque, parts)
             }
             Resolution::Balance {
                 name,
@@ -141,43 +196,64 @@ impl Outbound {
                 name,
                 endpoints,
                 protocol == AppProtocol::Opaque,
-                (routes, backends, accrual, budget),
+                RouterParts {
+                    routes,
+                    backends,
+                    accrual,
+                    budget,
+                },
             ),
         };
         match protocol {
             Protocol::Http1 | Protocol::Http2 if !opaque => {
-                let (routes, backends, accrual, budget) = router;
-                let make = |rx, accrual| balance::balancer(rx, self.factory.clone(), accrual);
-                let (balancers, budget) = match &lease {
-                    Some(lease) => (
-                        lease.balancers(&backends, accrual, make),
-                        lease.budget(budget.as_ref()),
-                    ),
-                    None => (
-                        backends
-                            .iter()
-                            .map(|(path, rx)| (path.clone(), make(rx.clone(), accrual)))
-                            .collect(),
-                        Arc::new(discover::budget_for(budget.as_ref())),
-                    ),
-                };
-                let router = http::Router {
-                    metrics: self.metrics.route.clone(),
-                    routes,
-                    backends: balancers,
-                    budget,
-                    name: HeaderValue::from_str(&name)
-                        .unwrap_or_else(|_| HeaderValue::from_static("")),
+                let router = Arc::new(self.router(lease.as_ref(), &name, parts));
+                let live = LiveRouter {
+                    current: Mutex::new(router),
+                    updates: updates.map(Mutex::new),
+                    outbound: self.clone(),
+                    lease,
                 };
                 http::serve(
                     io,
                     protocol == Protocol::Http2,
-                    Arc::new(router),
+                    move || live.get(),
                     self.drain.clone(),
                 )
                 .await;
             }
             _ => self.opaque_to_any(io, &name, endpoints).await,
+        }
+    }
+
+    /// A router for the target `name`: its routes, and a balancer per backend (the
+    /// target's own, shared by its connections, when `lease` is set).
+    fn router(&self, lease: Option<&Lease>, name: &str, parts: RouterParts) -> http::Router {
+        let RouterParts {
+            routes,
+            backends,
+            accrual,
+            budget,
+        } = parts;
+        let make = |rx, accrual| balance::balancer(rx, self.factory.clone(), accrual);
+        let (balancers, budget) = match lease {
+            Some(lease) => (
+                lease.balancers(&backends, accrual, make),
+                lease.budget(budget.as_ref()),
+            ),
+            None => (
+                backends
+                    .iter()
+                    .map(|(path, rx)| (path.clone(), make(rx.clone(), accrual)))
+                    .collect(),
+                Arc::new(discover::budget_for(budget.as_ref())),
+            ),
+        };
+        http::Router {
+            metrics: self.metrics.route.clone(),
+            routes,
+            backends: balancers,
+            budget,
+            name: HeaderValue::from_str(name).unwrap_or_else(|_| HeaderValue::from_static("")),
         }
     }
 
