@@ -24,7 +24,7 @@ use kube::{
 use serde_json::json;
 use trellis_crds::v1alpha1::mesh::Mesh;
 use trellis_tests::{
-    cluster, eventually, k8s,
+    cluster, eventually, gateway, k8s,
     real_node::{self, Stats},
 };
 
@@ -56,11 +56,14 @@ async fn the_mesh_runs_on_real_pods_from_install_to_delete() {
 async fn run(client: Client, apps: String) {
     // A fresh install: earlier tests leave config/install applied with kwok's fake pods.
     uninstall(&client, &apps).await;
+    gateway::install_crds(&client).await;
     install(&client).await;
     apply_mesh(&client).await;
     let demo = deploy_workloads(&client, &apps).await;
     every_protocol_flows_over_mtls(&client, &apps, &demo).await;
     authorization_denies_then_allows(&client, &apps, &demo).await;
+    a_canary_split_moves_traffic_as_its_weights_change(&client, &apps, &demo).await;
+    route_authorization_admits_one_path_and_denies_another(&client, &apps).await;
     admission_with_and_without_a_controller(&client, &apps).await;
     a_missing_image_is_reported_and_changes_nothing(&client, &demo).await;
     upgrade_rolls_the_control_plane_without_failed_requests(&client, &demo).await;
@@ -413,6 +416,204 @@ async fn authorization_denies_then_allows(client: &Client, ns: &str, demo: &Demo
             name,
         ])
         .await;
+        assert!(ok, "delete {kind} {name}: {err}");
+    }
+}
+
+/// One demo server pod of Deployment `name` (`app=<name>`, ServiceAccount `web`).
+fn web_deployment_yaml(name: &str) -> String {
+    k8s::deployment_yaml(
+        name,
+        1,
+        json!({}),
+        json!({
+            "serviceAccountName": "web",
+            "containers": [{
+                "name": "web", "image": real_node::demo_image(), "imagePullPolicy": "Never",
+                "args": ["server"],
+                "ports": [{ "name": "http", "containerPort": 8080 }],
+                "readinessProbe": { "httpGet": { "path": "/healthz", "port": 8080 }, "periodSeconds": 1 },
+            }],
+        }),
+    )
+}
+
+/// A Service `name` on port 80 for the demo servers labelled `app=<app>`.
+fn web_service_yaml(name: &str, app: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n\
+         spec: {{selector: {{app: {app}}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n"
+    )
+}
+
+/// The demo HTTP/1.1 client's answers over three seconds: (from `web-v2` pods, from others, failed).
+async fn one_window(demo: &Demo) -> Result<(u64, u64, u64), String> {
+    real_node::stats(demo.client, 9001, true).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = real_node::stats(demo.client, 9001, false).await?;
+    let v2 = s.answered_by("web-v2");
+    let all: u64 = s.servers.values().sum();
+    Ok((v2, all - v2, s.failed))
+}
+
+/// An HTTPRoute on the `web` Service splits its traffic between `web-v1` (the existing web
+/// pods) and `web-v2` (a new Deployment); the demo client's requests follow each change of
+/// the weights, on their open connections, without failures.
+async fn a_canary_split_moves_traffic_as_its_weights_change(
+    client: &Client,
+    ns: &str,
+    demo: &Demo,
+) {
+    let yaml = format!(
+        "{}---\n{}---\n{}",
+        web_service_yaml("web-v1", "web"),
+        web_service_yaml("web-v2", "web-v2"),
+        web_deployment_yaml("web-v2")
+    );
+    k8s::apply_yaml(client, Some(ns), &yaml).await.unwrap();
+    real_node::rollout(client, ns, "web-v2", ROLLOUT_TIMEOUT).await;
+    for (w1, w2) in [(100, 0), (50, 50), (0, 100)] {
+        let route =
+            gateway::split_route_yaml("web-canary", "web", 80, &[("web-v1", w1), ("web-v2", w2)]);
+        k8s::apply_yaml(client, Some(ns), &route).await.unwrap();
+        let (v2, v1, failed) = eventually(
+            &format!("web-v1/web-v2 at {w1}/{w2}"),
+            TRAFFIC_TIMEOUT,
+            || async {
+                let (v2, v1, failed) = one_window(demo).await?;
+                let converged = v1 + v2 >= 15
+                    && match (w1, w2) {
+                        (_, 0) => v2 == 0,
+                        (0, _) => v1 == 0,
+                        _ => v1 >= 3 && v2 >= 3,
+                    };
+                if converged && failed == 0 {
+                    Ok((v2, v1, failed))
+                } else {
+                    Err(format!("v1 {v1}, v2 {v2}, failed {failed}"))
+                }
+            },
+        )
+        .await;
+        eprintln!("canary {w1}/{w2}: web-v1 {v1}, web-v2 {v2}, failed {failed}");
+    }
+    let (ok, _, err) = cluster::kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "httproute.gateway.networking.k8s.io",
+        "web-canary",
+    ])
+    .await;
+    assert!(ok, "delete the route: {err}");
+    eventually("traffic back on the web pods", TRAFFIC_TIMEOUT, || async {
+        let (v2, v1, failed) = one_window(demo).await?;
+        if v2 == 0 && v1 >= 15 && failed == 0 {
+            Ok(())
+        } else {
+            Err(format!("v1 {v1}, v2 {v2}, failed {failed}"))
+        }
+    })
+    .await;
+}
+
+/// On the `web-v2` pods' HTTP port, a Server with two HTTPRoutes and an AuthorizationPolicy
+/// that targets only one of them: the prober's requests on that route's path are admitted,
+/// those on the other path of the same port get 403.
+async fn route_authorization_admits_one_path_and_denies_another(client: &Client, ns: &str) {
+    let containers: Vec<serde_json::Value> = [
+        ("public", "/status/200", 9011),
+        ("admin", "/status/201", 9012),
+    ]
+    .iter()
+    .map(|(name, path, port)| {
+        json!({
+            "name": name, "image": real_node::demo_image(), "imagePullPolicy": "Never",
+            "args": ["client", "--target", format!("web-v2.{ns}.svc.cluster.local:80"),
+                     "--path", path, "--rate", "5", "--stats-addr", format!("0.0.0.0:{port}")],
+        })
+    })
+    .collect();
+    let prober = k8s::deployment_yaml(
+        "prober",
+        1,
+        json!({}),
+        json!({ "serviceAccountName": "prober", "containers": containers }),
+    );
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: prober}}
+---
+{prober}---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: Server
+metadata: {{name: web-v2-http}}
+spec: {{podSelector: {{matchLabels: {{app: web-v2}}}}, port: http, accessPolicy: deny}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web-v2-public}}
+spec:
+  parentRefs: [{{group: policy.trellis.dev, kind: Server, name: web-v2-http}}]
+  rules: [{{matches: [{{path: {{type: Exact, value: /status/200}}}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web-v2-admin}}
+spec:
+  parentRefs: [{{group: policy.trellis.dev, kind: Server, name: web-v2-http}}]
+  rules: [{{matches: [{{path: {{type: Exact, value: /status/201}}}}]}}]
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {{name: probers}}
+spec: {{identities: ["{}"]}}
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: web-v2-public-from-probers}}
+spec:
+  targetRef: {{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web-v2-public}}
+  requiredAuthenticationRefs:
+    - {{group: policy.trellis.dev, kind: MeshTLSAuthentication, name: probers}}
+"#,
+        identity("prober", ns)
+    );
+    k8s::apply_yaml(client, Some(ns), &yaml).await.unwrap();
+    real_node::rollout(client, ns, "prober", ROLLOUT_TIMEOUT).await;
+    let prober = real_node::pod_ip(&real_node::ready_pods(client, ns, "app=prober").await[0]);
+    eventually(
+        "the public path admitted and the admin path denied",
+        TRAFFIC_TIMEOUT,
+        || async {
+            real_node::stats(prober, 9011, true).await?;
+            real_node::stats(prober, 9012, true).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let public = real_node::stats(prober, 9011, false).await?;
+            let admin = real_node::stats(prober, 9012, false).await?;
+            if public.ok >= 5 && public.failed == 0 && admin.outcome("403") >= 5 && admin.ok == 0 {
+                Ok(())
+            } else {
+                Err(format!("public {public:?}, admin {admin:?}"))
+            }
+        },
+    )
+    .await;
+    for (kind, name) in [
+        ("deployment.apps", "prober"),
+        (
+            "authorizationpolicy.policy.trellis.dev",
+            "web-v2-public-from-probers",
+        ),
+        ("httproute.gateway.networking.k8s.io", "web-v2-public"),
+        ("httproute.gateway.networking.k8s.io", "web-v2-admin"),
+        ("server.policy.trellis.dev", "web-v2-http"),
+        ("deployment.apps", "web-v2"),
+        ("service", "web-v2"),
+        ("service", "web-v1"),
+    ] {
+        let (ok, _, err) = cluster::kubectl(&["-n", ns, "delete", kind, name]).await;
         assert!(ok, "delete {kind} {name}: {err}");
     }
 }
