@@ -330,6 +330,16 @@ impl MeshNet {
     /// Creates a ClusterIP Service `name` selecting `app=<name>` on `ports` and makes its DNS
     /// names resolve in every pod; returns its cluster IP.
     pub async fn add_service(&mut self, name: &str, ports: &[(&str, u16)]) -> Ipv4Addr {
+        self.add_service_selecting(name, name, ports).await
+    }
+
+    /// As [`Self::add_service`], for a Service selecting `app=<app>`.
+    pub async fn add_service_selecting(
+        &mut self,
+        name: &str,
+        app: &str,
+        ports: &[(&str, u16)],
+    ) -> Ipv4Addr {
         let ports: Vec<_> = ports
             .iter()
             .map(|(port_name, port)| json!({ "name": port_name, "port": port, "targetPort": port }))
@@ -337,7 +347,7 @@ impl MeshNet {
         let yaml = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": { "name": name, "namespace": self.ns },
-            "spec": { "selector": { "app": name }, "ports": ports },
+            "spec": { "selector": { "app": app }, "ports": ports },
         });
         let services: Api<k8s_openapi::api::core::v1::Service> =
             Api::namespaced(self.client.clone(), &self.ns);

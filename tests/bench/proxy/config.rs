@@ -12,16 +12,25 @@ pub(crate) enum Setup {
     DirectVeth,
     /// Meshed client and server pods: the Trellis proxy pair over mTLS.
     Trellis,
+    /// As `trellis`, through a Service with a table of [`crate::topology::ROUTES`] HTTPRoutes
+    /// (the request matches the last, least specific one): what routing costs.
+    TrellisRoutes,
 }
 
 impl Setup {
-    pub(crate) const ALL: [Setup; 3] = [Setup::Direct, Setup::DirectVeth, Setup::Trellis];
+    pub(crate) const ALL: [Setup; 4] = [
+        Setup::Direct,
+        Setup::DirectVeth,
+        Setup::Trellis,
+        Setup::TrellisRoutes,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Setup::Direct => "direct",
             Setup::DirectVeth => "direct-veth",
             Setup::Trellis => "trellis",
+            Setup::TrellisRoutes => "trellis-routes",
         }
     }
 
@@ -30,7 +39,9 @@ impl Setup {
             .into_iter()
             .find(|s| s.name() == name)
             .unwrap_or_else(|| {
-                panic!("unknown configuration {name:?}; known: direct, direct-veth, trellis")
+                panic!(
+                    "unknown configuration {name:?}; known: direct, direct-veth, trellis, trellis-routes"
+                )
             })
     }
 }

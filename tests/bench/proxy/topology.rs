@@ -10,6 +10,7 @@ use std::{net::Ipv4Addr, path::Path, process::Command, sync::Arc};
 
 use kube::Client;
 use trellis_tests::{
+    DEFAULT_TIMEOUT, cluster, eventually, gateway, k8s,
     mesh::MeshNet,
     netns::{NsProcess, PodNs},
 };
@@ -18,6 +19,9 @@ use crate::{
     config::{Config, Dial, Setup},
     nginx,
 };
+
+/// HTTPRoutes on the `trellis-routes` Service.
+pub(crate) const ROUTES: usize = 50;
 
 /// Address of the unmeshed client namespace.
 const PLAIN_CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
@@ -67,12 +71,25 @@ impl Topology {
 /// Starts the mesh, the unmeshed namespaces, both nginx instances and both proxies, and
 /// pins nginx and the proxies to the server CPU.
 pub(crate) async fn build(client: Client, ns: &str, config: &Config, dir: &Path) -> Topology {
-    let mut mesh = MeshNet::start(client, ns).await;
+    let routed = config.setups.contains(&Setup::TrellisRoutes);
+    if routed {
+        gateway::install_crds(&client).await;
+    }
+    let mut mesh = MeshNet::start(client.clone(), ns).await;
     let plain_server = mesh.add_plain_pod("srv", PLAIN_SERVER);
     let plain_client = mesh.add_plain_pod("cli", PLAIN_CLIENT);
     let plain_nginx = nginx::start(&plain_server, &dir.join("nginx-plain")).await;
 
     let svc_ip = mesh.add_service("web", &[("http", nginx::PORT)]).await;
+    let routes_ip = if routed {
+        let ip = mesh
+            .add_service_selecting("web-routes", "web", &[("http", nginx::PORT)])
+            .await;
+        add_routes(&client, ns).await;
+        Some(ip)
+    } else {
+        None
+    };
     let web = mesh
         .add_pod("web", "web", "web", &[("http", nginx::PORT)])
         .await;
@@ -105,10 +122,13 @@ pub(crate) async fn build(client: Client, ns: &str, config: &Config, dir: &Path)
                 url: url(PLAIN_SERVER),
                 processes: vec![nginx_watched(&plain_nginx)],
             },
-            Setup::Trellis => Target {
+            Setup::Trellis | Setup::TrellisRoutes => Target {
                 setup,
                 client: meshed_client.clone(),
-                url: url(trellis_addr),
+                url: url(match (setup, routes_ip) {
+                    (Setup::TrellisRoutes, Some(ip)) => ip,
+                    _ => trellis_addr,
+                }),
                 processes: vec![
                     nginx_watched(&mesh_nginx),
                     Watched {
@@ -130,6 +150,49 @@ pub(crate) async fn build(client: Client, ns: &str, config: &Config, dir: &Path)
         _nginx: vec![plain_nginx, mesh_nginx],
         mesh,
     }
+}
+
+/// [`ROUTES`] HTTPRoutes on `web-routes`: `/r<i>` prefixes and a catch-all, which the
+/// bench's `GET /` matches; waits until the controller has accepted the last one.
+async fn add_routes(client: &Client, ns: &str) {
+    let route = |i: usize, prefix: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r{i}}}\n\
+             spec:\n  parentRefs: [{{group: core, kind: Service, name: web-routes, port: {}}}]\n  \
+             rules: [{{matches: [{{path: {{type: PathPrefix, value: '{prefix}'}}}}]}}]\n",
+            nginx::PORT
+        )
+    };
+    let yaml: Vec<String> = (0..ROUTES - 1)
+        .map(|i| route(i, &format!("/r{i}")))
+        .chain([route(ROUTES - 1, "/")])
+        .collect();
+    k8s::apply_yaml(client, Some(ns), &yaml.join("---\n"))
+        .await
+        .expect("apply the bench's routes");
+    let last = format!("r{}", ROUTES - 1);
+    eventually(
+        "the controller to accept the bench's routes",
+        DEFAULT_TIMEOUT,
+        || async {
+            let (ok, out, err) = cluster::kubectl(&[
+                "-n",
+                ns,
+                "get",
+                "httproute.gateway.networking.k8s.io",
+                &last,
+                "-o",
+                "jsonpath={.status.parents[0].conditions[?(@.type==\"Accepted\")].status}",
+            ])
+            .await;
+            if ok && out.trim() == "True" {
+                Ok(())
+            } else {
+                Err(format!("{out}{err}"))
+            }
+        },
+    )
+    .await;
 }
 
 fn nginx_watched(process: &NsProcess) -> Watched {
