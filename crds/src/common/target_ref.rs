@@ -11,13 +11,27 @@ use super::{
 };
 use crate::POLICY_GROUP;
 
-/// The kinds of object an AuthorizationPolicy may target: `Server` or `Namespace`.
+/// The kinds of object an AuthorizationPolicy may target: `Server`, `Namespace`, `HTTPRoute`
+/// or `GRPCRoute`.
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PolicyTargetKind {
     /// A Server (policy.trellis.dev) in the policy's namespace: the policy applies to its port.
     Server,
     /// The policy's own namespace: the policy applies to every Server in it.
     Namespace,
+    /// An HTTPRoute (gateway.networking.k8s.io) in the policy's namespace whose parent is a
+    /// Server: the policy applies to that route's requests only.
+    HTTPRoute,
+    /// A GRPCRoute (gateway.networking.k8s.io) in the policy's namespace whose parent is a
+    /// Server: the policy applies to that route's requests only.
+    GRPCRoute,
+}
+
+impl PolicyTargetKind {
+    /// Whether the target is a route (the policy authorizes that route's requests only).
+    pub fn is_route(self) -> bool {
+        matches!(self, Self::HTTPRoute | Self::GRPCRoute)
+    }
 }
 
 /// The object a policy applies to, in the policy's namespace.
@@ -26,18 +40,23 @@ pub enum PolicyTargetKind {
 #[schemars(extend(
     "x-kubernetes-validations" = [
         group_matches_kind(
-            "self.kind == 'Server' ? 'policy.trellis.dev' : ''",
-            "policy.trellis.dev for Server, \"\" (core) for Namespace",
+            "self.kind == 'Server' ? 'policy.trellis.dev' : \
+             (self.kind == 'Namespace' ? '' : 'gateway.networking.k8s.io')",
+            "policy.trellis.dev for Server, \"\" (core) for Namespace, \
+             gateway.networking.k8s.io for HTTPRoute and GRPCRoute",
         ),
     ],
 ))]
 pub struct PolicyTargetRef {
     /// API group of `kind`. Optional: when omitted it is the kind's own group,
-    /// `policy.trellis.dev` for Server and `""` (core) for Namespace.
+    /// `policy.trellis.dev` for Server, `""` (core) for Namespace and
+    /// `gateway.networking.k8s.io` for HTTPRoute and GRPCRoute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub group: Option<String>,
-    /// Kind of the target: `Server` or `Namespace`. (HTTPRoute targets are planned.)
+    /// Kind of the target: `Server`, `Namespace`, or `HTTPRoute` / `GRPCRoute` (a route
+    /// attached to a Server: the policy then authorizes that route's requests only, besides
+    /// what the Server's own policies allow).
     pub kind: PolicyTargetKind,
     /// Name of the target. For kind Namespace it must be the policy's own namespace.
     #[schemars(length(min = 1, max = DNS_SUBDOMAIN_MAX_LENGTH), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
@@ -51,6 +70,9 @@ impl PolicyTargetRef {
             (Some(group), _) => group,
             (None, PolicyTargetKind::Server) => POLICY_GROUP,
             (None, PolicyTargetKind::Namespace) => "",
+            (None, PolicyTargetKind::HTTPRoute | PolicyTargetKind::GRPCRoute) => {
+                crate::gateway::GROUP
+            }
         }
     }
 }

@@ -85,6 +85,11 @@ impl ParentReference {
         self.kind.as_deref() == Some("Service")
             && matches!(self.group.as_deref(), Some("" | "core"))
     }
+
+    /// Whether the parent is a Trellis Server (an inbound route).
+    pub fn is_server(&self) -> bool {
+        self.kind.as_deref() == Some("Server") && self.group.as_deref() == Some(crate::POLICY_GROUP)
+    }
 }
 
 /// A reference from a rule to a backend (for the mesh: a Service port).

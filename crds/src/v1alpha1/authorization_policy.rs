@@ -1,4 +1,5 @@
-//! AuthorizationPolicy: which authenticated clients may reach a Server or a whole namespace.
+//! AuthorizationPolicy: which authenticated clients may reach a Server, a whole namespace, or
+//! one route of a Server.
 
 use kube::core::Rule;
 
@@ -13,8 +14,9 @@ policy_status_kind! {
         group = "policy.trellis.dev",
         kind = "AuthorizationPolicy",
         shortname = "tauthz",
-        doc = "An AuthorizationPolicy allows clients to connect to a Server, or to every Server in \
-               a namespace, when they satisfy all of its required authentications.",
+        doc = "An AuthorizationPolicy allows clients to connect to a Server, to every Server in \
+               a namespace, or to one HTTPRoute or GRPCRoute of a Server, when they satisfy all \
+               of its required authentications.",
         printcolumn(
             name = "Target-Kind",
             type_ = "string",
@@ -30,7 +32,8 @@ policy_status_kind! {
     )]
     accepted_column = "Whether proxies use this policy";
     pub struct AuthorizationPolicySpec {
-        /// The Server, or the Namespace (this policy's own), that this policy applies to.
+        /// The Server, the Namespace (this policy's own), or the HTTPRoute / GRPCRoute of a
+        /// Server, that this policy applies to.
         pub target_ref: PolicyTargetRef,
         /// Authentications a client must all satisfy: at most one MeshTLSAuthentication or
         /// ServiceAccount, and at most one NetworkAuthentication. An empty list (`[]`) allows

@@ -43,6 +43,8 @@ async fn validate(
                 )))
             }
         }
+        // A route target that does not exist yet is reported in the policy's status.
+        PolicyTargetKind::HTTPRoute | PolicyTargetKind::GRPCRoute => Ok(Verdict::allow()),
         PolicyTargetKind::Server => {
             let exists = lookup
                 .server_exists(namespace, &target.name)

@@ -19,7 +19,7 @@ use trellis_crds::{
     common::{
         access_policy::AccessPolicy,
         port::Port,
-        target_ref::{AuthenticationKind, PolicyTargetKind},
+        target_ref::{AuthenticationKind, PolicyTargetKind, PolicyTargetRef},
     },
     v1alpha1::{
         authorization_policy::{AuthorizationPolicy, AuthorizationPolicySpec},
@@ -29,7 +29,7 @@ use trellis_crds::{
     },
 };
 
-use super::{Index, endpoints::PodInfo};
+use super::{Index, endpoints::PodInfo, routes::AnyRoute};
 use crate::control_plane::destination::LookupError;
 
 /// Policy objects by `(namespace, name)`.
@@ -216,6 +216,21 @@ fn with_probes(mut policy: ServerPolicy, pod: &PodInfo, port: u16) -> ServerPoli
     policy
 }
 
+/// Whether `target` names `route` (same kind and name; the namespace is the policy's).
+pub(super) fn targets_route(target: &PolicyTargetRef, route: AnyRoute<'_>) -> bool {
+    let kind = match target.kind {
+        PolicyTargetKind::HTTPRoute => "HTTPRoute",
+        PolicyTargetKind::GRPCRoute => "GRPCRoute",
+        PolicyTargetKind::Server | PolicyTargetKind::Namespace => return false,
+    };
+    kind == route.kind() && target.name == route.name()
+}
+
+/// Sorts authorizations by the policy that grants them, so answers are stable.
+fn sort_authorizations(authorizations: &mut [Authorization]) {
+    authorizations.sort_by(|a, b| format!("{:?}", a.meta).cmp(&format!("{:?}", b.meta)));
+}
+
 fn parse_net(cidr: &str) -> Option<ipnet::IpNet> {
     cidr.parse::<ipnet::IpNet>()
         .ok()
@@ -265,13 +280,14 @@ impl Index {
                 .filter(|(_, p)| match p.spec.target_ref.kind {
                     PolicyTargetKind::Server => p.spec.target_ref.name == name,
                     PolicyTargetKind::Namespace => p.spec.target_ref.name == *ns,
+                    PolicyTargetKind::HTTPRoute | PolicyTargetKind::GRPCRoute => false,
                 })
                 .filter_map(|(pname, p)| self.authorization(ns, pname, &p.spec))
                 .collect();
-        authorizations.sort_by(|a, b| format!("{:?}", a.meta).cmp(&format!("{:?}", b.meta)));
-        if authorizations.is_empty() {
-            authorizations = access_default(server.spec.access_policy).authorizations(networks);
-        }
+        sort_authorizations(&mut authorizations);
+        // The access policy admits what no AuthorizationPolicy does (listed after them, so
+        // metrics credit a policy when both admit).
+        authorizations.extend(access_default(server.spec.access_policy).authorizations(networks));
         Ok(with_probes(
             ServerPolicy {
                 meta: Meta::Resource {
@@ -281,11 +297,22 @@ impl Index {
                 },
                 protocol,
                 authorizations,
-                routes: Vec::new(),
+                routes: self.server_routes(ns, name),
             },
             pod,
             spec.port,
         ))
+    }
+
+    /// The authorizations of the AuthorizationPolicies that target `route` (in `ns`).
+    pub(super) fn route_authorizations(&self, ns: &str, route: AnyRoute<'_>) -> Vec<Authorization> {
+        let mut authorizations: Vec<Authorization> =
+            in_namespace(&self.policy.authorization_policies, ns)
+                .filter(|(_, p)| targets_route(&p.spec.target_ref, route))
+                .filter_map(|(pname, p)| self.authorization(ns, pname, &p.spec))
+                .collect();
+        sort_authorizations(&mut authorizations);
+        authorizations
     }
 
     fn namespace_opaque_port(&self, ns: &str, port: u16) -> bool {
@@ -425,3 +452,6 @@ fn mesh_tls(
         suffixes,
     }
 }
+
+#[cfg(test)]
+mod tests;

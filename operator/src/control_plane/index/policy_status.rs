@@ -4,6 +4,7 @@
 //!   same port and pod selector: proxies use the earlier one, so this one is False with
 //!   `Conflict` naming it.
 //! - An AuthorizationPolicy is Accepted when its target and every required authentication
+//!   (a Server, HTTPRoute or GRPCRoute in its namespace) and every required authentication
 //!   exist (False with `RefNotFound` naming the missing object) and a Namespace target is its
 //!   own namespace (False with `Invalid`).
 
@@ -15,7 +16,7 @@ use trellis_crds::{
     v1alpha1::{authorization_policy::AuthorizationPolicy, server::Server},
 };
 
-use super::{Index, routes::status::WantedCondition};
+use super::{Index, policy::targets_route, routes::status::WantedCondition};
 
 fn accepted(status: bool, reason: &'static str, message: String) -> WantedCondition {
     WantedCondition {
@@ -89,6 +90,22 @@ impl Index {
                 );
             }
             PolicyTargetKind::Namespace => {}
+            PolicyTargetKind::HTTPRoute | PolicyTargetKind::GRPCRoute => {
+                let found = self
+                    .routes
+                    .all()
+                    .any(|r| r.namespace() == ns && targets_route(target, r));
+                if !found {
+                    return accepted(
+                        false,
+                        reasons::REF_NOT_FOUND,
+                        format!(
+                            "spec.targetRef: {:?} {ns}/{} not found",
+                            target.kind, target.name
+                        ),
+                    );
+                }
+            }
         }
         for (i, r) in policy.spec.required_authentication_refs.iter().enumerate() {
             let rns = r.namespace.clone().unwrap_or_else(|| ns.to_string());

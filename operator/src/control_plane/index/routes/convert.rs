@@ -17,10 +17,10 @@ use trellis_api::{
 };
 use trellis_crds::gateway::{
     self, BackendRef, NameValueMatch, StringMatchType,
-    grpc_route::{GRPCRoute, GrpcFilterType, GrpcRouteFilter},
+    grpc_route::{GRPCRoute, GrpcFilterType, GrpcRouteFilter, GrpcRouteRule},
     http_route::{
-        HTTPRoute, HttpFilterType, HttpPathMatch, HttpRouteFilter, HttpRouteTimeouts,
-        PathMatchType, PathModifierType,
+        HTTPRoute, HttpFilterType, HttpPathMatch, HttpRouteFilter, HttpRouteRule,
+        HttpRouteTimeouts, PathMatchType, PathModifierType,
     },
 };
 
@@ -88,7 +88,7 @@ impl Converted {
     }
 }
 
-fn route_ref(kind: &str, namespace: &str, name: &str) -> RouteRef {
+pub(super) fn route_ref(kind: &str, namespace: &str, name: &str) -> RouteRef {
     RouteRef::Resource {
         group: gateway::GROUP.to_string(),
         kind: kind.to_string(),
@@ -156,67 +156,7 @@ pub fn http_route(
             timeouts,
             retry: retry.clone(),
         };
-        let matches: Vec<(RequestMatch, Precedence)> = if rule.matches.is_empty() {
-            vec![(
-                RequestMatch {
-                    path: Some(PathMatch::Prefix("/".into())),
-                    ..RequestMatch::default()
-                },
-                Precedence {
-                    path_rank: 1,
-                    path_len: 1,
-                    ..Precedence::default()
-                },
-            )]
-        } else {
-            rule.matches
-                .iter()
-                .enumerate()
-                .map(|(j, m)| {
-                    let field = format!("{field}.matches[{j}]");
-                    let path = m
-                        .path
-                        .as_ref()
-                        .and_then(|p| path_match(p, &format!("{field}.path"), &mut out));
-                    let headers = name_matches(&m.headers, &format!("{field}.headers"), &mut out);
-                    let query =
-                        name_matches(&m.query_params, &format!("{field}.queryParams"), &mut out);
-                    let method = m.method.as_ref().and_then(|s| {
-                        http::Method::from_bytes(s.as_bytes())
-                            .map_err(|_| {
-                                out.invalid.push(RouteError::Unsupported {
-                                    field: format!("{field}.method"),
-                                    value: s.clone(),
-                                    expected: "an HTTP method like GET",
-                                })
-                            })
-                            .ok()
-                    });
-                    let (path_rank, path_len) = match &path {
-                        Some(PathMatch::Exact(p)) => (3, p.len()),
-                        Some(PathMatch::Regex(p)) => (2, p.len()),
-                        Some(PathMatch::Prefix(p)) => (1, p.len()),
-                        None => (0, 0),
-                    };
-                    let precedence = Precedence {
-                        path_rank,
-                        path_len,
-                        method: method.is_some(),
-                        headers: headers.len(),
-                        query: query.len(),
-                        ..Precedence::default()
-                    };
-                    let m = RequestMatch {
-                        path,
-                        headers,
-                        query,
-                        method,
-                        rpc: None,
-                    };
-                    (m, precedence)
-                })
-                .collect()
-        };
+        let matches = http_matches(rule, &field, &mut out);
         push_entries(
             &mut out,
             i,
@@ -284,50 +224,7 @@ pub fn grpc_route(
             timeouts,
             retry: retry.clone(),
         };
-        let matches: Vec<(RequestMatch, Precedence)> = if rule.matches.is_empty() {
-            vec![(RequestMatch::default(), Precedence::default())]
-        } else {
-            rule.matches
-                .iter()
-                .enumerate()
-                .map(|(j, m)| {
-                    let field = format!("{field}.matches[{j}]");
-                    let headers = name_matches(&m.headers, &format!("{field}.headers"), &mut out);
-                    let rpc = m.method.as_ref().and_then(|method| match method.type_ {
-                        StringMatchType::Exact => Some(RpcMatch {
-                            service: method.service.clone(),
-                            method: method.method.clone(),
-                        }),
-                        StringMatchType::RegularExpression | StringMatchType::Unknown => {
-                            out.invalid.push(RouteError::Unsupported {
-                                field: format!("{field}.method.type"),
-                                value: format!("{:?}", method.type_),
-                                expected: "Exact",
-                            });
-                            None
-                        }
-                    });
-                    let precedence = Precedence {
-                        rpc_service_len: rpc
-                            .as_ref()
-                            .and_then(|r| r.service.as_ref())
-                            .map_or(0, String::len),
-                        rpc_method_len: rpc
-                            .as_ref()
-                            .and_then(|r| r.method.as_ref())
-                            .map_or(0, String::len),
-                        headers: headers.len(),
-                        ..Precedence::default()
-                    };
-                    let m = RequestMatch {
-                        headers,
-                        rpc,
-                        ..RequestMatch::default()
-                    };
-                    (m, precedence)
-                })
-                .collect()
-        };
+        let matches = grpc_matches(rule, &field, &mut out);
         push_entries(
             &mut out,
             i,
@@ -339,6 +236,127 @@ pub fn grpc_route(
         );
     }
     out
+}
+
+/// The matches of an HTTPRoute rule (`field` is `spec.rules[i]`) with their precedence; a
+/// rule with no match matches every request, as a `/` prefix.
+pub(super) fn http_matches(
+    rule: &HttpRouteRule,
+    field: &str,
+    out: &mut Converted,
+) -> Vec<(RequestMatch, Precedence)> {
+    if rule.matches.is_empty() {
+        vec![(
+            RequestMatch {
+                path: Some(PathMatch::Prefix("/".into())),
+                ..RequestMatch::default()
+            },
+            Precedence {
+                path_rank: 1,
+                path_len: 1,
+                ..Precedence::default()
+            },
+        )]
+    } else {
+        rule.matches
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                let field = format!("{field}.matches[{j}]");
+                let path = m
+                    .path
+                    .as_ref()
+                    .and_then(|p| path_match(p, &format!("{field}.path"), out));
+                let headers = name_matches(&m.headers, &format!("{field}.headers"), out);
+                let query = name_matches(&m.query_params, &format!("{field}.queryParams"), out);
+                let method = m.method.as_ref().and_then(|s| {
+                    http::Method::from_bytes(s.as_bytes())
+                        .map_err(|_| {
+                            out.invalid.push(RouteError::Unsupported {
+                                field: format!("{field}.method"),
+                                value: s.clone(),
+                                expected: "an HTTP method like GET",
+                            })
+                        })
+                        .ok()
+                });
+                let (path_rank, path_len) = match &path {
+                    Some(PathMatch::Exact(p)) => (3, p.len()),
+                    Some(PathMatch::Regex(p)) => (2, p.len()),
+                    Some(PathMatch::Prefix(p)) => (1, p.len()),
+                    None => (0, 0),
+                };
+                let precedence = Precedence {
+                    path_rank,
+                    path_len,
+                    method: method.is_some(),
+                    headers: headers.len(),
+                    query: query.len(),
+                    ..Precedence::default()
+                };
+                let m = RequestMatch {
+                    path,
+                    headers,
+                    query,
+                    method,
+                    rpc: None,
+                };
+                (m, precedence)
+            })
+            .collect()
+    }
+}
+
+/// The matches of a GRPCRoute rule (`field` is `spec.rules[i]`) with their precedence.
+pub(super) fn grpc_matches(
+    rule: &GrpcRouteRule,
+    field: &str,
+    out: &mut Converted,
+) -> Vec<(RequestMatch, Precedence)> {
+    if rule.matches.is_empty() {
+        vec![(RequestMatch::default(), Precedence::default())]
+    } else {
+        rule.matches
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                let field = format!("{field}.matches[{j}]");
+                let headers = name_matches(&m.headers, &format!("{field}.headers"), out);
+                let rpc = m.method.as_ref().and_then(|method| match method.type_ {
+                    StringMatchType::Exact => Some(RpcMatch {
+                        service: method.service.clone(),
+                        method: method.method.clone(),
+                    }),
+                    StringMatchType::RegularExpression | StringMatchType::Unknown => {
+                        out.invalid.push(RouteError::Unsupported {
+                            field: format!("{field}.method.type"),
+                            value: format!("{:?}", method.type_),
+                            expected: "Exact",
+                        });
+                        None
+                    }
+                });
+                let precedence = Precedence {
+                    rpc_service_len: rpc
+                        .as_ref()
+                        .and_then(|r| r.service.as_ref())
+                        .map_or(0, String::len),
+                    rpc_method_len: rpc
+                        .as_ref()
+                        .and_then(|r| r.method.as_ref())
+                        .map_or(0, String::len),
+                    headers: headers.len(),
+                    ..Precedence::default()
+                };
+                let m = RequestMatch {
+                    headers,
+                    rpc,
+                    ..RequestMatch::default()
+                };
+                (m, precedence)
+            })
+            .collect()
+    }
 }
 
 fn push_entries(
@@ -450,7 +468,7 @@ fn missing(field: &str, name: &str, out: &mut Converted) -> Option<Filter> {
     None
 }
 
-fn http_filter(f: &HttpRouteFilter, field: &str, out: &mut Converted) -> Option<Filter> {
+pub(super) fn http_filter(f: &HttpRouteFilter, field: &str, out: &mut Converted) -> Option<Filter> {
     match f.type_ {
         HttpFilterType::RequestHeaderModifier => match &f.request_header_modifier {
             Some(m) => Some(Filter::RequestHeaders(header_modifier(m))),
@@ -533,7 +551,7 @@ fn redirect(
     }))
 }
 
-fn grpc_filter(f: &GrpcRouteFilter, field: &str, out: &mut Converted) -> Option<Filter> {
+pub(super) fn grpc_filter(f: &GrpcRouteFilter, field: &str, out: &mut Converted) -> Option<Filter> {
     match f.type_ {
         GrpcFilterType::RequestHeaderModifier => match &f.request_header_modifier {
             Some(m) => Some(Filter::RequestHeaders(header_modifier(m))),

@@ -1,5 +1,6 @@
 //! Gateway API routes attached to Services (GAMMA): which HTTPRoutes and GRPCRoutes apply to
-//! a Service port, and the ordered outbound routes proxies receive for it.
+//! a Service port, and the ordered outbound routes proxies receive for it. Routes attached to
+//! Servers are in [`inbound`].
 //!
 //! A route attaches to a Service through a `parentRefs` entry of kind `Service` (group `core`
 //! or `""`) in the route's namespace, or in the one the entry names, on the entry's port and
@@ -14,6 +15,7 @@
 pub mod annotations;
 pub mod convert;
 pub mod error;
+pub mod inbound;
 pub mod status;
 #[cfg(test)]
 mod tests;

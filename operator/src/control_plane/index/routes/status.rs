@@ -1,5 +1,11 @@
 //! The status Trellis wants on each route: per Service parent, `Accepted` and `ResolvedRefs`.
 //!
+//! Server parents (inbound routes) get the same conditions: `Accepted` is False with
+//! `NoMatchingParent` when the Server does not exist in the route's namespace, and with
+//! `UnsupportedValue` when a field cannot be used inbound; `ResolvedRefs` is True, since
+//! inbound routes do not use their backends.
+//!
+//! For Service parents:
 //! - `Accepted` is False with `NoMatchingParent` when the parent Service does not exist, and
 //!   with `UnsupportedValue` when a field or annotation is invalid (the message names every
 //!   bad field, like `spec.rules[0].timeouts.request`); such a route is not sent to proxies.
@@ -56,17 +62,76 @@ pub struct ParentStatus {
 }
 
 impl Index {
-    /// The status of every Service parent of `route` (other parents are not Trellis's).
+    /// The status of every Service and Server parent of `route` (other parents are not
+    /// Trellis's).
     pub fn route_status(&self, route: AnyRoute<'_>) -> Vec<ParentStatus> {
         route
             .parent_refs()
             .iter()
-            .filter(|p| p.is_service())
+            .filter(|p| p.is_service() || p.is_server())
             .map(|parent| ParentStatus {
                 parent_ref: parent.clone(),
-                conditions: self.parent_conditions(route, parent),
+                conditions: if parent.is_server() {
+                    self.server_parent_conditions(route, parent)
+                } else {
+                    self.parent_conditions(route, parent)
+                },
             })
             .collect()
+    }
+
+    fn server_parent_conditions(
+        &self,
+        route: AnyRoute<'_>,
+        parent: &ParentReference,
+    ) -> Vec<WantedCondition> {
+        let ns = route.namespace();
+        let exists = self
+            .policy
+            .servers
+            .contains_key(&(ns.to_string(), parent.name.clone()));
+        let converted = route.convert_inbound();
+        let accepted = if !route.attaches_to_server_via(parent, ns, &parent.name) {
+            WantedCondition::new(
+                conditions::ACCEPTED,
+                false,
+                reasons::NO_MATCHING_PARENT,
+                format!(
+                    "Server {}/{} is in another namespace than the route; a route attaches only \
+                     to Servers in its own namespace",
+                    parent.namespace.as_deref().unwrap_or_default(),
+                    parent.name
+                ),
+            )
+        } else if !exists {
+            WantedCondition::new(
+                conditions::ACCEPTED,
+                false,
+                reasons::NO_MATCHING_PARENT,
+                format!("Server {ns}/{} not found", parent.name),
+            )
+        } else if !converted.invalid.is_empty() {
+            WantedCondition::new(
+                conditions::ACCEPTED,
+                false,
+                reasons::UNSUPPORTED_VALUE,
+                converted
+                    .invalid
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        } else {
+            WantedCondition::new(conditions::ACCEPTED, true, reasons::ACCEPTED, String::new())
+        };
+        let resolved = WantedCondition::new(
+            conditions::RESOLVED_REFS,
+            true,
+            reasons::RESOLVED_REFS,
+            String::new(),
+        );
+        vec![accepted, resolved]
     }
 
     fn parent_conditions(
