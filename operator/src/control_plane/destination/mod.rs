@@ -57,6 +57,10 @@ pub trait DiscoverEndpoints: Send + Sync + 'static {
 /// Destination server metrics (`destination_*`).
 pub type DestinationMetrics = StreamMetrics;
 
+/// The label naming an endpoint's namespace: on the set of a `Get` answer, on the endpoint
+/// itself in a `GetProfile` answer.
+pub const NAMESPACE_LABEL: &str = "namespace";
+
 /// Names of the destination server's stream metrics.
 pub const STREAM_NAMES: StreamNames = StreamNames {
     prefix: "destination",
@@ -154,7 +158,7 @@ impl<D: DiscoverEndpoints> destination_server::Destination for DestinationServic
                 service: name,
                 ..
             } => BTreeMap::from([
-                ("namespace".to_string(), namespace.clone()),
+                (NAMESPACE_LABEL.to_string(), namespace.clone()),
                 ("service".to_string(), name.clone()),
             ]),
         };

@@ -1,10 +1,12 @@
 //! The index as the destination and policy servers see it: impls of their discovery traits.
 
 use tokio::sync::watch;
-use trellis_api::destination::{Context, Endpoint, Profile, Target};
+use trellis_api::destination::{Context, Profile, Target};
 
 use super::{Index, SharedIndex, profiles, routes::annotations::Annotations};
-use crate::control_plane::destination::{DiscoverEndpoints, EndpointSet, LookupError};
+use crate::control_plane::destination::{
+    DiscoverEndpoints, EndpointSet, LookupError, NAMESPACE_LABEL,
+};
 
 impl DiscoverEndpoints for SharedIndex {
     fn cluster_domain(&self) -> String {
@@ -111,16 +113,10 @@ impl Index {
         let mut profile = Profile::default_for(String::new());
         if let Some(info) = info {
             let opaque = info.is_opaque(addr.port()) || self.namespace_opaque(ns, addr.port());
-            let mut ep = Endpoint::plain(addr);
-            ep.labels.extend(info.metric_labels.clone());
-            if info.control_plane_ns.is_some() && !info.skips(addr.port()) {
-                let id = trellis_api::well_known::identity_name(
-                    &info.service_account,
-                    ns,
-                    &self.settings.trust_domain,
-                );
-                ep = ep.meshed(id, opaque);
-            }
+            let mut ep = info.endpoint(ns, addr, opaque, &self.settings.trust_domain);
+            // `Get` gives the namespace in the set's labels; a profile's endpoint has no set,
+            // so it carries the namespace itself (as Linkerd's does).
+            ep.labels.insert(NAMESPACE_LABEL.into(), ns.to_string());
             profile.opaque_protocol = opaque;
             profile.endpoint = Some(ep);
         }

@@ -284,6 +284,27 @@ impl PodInfo {
         }
     }
 
+    /// This pod's endpoint at `addr` (in `namespace`), as `Get` and `GetProfile` both give
+    /// it: the pod's metric labels, and when it is meshed (and does not skip the port) its
+    /// identity with an `h2` hint, or opaque transport when `opaque`.
+    pub fn endpoint(
+        &self,
+        namespace: &str,
+        addr: SocketAddr,
+        opaque: bool,
+        trust_domain: &str,
+    ) -> Endpoint {
+        let mut endpoint = if self.control_plane_ns.is_some() && !self.skips(addr.port()) {
+            let identity =
+                well_known::identity_name(&self.service_account, namespace, trust_domain);
+            Endpoint::plain(addr).meshed(identity, opaque)
+        } else {
+            unknown_endpoint(addr, opaque)
+        };
+        endpoint.labels.clone_from(&self.metric_labels);
+        endpoint
+    }
+
     /// Whether the kubelet probes `port`.
     pub fn is_probed(&self, port: u16) -> bool {
         self.probe_ports.contains(&port)
@@ -344,28 +365,12 @@ impl EndpointsIndex {
                     .as_ref()
                     .and_then(|p| self.pods.get(&(namespace.to_string(), p.clone())));
                 let opaque = svc.is_opaque(port) || pod.is_some_and(|p| p.is_opaque(target_port));
-                let mut endpoint = Endpoint::plain(addr);
+                let mut endpoint = match pod {
+                    Some(pod) => pod.endpoint(namespace, addr, opaque, trust_domain),
+                    None => unknown_endpoint(addr, opaque),
+                };
                 if let Some(zone) = &ep.zone {
                     endpoint.labels.insert("zone".into(), zone.clone());
-                }
-                if let Some(pod) = pod {
-                    endpoint.labels.extend(
-                        pod.metric_labels
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone())),
-                    );
-                    if pod.control_plane_ns.is_some() && !pod.skips(target_port) {
-                        let identity = well_known::identity_name(
-                            &pod.service_account,
-                            namespace,
-                            trust_domain,
-                        );
-                        endpoint = endpoint.meshed(identity, opaque);
-                    } else if opaque {
-                        endpoint.hint = ProtocolHint::Opaque;
-                    }
-                } else if opaque {
-                    endpoint.hint = ProtocolHint::Opaque;
                 }
                 set.insert(addr, endpoint);
             }
@@ -418,6 +423,15 @@ impl EndpointsIndex {
             .find(|(_, pod)| pod.ips.contains(&ip))
             .map(|((ns, name), pod)| (ns.as_str(), name.as_str(), pod))
     }
+}
+
+/// An endpoint with no pod (or an unmeshed one): no identity, opaque hint when `opaque`.
+fn unknown_endpoint(addr: SocketAddr, opaque: bool) -> Endpoint {
+    let mut endpoint = Endpoint::plain(addr);
+    if opaque {
+        endpoint.hint = ProtocolHint::Opaque;
+    }
+    endpoint
 }
 
 /// The ports the kubelet probes in `spec` (named ports resolved through `container_ports`).

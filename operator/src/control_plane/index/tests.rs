@@ -149,6 +149,59 @@ fn pod_ip_profile_carries_the_endpoint() {
 }
 
 #[test]
+fn pod_ip_profile_labels_are_those_of_get_with_the_namespace() {
+    let index = Index::shared(ClusterSettings::default());
+    index
+        .write()
+        .apply_service(&mk_service("shop", "web", serde_json::json!({})));
+    add_pod(&index, "web-1", "198.18.128.1", true);
+    index.write().apply_slice(&mk_slice(
+        "shop",
+        "web-x",
+        "web",
+        &[("web-1", "198.18.128.1", true)],
+    ));
+    let rx = index.watch_endpoints(&target()).unwrap();
+    let set = rx.borrow().clone().unwrap();
+    let from_get = &set[&"198.18.128.1:8080".parse().unwrap()];
+
+    let profile = index.profile(
+        &Target::Addr("198.18.128.1:8080".parse().unwrap()),
+        &Context::default(),
+    );
+    let from_profile = profile.endpoint.unwrap();
+    let mut expected = from_get.labels.clone();
+    expected.insert("namespace".into(), "shop".into());
+    assert_eq!(from_profile.labels, expected);
+    for label in ["pod", "deployment", "serviceaccount", "pod_template_hash"] {
+        assert!(from_profile.labels.contains_key(label), "{label}");
+    }
+    assert_eq!(from_profile.identity, from_get.identity);
+    assert_eq!(from_profile.hint, from_get.hint);
+}
+
+#[test]
+fn an_unmeshed_opaque_pod_ip_gets_the_opaque_hint_as_in_get() {
+    let index = Index::shared(ClusterSettings::default());
+    index.write().apply_pod(&mk_pod(
+        "shop",
+        "db-1",
+        "198.18.128.9",
+        false,
+        serde_json::json!({well_known::OPAQUE_PORTS_ANNOTATION: "5432"}),
+    ));
+    let profile = index.profile(
+        &Target::Addr("198.18.128.9:5432".parse().unwrap()),
+        &Context::default(),
+    );
+    let ep = profile.endpoint.unwrap();
+    assert_eq!(ep.hint, ProtocolHint::Opaque);
+    assert_eq!(ep.identity, None);
+    assert_eq!(ep.labels["namespace"], "shop");
+    assert_eq!(ep.labels["pod"], "db-1");
+}
+
+#[test]
 fn a_missing_crd_is_told_from_other_watch_errors() {
     use kube::{core::Status, runtime::watcher};
     let status = |code| {
