@@ -469,7 +469,7 @@ async fn request_and_backend_timeouts_answer_504() {
         ("/request/slow/2000", "request timeout"),
         ("/backend/slow/2000", "response timeout"),
     ] {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let rsp = Client::connect(outbound).await.get(path, &[]).await;
         assert_eq!(rsp.status(), StatusCode::GATEWAY_TIMEOUT, "{path}: {rsp:?}");
         assert_eq!(proxy_error(&rsp), reason);
@@ -743,13 +743,13 @@ async fn an_endpoint_that_cannot_be_reached_gets_no_requests() {
         &path_of("web"),
         vec![meshed_endpoint(gone, WEB_IDENTITY, "gone")],
     );
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut c = Client::connect(client.outbound_addrs[0]).await;
     let rsp = c.get("/work", &[]).await;
     assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE, "{rsp:?}");
     assert_eq!(proxy_error(&rsp), "no ready endpoints (failfast)");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     assert_eq!(
         c.get("/work", &[]).await.status(),
         StatusCode::SERVICE_UNAVAILABLE

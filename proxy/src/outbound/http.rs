@@ -60,7 +60,9 @@ async fn route(router: Arc<Router>, mut req: Request<Incoming>) -> Response<Body
     let (route, rule) = (selected.route, selected.rule);
     let metrics = route.handles(&router.metrics, router.routes.parent());
     let grpc = route.kind == RouteKind::Grpc;
-    if let Some(rsp) = rule.filters.redirect(&req, rule.matched_prefix(&req)) {
+    if rule.filters.redirects()
+        && let Some(rsp) = rule.filters.redirect(&req, rule.matched_prefix(&req))
+    {
         metrics.complete(start.elapsed().as_secs_f64(), status_of(&rsp, grpc), "");
         return rsp;
     }

@@ -74,6 +74,11 @@ impl Filters {
         out
     }
 
+    /// Whether the filters answer with a redirect.
+    pub fn redirects(&self) -> bool {
+        self.redirect.is_some()
+    }
+
     /// Applies the request edits.
     pub fn request<B>(&self, req: &mut Request<B>) {
         for edits in &self.request {
