@@ -4,26 +4,29 @@
 //! AuthorizationPolicies. Bad route input is refused by the upstream CRD schema (negative
 //! weight, malformed `timeouts`) or marked with a reason naming the field.
 //!
+//! Routes whose parent is a Server reach `InboundServerPolicies.WatchPort`, with the
+//! authorizations of the AuthorizationPolicies that target each route.
+//!
 //! The Gateway API CRDs come from `tests/cluster/build gateway-api` (cached, fetched from the
-//! Go module proxy); each test installs them.
+//! Go module proxy); each test installs them with [`gateway::install_crds`].
 
 use std::time::Duration;
 
-use k8s_openapi::{
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    apimachinery::pkg::apis::meta::v1::Condition,
-};
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Condition};
 use kube::{
-    Api, Client, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
-    discovery::Discovery,
+    Api, Client,
+    api::{DeleteParams, ListParams},
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use trellis_api::{
-    linkerd2_proxy_api::outbound::{
-        self as proto, outbound_policies_client::OutboundPoliciesClient, traffic_spec,
+    inbound::{ClientAuthentication, ServerPolicy},
+    linkerd2_proxy_api::{
+        inbound::{
+            self as inbound_proto, inbound_server_policies_client::InboundServerPoliciesClient,
+        },
+        outbound::{self as proto, outbound_policies_client::OutboundPoliciesClient, traffic_spec},
     },
     outbound::OutboundPolicy,
     route::{GrpcCode, PathMatch, RouteKind, RouteRef, RpcMatch},
@@ -43,83 +46,9 @@ use trellis_tests::{
     DEFAULT_TIMEOUT,
     cluster::{self, kubectl},
     control::spawn_on_loopback,
-    eventually,
-    k8s::{self, FIELD_MANAGER, apply_yaml, await_object, with_temp_ns},
+    eventually, gateway,
+    k8s::{self, apply_yaml, await_object, with_temp_ns},
 };
-
-/// The version `tests/cluster/versions` pins.
-fn gateway_api_version() -> String {
-    let versions = std::fs::read_to_string(cluster::repo_root().join("tests/cluster/versions"))
-        .expect("read tests/cluster/versions");
-    versions
-        .lines()
-        .find_map(|l| l.strip_prefix("GATEWAY_API_VERSION="))
-        .expect("GATEWAY_API_VERSION in tests/cluster/versions")
-        .trim()
-        .to_string()
-}
-
-/// Fetches (or reuses) the Gateway API HTTPRoute and GRPCRoute CRDs, applies them and waits
-/// until the apiserver serves both kinds.
-async fn install_gateway_crds(client: &Client) {
-    let build = cluster::repo_root().join("tests/cluster/build");
-    let out = tokio::process::Command::new(&build)
-        .arg("gateway-api")
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("run {}: {e}", build.display()));
-    assert!(
-        out.status.success(),
-        "tests/cluster/build gateway-api failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = cluster::cache_dir().join(format!("gateway-api-{}", gateway_api_version()));
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    for kind in ["httproutes", "grpcroutes"] {
-        let path = dir.join(format!("{kind}.yaml"));
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
-        api.patch(&crd.name_any(), &params, &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("apply CRD {}: {e}", crd.name_any()));
-        await_object(&api, &crd.name_any(), DEFAULT_TIMEOUT, |crd| {
-            let established = crd
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                });
-            if established {
-                Ok(())
-            } else {
-                Err("not established".to_string())
-            }
-        })
-        .await;
-    }
-    eventually(
-        "discovery to serve HTTPRoute and GRPCRoute",
-        DEFAULT_TIMEOUT,
-        || async {
-            let discovery = Discovery::new(client.clone())
-                .run()
-                .await
-                .map_err(|e| e.to_string())?;
-            for kind in ["HTTPRoute", "GRPCRoute"] {
-                let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind);
-                if discovery.resolve_gvk(&gvk).is_none() {
-                    return Err(format!("{kind} not served yet"));
-                }
-            }
-            Ok(())
-        },
-    )
-    .await;
-}
 
 /// Starts an index fed from the cluster, the status writer and a policy server on it (as
 /// `serve::run_control_plane` wires them); returns an OutboundPolicies client.
@@ -127,6 +56,12 @@ async fn start_control_plane(
     client: &Client,
     shutdown: &CancellationToken,
 ) -> OutboundPoliciesClient<Channel> {
+    let url = start_policy_server(client, shutdown).await;
+    OutboundPoliciesClient::connect(url).await.unwrap()
+}
+
+/// As [`start_control_plane`]; returns the policy server's URL.
+async fn start_policy_server(client: &Client, shutdown: &CancellationToken) -> String {
     let index = Index::shared(ClusterSettings::default());
     let (listed, listed_rx) = watch::channel(false);
     let synced = index::Synced::new(move || {
@@ -155,9 +90,7 @@ async fn start_control_plane(
         )
     })
     .await;
-    OutboundPoliciesClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap()
+    format!("http://{addr}")
 }
 
 fn services_yaml(names: &[&str]) -> String {
@@ -299,7 +232,7 @@ spec:
 #[tokio::test]
 async fn a_split_route_reaches_the_policy_stream_and_gets_status() {
     let client = cluster::client().await;
-    install_gateway_crds(&client).await;
+    gateway::install_crds(&client).await;
     with_temp_ns("routes-split", |client, ns| async move {
         let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
         let policy = start_control_plane(&client, &shutdown).await;
@@ -375,7 +308,7 @@ async fn a_split_route_reaches_the_policy_stream_and_gets_status() {
 #[tokio::test]
 async fn bad_route_input_is_refused_or_marked_with_the_field() {
     let client = cluster::client().await;
-    install_gateway_crds(&client).await;
+    gateway::install_crds(&client).await;
     with_temp_ns("routes-bad", |client, ns| async move {
         let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
         let policy = start_control_plane(&client, &shutdown).await;
@@ -499,7 +432,7 @@ async fn bad_route_input_is_refused_or_marked_with_the_field() {
 async fn servers_and_authorization_policies_get_accepted() {
     let client = cluster::client().await;
     k8s::install_crds(&client).await;
-    install_gateway_crds(&client).await;
+    gateway::install_crds(&client).await;
     with_temp_ns("routes-policy-status", |client, ns| async move {
         let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
         let _policy = start_control_plane(&client, &shutdown).await;
@@ -577,7 +510,7 @@ spec:
 #[tokio::test]
 async fn a_grpc_route_makes_the_policy_grpc_with_retries() {
     let client = cluster::client().await;
-    install_gateway_crds(&client).await;
+    gateway::install_crds(&client).await;
     with_temp_ns("routes-grpc", |client, ns| async move {
         let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
         let policy = start_control_plane(&client, &shutdown).await;
@@ -639,6 +572,181 @@ spec:
             }
         })
         .await;
+    })
+    .await;
+}
+
+/// A Server on the web pods' `http` port with two routes, and a policy on the public one.
+const INBOUND_ROUTES: &str = r#"
+apiVersion: policy.trellis.dev/v1alpha1
+kind: Server
+metadata: {name: web-http}
+spec: {podSelector: {matchLabels: {app: web}}, port: http, proxyProtocol: HTTP/1, accessPolicy: deny}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: public}
+spec:
+  parentRefs: [{group: policy.trellis.dev, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /public}}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: admin}
+spec:
+  parentRefs: [{group: policy.trellis.dev, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /admin}}]}]
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {name: web-clients}
+spec:
+  identityRefs: [{kind: ServiceAccount, name: client}]
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: public-clients}
+spec:
+  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: public}
+  requiredAuthenticationRefs:
+  - {group: policy.trellis.dev, kind: MeshTLSAuthentication, name: web-clients}
+"#;
+
+/// Reads `WatchPort` until a policy satisfies `want`; panics with the last one on timeout.
+async fn next_server(
+    stream: &mut tonic::Streaming<inbound_proto::Server>,
+    what: &str,
+    want: impl Fn(&ServerPolicy) -> bool,
+) -> ServerPolicy {
+    let mut last = None;
+    let found = tokio::time::timeout(DEFAULT_TIMEOUT, async {
+        while let Some(next) = stream.message().await.expect("stream open") {
+            let policy = ServerPolicy::try_from(next).expect("a valid server policy");
+            if want(&policy) {
+                return Some(policy);
+            }
+            last = Some(policy);
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(policy)) => policy,
+        _ => panic!("no server policy with {what}; last: {last:#?}"),
+    }
+}
+
+/// The names of the authorizations of the route named `name`.
+fn route_authorizations(policy: &ServerPolicy, name: &str) -> Vec<String> {
+    policy
+        .routes
+        .iter()
+        .filter(|r| r.meta.name() == name)
+        .flat_map(|r| &r.authorizations)
+        .map(|a| a.meta.name().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn server_routes_reach_watch_port_with_their_own_authorizations() {
+    let client = cluster::client().await;
+    k8s::install_crds(&client).await;
+    gateway::install_crds(&client).await;
+    with_temp_ns("routes-inbound", |client, ns| async move {
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
+        let url = start_policy_server(&client, &shutdown).await;
+        let web = format!("{}---{INBOUND_ROUTES}", k8s::web_deployment_yaml(1));
+        apply(&client, &ns, &web).await;
+        let pod = eventually("the web pod exists", DEFAULT_TIMEOUT, || async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let list = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .first()
+                .and_then(|p| p.metadata.name.clone())
+                .ok_or_else(|| "no pod yet".to_string())
+        })
+        .await;
+        let inbound = InboundServerPoliciesClient::connect(url).await.unwrap();
+        let spec = inbound_proto::PortSpec {
+            workload: format!(r#"{{"ns":"{ns}","pod":"{pod}"}}"#),
+            port: 8080,
+        };
+        let mut stream = eventually("WatchPort answers for the pod", DEFAULT_TIMEOUT, || {
+            let mut inbound = inbound.clone();
+            let spec = spec.clone();
+            async move {
+                inbound
+                    .watch_port(spec)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| format!("{s:?}"))
+            }
+        })
+        .await;
+
+        let policy = next_server(&mut stream, "both routes, one authorized", |p| {
+            p.meta.name() == "web-http"
+                && p.routes.len() == 2
+                && !route_authorizations(p, "public").is_empty()
+        })
+        .await;
+        assert!(policy.authorizations.is_empty(), "accessPolicy deny");
+        let paths: Vec<_> = policy
+            .routes
+            .iter()
+            .map(|r| (r.meta.name(), r.rules[0].matches[0].path.clone()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("public", Some(PathMatch::Prefix("/public".into()))),
+                ("admin", Some(PathMatch::Prefix("/admin".into()))),
+            ],
+            "most specific first"
+        );
+        assert_eq!(route_authorizations(&policy, "public"), ["public-clients"]);
+        assert!(route_authorizations(&policy, "admin").is_empty());
+        let public = &policy.routes[0].authorizations[0];
+        assert_eq!(
+            public.authentication,
+            ClientAuthentication::MeshTls {
+                identities: vec![format!(
+                    "client.{ns}.serviceaccount.identity.trellis.cluster.local"
+                )],
+                suffixes: Vec::new(),
+            }
+        );
+
+        // Status: the routes are Accepted by their Server parent, the policy by its route.
+        let conditions = route_conditions(&client, &ns, "public", "web-http").await;
+        assert_eq!(find(&conditions, conditions::ACCEPTED).status, "True");
+        assert_eq!(find(&conditions, conditions::RESOLVED_REFS).status, "True");
+        let policies: Api<AuthorizationPolicy> = Api::namespaced(client.clone(), &ns);
+        await_object(&policies, "public-clients", DEFAULT_TIMEOUT, |p| {
+            let accepted = p
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| c.type_ == policy_conditions::ACCEPTED);
+            match accepted {
+                Some(c) if c.status == "True" => Ok(()),
+                other => Err(format!("Accepted: {other:?}")),
+            }
+        })
+        .await;
+
+        policies
+            .delete("public-clients", &DeleteParams::default())
+            .await
+            .unwrap();
+        let policy = next_server(&mut stream, "no route authorization", |p| {
+            p.routes.len() == 2 && p.routes.iter().all(|r| r.authorizations.is_empty())
+        })
+        .await;
+        assert!(policy.authorizations.is_empty());
     })
     .await;
 }
