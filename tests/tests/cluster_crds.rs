@@ -19,6 +19,8 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
 };
 use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use trellis_crds::{
     common::condition::TRUE,
     v1alpha1::{
@@ -26,11 +28,15 @@ use trellis_crds::{
         server::Server,
     },
 };
+use trellis_operator::control_plane::{
+    index::{self, ClusterSettings, Index},
+    status,
+};
 use trellis_tests::{
     DEFAULT_TIMEOUT,
     cluster::{self, kubectl},
     eventually,
-    k8s::{self, FIELD_MANAGER},
+    k8s::{self, FIELD_MANAGER, await_object},
 };
 
 /// A client of the local cluster, once the committed CRDs are installed and served.
@@ -162,7 +168,7 @@ fn every_rejection_case_names_what_it_expects() {
             "service_profile_short_name",
         ]
     );
-    assert_eq!(all.values().map(Vec::len).sum::<usize>(), 61);
+    assert_eq!(all.values().map(Vec::len).sum::<usize>(), 62);
     for (kind, cases) in &all {
         for case in cases {
             assert!(case.spec.starts_with("spec:"), "{kind}: {case:?}");
@@ -463,6 +469,28 @@ async fn kubectl_get_mesh_shows_the_printer_columns() {
     }
 }
 
+/// Runs the control plane's index and status writer (as the `controller` role does) until
+/// `shutdown`.
+fn start_status_writer(client: &Client, shutdown: &CancellationToken) {
+    let index = Index::shared(ClusterSettings::default());
+    let (listed, listed_rx) = watch::channel(false);
+    let synced = index::Synced::new(move || {
+        listed.send_replace(true);
+    });
+    tokio::spawn(index::run_synced(
+        index.clone(),
+        client.clone(),
+        synced,
+        shutdown.clone(),
+    ));
+    tokio::spawn(status::run(
+        index,
+        client.clone(),
+        listed_rx,
+        shutdown.clone(),
+    ));
+}
+
 #[tokio::test]
 async fn kubectl_get_server_shows_the_accepted_column() {
     crds_installed().await;
@@ -470,25 +498,22 @@ async fn kubectl_get_server_shows_the_accepted_column() {
         k8s::apply_yaml(&client, Some(&ns), &sample("server.yaml"))
             .await
             .unwrap_or_else(|e| panic!("sample server.yaml rejected: {e}"));
+        // The controller's status writer, on an index of the cluster, writes Accepted.
+        let (shutdown, _guard) = trellis_tests::shutdown_on_drop();
+        start_status_writer(&client, &shutdown);
         let api: Api<Server> = Api::namespaced(client.clone(), &ns);
-        let status = serde_json::json!({
-            "apiVersion": "policy.trellis.dev/v1alpha1",
-            "kind": "Server",
-            "status": {
-                "observedGeneration": 1,
-                "conditions": [condition(
-                    trellis_crds::common::status::conditions::ACCEPTED,
-                    trellis_crds::common::status::reasons::ACCEPTED,
-                )],
-            },
-        });
-        api.patch_status(
-            "web-http",
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("write Server status: {e}"));
+        await_object(&api, "web-http", DEFAULT_TIMEOUT, |s| {
+            let accepted = s
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| c.type_ == trellis_crds::common::status::conditions::ACCEPTED);
+            match accepted {
+                Some(c) if c.status == TRUE => Ok(()),
+                other => Err(format!("Accepted: {other:?}")),
+            }
+        })
+        .await;
 
         let (ok, out, err) = kubectl(&["get", "server", "web-http", "-n", &ns]).await;
         assert!(ok, "{err}");
