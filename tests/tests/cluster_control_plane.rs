@@ -330,6 +330,23 @@ async fn destination_get_follows_a_scaled_deployment() {
             assert!(ep.labels.contains_key("pod"));
         }
 
+        // GetProfile by a pod's IP: its endpoint has Get's labels, and the namespace Get gives
+        // on the set.
+        let from_get = set.lock().values().next().unwrap().clone();
+        let mut profiles = destination
+            .get_profile(get(from_get.addr.to_string()))
+            .await
+            .unwrap()
+            .into_inner();
+        let profile = profiles.message().await.unwrap().unwrap();
+        let endpoint = profile
+            .endpoint
+            .expect("a pod IP's profile has its endpoint");
+        let labels: BTreeMap<String, String> = endpoint.metric_labels.into_iter().collect();
+        let mut expected = from_get.labels.clone();
+        expected.insert("namespace".into(), ns.clone());
+        assert_eq!(labels, expected);
+
         scale(&client, &ns, 5).await;
         await_endpoints(&client, &ns, &set, 5).await;
         scale(&client, &ns, 1).await;
