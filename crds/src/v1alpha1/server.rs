@@ -42,7 +42,10 @@ policy_status_kind! {
     /// A port on the pods (or external workloads) a selector picks, and how the proxy treats it.
     ///
     /// Once a Server exists for a port, only clients an AuthorizationPolicy targeting the
-    /// Server (or its namespace) allows may connect, unless `accessPolicy` is more permissive.
+    /// Server (or its namespace) allows may connect, besides those `accessPolicy` admits.
+    /// HTTPRoutes and GRPCRoutes may attach to the Server (`parentRefs` kind `Server`): a
+    /// request then must match one of them (else 404), and an AuthorizationPolicy targeting
+    /// a route admits that route's requests too.
     #[kube(
         group = "policy.trellis.dev",
         kind = "Server",
@@ -92,7 +95,8 @@ policy_status_kind! {
         /// `opaque`, `TLS`.
         #[serde(default)]
         pub proxy_protocol: ProxyProtocol,
-        /// What happens to connections that no AuthorizationPolicy allows. Default `deny`.
+        /// Which clients may connect besides those the AuthorizationPolicies allow (on every
+        /// route of the Server): `deny` (the default) admits no one else.
         /// Valid values: `deny`, `audit` (allow, but report what deny would refuse),
         /// `all-authenticated`, `all-unauthenticated`, `cluster-authenticated`,
         /// `cluster-unauthenticated`.
