@@ -238,8 +238,10 @@ fn parse_net(cidr: &str) -> Option<ipnet::IpNet> {
 }
 
 impl Index {
-    /// The inbound policy of `spec`'s port: the Server that selects it with its
-    /// authorizations, else the default policy (pod annotation, then namespace, then Mesh).
+    /// The inbound policy of `spec`'s port: the Server that selects it (first by name), with
+    /// the authorizations of the policies that target it or its namespace, then those of its
+    /// `accessPolicy`, and its routes with their own authorizations; else the default policy
+    /// (pod annotation, then namespace, then Mesh).
     pub fn inbound_policy(&self, spec: &PortSpec) -> Result<ServerPolicy, LookupError> {
         let ns = &spec.workload.namespace;
         let pod = self
