@@ -148,11 +148,22 @@ impl From<Authorization> for api::Authz {
     }
 }
 
-fn default_http_route() -> api::HttpRoute {
+/// The authorizations a route carries on the wire: the server's, which apply to every route
+/// (Linkerd's proxy checks only a route's list), then the route's own.
+fn route_authz(server: &[Authorization], own: &[Authorization]) -> Vec<api::Authz> {
+    server
+        .iter()
+        .chain(own.iter().filter(|a| !server.contains(a)))
+        .cloned()
+        .map(Into::into)
+        .collect()
+}
+
+fn default_http_route(server: &[Authorization]) -> api::HttpRoute {
     api::HttpRoute {
         metadata: Some(Meta::Default("default".into()).into()),
         hosts: Vec::new(),
-        authorizations: Vec::new(),
+        authorizations: route_authz(server, &[]),
         rules: vec![api::http_route::Rule {
             matches: vec![http_route::HttpRouteMatch {
                 path: Some(http_route::PathMatch {
@@ -165,11 +176,11 @@ fn default_http_route() -> api::HttpRoute {
     }
 }
 
-fn default_grpc_route() -> api::GrpcRoute {
+fn default_grpc_route(server: &[Authorization]) -> api::GrpcRoute {
     api::GrpcRoute {
         metadata: Some(Meta::Default("default".into()).into()),
         hosts: Vec::new(),
-        authorizations: Vec::new(),
+        authorizations: route_authz(server, &[]),
         rules: vec![api::grpc_route::Rule {
             matches: vec![linkerd2_proxy_api::grpc_route::GrpcRouteMatch::default()],
             filters: Vec::new(),
@@ -177,12 +188,12 @@ fn default_grpc_route() -> api::GrpcRoute {
     }
 }
 
-fn http_route_to(r: &InboundRoute) -> api::HttpRoute {
+fn http_route_to(r: &InboundRoute, server: &[Authorization]) -> api::HttpRoute {
     use api::http_route::{Filter as F, Rule, filter::Kind};
     api::HttpRoute {
         metadata: Some((&r.meta).into()),
         hosts: r.hosts.iter().map(|h| route_proto::host_to(h)).collect(),
-        authorizations: r.authorizations.iter().cloned().map(Into::into).collect(),
+        authorizations: route_authz(server, &r.authorizations),
         rules: r
             .rules
             .iter()
@@ -212,12 +223,12 @@ fn http_route_to(r: &InboundRoute) -> api::HttpRoute {
     }
 }
 
-fn grpc_route_to(r: &InboundRoute) -> api::GrpcRoute {
+fn grpc_route_to(r: &InboundRoute, server: &[Authorization]) -> api::GrpcRoute {
     use api::grpc_route::{Filter as F, Rule, filter::Kind};
     api::GrpcRoute {
         metadata: Some((&r.meta).into()),
         hosts: r.hosts.iter().map(|h| route_proto::host_to(h)).collect(),
-        authorizations: r.authorizations.iter().cloned().map(Into::into).collect(),
+        authorizations: route_authz(server, &r.authorizations),
         rules: r
             .rules
             .iter()
@@ -252,10 +263,10 @@ fn protocol_to(s: &ServerPolicy) -> api::ProxyProtocol {
             .routes
             .iter()
             .filter(|r| r.kind == RouteKind::Http)
-            .map(http_route_to)
+            .map(|r| http_route_to(r, &s.authorizations))
             .collect();
         if routes.is_empty() {
-            vec![default_http_route()]
+            vec![default_http_route(&s.authorizations)]
         } else {
             routes
         }
@@ -281,11 +292,11 @@ fn protocol_to(s: &ServerPolicy) -> api::ProxyProtocol {
                 .routes
                 .iter()
                 .filter(|r| r.kind == RouteKind::Grpc)
-                .map(grpc_route_to)
+                .map(|r| grpc_route_to(r, &s.authorizations))
                 .collect();
             Kind::Grpc(Grpc {
                 routes: if routes.is_empty() {
-                    vec![default_grpc_route()]
+                    vec![default_grpc_route(&s.authorizations)]
                 } else {
                     routes
                 },
@@ -435,8 +446,12 @@ fn is_default(r: &InboundRoute) -> bool {
         })
 }
 
-/// The routes of a wire protocol; the lone default route reads as none.
-fn routes_from(p: &api::ProxyProtocol) -> Result<Vec<InboundRoute>, InvalidMessage> {
+/// The routes of a wire protocol, each without the server's authorizations (which every
+/// route carries on the wire); the lone default route reads as none.
+fn routes_from(
+    p: &api::ProxyProtocol,
+    server: &[Authorization],
+) -> Result<Vec<InboundRoute>, InvalidMessage> {
     use api::proxy_protocol::Kind;
     let routes: Vec<InboundRoute> = match &p.kind {
         Some(Kind::Detect(d)) => d
@@ -465,6 +480,13 @@ fn routes_from(p: &api::ProxyProtocol) -> Result<Vec<InboundRoute>, InvalidMessa
             .collect::<Result<_, _>>()?,
         _ => Vec::new(),
     };
+    let routes: Vec<InboundRoute> = routes
+        .into_iter()
+        .map(|mut r| {
+            r.authorizations.retain(|a| !server.contains(a));
+            r
+        })
+        .collect();
     if routes.len() == 1 && is_default(&routes[0]) {
         return Ok(Vec::new());
     }
@@ -580,15 +602,16 @@ impl TryFrom<api::Server> for ServerPolicy {
         let protocol = server
             .protocol
             .ok_or_else(|| InvalidMessage::new("protocol.kind", "missing"))?;
+        let authorizations = server
+            .authorizations
+            .into_iter()
+            .map(Authorization::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ServerPolicy {
             meta: Meta::from_labels(&server.labels)?,
-            routes: routes_from(&protocol)?,
+            routes: routes_from(&protocol, &authorizations)?,
             protocol: protocol.try_into()?,
-            authorizations: server
-                .authorizations
-                .into_iter()
-                .map(Authorization::try_from)
-                .collect::<Result<_, _>>()?,
+            authorizations,
         })
     }
 }

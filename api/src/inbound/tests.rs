@@ -187,3 +187,37 @@ fn invalid_servers_name_the_field() {
         assert_eq!(err.field, field, "{err}");
     }
 }
+
+#[test]
+fn every_route_carries_the_server_authorizations_on_the_wire() {
+    let cluster: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let server_authz = DefaultPolicy::ClusterAuthenticated.authorizations(&cluster);
+    let own = DefaultPolicy::AllUnauthenticated.authorizations(&cluster);
+    let policy = ServerPolicy {
+        protocol: Protocol::Http1,
+        authorizations: server_authz.clone(),
+        routes: vec![InboundRoute {
+            meta: crate::route::RouteRef::Default("public".into()),
+            kind: crate::route::RouteKind::Http,
+            hosts: Vec::new(),
+            rules: vec![InboundRule::default()],
+            authorizations: own,
+        }],
+        ..DefaultPolicy::Deny.server(&cluster, false)
+    };
+    let wire = api::Server::from(policy.clone());
+    let Some(api::proxy_protocol::Kind::Http1(http1)) = wire.protocol.clone().unwrap().kind else {
+        panic!("http1 expected");
+    };
+    // Linkerd's proxy checks only a route's list, so the server's come first on each route.
+    assert_eq!(http1.routes[0].authorizations.len(), 2);
+    assert_eq!(ServerPolicy::try_from(wire).unwrap(), policy);
+    // With no routes, the default route carries the server's authorizations.
+    let plain = DefaultPolicy::AllUnauthenticated.server(&cluster, false);
+    let wire = api::Server::from(plain.clone());
+    let Some(api::proxy_protocol::Kind::Detect(d)) = wire.protocol.clone().unwrap().kind else {
+        panic!("detect expected");
+    };
+    assert_eq!(d.http_routes[0].authorizations.len(), 1);
+    assert_eq!(ServerPolicy::try_from(wire).unwrap(), plain);
+}
