@@ -183,6 +183,8 @@ pub struct PodInfo {
     pub container_ports: BTreeMap<u16, Option<String>>,
     /// Ports the kubelet probes (HTTP, TCP or gRPC probes of the containers).
     pub probe_ports: BTreeSet<u16>,
+    /// The paths of the HTTP probes, by port.
+    pub probe_paths: BTreeMap<u16, BTreeSet<String>>,
     /// The node's address, where the kubelet's probes come from.
     pub host_ip: Option<IpAddr>,
 }
@@ -268,6 +270,7 @@ impl PodInfo {
             .filter_map(|p| Some((u16::try_from(p.container_port).ok()?, p.name.clone())))
             .collect();
         let probe_ports = probe_ports(&spec, &container_ports);
+        let probe_paths = probe_paths(&spec, &container_ports);
         let host_ip = status.host_ip.as_deref().and_then(|ip| ip.parse().ok());
         Self {
             service_account,
@@ -280,6 +283,7 @@ impl PodInfo {
             skip_inbound_ports,
             container_ports,
             probe_ports,
+            probe_paths,
             host_ip,
         }
     }
@@ -434,24 +438,54 @@ fn unknown_endpoint(addr: SocketAddr, opaque: bool) -> Endpoint {
     endpoint
 }
 
-/// The ports the kubelet probes in `spec` (named ports resolved through `container_ports`).
-fn probe_ports(
-    spec: &k8s_openapi::api::core::v1::PodSpec,
+/// `port` as a number, named ports resolved through `container_ports`.
+fn resolve_port(
+    port: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
     container_ports: &BTreeMap<u16, Option<String>>,
-) -> BTreeSet<u16> {
+) -> Option<u16> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    let resolve = |port: &IntOrString| match port {
+    match port {
         IntOrString::Int(n) => u16::try_from(*n).ok(),
         IntOrString::String(name) => container_ports
             .iter()
             .find(|(_, n)| n.as_deref() == Some(name.as_str()))
             .map(|(p, _)| *p),
-    };
+    }
+}
+
+/// Every probe of `spec`'s containers.
+fn probes(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+) -> impl Iterator<Item = &k8s_openapi::api::core::v1::Probe> {
     spec.containers
         .iter()
         .chain(spec.init_containers.iter().flatten())
         .flat_map(|c| [&c.readiness_probe, &c.liveness_probe, &c.startup_probe])
         .flatten()
+}
+
+/// The paths of `spec`'s HTTP probes, by port (`/` when a probe names none).
+fn probe_paths(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    container_ports: &BTreeMap<u16, Option<String>>,
+) -> BTreeMap<u16, BTreeSet<String>> {
+    let mut paths: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
+    for http in probes(spec).filter_map(|p| p.http_get.as_ref()) {
+        if let Some(port) = resolve_port(&http.port, container_ports) {
+            let path = http.path.clone().unwrap_or_else(|| "/".to_string());
+            paths.entry(port).or_default().insert(path);
+        }
+    }
+    paths
+}
+
+/// The ports the kubelet probes in `spec` (named ports resolved through `container_ports`).
+fn probe_ports(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    container_ports: &BTreeMap<u16, Option<String>>,
+) -> BTreeSet<u16> {
+    let resolve = |port| resolve_port(port, container_ports);
+    probes(spec)
         .filter_map(|probe| {
             if let Some(http) = &probe.http_get {
                 resolve(&http.port)

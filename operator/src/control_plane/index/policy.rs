@@ -10,8 +10,8 @@ use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::L
 use kube::ResourceExt;
 use trellis_api::{
     inbound::{
-        Authorization, ClientAuthentication, DefaultPolicy, Meta, Network, PortSpec, Protocol,
-        ServerPolicy,
+        Authorization, ClientAuthentication, DefaultPolicy, InboundRoute, InboundRule, Meta,
+        Network, PortSpec, Protocol, ServerPolicy,
     },
     well_known,
 };
@@ -213,7 +213,37 @@ fn with_probes(mut policy: ServerPolicy, pod: &PodInfo, port: u16) -> ServerPoli
             authentication: ClientAuthentication::Unauthenticated,
         });
     }
+    // A Server with routes answers 404 off them: its HTTP probe paths get a route of their
+    // own, so adding a route never takes the pod out of its Service.
+    if !policy.routes.is_empty()
+        && let Some(paths) = pod.probe_paths.get(&port)
+    {
+        policy.routes.push(probe_route(paths));
+    }
     policy
+}
+
+/// The route of a port's HTTP probe paths (`GET`, exact paths), admitted by the server's
+/// probe authorization.
+fn probe_route(paths: &std::collections::BTreeSet<String>) -> InboundRoute {
+    use trellis_api::route::{PathMatch, RequestMatch, RouteKind, RouteRef};
+    InboundRoute {
+        meta: RouteRef::Default(PROBE_AUTHORIZATION.to_string()),
+        kind: RouteKind::Http,
+        hosts: Vec::new(),
+        rules: vec![InboundRule {
+            matches: paths
+                .iter()
+                .map(|path| RequestMatch {
+                    path: Some(PathMatch::Exact(path.clone())),
+                    method: Some(http::Method::GET),
+                    ..RequestMatch::default()
+                })
+                .collect(),
+            filters: Vec::new(),
+        }],
+        authorizations: Vec::new(),
+    }
 }
 
 /// Whether `target` names `route` (same kind and name; the namespace is the policy's).

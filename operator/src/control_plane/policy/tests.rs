@@ -205,4 +205,29 @@ fn the_kubelet_may_probe_a_probed_port_whatever_the_policy() {
 
     let unprobed = index.inbound(&spec(8082)).unwrap();
     assert!(unprobed.authorizations.is_empty(), "{unprobed:?}");
+    assert!(probed.routes.is_empty(), "no routes, no probe route");
+
+    // Once the Server has a route, its probe path gets a route of its own (off the routes,
+    // requests get 404, and a failing readiness probe would take the pod out).
+    index
+        .write()
+        .apply_http_route(&obj::<trellis_crds::gateway::http_route::HTTPRoute>(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "api", "namespace": "shop", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"parentRefs": [{"group": "policy.trellis.dev", "kind": "Server", "name": "web-http"}],
+                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}]}]},
+        })));
+    let routed = index.inbound(&spec(8080)).unwrap();
+    let probe_route = routed
+        .routes
+        .iter()
+        .find(|r| r.meta == trellis_api::route::RouteRef::Default("probe".into()))
+        .unwrap_or_else(|| panic!("a probe route: {routed:?}"));
+    let m = &probe_route.rules[0].matches[0];
+    assert_eq!(
+        m.path,
+        Some(trellis_api::route::PathMatch::Exact("/healthz".into()))
+    );
+    assert_eq!(m.method, Some(http::Method::GET));
+    assert_eq!(routed.routes.len(), 2, "{routed:?}");
 }
