@@ -875,3 +875,63 @@ async fn an_open_connection_follows_a_weight_change() {
     }
     shutdown_all([client, v1, v2]).await;
 }
+
+#[tokio::test]
+async fn a_streamed_body_is_replayed_and_one_over_the_limit_is_sent_once() {
+    let mesh = Mesh::new().await;
+    let (app, seen) = scripted_app("v1").await;
+    let v1 = backend(&mesh, app, "v1").await;
+    let dst = destination(&[("web-v1", &[v1.inbound_addr])]);
+    let policies = FakeOutboundPolicy::default();
+    policies.set_policy(
+        service_ip(),
+        policy(
+            vec![http_route(vec![Rule {
+                backends: vec![service_backend("web-v1", 1)],
+                retry: Some(retry(2, vec![500..=599], Vec::new())),
+                ..Rule::default()
+            }])],
+            None,
+        ),
+    );
+    let client = client(&mesh, &dst, &policies).await;
+    // Chunked bodies (no content-length), as streaming clients and gRPC send them.
+    let post = |path: &str, chunks: Vec<Vec<u8>>| {
+        let frames = chunks.into_iter().map(|c| {
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(c)))
+        });
+        http::Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", "web.shop.svc.cluster.local")
+            .body(http_body_util::StreamBody::new(futures::stream::iter(
+                frames,
+            )))
+            .unwrap()
+    };
+    let send = async |req| {
+        let io = TokioIo::new(TcpStream::connect(client.outbound_addrs[0]).await.unwrap());
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let rsp = send.send_request(req).await.unwrap();
+        let status = rsp.status();
+        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+
+    let (status, body) = send(post(
+        "/flaky/chunked",
+        vec![b"hel".to_vec(), b"lo".to_vec()],
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.ends_with("body=hello"), "{body}");
+    assert_eq!(seen.lock()["/flaky/chunked"].len(), 2);
+
+    // 100 KiB is over the 64 KiB the route buffers: the failed first try is the answer.
+    let big = vec![vec![b'x'; 25 * 1024]; 4];
+    let (status, _) = send(post("/flaky/big", big)).await;
+    assert_eq!(status, 503);
+    assert_eq!(seen.lock()["/flaky/big"].len(), 1, "not retried");
+    shutdown_all([client, v1]).await;
+}

@@ -2,6 +2,7 @@
 //! responses the proxy makes, the `l5d-orig-proto` upgrade and downgrade, and upgrade splices.
 
 pub mod orig_proto;
+pub mod replay;
 pub mod response;
 pub mod server;
 pub mod upgrade;
@@ -14,6 +15,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 pub use self::{
+    replay::ReqBody,
     response::{forbidden, grpc_status, is_grpc, proxy_error},
     server::serve,
 };

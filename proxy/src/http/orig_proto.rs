@@ -6,7 +6,7 @@ use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body_util::{BodyExt, combinators::MapFrame};
 use hyper::body::Frame;
 
-use super::{Body, L5D_ORIG_PROTO};
+use super::{L5D_ORIG_PROTO, ReqBody};
 
 /// The `l5d-orig-proto` value for an HTTP/1 `version`; `None` for HTTP/2.
 pub fn header_value(version: Version) -> Option<&'static str> {
@@ -51,7 +51,7 @@ pub fn upgrade<B>(req: &mut Request<B>) -> Option<Version> {
 
 /// A request body sent over HTTP/2: the HTTP/1 body, its trailers without the
 /// connection-specific fields HTTP/2 forbids.
-pub type H2Body = MapFrame<Body, fn(Frame<Bytes>) -> Frame<Bytes>>;
+pub type H2Body = MapFrame<ReqBody, fn(Frame<Bytes>) -> Frame<Bytes>>;
 
 /// Fields HTTP/2 forbids (RFC 9113, section 8.2.2), in headers and trailers alike.
 pub(crate) const CONNECTION_SPECIFIC: [&str; 6] = [
@@ -65,7 +65,7 @@ pub(crate) const CONNECTION_SPECIFIC: [&str; 6] = [
 
 /// `body`, fit to be sent over HTTP/2. An HTTP/1 client may send any field in its trailers;
 /// one HTTP/2 forbids would fail the stream without ending it, and the request would hang.
-pub fn h2_body(body: Body) -> H2Body {
+pub fn h2_body(body: ReqBody) -> H2Body {
     body.map_frame(strip_trailers as fn(Frame<Bytes>) -> Frame<Bytes>)
 }
 

@@ -28,7 +28,7 @@ use super::{
     endpoint::EndpointSvc,
     failfast::FailFast,
 };
-use crate::{error::Error, http::Body, metrics::Metrics, tls};
+use crate::{error::Error, http::ReqBody, metrics::Metrics, tls};
 
 /// Peak-EWMA's starting RTT estimate (the contract's `default_rtt`).
 pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
@@ -42,7 +42,7 @@ pub const QUEUE_CAPACITY: usize = 100;
 pub const FAILFAST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A shareable balancer over one Service's endpoints.
-pub type Balancer = BoxCloneSyncService<Request<Body>, Response<Incoming>, Error>;
+pub type Balancer = BoxCloneSyncService<Request<ReqBody>, Response<Incoming>, Error>;
 
 /// What endpoint services are built from.
 #[derive(Clone, Debug)]

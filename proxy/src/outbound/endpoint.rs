@@ -21,7 +21,7 @@ use trellis_api::destination::{Endpoint, ProtocolHint};
 use crate::{
     error::Error,
     http::{
-        Body, grpc_status,
+        ReqBody, grpc_status,
         orig_proto::{self, H2Body},
         upgrade,
     },
@@ -217,7 +217,7 @@ async fn send(
     tls: &tls::client::Client,
     connect_timeout: Duration,
     h2: Option<SendRequest<H2Body>>,
-    mut req: Request<Body>,
+    mut req: Request<ReqBody>,
 ) -> Result<Response<Incoming>, Error> {
     match h2 {
         Some(mut send) if !upgrade::is_upgrade(&req) => {
@@ -238,7 +238,7 @@ async fn send(
     }
 }
 
-impl tower::Service<Request<Body>> for EndpointSvc {
+impl tower::Service<Request<ReqBody>> for EndpointSvc {
     type Response = Response<Incoming>;
     type Error = Error;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, Error>> + Send>>;
@@ -250,7 +250,7 @@ impl tower::Service<Request<Body>> for EndpointSvc {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let h2 = self.h2.clone();
         let ep = self.ep.clone();
         let tls = self.tls.clone();

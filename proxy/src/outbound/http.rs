@@ -4,10 +4,9 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use ::http::{HeaderValue, Request, Response, StatusCode, header, request};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::{Body as _, Incoming};
+use ::http::{HeaderValue, Request, Response, StatusCode, request};
+use http_body_util::Either;
+use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::{Service, ServiceExt};
 
@@ -21,7 +20,7 @@ use super::{
 };
 use crate::{
     error::is_caused_by,
-    http::{self, Body, L5D_DST_CANONICAL, proxy_error, upgrade},
+    http::{self, Body, L5D_DST_CANONICAL, ReqBody, proxy_error, replay::Replay, upgrade},
     metrics::route::{RouteHandles, RouteMetrics},
 };
 use trellis_api::route::RouteKind;
@@ -126,7 +125,7 @@ fn status_of<B>(rsp: &Response<B>, grpc: bool) -> u32 {
     }
 }
 
-/// Sends `req`, retrying it under `retry` when its body is small enough to replay.
+/// Sends `req`, retrying it under `retry` while its body stays small enough to replay.
 async fn send(
     balancer: &Balancer,
     req: Request<Incoming>,
@@ -140,23 +139,16 @@ async fn send(
     };
     budget.deposit();
     let (parts, body) = req.into_parts();
-    let Some(body) = replayable(&parts, body, policy.max_request_bytes).await else {
-        return (
-            proxy_error(StatusCode::BAD_REQUEST, "cannot read the request body"),
-            "UNEXPECTED",
-        );
+    // The first try sends the client's body as it reads it, keeping up to the limit for
+    // replays; `recorder` is never sent, it only makes them.
+    let first = Replay::new(body, policy.max_request_bytes as usize);
+    let Some(recorder) = first.replay() else {
+        return respond(try_once(balancer.clone(), rebuild(&parts, first, 0), per_try).await);
     };
-    let body = match body {
-        Ok(bytes) => bytes,
-        Err(body) => {
-            // Too large (or of unknown length) to buffer: one try.
-            let req = Request::from_parts(parts, Either::Left(body));
-            return respond(try_once(balancer.clone(), req, per_try).await);
-        }
-    };
+    let mut body = first;
     let mut attempt = 0;
     loop {
-        let req = rebuild(&parts, body.clone(), attempt);
+        let req = rebuild(&parts, body, attempt);
         let out = try_once(balancer.clone(), req, per_try).await;
         let retryable = match &out {
             Ok(rsp) => policy.is_retryable(rsp),
@@ -172,6 +164,10 @@ async fn send(
             metrics.retry_limit_exceeded();
             return respond(out);
         }
+        let Some(next) = recorder.replay() else {
+            tracing::debug!("Request body larger than the retry limit; not retrying");
+            return respond(out);
+        };
         if !budget.withdraw() {
             tracing::debug!("Retry budget spent; answering with the failed try");
             metrics.retry_overflow();
@@ -179,40 +175,14 @@ async fn send(
         }
         metrics.retry();
         attempt += 1;
+        body = next;
         tokio::time::sleep(policy.delay(attempt)).await;
     }
 }
 
-/// The request's body as bytes when it is known to fit in `max` (`Ok`), the body back when
-/// it may not (`Err`), or `None` when reading it failed.
-async fn replayable(
-    parts: &request::Parts,
-    body: Incoming,
-    max: u32,
-) -> Option<Result<Bytes, Incoming>> {
-    if body.is_end_stream() {
-        return Some(Ok(Bytes::new()));
-    }
-    let length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match length {
-        Some(n) if n <= u64::from(max) => match Limited::new(body, max as usize).collect().await {
-            Ok(collected) => Some(Ok(collected.to_bytes())),
-            Err(error) => {
-                tracing::debug!(%error, "Reading a retryable request body failed");
-                None
-            }
-        },
-        _ => Some(Err(body)),
-    }
-}
-
-/// A try of a buffered request: its head again, numbered when it is a retry.
-fn rebuild(parts: &request::Parts, body: Bytes, attempt: u32) -> Request<Body> {
-    let mut req = Request::new(Either::Right(Full::new(body)));
+/// A try of a request: its head again (numbered when it is a retry) and `body`.
+fn rebuild(parts: &request::Parts, body: Replay, attempt: u32) -> Request<ReqBody> {
+    let mut req = Request::new(Either::Right(body));
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = parts.version;
@@ -234,7 +204,7 @@ fn respond(out: Result<Response<Incoming>, Failed>) -> (Response<Body>, &'static
 /// One try through `balancer`, within `per_try` when set.
 async fn try_once(
     mut balancer: Balancer,
-    mut req: Request<Body>,
+    mut req: Request<ReqBody>,
     per_try: Option<Duration>,
 ) -> Result<Response<Incoming>, Failed> {
     let app_upgrade = upgrade::on_request(&mut req);
