@@ -82,7 +82,7 @@ impl Replay {
             sent: 0,
             trailers_sent: false,
             max: self.max,
-            size_hint: self.size_hint.clone(),
+            size_hint: self.size_hint,
         })
     }
 }
@@ -157,6 +157,6 @@ impl Body for Replay {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.size_hint.clone()
+        self.size_hint
     }
 }
