@@ -137,28 +137,42 @@ async fn watch_web(
     .await
 }
 
-/// Reads the stream until a policy satisfies `want`; panics with the last one on timeout.
-async fn next_policy(
-    stream: &mut tonic::Streaming<proto::OutboundPolicy>,
+/// Reads `stream` until a message, converted to `T`, satisfies `want`; panics with the last
+/// one on timeout.
+async fn next_matching<M, T>(
+    stream: &mut tonic::Streaming<M>,
     what: &str,
-    want: impl Fn(&OutboundPolicy) -> bool,
-) -> OutboundPolicy {
+    want: impl Fn(&T) -> bool,
+) -> T
+where
+    T: TryFrom<M> + std::fmt::Debug,
+    T::Error: std::fmt::Debug,
+{
     let mut last = None;
     let found = tokio::time::timeout(DEFAULT_TIMEOUT, async {
         while let Some(next) = stream.message().await.expect("stream open") {
-            let policy = OutboundPolicy::try_from(next).expect("a valid policy");
-            if want(&policy) {
-                return Some(policy);
+            let value = T::try_from(next).expect("a valid message");
+            if want(&value) {
+                return Some(value);
             }
-            last = Some(policy);
+            last = Some(value);
         }
         None
     })
     .await;
     match found {
-        Ok(Some(policy)) => policy,
-        _ => panic!("no policy with {what}; last: {last:#?}"),
+        Ok(Some(value)) => value,
+        _ => panic!("nothing with {what}; last: {last:#?}"),
     }
+}
+
+/// Reads the stream until a policy satisfies `want`.
+async fn next_policy(
+    stream: &mut tonic::Streaming<proto::OutboundPolicy>,
+    what: &str,
+    want: impl Fn(&OutboundPolicy) -> bool,
+) -> OutboundPolicy {
+    next_matching(stream, what, want).await
 }
 
 /// `(backend Service name, weight)` of every backend of the first rule of each route.
@@ -612,28 +626,13 @@ spec:
   - {group: policy.trellis.dev, kind: MeshTLSAuthentication, name: web-clients}
 "#;
 
-/// Reads `WatchPort` until a policy satisfies `want`; panics with the last one on timeout.
+/// Reads `WatchPort` until a policy satisfies `want`.
 async fn next_server(
     stream: &mut tonic::Streaming<inbound_proto::Server>,
     what: &str,
     want: impl Fn(&ServerPolicy) -> bool,
 ) -> ServerPolicy {
-    let mut last = None;
-    let found = tokio::time::timeout(DEFAULT_TIMEOUT, async {
-        while let Some(next) = stream.message().await.expect("stream open") {
-            let policy = ServerPolicy::try_from(next).expect("a valid server policy");
-            if want(&policy) {
-                return Some(policy);
-            }
-            last = Some(policy);
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(policy)) => policy,
-        _ => panic!("no server policy with {what}; last: {last:#?}"),
-    }
+    next_matching(stream, what, want).await
 }
 
 /// The names of the authorizations of the route named `name`.
